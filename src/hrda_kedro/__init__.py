@@ -1,0 +1,4 @@
+"""hrda-kedro
+"""
+
+__version__ = "0.1"
