@@ -1,0 +1,72 @@
+"""A versioned Kedro dataset for HRDA training checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Any
+
+import fsspec
+from kedro.io.core import AbstractVersionedDataset, Version, get_filepath_str, get_protocol_and_path
+
+from hrda_kedro.hrda.checkpoint import FORMAT, atomic_write_bytes, from_bytes, to_bytes
+
+
+class CheckpointDataset(AbstractVersionedDataset[dict, dict]):
+    """Save and load a checkpoint dictionary (model, teacher, config, history...).
+
+    ``kedro_datasets_experimental.pytorch.PyTorchDataset`` stores a module's state_dict
+    only; a checkpoint also carries the teacher, the model configuration and the metric
+    history. Local writes are atomic (temporary file + rename); loads use
+    ``weights_only=True``.
+    """
+
+    def __init__(
+        self,
+        *,
+        filepath: str,
+        version: Version | None = None,
+        fs_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        protocol, path = get_protocol_and_path(filepath, version)
+        self._protocol = protocol
+        self._fs = fsspec.filesystem(protocol, **(fs_args or {}))
+        self.metadata = metadata
+        super().__init__(
+            filepath=PurePosixPath(path),
+            version=version,
+            exists_function=self._fs.exists,
+            glob_function=self._fs.glob,
+        )
+
+    def load(self) -> dict:
+        path = get_filepath_str(self._get_load_path(), self._protocol)
+        with self._fs.open(path, "rb") as handle:
+            return from_bytes(handle.read(), path)
+
+    def save(self, data: dict) -> None:
+        path = get_filepath_str(self._get_save_path(), self._protocol)
+        payload = to_bytes({"format": FORMAT, **data})
+        if self._protocol == "file":
+            atomic_write_bytes(path, payload)
+        else:  # object stores write whole objects atomically already
+            with self._fs.open(path, "wb") as handle:
+                handle.write(payload)
+        self._invalidate_cache()
+
+    def _exists(self) -> bool:
+        try:
+            path = get_filepath_str(self._get_load_path(), self._protocol)
+        except Exception:  # noqa: BLE001 - no version saved yet
+            return False
+        return self._fs.exists(path)
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": self._filepath, "protocol": self._protocol, "version": self._version}
+
+    def _release(self) -> None:
+        super()._release()
+        self._invalidate_cache()
+
+    def _invalidate_cache(self) -> None:
+        self._fs.invalidate_cache(get_filepath_str(self._filepath, self._protocol))

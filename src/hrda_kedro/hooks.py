@@ -1,0 +1,60 @@
+"""Project hooks: validate every parameter group before the first node runs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+
+from hrda_kedro.params import (
+    EvaluationParams,
+    ModelParams,
+    RuntimeParams,
+    SelfTrainingParams,
+    TrainingParams,
+    parse,
+)
+
+logger = logging.getLogger(__name__)
+
+# Parameter group -> its dataclass. Groups are checked when present in the run's catalog.
+PARAMETER_GROUPS: dict[str, type] = {
+    "runtime": RuntimeParams,
+    "model": ModelParams,
+    "warmup": TrainingParams,
+    "self_training": SelfTrainingParams,
+    "evaluation": EvaluationParams,
+}
+
+
+class ProjectHooks:
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        """Let the pipeline registry read structural parameters (the number of rounds)."""
+        from hrda_kedro import pipeline_registry  # imported late: it pulls in torch
+
+        pipeline_registry.use_config_loader(context.config_loader)
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        """Parse every parameter group; a bad value stops the run before any work."""
+        parameters = catalog.load("parameters") if "parameters" in catalog else {}
+        for group, cls in PARAMETER_GROUPS.items():
+            if group in parameters:
+                parse(cls, parameters[group], group)
+        validate_ingestion = _ingestion_validator()
+        if validate_ingestion is not None and "ingestion" in parameters:
+            validate_ingestion(parameters["ingestion"])
+        logger.info(
+            "parameters validated: %s",
+            ", ".join(g for g in parameters if isinstance(parameters[g], dict)),
+        )
+
+
+def _ingestion_validator() -> Any:
+    try:
+        from hrda_kedro.pipelines.ingestion.nodes import validate_parameters
+    except ImportError:
+        return None
+    return validate_parameters

@@ -1,0 +1,92 @@
+"""Checkpoint files: written atomically, read without executing pickled code.
+
+A checkpoint is a plain dictionary of tensors, numbers, strings, lists and dicts, so it
+loads with ``torch.load(weights_only=True)``: a file carrying a malicious pickle is
+refused instead of run. Writes go to a temporary file in the same folder, are flushed to
+disk, and only then renamed over the target, so a crash or a full disk mid-write leaves
+the previous checkpoint intact and never a truncated file under the real name.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "hrda-kedro/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable, unsafe or of another model."""
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary sibling file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def to_bytes(checkpoint: dict[str, Any]) -> bytes:
+    """Serialise a checkpoint dictionary (tensors are moved to the CPU first)."""
+    buffer = io.BytesIO()
+    torch.save(_to_cpu(checkpoint), buffer)
+    return buffer.getvalue()
+
+
+def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
+    """Atomically write ``checkpoint`` (tagged with the format version) to ``path``."""
+    atomic_write_bytes(path, to_bytes({"format": FORMAT, **checkpoint}))
+
+
+def from_bytes(data: bytes, source: str) -> dict[str, Any]:
+    """Deserialise with ``weights_only=True``; ``source`` names the file in errors."""
+    try:
+        checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{source}: refused to load: the file holds objects other than tensors and plain "
+            f"values (a pickle that could run code), or is not a checkpoint ({exc})"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{source}: not a readable PyTorch checkpoint ({exc})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{source}: not an hrda-kedro checkpoint (expected a dict with format={FORMAT!r})"
+        )
+    return checkpoint
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    return from_bytes(path.read_bytes(), str(path))
+
+
+def _to_cpu(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_to_cpu(v) for v in value)
+    return value

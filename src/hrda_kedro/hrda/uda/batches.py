@@ -1,0 +1,190 @@
+"""Training batches: HRDA crops drawn on the host, one batch ahead of the GPU.
+
+Everything random about *which* pixels a step sees (image choice, rare class sampling,
+context and detail boxes, flips) comes from one ``torch.Generator`` owned by
+:class:`CropStream`. Each batch carries the generator state right after it was drawn, so
+a checkpoint taken after step ``i`` stores exactly the state that draws batch ``i + 1``:
+a resumed run sees the same batches as an uninterrupted one, although a background
+thread prepares batches ahead of time to keep decoding off the critical path.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from hrda_kedro.hrda.crops import Box, sample_hrda_boxes
+from hrda_kedro.hrda.uda.rcs import RareClassSampler
+
+
+@dataclass
+class CropBatch:
+    """A batch of HR context crops with their detail boxes, still on the host."""
+
+    images: torch.Tensor  # uint8 (B, 3, sH, sW)
+    labels: torch.Tensor | None  # int64 (B, sH, sW)
+    weights: torch.Tensor | None  # float (B, sH, sW), offline pseudo-label confidence
+    context_boxes: list[Box]
+    detail_boxes: list[Box]
+    image_sizes: list[tuple[int, int]]
+    flipped: list[bool]
+    generator_state: torch.Tensor
+
+
+@dataclass
+class CropSpec:
+    context_hw: tuple[int, int]
+    detail_hw: tuple[int, int]
+    align: int
+    flip: bool
+
+
+class CropStream:
+    """Draws HRDA crop batches from a segmentation dataset.
+
+    ``dataset[i]`` returns a dict with ``image`` (uint8 ``(3, H, W)``) and optionally
+    ``label`` (int64 ``(H, W)``) and ``weight`` (float ``(H, W)``).
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        spec: CropSpec,
+        generator: torch.Generator,
+        rare_class_sampler: RareClassSampler | None = None,
+        rcs_min_crop_pixels: int = 0,
+        rcs_max_tries: int = 10,
+    ) -> None:
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.spec = spec
+        self.generator = generator
+        self.rcs = rare_class_sampler
+        self.rcs_min_crop_pixels = rcs_min_crop_pixels
+        self.rcs_max_tries = rcs_max_tries
+
+    def _draw_index(self) -> tuple[int, int | None]:
+        if self.rcs is not None:
+            index, class_id = self.rcs.sample()
+            return int(index), int(class_id)
+        return int(torch.randint(len(self.dataset), (1,), generator=self.generator)), None
+
+    def _draw_sample(self) -> dict[str, Any]:
+        index, class_id = self._draw_index()
+        item = self.dataset[index]
+        image = item["image"]
+        label = item.get("label")
+        height, width = image.shape[-2:]
+        spec = self.spec
+        for _ in range(self.rcs_max_tries if class_id is not None else 1):
+            context, detail = sample_hrda_boxes(
+                (height, width), spec.context_hw, spec.detail_hw, spec.align, self.generator
+            )
+            if class_id is None or label is None:
+                break
+            if int((context.crop(label) == class_id).sum()) >= self.rcs_min_crop_pixels:
+                break
+        flip = spec.flip and bool(torch.rand((), generator=self.generator) < 0.5)
+        crops = {"image": context.crop(image)}
+        for key in ("label", "weight"):
+            if item.get(key) is not None:
+                crops[key] = context.crop(item[key])
+        if flip:
+            crops = {key: value.flip(-1) for key, value in crops.items()}
+        return {
+            **crops,
+            "context": context,
+            "detail": detail,
+            "size": (height, width),
+            "flipped": flip,
+        }
+
+    def next_batch(self) -> CropBatch:
+        samples = [self._draw_sample() for _ in range(self.batch_size)]
+        stack = lambda key: (  # noqa: E731 - local shorthand
+            torch.stack([s[key] for s in samples]) if key in samples[0] else None
+        )
+        return CropBatch(
+            images=stack("image"),
+            labels=stack("label"),
+            weights=stack("weight"),
+            context_boxes=[s["context"] for s in samples],
+            detail_boxes=[s["detail"] for s in samples],
+            image_sizes=[s["size"] for s in samples],
+            flipped=[s["flipped"] for s in samples],
+            generator_state=self.state(),
+        )
+
+    def state(self) -> torch.Tensor:
+        """Generator state (also of the rare class sampler, which shares it)."""
+        return self.generator.get_state().clone()
+
+    def set_state(self, state: torch.Tensor) -> None:
+        self.generator.set_state(state)
+
+
+class Prefetcher:
+    """Runs ``produce`` in a background thread, ``depth`` results ahead of the consumer."""
+
+    def __init__(self, produce: Callable[[], Any], depth: int = 2) -> None:
+        self._produce = produce
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hrda-prefetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                item: Any = self._produce()
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                item = exc
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if isinstance(item, BaseException):
+                return
+
+    def get(self) -> Any:
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def border_margin_weights(batch: CropBatch, margins: tuple[int, int, int, int]) -> torch.Tensor:
+    """0/1 weights that zero the image-border bands (top, bottom, left, right) in each crop.
+
+    The margins live in whole-image coordinates (the ego-car hood is at the bottom of the
+    *image*), so each crop is compared against its own position in its image.
+    """
+    top, bottom, left, right = margins
+    _, _, crop_h, crop_w = batch.images.shape
+    rows = torch.arange(crop_h)
+    cols = torch.arange(crop_w)
+    masks = []
+    for box, (height, width), flipped in zip(
+        batch.context_boxes, batch.image_sizes, batch.flipped, strict=True
+    ):
+        r = rows + box.top
+        c = cols + box.left
+        keep_r = (r >= top) & (r < height - bottom)
+        keep_c = (c >= left) & (c < width - right)
+        if flipped:  # the crop was mirrored after cropping
+            keep_c = keep_c.flip(0)
+        masks.append(keep_r[:, None] & keep_c[None, :])
+    return torch.stack(masks).float()

@@ -1,0 +1,508 @@
+"""The HRDA training loop: supervised source steps, optionally with DAFormer self-training.
+
+One :class:`Trainer` runs one stage (the source-only warmup or one self-training round).
+Per step, on the device and without host synchronisation:
+
+1. source HRDA crops -> multi-resolution forward -> HRDA loss (+ feature distance);
+2. with self-training: the EMA teacher predicts the target context crop (LR pass plus
+   batched HR sliding windows), giving pseudo-labels and their confidence weight (or they
+   are read from materialized files: ``pseudo_label_source="offline"``); ClassMix pastes
+   source classes onto the target crop, strong augmentation follows, and the student
+   trains on the mix with the pixel-weighted HRDA loss;
+3. AdamW step, lr schedule step, EMA teacher update.
+
+Loss values stay on the device and are read back once every ``log_every`` steps, which is
+also when non-finite losses are detected; checkpoints are written only after such a
+check passed, so the last checkpoint on disk is always a good one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from hrda_kedro.hrda import normalize
+from hrda_kedro.hrda.checkpoint import load_checkpoint, save_checkpoint
+from hrda_kedro.hrda.losses import hrda_loss
+from hrda_kedro.hrda.model import HRDAModel
+from hrda_kedro.hrda.networks.base import SegmentationNetwork
+from hrda_kedro.hrda.uda.augment import strong_augment
+from hrda_kedro.hrda.uda.batches import (
+    CropBatch,
+    CropSpec,
+    CropStream,
+    Prefetcher,
+    border_margin_weights,
+)
+from hrda_kedro.hrda.uda.classmix import classmix_masks, mix_batch
+from hrda_kedro.hrda.uda.ema import EMATeacher
+from hrda_kedro.hrda.uda.feature_distance import feature_distance_loss
+from hrda_kedro.hrda.uda.optim import build_optimizer, build_scheduler
+from hrda_kedro.hrda.uda.pseudo_labels import make_pseudo_labels, scale_margins
+from hrda_kedro.hrda.uda.rcs import RareClassSampler, scale_min_pixels
+from hrda_kedro.params import HRDAParams, SelfTrainingParams, TrainingParams
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite; the message names the iteration and the term."""
+
+
+@dataclass
+class DeviceSetup:
+    """Where the step runs and with which numeric format."""
+
+    device: torch.device
+    autocast_dtype: torch.dtype | None = None
+    channels_last: bool = False
+
+    def autocast(self) -> Any:
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+
+@dataclass
+class StageResult:
+    model: dict[str, torch.Tensor]
+    teacher: dict[str, torch.Tensor] | None
+    history: list[dict[str, float]] = field(default_factory=list)
+    iterations: int = 0
+
+
+class Trainer:
+    """Runs one training stage; resumable from its own in-training checkpoint."""
+
+    def __init__(
+        self,
+        model: HRDAModel,
+        params: TrainingParams,
+        hrda: HRDAParams,
+        *,
+        source: Dataset,
+        setup: DeviceSetup,
+        seed: int,
+        target: Dataset | None = None,
+        source_class_pixel_counts: np.ndarray | None = None,
+        teacher_state: dict[str, torch.Tensor] | None = None,
+        imagenet_network: SegmentationNetwork | None = None,
+        stage: str = "train",
+        rank: int = 0,
+        world_size: int = 1,
+        progress_bar: bool = True,
+    ) -> None:
+        self.params = params
+        self.hr_loss_weight = hrda.hr_loss_weight
+        self.uda = isinstance(params, SelfTrainingParams)
+        self.setup = setup
+        self.stage = stage
+        self.rank = rank
+        self.world_size = world_size
+        self.progress_bar = progress_bar and rank == 0
+        self.model = model.to(setup.device)
+        if setup.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        # HRDAModel.forward is the training pass, so DDP can wrap the model itself.
+        self.forward_train: nn.Module = self.model
+        if world_size > 1:
+            self.forward_train = nn.parallel.DistributedDataParallel(
+                self.model,
+                device_ids=[setup.device.index] if setup.device.type == "cuda" else None,
+            )
+        self.optimizer = build_optimizer(
+            self.model,
+            lr=params.optimizer.lr,
+            betas=params.optimizer.betas,
+            weight_decay=params.optimizer.weight_decay,
+            head_lr_mult=params.optimizer.head_lr_mult,
+        )
+        self.scheduler = build_scheduler(
+            self.optimizer,
+            warmup_iters=min(params.optimizer.warmup_iters, max(params.iterations, 1)),
+            max_iters=max(params.iterations, 1),
+            power=params.optimizer.poly_power,
+        )
+        # Each rank draws its own batches; model init and dropout are seeded identically.
+        self.data_generator = torch.Generator().manual_seed(seed * 1000 + rank)
+        self.mix_generator = torch.Generator().manual_seed(seed * 1000 + 500 + rank)
+        torch.manual_seed(seed)
+
+        spec = CropSpec(
+            context_hw=hrda.context_crop,
+            detail_hw=hrda.detail_crop,
+            align=model.scale * model.output_stride,
+            flip=params.augment.flip,
+        )
+        self.source_stream = self._make_source_stream(source, spec, source_class_pixel_counts)
+        self.target_stream: CropStream | None = None
+        self.teacher: EMATeacher | None = None
+        self.imagenet_network = imagenet_network
+        if self.uda:
+            assert isinstance(params, SelfTrainingParams)
+            if target is None:
+                raise ValueError("self-training needs a target dataset")
+            self.target_stream = CropStream(
+                target, params.target_batch_size, spec, self.data_generator
+            )
+            if params.pseudo_labels.source == "online":
+                self.teacher = EMATeacher(self.model, alpha=params.ema_alpha)
+                if teacher_state is not None:
+                    self.teacher.model.load_state_dict(teacher_state)
+            if imagenet_network is not None:
+                self.imagenet_network = imagenet_network.to(setup.device).eval()
+                self.imagenet_network.requires_grad_(False)
+        self.iteration = 0
+        self.history: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------ data
+
+    def _make_source_stream(
+        self, source: Dataset, spec: CropSpec, counts: np.ndarray | None
+    ) -> CropStream:
+        rcs_params = self.params.rare_class_sampling
+        sampler = None
+        min_crop = 0
+        if rcs_params.enabled and counts is not None:
+            first = source[0]["image"]
+            image_hw = tuple(first.shape[-2:])
+            min_pixels = (
+                rcs_params.min_pixels
+                if rcs_params.reference_size is None
+                else scale_min_pixels(image_hw, rcs_params.min_pixels, rcs_params.reference_size)
+            )
+            sampler = RareClassSampler(
+                torch.as_tensor(np.asarray(counts)),
+                temperature=rcs_params.temperature,
+                min_pixels=min_pixels,
+                generator=self.data_generator,
+            )
+            min_crop = max(1, min_pixels // 2)
+        return CropStream(
+            source,
+            self.params.source_batch_size,
+            spec,
+            self.data_generator,
+            rare_class_sampler=sampler,
+            rcs_min_crop_pixels=min_crop,
+        )
+
+    def _draw(self) -> tuple[CropBatch, CropBatch | None]:
+        source = self.source_stream.next_batch()
+        target = self.target_stream.next_batch() if self.target_stream is not None else None
+        return source, target
+
+    def _to_device(self, images: torch.Tensor) -> torch.Tensor:
+        images = normalize(images.to(self.setup.device, non_blocking=True))
+        if self.setup.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    # ------------------------------------------------------------------ step
+
+    def _ddp_no_sync(self) -> Any:
+        no_sync = getattr(self.forward_train, "no_sync", None)
+        return no_sync() if no_sync is not None else nullcontext()
+
+    def step(self, source: CropBatch, target: CropBatch | None) -> dict[str, torch.Tensor]:
+        """One optimisation step; returns detached loss terms (still on the device)."""
+        params = self.params
+        dev = self.setup.device
+        hr_weight = self.hr_loss_weight
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        terms: dict[str, torch.Tensor] = {}
+
+        src_images = self._to_device(source.images)
+        src_labels = source.labels.to(dev, non_blocking=True)
+        # Gradients of the source pass are all-reduced together with the mix pass.
+        sync_ctx = self._ddp_no_sync() if target is not None else nullcontext()
+        with sync_ctx:
+            with self.setup.autocast():
+                out = self.forward_train(src_images, source.detail_boxes)
+            loss, src_terms = hrda_loss(out, src_labels, source.detail_boxes, None, hr_weight)
+            terms.update({f"source_{k}": v for k, v in src_terms.items()})
+            if self.uda and self.imagenet_network is not None and params.feature_distance.enabled:
+                with torch.no_grad(), self.setup.autocast():
+                    small = F.interpolate(
+                        src_images,
+                        scale_factor=1 / self.model.scale,
+                        mode="bilinear",
+                        align_corners=False,
+                    )
+                    imnet_features = self.imagenet_network.extract(small)
+                fd = feature_distance_loss(
+                    out.context_features[-1].float(),
+                    imnet_features[-1].float(),
+                    src_labels,
+                    weight=params.feature_distance.weight,
+                )
+                loss = loss + fd
+                terms["feature_distance"] = fd.detach()
+            loss.backward()
+        total = loss.detach()
+
+        if target is not None:
+            mix_loss, mix_terms = self._mix_step(source, src_images, src_labels, target)
+            total = total + mix_loss
+            terms.update(mix_terms)
+
+        if params.optimizer.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), params.optimizer.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.teacher is not None:
+            self.teacher.update(self.model, self.iteration)
+        terms["loss"] = total
+        return terms
+
+    def _mix_step(
+        self,
+        source: CropBatch,
+        src_images: torch.Tensor,
+        src_labels: torch.Tensor,
+        target: CropBatch,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        params = self.params
+        assert isinstance(params, SelfTrainingParams)
+        dev = self.setup.device
+        tgt_images = self._to_device(target.images)
+        crop_hw = tgt_images.shape[-2:]
+        if self.teacher is not None:
+            with torch.no_grad(), self.setup.autocast():
+                teacher_logits = self.teacher.model.predict_window(tgt_images).fused
+            teacher_logits = F.interpolate(
+                teacher_logits.float(), size=crop_hw, mode="bilinear", align_corners=False
+            )
+            pseudo_labels, pseudo_weights = make_pseudo_labels(
+                teacher_logits,
+                threshold=params.pseudo_labels.threshold,
+                weight_mode=params.pseudo_labels.weight,
+            )
+        else:
+            if target.labels is None or target.weights is None:
+                raise ValueError("offline pseudo-labels were requested but none were materialized")
+            pseudo_labels = target.labels.to(dev, non_blocking=True)
+            pseudo_weights = self._offline_weights(target.weights.to(dev, non_blocking=True))
+        margins = params.pseudo_labels.margins
+        if params.pseudo_labels.margins_reference_size is not None:
+            margins = scale_margins(
+                target.image_sizes[0], margins, params.pseudo_labels.margins_reference_size
+            )
+        pseudo_weights = pseudo_weights * border_margin_weights(target, margins).to(dev)
+
+        n = tgt_images.shape[0]
+        pair = torch.arange(n) % src_images.shape[0]
+        if params.classmix:
+            masks = classmix_masks(src_labels[pair], self.mix_generator)
+            images, labels, weights = mix_batch(
+                masks, src_images[pair], tgt_images, src_labels[pair], pseudo_labels, pseudo_weights
+            )
+        else:
+            images, labels, weights = tgt_images, pseudo_labels, pseudo_weights
+        aug = params.augment
+        images = strong_augment(
+            images,
+            self.mix_generator,
+            color_jitter=aug.color_jitter,
+            jitter_p=aug.color_jitter_p,
+            jitter_strength=aug.color_jitter_strength,
+            blur=aug.blur,
+            blur_p=aug.blur_p,
+        )
+        if self.setup.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with self.setup.autocast():
+            out = self.forward_train(images, target.detail_boxes)
+        loss, mix_terms = hrda_loss(out, labels, target.detail_boxes, weights, self.hr_loss_weight)
+        loss.backward()
+        terms = {f"mix_{k}": v for k, v in mix_terms.items()}
+        terms["pseudo_weight"] = pseudo_weights.detach().mean()
+        return loss.detach(), terms
+
+    def _offline_weights(self, confidence: torch.Tensor) -> torch.Tensor:
+        """Turn a materialized per-pixel confidence map into loss weights, like online."""
+        params = self.params
+        assert isinstance(params, SelfTrainingParams)
+        confident = (confidence >= params.pseudo_labels.threshold).float()
+        if params.pseudo_labels.weight == "pixel":
+            return confident
+        return confident.mean(dim=(1, 2), keepdim=True).expand_as(confident).contiguous()
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self, data_state: torch.Tensor) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "iteration": self.iteration,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "data_generator": data_state,
+            "mix_generator": self.mix_generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": history_to_columns(self.history),
+        }
+        if torch.cuda.is_available() and self.setup.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.setup.device)
+        if self.teacher is not None:
+            state["teacher"] = self.teacher.model.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.iteration = int(state["iteration"])
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.data_generator.set_state(state["data_generator"])
+        self.mix_generator.set_state(state["mix_generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and self.setup.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.setup.device)
+        if self.teacher is not None and "teacher" in state:
+            self.teacher.model.load_state_dict(state["teacher"])
+        self.history = history_from_columns(state["history"])
+
+    # ------------------------------------------------------------------ loop
+
+    def run(
+        self,
+        checkpoint_path: Path | None = None,
+        fingerprint: str = "",
+        on_checkpoint: Callable[[int], None] | None = None,
+    ) -> StageResult:
+        """Train to ``params.iterations``, resuming from ``checkpoint_path`` if it matches."""
+        params = self.params
+        if checkpoint_path is not None and checkpoint_path.is_file():
+            state = load_checkpoint(checkpoint_path)
+            if state.get("fingerprint") == fingerprint:
+                self.load_state_dict(state)
+                logger.info(
+                    "%s: resuming at iteration %d from %s",
+                    self.stage,
+                    self.iteration,
+                    checkpoint_path,
+                )
+            else:
+                logger.info(
+                    "%s: %s belongs to other inputs or parameters; starting afresh",
+                    self.stage,
+                    checkpoint_path,
+                )
+        if self.iteration >= params.iterations:
+            return self._result()
+
+        prefetch = Prefetcher(self._draw, depth=2)
+        bar = tqdm(
+            total=params.iterations,
+            initial=self.iteration,
+            desc=self.stage,
+            disable=not self.progress_bar,
+            dynamic_ncols=True,
+        )
+        pending: list[dict[str, torch.Tensor]] = []
+        data_state = self.data_generator.get_state()
+        tic = time.perf_counter()
+        try:
+            while self.iteration < params.iterations:
+                source, target = prefetch.get()
+                data_state = (target or source).generator_state
+                pending.append(self.step(source, target))
+                self.iteration += 1
+                done = self.iteration >= params.iterations
+                if self.iteration % params.log_every == 0 or done:
+                    elapsed = time.perf_counter() - tic
+                    self._flush(pending, elapsed)
+                    bar.update(len(pending))
+                    bar.set_postfix(self._postfix())
+                    pending = []
+                    tic = time.perf_counter()
+                if (
+                    checkpoint_path is not None
+                    and self.rank == 0
+                    and (self.iteration % params.checkpoint_every == 0 or done)
+                ):
+                    if pending:  # a checkpoint is written only after a finite-loss check
+                        self._flush(pending, time.perf_counter() - tic)
+                        bar.update(len(pending))
+                        pending = []
+                        tic = time.perf_counter()
+                    save_checkpoint(
+                        checkpoint_path, {"fingerprint": fingerprint, **self.state_dict(data_state)}
+                    )
+                    if on_checkpoint is not None:
+                        on_checkpoint(self.iteration)
+        finally:
+            prefetch.close()
+            bar.close()
+        return self._result()
+
+    def _flush(self, pending: list[dict[str, torch.Tensor]], elapsed: float) -> None:
+        """Read the pending steps' losses back in one transfer; stop on a non-finite one."""
+        if not pending:
+            return
+        names = sorted(pending[0])
+        values = torch.stack([torch.stack([p[n].float() for n in names]) for p in pending]).cpu()
+        first = self.iteration - len(pending) + 1
+        bad = (~torch.isfinite(values)).nonzero()
+        if len(bad):
+            step, term = bad[0].tolist()
+            raise NonFiniteLossError(
+                f"{self.stage}: loss term {names[term]!r} is {values[step, term].item()} at "
+                f"iteration {first + step}; stopped, the last checkpoint on disk is from before it"
+            )
+        lrs = self.scheduler.get_last_lr()
+        per_step = elapsed / len(pending)
+        for i, row in enumerate(values.tolist()):
+            record = {"iteration": float(first + i), "lr": lrs[0], "seconds": per_step}
+            record.update(zip(names, row, strict=True))
+            self.history.append(record)
+
+    def _postfix(self) -> dict[str, str]:
+        last = self.history[-1]
+        shown = {
+            k: f"{v:.3f}"
+            for k, v in last.items()
+            if k in ("loss", "source_fused", "mix_fused", "pseudo_weight")
+        }
+        shown["lr"] = f"{last['lr']:.2e}"
+        shown["it/s"] = f"{1.0 / max(last['seconds'], 1e-9):.2f}"
+        return shown
+
+    def _result(self) -> StageResult:
+        return StageResult(
+            model={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            teacher=(
+                {k: v.detach().cpu() for k, v in self.teacher.model.state_dict().items()}
+                if self.teacher is not None
+                else None
+            ),
+            history=list(self.history),
+            iterations=self.iteration,
+        )
+
+
+def history_to_columns(rows: list[dict[str, float]]) -> dict[str, list[float]]:
+    """Column layout: plain lists survive ``weights_only`` loading."""
+    keys: list[str] = []
+    for row in rows:
+        keys.extend(k for k in row if k not in keys)
+    return {k: [float(row.get(k, float("nan"))) for row in rows] for k in keys}
+
+
+def history_from_columns(columns: dict[str, list[float]]) -> list[dict[str, float]]:
+    if not columns:
+        return []
+    length = len(next(iter(columns.values())))
+    return [{k: v[i] for k, v in columns.items()} for i in range(length)]

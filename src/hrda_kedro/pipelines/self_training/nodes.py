@@ -1,0 +1,196 @@
+"""Nodes of one self-training round."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from hrda_kedro.data.labels import CITYSCAPES_CLASSES
+from hrda_kedro.hrda.inference import predict_full_image
+from hrda_kedro.hrda.metrics import confusion_matrix, summarize
+from hrda_kedro.params import ModelParams, RuntimeParams, SelfTrainingParams, parse
+from hrda_kedro.runtime import (
+    check_compatible,
+    fingerprint,
+    image_dataset,
+    model_from_checkpoint,
+    read_label,
+    resolve_device,
+    source_datasets,
+    state_fingerprint,
+    target_dataset,
+)
+from hrda_kedro.stages import StageJob, checkpoint_payload, run_stage
+
+logger = logging.getLogger(__name__)
+
+LABEL_SUFFIX = "_label"
+CONFIDENCE_SUFFIX = "_confidence"
+
+
+def next_stage(input_model: dict[str, Any]) -> str:
+    """``source_only`` -> ``round_1`` -> ``round_2`` ...: rounds are named by their input."""
+    stage = str(input_model.get("stage", "source_only"))
+    index = int(stage.split("_")[1]) if stage.startswith("round_") else 0
+    return f"round_{index + 1}"
+
+
+class _PseudoLabelWriter:
+    """Lazy partitions: each image is predicted once, when its first file is saved.
+
+    Kedro's PartitionedDataset saves partitions in sorted order, so ``<id>_confidence``
+    and ``<id>_label`` of one image are written one after the other; only the latest
+    prediction is kept in memory, whatever the size of the data set.
+    """
+
+    def __init__(self, predict: Callable[[int], tuple[np.ndarray, np.ndarray]]) -> None:
+        self._predict = predict
+        self._cached: tuple[int, tuple[np.ndarray, np.ndarray]] | None = None
+
+    def _get(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._cached is None or self._cached[0] != index:
+            self._cached = (index, self._predict(index))
+        return self._cached[1]
+
+    def label(self, index: int) -> Image.Image:
+        return Image.fromarray(self._get(index)[0])
+
+    def confidence(self, index: int) -> Image.Image:
+        return Image.fromarray(self._get(index)[1])
+
+
+def partition_id(path: str) -> str:
+    return Path(path).name.rsplit(".", 1)[0]
+
+
+def materialize_pseudo_labels(
+    input_model: dict[str, Any],
+    target_train_manifest: pd.DataFrame,
+    model: dict[str, Any],
+    runtime: dict[str, Any],
+) -> dict[str, Callable[[], Image.Image]]:
+    """The teacher's HRDA pseudo-labels (trainId PNG) and confidence (0-255 PNG) per image.
+
+    Uses the input checkpoint's EMA teacher (its student if it has none) with full-image
+    multi-resolution sliding-window inference, as at test time.
+    """
+    model_params = parse(ModelParams, model, "model")
+    runtime_params = parse(RuntimeParams, runtime, "runtime")
+    teacher, trained_params = model_from_checkpoint(input_model, "input model", teacher=True)
+    check_compatible(trained_params, model_params, "input model")
+    setup = resolve_device(runtime_params)
+    teacher = teacher.to(setup.device).eval()
+    images = image_dataset(target_train_manifest)
+
+    @torch.no_grad()
+    def predict(index: int) -> tuple[np.ndarray, np.ndarray]:
+        image = images[index]["image"].unsqueeze(0).to(setup.device)
+        from hrda_kedro.hrda import normalize
+
+        with setup.autocast():
+            logits = predict_full_image(
+                teacher,
+                normalize(image),
+                model_params.window,
+                model_params.stride,
+                batch_size=model_params.inference.window_batch,
+            )
+        probs = torch.softmax(logits.float(), dim=1)
+        confidence, label = probs.max(dim=1)
+        return (
+            label[0].to(torch.uint8).cpu().numpy(),
+            (confidence[0] * 255).round().to(torch.uint8).cpu().numpy(),
+        )
+
+    writer = _PseudoLabelWriter(predict)
+    partitions: dict[str, Callable[[], Image.Image]] = {}
+    for index, path in enumerate(target_train_manifest["image_path"]):
+        pid = partition_id(path)
+        partitions[pid + LABEL_SUFFIX] = lambda i=index: writer.label(i)
+        partitions[pid + CONFIDENCE_SUFFIX] = lambda i=index: writer.confidence(i)
+    logger.info("materializing pseudo-labels for %d target images", len(target_train_manifest))
+    return partitions
+
+
+def assess_pseudo_labels(
+    pseudo_labels: dict[str, Callable[[], Image.Image]],
+    target_train_manifest: pd.DataFrame,
+    model: dict[str, Any],
+) -> dict[str, Any]:
+    """Pseudo-label quality: mIoU against the target-train labels where they exist.
+
+    Target-train labels are read here only, to measure; they never reach training.
+    """
+    num_classes = parse(ModelParams, model, "model").network.num_classes
+    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    confident = 0.0
+    count = 0
+    for _, row in target_train_manifest.iterrows():
+        pid = partition_id(row["image_path"])
+        pred = torch.from_numpy(np.asarray(pseudo_labels[pid + LABEL_SUFFIX]())).long()
+        conf = np.asarray(pseudo_labels[pid + CONFIDENCE_SUFFIX]())
+        confident += float((conf >= 0.968 * 255).mean())
+        count += 1
+        label_path = row.get("label_path")
+        if isinstance(label_path, str) and label_path:
+            cm += confusion_matrix(pred, read_label(label_path), num_classes)
+    report: dict[str, Any] = {"images": count, "confident_pixel_share": confident / max(count, 1)}
+    if cm.sum() > 0:
+        report.update(summarize(cm, CITYSCAPES_CLASSES[:num_classes]))
+    return report
+
+
+def train_round(
+    input_model: dict[str, Any],
+    source_train_manifest: pd.DataFrame,
+    source_class_pixel_counts: pd.DataFrame,
+    target_train_manifest: pd.DataFrame,
+    pseudo_labels: dict[str, Callable[[], Image.Image]],
+    model: dict[str, Any],
+    self_training: dict[str, Any],
+    runtime: dict[str, Any],
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Adapt to the target domain for one round, starting from the input model and teacher."""
+    model_params = parse(ModelParams, model, "model")
+    train_params = parse(SelfTrainingParams, self_training, "self_training")
+    runtime_params = parse(RuntimeParams, runtime, "runtime")
+    stage = next_stage(input_model)
+    _, trained_params = model_from_checkpoint(input_model, "input model")
+    check_compatible(trained_params, model_params, "input model")
+    source, counts = source_datasets(source_train_manifest, source_class_pixel_counts, train_params)
+    offline = train_params.pseudo_labels.source == "offline"
+    target = target_dataset(
+        target_train_manifest,
+        pseudo_labels if offline else None,
+        cache=train_params.cache_images,
+    )
+    job = StageJob(
+        stage=stage,
+        model_params=model_params,
+        train_params=train_params,
+        runtime=runtime_params,
+        source=source,
+        target=target,
+        class_pixel_counts=counts,
+        init_model=input_model["model"],
+        init_teacher=input_model.get("teacher"),
+        imagenet_network=None,
+        checkpoint_path=Path(runtime_params.work_dir) / stage / "state.pt",
+        fingerprint=fingerprint(
+            model,
+            self_training,
+            runtime_params.seed,
+            state_fingerprint(input_model["model"]),
+            len(source_train_manifest),
+            len(target_train_manifest),
+        ),
+    )
+    result = run_stage(job)
+    return checkpoint_payload(result, model_params, stage), pd.DataFrame(result.history)

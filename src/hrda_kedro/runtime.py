@@ -1,0 +1,169 @@
+"""Glue between validated parameters and the library: devices, models, fingerprints.
+
+Kept out of the node modules so that every pipeline builds models, picks devices and
+checks checkpoints the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from typing import Any
+
+import torch
+
+from hrda_kedro.hrda.checkpoint import CheckpointError
+from hrda_kedro.hrda.model import HRDAModel
+from hrda_kedro.hrda.networks import build_network
+from hrda_kedro.hrda.networks.config import NetworkConfig
+from hrda_kedro.hrda.uda.trainer import DeviceSetup
+from hrda_kedro.params import ModelParams, NetworkParams, RuntimeParams, parse
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device(runtime: RuntimeParams, rank: int = 0) -> DeviceSetup:
+    """CPU or CUDA from ``runtime.device``; bf16 autocast and channels_last on CUDA."""
+    name = runtime.device
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"parameter runtime.device: {runtime.device!r} asked for, but CUDA is not available"
+        )
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", rank)
+    on_gpu = device.type == "cuda"
+    precision = runtime.precision if runtime.precision != "auto" else ("bf16" if on_gpu else "fp32")
+    channels_last = runtime.channels_last == "on" or (runtime.channels_last == "auto" and on_gpu)
+    if on_gpu:
+        torch.set_float32_matmul_precision(runtime.matmul_precision)
+        torch.backends.cudnn.benchmark = True
+    return DeviceSetup(
+        device=device,
+        autocast_dtype=torch.bfloat16 if precision == "bf16" else None,
+        channels_last=channels_last,
+    )
+
+
+def network_config(network: NetworkParams) -> NetworkConfig:
+    return NetworkConfig(
+        architecture=network.architecture,
+        encoder=network.encoder,
+        num_classes=network.num_classes,
+        decoder_embed_dim=network.decoder_embed_dim,
+        attention_embed_dim=network.attention_embed_dim,
+        attention_classwise=network.attention_classwise,
+        dropout=network.dropout,
+        pretrained=network.pretrained,
+    )
+
+
+def build_model(model: ModelParams, *, load_pretrained: bool = True) -> HRDAModel:
+    """The HRDA model described by ``model`` (pretrained encoder weights if configured)."""
+    config = network_config(model.network)
+    if not load_pretrained:
+        config = dataclasses.replace(config, pretrained=None)
+    network = build_network(config)
+    h = model.hrda
+    return HRDAModel(
+        network,
+        scale=h.scale,
+        detail_hw=h.detail_crop,
+        mode=h.mode,
+        fixed_attention=h.fixed_attention,
+        hr_window_batch=model.inference.hr_window_batch,
+    )
+
+
+def model_params_dict(model: ModelParams) -> dict[str, Any]:
+    """Plain-dict form stored in checkpoints (loads with ``weights_only=True``)."""
+    return json.loads(json.dumps(dataclasses.asdict(model)))
+
+
+def model_from_checkpoint(
+    checkpoint: dict[str, Any], source: str, *, teacher: bool = False
+) -> tuple[HRDAModel, ModelParams]:
+    """Rebuild the model a checkpoint was trained with and load its weights.
+
+    ``teacher=True`` loads the EMA teacher's weights when the checkpoint has them.
+    """
+    if "model_params" not in checkpoint or "model" not in checkpoint:
+        raise CheckpointError(f"{source}: not a trained-model checkpoint (no model_params/model)")
+    params = parse(ModelParams, checkpoint["model_params"], f"{source}:model_params")
+    model = build_model(params, load_pretrained=False)
+    state = (
+        checkpoint["teacher"]
+        if teacher and checkpoint.get("teacher") is not None
+        else checkpoint["model"]
+    )
+    load_weights(model, state, source)
+    return model, params
+
+
+def load_weights(model: HRDAModel, state: dict[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict`` with a message that says which shapes or keys disagree."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and tuple(own[k].shape) != tuple(state[k].shape)
+    ]
+    if missing or unexpected or mismatched:
+        details = "; ".join(
+            part
+            for part in (
+                f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}" if missing else "",
+                f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}"
+                if unexpected
+                else "",
+                f"shape mismatch {mismatched[:3]}" if mismatched else "",
+            )
+            if part
+        )
+        raise CheckpointError(
+            f"{source}: weights do not fit the configured model (another architecture or "
+            f"class count?): {details}"
+        )
+    model.load_state_dict(state)
+
+
+def check_compatible(checkpoint_params: ModelParams, wanted: ModelParams, source: str) -> None:
+    """Stop when a checkpoint's network differs from the configured one."""
+    a, b = checkpoint_params.network, wanted.network
+    for name in (
+        "architecture",
+        "encoder",
+        "num_classes",
+        "decoder_embed_dim",
+        "attention_embed_dim",
+        "attention_classwise",
+    ):
+        if getattr(a, name) != getattr(b, name):
+            raise CheckpointError(
+                f"{source}: checkpoint has model.network.{name}={getattr(a, name)!r}, "
+                f"the parameters ask for {getattr(b, name)!r}"
+            )
+
+
+def fingerprint(*parts: Any) -> str:
+    """A stable hash of JSON-able parts (parameters, input identities)."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def state_fingerprint(state: dict[str, torch.Tensor]) -> str:
+    """A cheap identity of a set of weights: shapes plus a few summary numbers per tensor."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        t = state[key].detach().float()
+        digest.update(key.encode())
+        digest.update(str(tuple(t.shape)).encode())
+        if t.numel():
+            digest.update(f"{t.sum().item():.6e},{t.abs().sum().item():.6e}".encode())
+    return digest.hexdigest()[:16]
