@@ -1,0 +1,153 @@
+"""DAFormer: MiT encoder + context-aware fusion decoder, and HRDA's scale-attention head.
+
+Both heads embed every encoder level to a common width (a per-pixel linear layer, written
+as a 1x1 conv with bias so it runs on channels-last feature maps without a permute),
+upsample to the finest level (1/4) and concatenate. They differ in the fusion:
+
+* segmentation head: ASPP-like block (1x1 branch + depthwise-separable 3x3 branches at
+  dilations 6/12/18, each BN+ReLU) followed by a 3x3 bottleneck;
+* attention head: SegFormer's MLP decoder, a 1x1 conv + BN + ReLU.
+
+Convolutions followed by BN have no bias (BN's shift makes it redundant), as in the
+official DAFormer; this is what gives the reference parameter counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import SegmentationNetwork
+from .config import NetworkConfig
+from .mit import MiTEncoder
+
+ASPP_DILATIONS = (6, 12, 18)
+
+
+class ConvBNReLU(nn.Sequential):
+    """Bias-free convolution + BatchNorm + ReLU, He-initialised for the ReLU."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 1,
+        dilation: int = 1,
+        groups: int = 1,
+    ) -> None:
+        conv = nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            padding=dilation * (kernel_size // 2),
+            dilation=dilation,
+            groups=groups,
+            bias=False,
+        )
+        nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+        super().__init__(conv, nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+
+
+class DepthwiseSeparableConv(nn.Sequential):
+    """Dilated depthwise 3x3 then pointwise 1x1, each with BN + ReLU (cheap large context)."""
+
+    def __init__(self, in_channels: int, out_channels: int, dilation: int) -> None:
+        super().__init__(
+            ConvBNReLU(in_channels, in_channels, 3, dilation=dilation, groups=in_channels),
+            ConvBNReLU(in_channels, out_channels, 1),
+        )
+
+
+class ASPPFusion(nn.Module):
+    """DAFormer's context-aware fusion: parallel dilated branches, concatenated, 3x3 bottleneck."""
+
+    def __init__(
+        self, in_channels: int, channels: int, dilations: Sequence[int] = ASPP_DILATIONS
+    ) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(
+            [ConvBNReLU(in_channels, channels, 1)]
+            + [DepthwiseSeparableConv(in_channels, channels, d) for d in dilations]
+        )
+        self.bottleneck = ConvBNReLU(len(self.branches) * channels, channels, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bottleneck(torch.cat([branch(x) for branch in self.branches], dim=1))
+
+
+class MultiLevelHead(nn.Module):
+    """Embed each level, upsample to the finest one, concatenate, fuse, classify."""
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        embed_dim: int,
+        out_channels: int,
+        fusion: nn.Module,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        self.embeddings = nn.ModuleList(nn.Conv2d(c, embed_dim, 1) for c in in_channels)
+        self.fusion = fusion
+        # Whole-channel dropout, like the decode heads of mmsegmentation.
+        self.dropout = nn.Dropout2d(dropout)
+        self.classifier = nn.Conv2d(embed_dim, out_channels, 1)
+        nn.init.normal_(self.classifier.weight, std=0.01)
+        nn.init.zeros_(self.classifier.bias)
+
+    def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        size = features[0].shape[-2:]
+        embedded = []
+        for embedding, feature in zip(self.embeddings, features, strict=True):
+            x = embedding(feature)
+            if x.shape[-2:] != size:
+                x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            embedded.append(x)
+        return self.classifier(self.dropout(self.fusion(torch.cat(embedded, dim=1))))
+
+
+def daformer_head(
+    in_channels: Sequence[int], embed_dim: int, num_classes: int, dropout: float
+) -> MultiLevelHead:
+    """DAFormer segmentation head (ASPP-like context-aware fusion)."""
+    fusion = ASPPFusion(len(in_channels) * embed_dim, embed_dim)
+    return MultiLevelHead(in_channels, embed_dim, num_classes, fusion, dropout)
+
+
+def mlp_head(
+    in_channels: Sequence[int], embed_dim: int, out_channels: int, dropout: float
+) -> MultiLevelHead:
+    """SegFormer MLP decoder; HRDA's light scale-attention head."""
+    fusion = ConvBNReLU(len(in_channels) * embed_dim, embed_dim, 1)
+    return MultiLevelHead(in_channels, embed_dim, out_channels, fusion, dropout)
+
+
+class DAFormerNetwork(SegmentationNetwork):
+    """MiT encoder + DAFormer head + scale-attention head, logits at 1/4."""
+
+    output_stride = 4
+
+    def __init__(self, config: NetworkConfig) -> None:
+        super().__init__()
+        self.num_classes = config.num_classes
+        self.encoder = MiTEncoder(config.encoder, config.pretrained)
+        channels = self.encoder.channels
+        self.decode_head = daformer_head(
+            channels, config.decoder_embed_dim, config.num_classes, config.dropout
+        )
+        attention_channels = config.num_classes if config.attention_classwise else 1
+        self.attention_head = mlp_head(
+            channels, config.attention_embed_dim, attention_channels, config.dropout
+        )
+
+    def extract(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return self.encoder(images)
+
+    def segment(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.decode_head(features)
+
+    def attend(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.attention_head(features)
