@@ -1,0 +1,71 @@
+"""Parameter parsing: defaults, conversion and messages that name the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from hrda_kedro.params import (
+    EvaluationParams,
+    ModelParams,
+    ParameterError,
+    RuntimeParams,
+    SelfTrainingParams,
+    TrainingParams,
+    parse,
+)
+
+
+def test_defaults_are_the_paper_recipe() -> None:
+    model = parse(ModelParams, {}, "model")
+    assert model.network.encoder == "mit-b5"
+    assert model.hrda.context_crop == (1024, 1024)
+    assert model.hrda.detail_crop == (512, 512)
+    assert model.hrda.hr_loss_weight == 0.1
+    assert model.window == (1024, 1024) and model.stride == (512, 512)
+    train = parse(SelfTrainingParams, {}, "self_training")
+    assert train.iterations == 40000 and train.optimizer.lr == 6e-5
+    assert train.pseudo_labels.threshold == 0.968
+
+
+@pytest.mark.parametrize(
+    ("cls", "mapping", "message"),
+    [
+        (TrainingParams, {"iteratons": 5}, r"warmup\.iteratons: unknown key \(did you mean 'iterations'\?\)"),
+        (TrainingParams, {"iterations": "many"}, r"warmup\.iterations: expected an integer, got 'many'"),
+        (TrainingParams, {"iterations": -1}, r"warmup\.iterations: expected >= 0, got -1"),
+        (SelfTrainingParams, {"iterations": 0}, r"warmup\.iterations: expected >= 1, got 0"),
+        (TrainingParams, {"optimizer": {"lr": 0}}, r"warmup\.optimizer\.lr: expected > 0"),
+        (TrainingParams, {"optimizer": {"betas": [0.9]}}, r"warmup\.optimizer\.betas: expected a list of 2"),
+        (TrainingParams, {"augment": {"flip": "yes"}}, r"warmup\.augment\.flip: expected true/false"),
+        (RuntimeParams, {"device": "tpu"}, r"warmup\.device: expected auto \| cpu \| cuda"),
+        (RuntimeParams, {"precision": "fp16"}, r"warmup\.precision: expected one of 'auto' \| 'fp32' \| 'bf16'"),
+        (ModelParams, {"network": {"encoder": "vit"}}, r"warmup\.network\.encoder: expected one of"),
+        (ModelParams, {"network": {"architecture": "deeplabv2"}}, r"warmup\.network\.encoder: deeplabv2 needs resnet101"),
+        (
+            ModelParams,
+            {"hrda": {"context_crop": [256, 256], "detail_crop": [512, 128]}},
+            r"warmup\.hrda\.detail_crop: the detail crop \[512, 128\] must fit inside",
+        ),
+        (ModelParams, {"hrda": {"context_crop": [250, 256]}}, r"context_crop: expected multiples of scale x output stride = 8"),
+        (EvaluationParams, {"predictions": ["context"]}, r"predictions: must include 'fused'"),
+        (
+            SelfTrainingParams,
+            {"feature_distance": {"enabled": True}},
+            r"feature_distance\.pretrained: the ImageNet feature distance needs",
+        ),
+    ],
+)
+def test_bad_values_name_the_key(cls: type, mapping: dict, message: str) -> None:
+    with pytest.raises(ParameterError, match=message):
+        parse(cls, mapping, "warmup")
+
+
+def test_numbers_and_tuples_are_converted() -> None:
+    train = parse(TrainingParams, {"optimizer": {"lr": 1, "betas": [0.5, 0.9]}}, "warmup")
+    assert isinstance(train.optimizer.lr, float) and train.optimizer.lr == 1.0
+    assert train.optimizer.betas == (0.5, 0.9)
+
+
+def test_bool_is_not_an_integer() -> None:
+    with pytest.raises(ParameterError, match="expected an integer"):
+        parse(TrainingParams, {"iterations": True}, "warmup")
