@@ -1,0 +1,231 @@
+"""HRDA's multi-resolution model: a shared network, scale attention and the fusion.
+
+Everything is fused on the HR grid at the network's output stride ``o``: the LR context
+logits and the attention are upsampled by ``s`` first and masked afterwards, so the detail
+box edge is exact and outside the box the fused logits equal ``up(y_c, s)`` bit for bit.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hrda_kedro.hrda.crops import Box
+from hrda_kedro.hrda.inference import sliding_window_grid
+from hrda_kedro.hrda.networks.base import SegmentationNetwork
+
+MODES = ("hrda", "lr_only", "hr_only", "fixed_attention")
+
+
+@dataclass
+class MultiResOutput:
+    """What one multi-resolution pass produced; absent branches are None.
+
+    - ``fused``: logits on the HR grid at stride ``o``; in ``hr_only`` training it is the
+      detail prediction (the detail box grid), since nothing covers the rest of the crop.
+    - ``context``: LR context logits ``(B, C, h_c/o, w_c/o)``.
+    - ``detail``: detail-crop logits in training; in :meth:`HRDAModel.predict_window` the
+      stitched HR sliding-window logits of the whole window.
+    - ``attention``: scale attention after the sigmoid, on the LR grid, *unmasked*.
+    - ``context_features``: encoder features of the LR context (for the feature distance).
+    """
+
+    fused: torch.Tensor
+    context: torch.Tensor | None
+    detail: torch.Tensor | None
+    attention: torch.Tensor | None
+    context_features: list[torch.Tensor] | None
+
+
+def _paste(tensor: torch.Tensor, boxes: list[Box], out_hw: tuple[int, int]) -> torch.Tensor:
+    """Zero-pad each sample of ``tensor`` into an ``out_hw`` frame at its own box.
+
+    One pad per sample (batches are a handful of images) avoids building box tensors on the
+    device, which would cost a host-to-device copy and a sync on every step.
+    """
+    out_h, out_w = out_hw
+    return torch.cat(
+        [
+            F.pad(tensor[i : i + 1], (box.left, out_w - box.right, box.top, out_h - box.bottom))
+            for i, box in enumerate(boxes)
+        ]
+    )
+
+
+class HRDAModel(nn.Module):
+    """Wraps a :class:`SegmentationNetwork` into HRDA's context/detail model.
+
+    ``mode`` selects the ablation: ``hrda`` (learned attention), ``lr_only`` (context
+    branch only), ``hr_only`` (detail branch only) or ``fixed_attention`` (attention is the
+    constant ``fixed_attention`` everywhere).
+    """
+
+    def __init__(
+        self,
+        network: SegmentationNetwork,
+        scale: int = 2,
+        detail_hw: tuple[int, int] = (512, 512),
+        *,
+        mode: str = "hrda",
+        fixed_attention: float = 0.5,
+        hr_window_batch: int | None = None,
+    ) -> None:
+        super().__init__()
+        if operator.index(scale) < 1:
+            raise ValueError(f"scale must be a positive integer, got {scale}")
+        if not 0.0 <= fixed_attention <= 1.0:
+            raise ValueError(f"fixed_attention must lie in [0, 1], got {fixed_attention}")
+        if hr_window_batch is not None and hr_window_batch < 1:
+            raise ValueError(f"hr_window_batch must be positive or None, got {hr_window_batch}")
+        stride = network.output_stride
+        if len(detail_hw) != 2 or any(v <= 0 or v % stride for v in detail_hw):
+            raise ValueError(
+                f"detail_hw must be two positive multiples of the output stride {stride}, "
+                f"got {detail_hw!r}"
+            )
+        self.network = network
+        self.scale = int(scale)
+        self.detail_hw = (int(detail_hw[0]), int(detail_hw[1]))
+        self.mode = mode
+        self.fixed_attention = float(fixed_attention)
+        self.hr_window_batch = hr_window_batch
+
+    @property
+    def mode(self) -> str:
+        """The ablation mode; may be switched after construction (e.g. to evaluate branches)."""
+        return self._mode
+
+    @mode.setter
+    def mode(self, mode: str) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self._mode = mode
+
+    @property
+    def output_stride(self) -> int:
+        """Output stride ``o`` of the wrapped network."""
+        return self.network.output_stride
+
+    def forward(self, context_hr: torch.Tensor, detail_boxes: list[Box]) -> MultiResOutput:
+        """Training pass, so that module hooks and wrappers see it; see :meth:`forward_train`."""
+        return self.forward_train(context_hr, detail_boxes)
+
+    def _check_hr_size(self, images: torch.Tensor, what: str) -> tuple[int, int]:
+        """HR sizes must be multiples of ``s * o`` for the LR output grid to be whole."""
+        if images.dim() != 4:
+            raise ValueError(f"{what} must be (B, 3, H, W), got shape {tuple(images.shape)}")
+        height, width = images.shape[-2:]
+        align = self.scale * self.output_stride
+        if height % align or width % align:
+            raise ValueError(
+                f"{what} size {height}x{width} must be a multiple of scale * output_stride = {align}"
+            )
+        return height, width
+
+    def _downscale(self, images_hr: torch.Tensor) -> torch.Tensor:
+        if self.scale == 1:
+            return images_hr
+        height, width = images_hr.shape[-2:]
+        size = (height // self.scale, width // self.scale)
+        return F.interpolate(images_hr, size=size, mode="bilinear", align_corners=False)
+
+    def _upscale(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.scale == 1:
+            return logits
+        height, width = logits.shape[-2:]
+        size = (height * self.scale, width * self.scale)
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+    def _context_pass(
+        self, images_hr: torch.Tensor
+    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor | None]:
+        """LR features, LR logits and (unless ``lr_only``) the sigmoid attention."""
+        features = self.network.extract(self._downscale(images_hr))
+        logits = self.network.segment(features)
+        if self.mode == "lr_only":
+            return features, logits, None
+        if self.mode == "fixed_attention":
+            attention = torch.full_like(logits[:, :1], self.fixed_attention)
+        else:
+            attention = torch.sigmoid(self.network.attend(features))
+        return features, logits, attention
+
+    def _check_boxes(self, boxes: list[Box], batch: int, hw: tuple[int, int]) -> None:
+        if len(boxes) != batch:
+            raise ValueError(f"expected one detail box per sample ({batch}), got {len(boxes)}")
+        for box in boxes:
+            if (box.height, box.width) != self.detail_hw:
+                raise ValueError(f"detail box {box} does not have detail_hw {self.detail_hw}")
+            if box.bottom > hw[0] or box.right > hw[1]:
+                raise ValueError(f"detail box {box} lies outside the {hw[0]}x{hw[1]} context crop")
+            if box.top % self.output_stride or box.left % self.output_stride:
+                raise ValueError(
+                    f"detail box {box} must be aligned to the output stride {self.output_stride}"
+                )
+
+    def forward_train(self, context_hr: torch.Tensor, detail_boxes: list[Box]) -> MultiResOutput:
+        """Fused logits of HR context crops ``(B, 3, s*h_c, s*w_c)`` and per-sample detail boxes.
+
+        The boxes are in the context crop's HR coordinates, one per sample. The context
+        branch runs once on the downscaled batch, the detail branch once on the stacked
+        detail crops.
+        """
+        hw = self._check_hr_size(context_hr, "context_hr")
+        self._check_boxes(detail_boxes, context_hr.shape[0], hw)
+        if self.mode != "lr_only":
+            details_hr = torch.stack(
+                [box.crop(context_hr[i]) for i, box in enumerate(detail_boxes)]
+            )
+            detail = self.network(details_hr)
+        if self.mode == "hr_only":
+            return MultiResOutput(detail, None, detail, None, None)
+
+        features, context, attention = self._context_pass(context_hr)
+        context_up = self._upscale(context)
+        if attention is None:
+            return MultiResOutput(context_up, context, None, None, features)
+
+        grid_hw = (hw[0] // self.output_stride, hw[1] // self.output_stride)
+        grid_boxes = [box.scaled_down(self.output_stride) for box in detail_boxes]
+        mask = _paste(
+            context_up.new_ones((len(grid_boxes), 1, *detail.shape[-2:])), grid_boxes, grid_hw
+        )
+        weight = self._upscale(attention) * mask
+        fused = (1 - weight) * context_up + weight * _paste(detail, grid_boxes, grid_hw)
+        return MultiResOutput(fused, context, detail, attention, features)
+
+    def predict_window(self, window_hr: torch.Tensor) -> MultiResOutput:
+        """Prediction of whole HR windows ``(N, 3, H, W)``, used for pseudo-labels and tests.
+
+        The LR pass covers the window; the HR pass slides detail-size windows with a stride
+        of half a window (rounded down to a multiple of ``o``) over it, all crops of all
+        windows in one batch or chunks of ``hr_window_batch``; overlaps are averaged and
+        fused with the unmasked attention. A window smaller than the detail size runs as a
+        single HR crop of its own size.
+        """
+        self._check_hr_size(window_hr, "window_hr")
+        if self.mode != "lr_only":
+            stride = self.output_stride
+            hr_stride = tuple(max(stride, v // 2 // stride * stride) for v in self.detail_hw)
+            detail = sliding_window_grid(
+                self.network,
+                window_hr,
+                self.detail_hw,
+                hr_stride,
+                stride,
+                batch_size=self.hr_window_batch,
+            )
+        if self.mode == "hr_only":
+            return MultiResOutput(detail, None, detail, None, None)
+
+        features, context, attention = self._context_pass(window_hr)
+        context_up = self._upscale(context)
+        if attention is None:
+            return MultiResOutput(context_up, context, None, None, features)
+        weight = self._upscale(attention)
+        fused = (1 - weight) * context_up + weight * detail
+        return MultiResOutput(fused, context, detail, attention, features)

@@ -1,0 +1,155 @@
+"""Sliding windows: geometry, batched stitching, full-image prediction at any size."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hrda_kedro.hrda.crops import Box
+from hrda_kedro.hrda.inference import (
+    predict_full_image,
+    sliding_window_boxes,
+    sliding_window_grid,
+    sliding_window_logits,
+)
+from hrda_kedro.hrda.model import HRDAModel
+from tests.hrda.test_model import NUM_CLASSES, CellNet
+
+
+def whole_image_logits(net: CellNet, images: torch.Tensor) -> torch.Tensor:
+    """The toy net on the whole image (zero padded to whole cells), upsampled, cropped."""
+    o = net.output_stride
+    height, width = images.shape[-2:]
+    cells_h, cells_w = math.ceil(height / o), math.ceil(width / o)
+    padded = F.pad(images, (0, cells_w * o - width, 0, cells_h * o - height))
+    logits = F.interpolate(net(padded), scale_factor=o, mode="bilinear", align_corners=False)
+    return logits[..., :height, :width]
+
+
+def covered(boxes: list[Box], image_hw: tuple[int, int]) -> torch.Tensor:
+    counts = torch.zeros(image_hw, dtype=torch.long)
+    for box in boxes:
+        box.crop(counts).add_(1)  # also raises if a box sticks out
+    return counts
+
+
+def test_sliding_window_boxes_snap_the_last_window_to_the_border() -> None:
+    boxes = sliding_window_boxes((10, 8), (4, 4), (3, 3))
+    assert [(b.top, b.left) for b in boxes] == [
+        (top, left) for top in (0, 3, 6) for left in (0, 3, 4)
+    ]
+    assert all((b.height, b.width) == (4, 4) for b in boxes)
+    assert (covered(boxes, (10, 8)) > 0).all()
+
+
+@pytest.mark.parametrize(
+    ("image", "window", "stride"),
+    [((64, 96), (32, 32), (16, 16)), ((37, 53), (16, 24), (8, 8)), ((16, 16), (16, 16), (8, 8))],
+)
+def test_sliding_window_boxes_cover_the_image_inside_bounds(
+    image: tuple[int, int], window: tuple[int, int], stride: tuple[int, int]
+) -> None:
+    boxes = sliding_window_boxes(image, window, stride)
+    assert (covered(boxes, image) > 0).all()
+    assert len(set(boxes)) == len(boxes)
+
+
+def test_a_window_larger_than_the_image_is_clamped() -> None:
+    assert sliding_window_boxes((10, 40), (16, 16), (8, 8)) == [
+        Box(0, left, 10, 16) for left in (0, 8, 16, 24)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("window", "stride", "message"),
+    [((4, 4), (5, 4), "must not exceed"), ((0, 4), (2, 2), "window_hw must be positive")],
+)
+def test_sliding_window_boxes_validate(window: tuple, stride: tuple, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        sliding_window_boxes((10, 10), window, stride)
+
+
+# exact; not a multiple of anything (W, H = 3 mod o: the last pixels interpolate
+# towards padding cells unless those are dropped); smaller than a window
+IMAGE_SIZES = [(32, 48), (39, 51), (11, 15)]
+
+
+@pytest.mark.parametrize("image_hw", IMAGE_SIZES)
+@pytest.mark.parametrize("batch_size", [None, 1, 5])
+def test_sliding_window_logits_equal_the_whole_image_output(
+    image_hw: tuple[int, int], batch_size: int | None
+) -> None:
+    net = CellNet()
+    images = torch.randn(2, 3, *image_hw, generator=torch.Generator().manual_seed(0))
+    logits = sliding_window_logits(net, images, (16, 24), (8, 8), batch_size, output_stride=4)
+    assert logits.shape == (2, NUM_CLASSES, *image_hw)
+    torch.testing.assert_close(logits, whole_image_logits(net, images), rtol=1e-5, atol=1e-5)
+
+
+def test_sliding_window_logits_batches_across_windows_and_images() -> None:
+    net = CellNet()
+    images = torch.randn(2, 3, 32, 48)
+    sliding_window_logits(net, images, (16, 24), (8, 12), batch_size=4, output_stride=4)
+    # 3 x 3 windows x 2 images = 18 crops in chunks of 4
+    assert net.extract_calls == [4, 4, 4, 4, 2]
+
+
+def test_sliding_window_logits_validate_alignment() -> None:
+    with pytest.raises(ValueError, match="multiples of align=8"):
+        sliding_window_logits(
+            CellNet(), torch.zeros(1, 3, 32, 32), (16, 16), (4, 4), output_stride=4, align=8
+        )
+    with pytest.raises(ValueError, match="multiple of output_stride"):
+        sliding_window_logits(
+            CellNet(), torch.zeros(1, 3, 32, 32), (16, 16), (8, 8), output_stride=4, align=6
+        )
+
+
+def test_sliding_window_grid_rejects_a_wrong_output_size() -> None:
+    with pytest.raises(ValueError, match="expected spatial size \\(4, 4\\)"):
+        sliding_window_grid(
+            CellNet(output_stride=2), torch.zeros(1, 3, 32, 32), (16, 16), (8, 8), 4
+        )
+
+
+@pytest.mark.parametrize("image_hw", IMAGE_SIZES)
+@pytest.mark.parametrize("batch_size", [None, 2])
+def test_hr_only_full_image_prediction_equals_the_whole_image_output(
+    image_hw: tuple[int, int], batch_size: int | None
+) -> None:
+    model = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16), mode="hr_only", hr_window_batch=3)
+    images = torch.randn(2, 3, *image_hw, generator=torch.Generator().manual_seed(1))
+    logits = predict_full_image(model, images, (32, 32), (16, 16), batch_size)
+    assert logits.shape == (2, NUM_CLASSES, *image_hw)
+    expected = whole_image_logits(model.network, images)
+    torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_hrda_single_window_prediction_is_the_upsampled_window_output() -> None:
+    model = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16))
+    images = torch.randn(2, 3, 32, 48)
+    logits = predict_full_image(model, images, (32, 48), (16, 16))
+    fused = model.predict_window(images).fused
+    expected = F.interpolate(fused, scale_factor=4, mode="bilinear", align_corners=False)
+    torch.testing.assert_close(logits, expected)
+
+
+def test_hrda_prediction_does_not_depend_on_the_window_batch() -> None:
+    model = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16))
+    images = torch.randn(2, 3, 45, 70, generator=torch.Generator().manual_seed(3))
+    whole = predict_full_image(model, images, (32, 32), (16, 16))
+    model.network.extract_calls.clear()
+    chunked = predict_full_image(model, images, (32, 32), (16, 16), batch_size=4)
+    # padded to 48 x 72: 2 x 4 context windows x 2 images = 16 windows, 4 per call
+    assert model.network.extract_calls.count(4) == 4
+    torch.testing.assert_close(chunked, whole)
+    assert whole.shape == (2, NUM_CLASSES, 45, 70)
+
+
+def test_predict_full_image_requires_windows_aligned_to_s_times_o() -> None:
+    model = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16))
+    with pytest.raises(ValueError, match="align=8"):
+        predict_full_image(model, torch.zeros(1, 3, 40, 40), (36, 36), (16, 16))

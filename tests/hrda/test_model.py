@@ -1,0 +1,267 @@
+"""HRDAModel: multi-resolution training pass, fusion, modes and window prediction."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hrda_kedro.hrda.crops import Box
+from hrda_kedro.hrda.model import HRDAModel, MultiResOutput
+from hrda_kedro.hrda.networks.base import SegmentationNetwork
+
+NUM_CLASSES = 3
+
+
+class CellNet(SegmentationNetwork):
+    """Average-pool by ``o`` + 1x1 convs: each output cell sees only its own ``o x o`` pixels.
+
+    It is therefore translation-equivariant on the stride-``o`` grid. Records the batch size
+    of every encoder call and every attention call.
+    """
+
+    def __init__(self, output_stride: int = 4, classwise: bool = True, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.num_classes = NUM_CLASSES
+        self.output_stride = output_stride
+        self.seg = nn.Conv2d(3, NUM_CLASSES, 1)
+        self.att = nn.Conv2d(3, NUM_CLASSES if classwise else 1, 1)
+        self.extract_calls: list[int] = []
+        self.attend_calls: list[int] = []
+
+    def extract(self, images: torch.Tensor) -> list[torch.Tensor]:
+        self.extract_calls.append(images.shape[0])
+        return [F.avg_pool2d(images, self.output_stride)]
+
+    def segment(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.seg(features[0])
+
+    def attend(self, features: list[torch.Tensor]) -> torch.Tensor:
+        self.attend_calls.append(features[0].shape[0])
+        return self.att(features[0])
+
+
+class CornerNet(CellNet):
+    """Logit 1 in the top-left output cell of every crop, 0 elsewhere: exposes window averaging."""
+
+    def segment(self, features: list[torch.Tensor]) -> torch.Tensor:
+        batch, _, height, width = features[0].shape
+        corner = features[0].new_ones(batch, NUM_CLASSES, 1, 1)
+        return F.pad(corner, (0, width - 1, 0, height - 1))
+
+
+def up(tensor: torch.Tensor, factor: int) -> torch.Tensor:
+    return F.interpolate(tensor, scale_factor=factor, mode="bilinear", align_corners=False)
+
+
+def make(mode: str = "hrda", detail_hw: tuple[int, int] = (16, 16), **kwargs) -> HRDAModel:
+    network = CellNet(classwise=kwargs.pop("classwise", True))
+    return HRDAModel(network, scale=2, detail_hw=detail_hw, mode=mode, **kwargs)
+
+
+# o = 4, s = 2: HR context crop 32 x 48, LR 16 x 24, HR grid 8 x 12, detail 16 x 16 (grid 4 x 4)
+BOXES = [Box(8, 24, 16, 16), Box(16, 0, 16, 16)]
+
+
+@pytest.fixture
+def context_hr() -> torch.Tensor:
+    return torch.randn(2, 3, 32, 48, generator=torch.Generator().manual_seed(5))
+
+
+def box_mask(boxes: list[Box], stride: int, grid_hw: tuple[int, int]) -> torch.Tensor:
+    mask = torch.zeros(len(boxes), 1, *grid_hw, dtype=torch.bool)
+    for i, box in enumerate(boxes):
+        mask[
+            i, :, box.top // stride : box.bottom // stride, box.left // stride : box.right // stride
+        ] = True
+    return mask
+
+
+@pytest.mark.parametrize("classwise", [True, False])
+def test_fused_equals_upsampled_context_outside_the_box_bit_for_bit(
+    context_hr: torch.Tensor, classwise: bool
+) -> None:
+    model = make(classwise=classwise)
+    out = model.forward_train(context_hr, BOXES)
+    context_up = up(out.context, 2)
+    outside = ~box_mask(BOXES, 4, (8, 12)).expand_as(out.fused)
+    assert out.fused.shape == (2, NUM_CLASSES, 8, 12)
+    assert torch.equal(out.fused[outside], context_up[outside])
+    assert not torch.equal(out.fused, context_up)  # the detail branch changed the box region
+
+
+def test_fused_inside_the_box_is_the_attention_weighted_mix(context_hr: torch.Tensor) -> None:
+    model = make()
+    net = model.network
+    out = model.forward_train(context_hr, BOXES)
+    # recompute by hand, sample by sample
+    low = F.avg_pool2d(context_hr, 2)  # bilinear downscale by 2 == 2x2 average
+    features = net.extract(low)
+    context = net.segment(features)
+    attention = torch.sigmoid(net.attend(features))
+    torch.testing.assert_close(out.context, context)
+    torch.testing.assert_close(out.attention, attention)
+    for i, box in enumerate(BOXES):
+        detail = net(box.crop(context_hr[i : i + 1]))
+        torch.testing.assert_close(out.detail[i : i + 1], detail)
+        grid = box.scaled_down(4)
+        a = grid.crop(up(attention, 2)[i : i + 1])
+        expected = (1 - a) * grid.crop(up(context, 2)[i : i + 1]) + a * detail
+        torch.testing.assert_close(grid.crop(out.fused[i : i + 1]), expected)
+
+
+def test_per_sample_boxes_crop_each_image_at_its_own_place(context_hr: torch.Tensor) -> None:
+    model = make(mode="hr_only")
+    net = model.network
+    full = net(context_hr)  # equivariant: the detail logits are crops of the full-crop logits
+    out = model.forward_train(context_hr, BOXES)
+    for i, box in enumerate(BOXES):
+        torch.testing.assert_close(out.detail[i], box.scaled_down(4).crop(full[i]))
+    swapped = model.forward_train(context_hr, BOXES[::-1])
+    assert not torch.allclose(swapped.detail, out.detail)
+
+
+def test_each_branch_is_one_batched_call_of_the_shared_network(context_hr: torch.Tensor) -> None:
+    model = make()
+    model.forward_train(context_hr, BOXES)
+    assert model.network.extract_calls == [2, 2]
+    assert model.network.attend_calls == [2]
+
+
+def test_gradients_reach_the_network_through_both_branches(context_hr: torch.Tensor) -> None:
+    model = make()
+    out = model(context_hr, BOXES)  # nn.Module call is the training pass
+    out.fused.sum().backward()
+    assert model.network.seg.weight.grad is not None
+    assert model.network.att.weight.grad.abs().sum() > 0
+
+
+def test_lr_only_runs_the_context_branch_alone(context_hr: torch.Tensor) -> None:
+    model = make(mode="lr_only")
+    out = model.forward_train(context_hr, BOXES)
+    assert out.detail is None and out.attention is None
+    assert torch.equal(out.fused, up(out.context, 2))
+    assert out.context_features is not None
+    assert model.network.extract_calls == [2] and model.network.attend_calls == []
+
+
+def test_hr_only_returns_the_detail_prediction(context_hr: torch.Tensor) -> None:
+    model = make(mode="hr_only")
+    out = model.forward_train(context_hr, BOXES)
+    assert out.context is None and out.attention is None and out.context_features is None
+    assert out.fused is out.detail and out.fused.shape == (2, NUM_CLASSES, 4, 4)
+    assert model.network.extract_calls == [2]
+
+
+def test_fixed_attention_uses_the_constant(context_hr: torch.Tensor) -> None:
+    model = make(mode="fixed_attention", fixed_attention=0.25)
+    out = model.forward_train(context_hr, BOXES)
+    assert torch.equal(out.attention, torch.full((2, 1, 4, 6), 0.25))
+    assert model.network.attend_calls == []
+    for i, box in enumerate(BOXES):
+        grid = box.scaled_down(4)
+        expected = 0.75 * grid.crop(up(out.context, 2)[i]) + 0.25 * out.detail[i]
+        torch.testing.assert_close(grid.crop(out.fused[i]), expected)
+
+
+def test_output_stride_and_scale_are_exposed() -> None:
+    model = make()
+    assert (model.output_stride, model.scale) == (4, 2)
+
+
+def test_mode_can_be_switched_but_only_to_a_known_mode(context_hr: torch.Tensor) -> None:
+    model = make()
+    model.mode = "lr_only"
+    assert model.forward_train(context_hr, BOXES).detail is None
+    with pytest.raises(ValueError, match="mode must be one of"):
+        model.mode = "hrdaa"
+
+
+@pytest.mark.parametrize(
+    ("boxes", "message"),
+    [
+        ([Box(0, 0, 16, 16)], "one detail box per sample"),
+        ([Box(0, 0, 16, 16), Box(0, 0, 8, 16)], "does not have detail_hw"),
+        ([Box(0, 0, 16, 16), Box(24, 0, 16, 16)], "outside"),
+        ([Box(0, 0, 16, 16), Box(2, 0, 16, 16)], "aligned"),
+    ],
+)
+def test_forward_train_rejects_bad_boxes(
+    context_hr: torch.Tensor, boxes: list[Box], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        make().forward_train(context_hr, boxes)
+
+
+def test_forward_train_rejects_a_crop_not_aligned_to_s_times_o() -> None:
+    with pytest.raises(ValueError, match="multiple of scale \\* output_stride = 8"):
+        make().forward_train(torch.zeros(1, 3, 36, 48), [Box(0, 0, 16, 16)])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mode": "both"}, "mode must be one of"),
+        ({"detail_hw": (16, 18)}, "detail_hw"),
+        ({"fixed_attention": 1.5}, "fixed_attention"),
+        ({"hr_window_batch": 0}, "hr_window_batch"),
+    ],
+)
+def test_constructor_validates(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make(**kwargs)
+
+
+def test_predict_window_fuses_stitched_hr_with_unmasked_attention() -> None:
+    model = make()
+    net = model.network
+    window = torch.randn(2, 3, 32, 48, generator=torch.Generator().manual_seed(2))
+    out = model.predict_window(window)
+    assert isinstance(out, MultiResOutput)
+    # HR windows of 16x16, stride 8: 3 x 5 = 15 crops per image, one batch of 30
+    assert net.extract_calls == [30, 2]
+    torch.testing.assert_close(out.detail, net(window))  # equivariant net: stitching is exact
+    a = up(out.attention, 2)
+    torch.testing.assert_close(out.fused, (1 - a) * up(out.context, 2) + a * out.detail)
+    assert (a > 0).all()  # no mask: the attention acts everywhere
+
+
+def test_predict_window_averages_overlapping_hr_windows() -> None:
+    model = HRDAModel(CornerNet(), scale=2, detail_hw=(8, 8), mode="hr_only")
+    # window 16 x 16 -> grid 4 x 4; HR windows 2 x 2 cells at cell offsets 0, 1, 2 per axis.
+    # Covering counts per axis (1, 2, 2, 1); a window's top-left cell per axis: 0, 1, 2.
+    out = model.predict_window(torch.zeros(1, 3, 16, 16))
+    along = torch.tensor([1.0, 0.5, 0.5, 0.0])
+    expected = (along[:, None] * along[None, :]).expand(1, NUM_CLASSES, 4, 4)
+    torch.testing.assert_close(out.fused, expected)
+
+
+def test_predict_window_chunks_hr_windows_with_the_same_result() -> None:
+    window = torch.randn(2, 3, 32, 48, generator=torch.Generator().manual_seed(4))
+    whole = make().predict_window(window)
+    chunked_model = make(hr_window_batch=7)
+    chunked = chunked_model.predict_window(window)
+    assert chunked_model.network.extract_calls == [7, 7, 7, 7, 2, 2]
+    torch.testing.assert_close(chunked.fused, whole.fused)
+
+
+def test_predict_window_modes() -> None:
+    window = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(6))
+    lr = make(mode="lr_only").predict_window(window)
+    assert lr.detail is None and torch.equal(lr.fused, up(lr.context, 2))
+    hr_model = make(mode="hr_only")
+    hr = hr_model.predict_window(window)
+    assert hr.context is None and hr.fused is hr.detail
+    torch.testing.assert_close(hr.fused, hr_model.network(window))
+    fixed = make(mode="fixed_attention", fixed_attention=1.0).predict_window(window)
+    torch.testing.assert_close(fixed.fused, fixed.detail)
+
+
+def test_predict_window_smaller_than_the_detail_size_is_one_hr_crop() -> None:
+    model = make(detail_hw=(32, 32))
+    window = torch.randn(1, 3, 16, 24)
+    out = model.predict_window(window)
+    assert model.network.extract_calls[0] == 1
+    torch.testing.assert_close(out.detail, model.network(window))
