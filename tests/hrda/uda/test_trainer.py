@@ -1,0 +1,161 @@
+"""The training loop: resume equivalence, non-finite loss stop, both pseudo-label sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hrda_kedro.hrda.checkpoint import load_checkpoint
+from hrda_kedro.hrda.uda.trainer import DeviceSetup, NonFiniteLossError, Trainer
+from hrda_kedro.params import ModelParams, SelfTrainingParams, TrainingParams, parse
+from hrda_kedro.runtime import build_model
+
+MODEL = {
+    "network": {"encoder": "mit-nano", "decoder_embed_dim": 16, "attention_embed_dim": 16},
+    "hrda": {"context_crop": [64, 64], "detail_crop": [32, 32]},
+}
+
+
+class TinySegmentationSet(torch.utils.data.Dataset):
+    """Random images whose label is a function of the image (so there is something to learn)."""
+
+    def __init__(self, count: int, seed: int, with_labels: bool = True, with_weights: bool = False) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        self.images = torch.randint(0, 256, (count, 3, 64, 128), dtype=torch.uint8, generator=gen)
+        self.labels = (self.images[:, 0].long() * 4 // 256) * 3  # trainIds 0, 3, 6, 9
+        self.with_labels = with_labels
+        self.with_weights = with_weights
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        item = {"image": self.images[index]}
+        if self.with_labels:
+            item["label"] = self.labels[index]
+        if self.with_weights:
+            item["weight"] = torch.full(self.labels[index].shape, 0.99)
+        return item
+
+    def class_counts(self) -> np.ndarray:
+        return np.stack([np.bincount(lbl.flatten().numpy(), minlength=19) for lbl in self.labels])
+
+
+def _trainer(params: TrainingParams, target: torch.utils.data.Dataset | None = None) -> Trainer:
+    model_params = parse(ModelParams, MODEL, "model")
+    torch.manual_seed(0)
+    source = TinySegmentationSet(6, seed=1)
+    return Trainer(
+        build_model(model_params),
+        params,
+        model_params.hrda,
+        source=source,
+        target=target,
+        setup=DeviceSetup(torch.device("cpu")),
+        seed=3,
+        source_class_pixel_counts=source.class_counts(),
+        progress_bar=False,
+    )
+
+
+SELF_TRAINING = {
+    "iterations": 6,
+    "log_every": 2,
+    "checkpoint_every": 2,
+    "optimizer": {"lr": 1e-3, "warmup_iters": 2},
+    "rare_class_sampling": {"min_pixels": 20, "reference_size": None},
+    "pseudo_labels": {"margins": [2, 4, 2, 2], "margins_reference_size": None},
+}
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_to_identical_weights(tmp_path: Path) -> None:
+    params = parse(SelfTrainingParams, SELF_TRAINING, "self_training")
+    target = TinySegmentationSet(6, seed=2, with_labels=False)
+
+    uninterrupted = _trainer(params, target).run(tmp_path / "a.pt", "job")
+
+    def kill_at_4(iteration: int) -> None:
+        if iteration == 4:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        _trainer(params, target).run(tmp_path / "b.pt", "job", on_checkpoint=kill_at_4)
+    assert load_checkpoint(tmp_path / "b.pt")["iteration"] == 4
+    resumed = _trainer(params, target).run(tmp_path / "b.pt", "job")
+
+    assert resumed.iterations == uninterrupted.iterations == 6
+    for key, value in uninterrupted.model.items():
+        assert torch.equal(value, resumed.model[key]), key
+    for key, value in uninterrupted.teacher.items():
+        assert torch.equal(value, resumed.teacher[key]), key
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in uninterrupted.history]
+
+
+def test_finished_stage_is_not_trained_again(tmp_path: Path) -> None:
+    params = parse(TrainingParams, {"iterations": 2, "log_every": 1}, "warmup")
+    first = _trainer(params).run(tmp_path / "s.pt", "job")
+    again = _trainer(params)
+    result = again.run(tmp_path / "s.pt", "job")
+    assert result.iterations == 2
+    assert all(torch.equal(first.model[k], result.model[k]) for k in first.model)
+
+
+def test_changed_parameters_start_afresh(tmp_path: Path) -> None:
+    params = parse(TrainingParams, {"iterations": 2, "log_every": 1}, "warmup")
+    _trainer(params).run(tmp_path / "s.pt", "job-a")
+    trainer = _trainer(params)
+    trainer.run(tmp_path / "s.pt", "job-b")
+    assert len(trainer.history) == 2  # not 4: the old state was not reused
+
+
+def test_non_finite_loss_stops_with_iteration_and_term(tmp_path: Path, monkeypatch) -> None:
+    params = parse(TrainingParams, {"iterations": 6, "log_every": 1, "checkpoint_every": 1}, "warmup")
+    trainer = _trainer(params)
+    real_step = trainer.step
+
+    def poisoned(source, target):
+        terms = real_step(source, target)
+        if trainer.iteration == 2:  # 0-based: the third step
+            terms["source_fused"] = torch.tensor(float("nan"))
+        return terms
+
+    monkeypatch.setattr(trainer, "step", poisoned)
+    with pytest.raises(NonFiniteLossError, match=r"'source_fused' is nan at iteration 3"):
+        trainer.run(tmp_path / "s.pt", "job")
+    assert load_checkpoint(tmp_path / "s.pt")["iteration"] == 2  # the last good one
+
+
+def test_offline_pseudo_labels_train_without_teacher(tmp_path: Path) -> None:
+    params = parse(
+        SelfTrainingParams,
+        {**SELF_TRAINING, "pseudo_labels": {"source": "offline", "margins": [2, 4, 2, 2], "margins_reference_size": None}},
+        "self_training",
+    )
+    target = TinySegmentationSet(6, seed=2, with_labels=True, with_weights=True)
+    trainer = _trainer(params, target)
+    result = trainer.run()
+    assert trainer.teacher is None and result.teacher is None
+    assert result.iterations == 6
+    assert all(np.isfinite(r["mix_fused"]) for r in result.history)
+    # confidence 0.99 >= 0.968 everywhere, so only the border margins lose weight
+    assert all(r["pseudo_weight"] > 0.5 for r in result.history)
+
+
+def test_loss_decreases_on_a_learnable_task() -> None:
+    params = parse(
+        TrainingParams,
+        {"iterations": 40, "log_every": 10, "optimizer": {"lr": 2e-3, "warmup_iters": 5},
+         "rare_class_sampling": {"enabled": False}},
+        "warmup",
+    )
+    history = _trainer(params).run().history
+    first = np.mean([r["loss"] for r in history[:5]])
+    last = np.mean([r["loss"] for r in history[-5:]])
+    assert last < 0.8 * first
