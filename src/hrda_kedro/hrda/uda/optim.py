@@ -1,0 +1,146 @@
+"""AdamW with DAFormer's parameter groups and the warmup + polynomial learning-rate schedule.
+
+The pretrained encoder is fine-tuned gently while the randomly initialised heads learn
+ten times faster; weight decay is kept off parameters where shrinking towards 0 only
+hurts (norm scales, biases, positional convolutions).
+
+Parameter rules (decision; the official mmcv config matches the substrings ``head`` and
+``norm`` and still decays biases and MiT's depthwise convolutions):
+
+- **encoder vs head**: a parameter is an encoder parameter when its name equals or starts
+  with one of ``encoder_prefixes`` followed by ``.``; every other parameter (decoder head,
+  scale-attention head, ...) gets ``lr * head_lr_mult``.
+- **no weight decay** when ``param.ndim <= 1`` (biases, norm scales, LayerScale) or any
+  dot-separated part of the name contains ``norm`` (``norm1``, ``layer_norm``,
+  ``batchnorm``), starts with ``pos`` (``pos_block``, ``pos_embed``,
+  ``position_embeddings``) or is ``dwconv`` (MiT's Mix-FFN 3x3 depthwise convolution, the
+  implicit positional encoding).
+- parameters with ``requires_grad=False`` are left out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from torch import nn
+from torch.optim import AdamW, Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+
+logger = logging.getLogger(__name__)
+
+
+def is_encoder_parameter(name: str, encoder_prefixes: Sequence[str]) -> bool:
+    """True when ``name`` lies under one of the module paths ``encoder_prefixes``."""
+    return any(name == prefix or name.startswith(prefix + ".") for prefix in encoder_prefixes)
+
+
+def uses_weight_decay(name: str, parameter: nn.Parameter) -> bool:
+    """False for biases, norm parameters and positional convolutions (see module docs)."""
+    if parameter.ndim <= 1:
+        return False
+    parts = name.split(".")
+    return not any("norm" in part or part.startswith("pos") or part == "dwconv" for part in parts)
+
+
+def build_optimizer(
+    model: nn.Module,
+    *,
+    lr: float = 6e-5,
+    betas: tuple[float, float] = (0.9, 0.999),
+    weight_decay: float = 0.01,
+    head_lr_mult: float = 10.0,
+    encoder_prefixes: Sequence[str] = ("network.encoder",),
+) -> AdamW:
+    """AdamW over up to four groups: {encoder, head} x {decay, no decay}.
+
+    Each group carries a ``name`` key (``"encoder"``, ``"encoder_no_decay"``, ``"head"``,
+    ``"head_no_decay"``) for logging. Raises ``ValueError`` when no parameter matches
+    ``encoder_prefixes``, which almost always means a wrong prefix.
+    """
+    groups: dict[str, list[nn.Parameter]] = {
+        "encoder": [],
+        "encoder_no_decay": [],
+        "head": [],
+        "head_no_decay": [],
+    }
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        part = "encoder" if is_encoder_parameter(name, encoder_prefixes) else "head"
+        key = part if uses_weight_decay(name, parameter) else f"{part}_no_decay"
+        groups[key].append(parameter)
+    if not groups["encoder"] and not groups["encoder_no_decay"]:
+        raise ValueError(
+            f"encoder_prefixes={tuple(encoder_prefixes)} match no trainable parameter of the model"
+        )
+    param_groups = [
+        {
+            "name": key,
+            "params": params,
+            "lr": lr * (1.0 if key.startswith("encoder") else head_lr_mult),
+            "weight_decay": weight_decay if not key.endswith("no_decay") else 0.0,
+        }
+        for key, params in groups.items()
+        if params
+    ]
+    for group in param_groups:
+        logger.info(
+            "optimizer group %s: %d tensors, %d parameters, lr %.3g, weight decay %.3g",
+            group["name"],
+            len(group["params"]),
+            sum(p.numel() for p in group["params"]),
+            group["lr"],
+            group["weight_decay"],
+        )
+    return AdamW(param_groups, lr=lr, betas=betas, weight_decay=weight_decay)
+
+
+@dataclass(frozen=True)
+class WarmupPoly:
+    """Learning-rate factor at iteration ``t``: ``poly(t) * warmup(t)``.
+
+    ``poly(t) = (1 - t / max_iters) ** power`` (0 from ``max_iters`` on) and
+    ``warmup(t) = r + (1 - r) * t / warmup_iters`` for ``t < warmup_iters``, else 1, with
+    ``r = warmup_ratio``: the warmup scales the polynomial schedule (mmcv's linear warmup),
+    so the rate rises linearly from ``r * lr`` to ``poly(warmup_iters) * lr`` and then
+    decays to 0. A picklable object, so the scheduler's ``state_dict`` records it.
+    """
+
+    warmup_iters: int
+    max_iters: int
+    power: float
+    warmup_ratio: float
+
+    def __call__(self, iteration: int) -> float:
+        poly = max(1.0 - iteration / self.max_iters, 0.0) ** self.power
+        if iteration >= self.warmup_iters:
+            return poly
+        progress = iteration / self.warmup_iters
+        return poly * (self.warmup_ratio + (1.0 - self.warmup_ratio) * progress)
+
+
+def build_scheduler(
+    optimizer: Optimizer,
+    warmup_iters: int = 1500,
+    max_iters: int = 40000,
+    power: float = 1.0,
+    warmup_ratio: float = 1e-6,
+) -> LambdaLR:
+    """LambdaLR with :class:`WarmupPoly`; call ``step()`` once after every optimiser step.
+
+    The rate during iteration ``t`` (0-based) is ``base_lr * WarmupPoly(t)``. Resume by
+    loading both the optimizer's and the scheduler's ``state_dict``.
+    """
+    if max_iters <= 0 or not 0 <= warmup_iters <= max_iters:
+        raise ValueError(
+            f"need max_iters > 0 and 0 <= warmup_iters <= max_iters, got "
+            f"warmup_iters={warmup_iters}, max_iters={max_iters}"
+        )
+    if power <= 0 or not 0.0 <= warmup_ratio <= 1.0:
+        raise ValueError(
+            f"need power > 0 and 0 <= warmup_ratio <= 1, got power={power}, "
+            f"warmup_ratio={warmup_ratio}"
+        )
+    return LambdaLR(optimizer, WarmupPoly(warmup_iters, max_iters, power, warmup_ratio))

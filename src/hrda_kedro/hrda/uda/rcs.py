@@ -1,0 +1,172 @@
+"""Rare class sampling (DAFormer): draw source images that contain rare classes more often.
+
+Rare classes (rider, train, bicycle, ...) appear in few source images and are learned late
+and unstably under uniform sampling; drawing a class first, with a probability that grows
+as its pixel frequency shrinks, and then an image that holds it, evens this out.
+
+Decisions (the official code leaves them implicit or hard-coded):
+
+- An image is eligible for a class when it holds ``>= min_pixels`` pixels of it (official:
+  ``> 3000`` at a fixed size). ``min_pixels`` scales with the image area
+  (:func:`scale_min_pixels`), so small or downscaled data sets keep working.
+- Classes without any eligible image are excluded and the probabilities renormalised
+  over the rest (a softmax over the remaining classes); absent classes get 0.
+- Frequencies are computed from *all* pixels of every class over the whole set.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+# DAFormer's image-level threshold and the GTA5 size it refers to (HRDA's 2560x1440).
+RCS_MIN_PIXELS = 3000
+RCS_REFERENCE_HW = (1440, 2560)
+
+
+def scale_min_pixels(
+    image_hw: tuple[int, int],
+    min_pixels: int = RCS_MIN_PIXELS,
+    reference_hw: tuple[int, int] = RCS_REFERENCE_HW,
+) -> int:
+    """``min_pixels`` at ``reference_hw`` scaled by the area ratio to ``image_hw``, >= 1."""
+    if min(*image_hw, *reference_hw) <= 0 or min_pixels < 0:
+        raise ValueError(
+            f"sizes must be positive and min_pixels >= 0, got image_hw={image_hw}, "
+            f"reference_hw={reference_hw}, min_pixels={min_pixels}"
+        )
+    ratio = (image_hw[0] * image_hw[1]) / (reference_hw[0] * reference_hw[1])
+    return max(1, math.floor(min_pixels * ratio + 0.5))
+
+
+def rare_class_probabilities(
+    class_frequencies: torch.Tensor | np.ndarray, temperature: float = 0.01
+) -> torch.Tensor:
+    """``p(c) = softmax((1 - f_c) / T)`` over the classes with ``f_c > 0``, else 0.
+
+    ``class_frequencies`` ``(C,)`` are normalised to sum to 1 first, so pixel counts work
+    too. Returned as float64 ``(C,)`` summing to 1.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    freq = torch.as_tensor(class_frequencies, dtype=torch.float64)
+    if freq.ndim != 1 or (freq < 0).any() or freq.sum() <= 0:
+        raise ValueError("class_frequencies must be a non-negative (C,) vector with a positive sum")
+    freq = freq / freq.sum()
+    logits = ((1.0 - freq) / temperature).masked_fill(freq <= 0, -math.inf)
+    return torch.softmax(logits, dim=0)
+
+
+class RareClassSampler:
+    """Draws ``(image_index, class_id)``: a class by :func:`rare_class_probabilities`, then
+    uniformly one of the images holding ``>= min_pixels`` pixels of that class.
+
+    ``class_pixel_counts`` is ``(N_images, C)``: pixels of each class in each image (the
+    ignore label excluded). The generator (CPU) is the sampler's whole state.
+    """
+
+    def __init__(
+        self,
+        class_pixel_counts: torch.Tensor | np.ndarray,
+        temperature: float = 0.01,
+        min_pixels: int = RCS_MIN_PIXELS,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        counts = torch.as_tensor(class_pixel_counts, dtype=torch.float64)
+        if counts.ndim != 2 or counts.shape[0] == 0:
+            raise ValueError(
+                f"class_pixel_counts must be (N_images, C) with N > 0, got {tuple(counts.shape)}"
+            )
+        if min_pixels < 1:
+            raise ValueError(f"min_pixels must be >= 1, got {min_pixels}")
+        self.temperature = temperature
+        self.min_pixels = min_pixels
+        self.generator = generator if generator is not None else torch.Generator()
+        eligible = counts >= min_pixels
+        self.images_per_class: list[torch.Tensor] = [
+            torch.nonzero(eligible[:, c]).flatten() for c in range(counts.shape[1])
+        ]
+        probs = rare_class_probabilities(counts.sum(dim=0), temperature)
+        has_images = eligible.any(dim=0)
+        dropped = torch.nonzero((probs > 0) & ~has_images).flatten().tolist()
+        if dropped:
+            logger.warning(
+                "RCS: classes %s have no image with >= %d pixels and are never sampled",
+                dropped,
+                min_pixels,
+            )
+        probs = probs * has_images
+        if probs.sum() <= 0:
+            raise ValueError(
+                f"no class has an image with >= min_pixels={min_pixels} pixels; lower min_pixels"
+            )
+        self.probabilities = probs / probs.sum()
+        logger.info(
+            "RCS class probabilities: %s",
+            ", ".join(f"{c}:{p:.3f}" for c, p in enumerate(self.probabilities.tolist())),
+        )
+
+    def sample(self) -> tuple[int, int]:
+        """One ``(image_index, class_id)`` draw."""
+        class_id = int(torch.multinomial(self.probabilities, 1, generator=self.generator))
+        candidates = self.images_per_class[class_id]
+        pick = int(torch.randint(len(candidates), (1,), generator=self.generator))
+        return int(candidates[pick]), class_id
+
+    def state_dict(self) -> dict[str, Any]:
+        """The generator state: with the same counts it reproduces the draws that follow."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.generator.set_state(state["generator"])
+
+
+class Croppable(Protocol):
+    """A crop region (e.g. ``hrda.crops.Box``) that slices the last two dims of a tensor."""
+
+    def crop(self, tensor: torch.Tensor) -> torch.Tensor: ...
+
+
+BoxT = TypeVar("BoxT", bound=Croppable)
+
+
+def select_crop_for_class(
+    label: torch.Tensor,
+    class_id: int,
+    sample_crop: Callable[[], BoxT],
+    min_crop_pixels: int,
+    max_tries: int = 10,
+) -> BoxT:
+    """A crop from ``sample_crop()`` holding "enough" pixels of ``class_id``.
+
+    "Enough" means ``>= min_crop_pixels`` pixels of the class inside ``box.crop(label)``
+    (DAFormer uses half the image-level threshold, ``0.5 * min_pixels``, also scaled to the
+    image). Up to ``max_tries`` crops are drawn; the first that qualifies is returned,
+    otherwise the one holding the most pixels of the class (official: the last one).
+    """
+    if max_tries < 1:
+        raise ValueError(f"max_tries must be >= 1, got {max_tries}")
+    best, best_count = None, -1
+    for _ in range(max_tries):
+        box = sample_crop()
+        count = int((box.crop(label) == class_id).sum())
+        if count >= min_crop_pixels:
+            return box
+        if count > best_count:
+            best, best_count = box, count
+    logger.debug(
+        "RCS crop: class %d reached %d < %d pixels in %d tries",
+        class_id,
+        best_count,
+        min_crop_pixels,
+        max_tries,
+    )
+    return best

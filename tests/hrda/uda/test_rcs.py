@@ -1,0 +1,145 @@
+"""Rare class sampling: probabilities, sampling statistics, eligibility, state, crop retries."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from hrda_kedro.hrda.uda.rcs import (
+    RareClassSampler,
+    rare_class_probabilities,
+    scale_min_pixels,
+    select_crop_for_class,
+)
+
+
+def test_probabilities_match_hand_computation() -> None:
+    freq = torch.tensor([0.5, 0.3, 0.2, 0.0])
+    probs = rare_class_probabilities(freq, temperature=0.1)
+    z = math.exp(5) + math.exp(7) + math.exp(8)
+    expected = torch.tensor([math.exp(5) / z, math.exp(7) / z, math.exp(8) / z, 0.0])
+    torch.testing.assert_close(probs, expected.double())
+    assert probs[3] == 0.0
+    # pixel counts are normalised first
+    torch.testing.assert_close(rare_class_probabilities(np.array([50, 30, 20, 0]), 0.1), probs)
+
+
+def test_probabilities_reject_bad_input() -> None:
+    with pytest.raises(ValueError, match="temperature"):
+        rare_class_probabilities(torch.tensor([1.0, 2.0]), temperature=0.0)
+    with pytest.raises(ValueError, match="class_frequencies"):
+        rare_class_probabilities(torch.zeros(3))
+
+
+# 6 images x 4 classes. Class 3 never reaches min_pixels=100 -> excluded.
+COUNTS = np.array(
+    [
+        [5000, 0, 150, 50],
+        [4000, 300, 0, 0],
+        [6000, 100, 0, 20],
+        [3000, 0, 99, 0],
+        [2000, 50, 400, 0],
+        [1000, 0, 0, 10],
+    ]
+)
+
+
+def test_sampler_class_distribution_and_eligibility() -> None:
+    # A high temperature keeps every eligible class frequent enough to test statistically.
+    sampler = RareClassSampler(
+        COUNTS, temperature=0.5, min_pixels=100, generator=torch.Generator().manual_seed(0)
+    )
+    freq = COUNTS.sum(axis=0) / COUNTS.sum()
+    logits = (1 - freq[:3]) / 0.5
+    expected = np.exp(logits - logits.max())
+    expected = np.append(expected / expected.sum(), 0.0)
+    torch.testing.assert_close(sampler.probabilities, torch.from_numpy(expected))
+    assert expected[:3].min() > 0.05
+
+    n = 6000
+    class_counts = np.zeros(4)
+    image_counts: dict[int, dict[int, int]] = {c: {} for c in range(4)}
+    for _ in range(n):
+        image, class_id = sampler.sample()
+        assert COUNTS[image, class_id] >= 100
+        class_counts[class_id] += 1
+        image_counts[class_id][image] = image_counts[class_id].get(image, 0) + 1
+    assert class_counts[3] == 0
+    chi2 = float(((class_counts[:3] - n * expected[:3]) ** 2 / (n * expected[:3])).sum())
+    assert chi2 < 18.4  # df = 2, p ~ 1e-4
+    assert set(image_counts[1]) == {1, 2}  # both eligible images are drawn
+    assert set(image_counts[2]) == {0, 4}
+
+
+def test_sampler_state_dict_resumes_the_stream() -> None:
+    sampler = RareClassSampler(
+        COUNTS, temperature=0.05, min_pixels=100, generator=torch.Generator().manual_seed(1)
+    )
+    for _ in range(5):
+        sampler.sample()
+    state = sampler.state_dict()
+    expected = [sampler.sample() for _ in range(20)]
+    other = RareClassSampler(
+        COUNTS, temperature=0.05, min_pixels=100, generator=torch.Generator().manual_seed(99)
+    )
+    other.load_state_dict(state)
+    assert [other.sample() for _ in range(20)] == expected
+
+
+def test_sampler_without_eligible_images_fails() -> None:
+    with pytest.raises(ValueError, match="min_pixels"):
+        RareClassSampler(COUNTS, min_pixels=10**6)
+
+
+def test_scale_min_pixels() -> None:
+    assert scale_min_pixels((1440, 2560)) == 3000
+    assert scale_min_pixels((720, 1280)) == 750
+    assert scale_min_pixels((1024, 2048)) == 1707  # 3000 * 2097152 / 3686400 = 1706.7
+    assert scale_min_pixels((8, 8)) == 1
+
+
+@dataclass(frozen=True)
+class _Box:
+    top: int
+    left: int
+    size: int
+
+    def crop(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor[..., self.top : self.top + self.size, self.left : self.left + self.size]
+
+
+def _label() -> torch.Tensor:
+    label = torch.zeros(8, 8, dtype=torch.int64)
+    label[4:, 4:] = 5  # 16 px of class 5 in the bottom-right quadrant
+    label[0, 0:3] = 5  # 3 px in the top-left
+    return label
+
+
+def test_select_crop_returns_first_crop_with_enough_pixels() -> None:
+    boxes = iter([_Box(0, 0, 4), _Box(0, 4, 4), _Box(4, 4, 4), _Box(4, 0, 4)])
+    calls = []
+
+    def sampler() -> _Box:
+        calls.append(1)
+        return next(boxes)
+
+    box = select_crop_for_class(_label(), 5, sampler, min_crop_pixels=10)
+    assert box == _Box(4, 4, 4)
+    assert len(calls) == 3
+
+
+def test_select_crop_gives_up_after_max_tries_with_the_best_crop() -> None:
+    candidates = [_Box(0, 4, 4), _Box(0, 0, 4), _Box(2, 2, 4)]  # 0, 3, 4 px of class 5
+    calls = []
+
+    def sampler() -> _Box:
+        calls.append(1)
+        return candidates[len(calls) % 3]
+
+    box = select_crop_for_class(_label(), 5, sampler, min_crop_pixels=10, max_tries=10)
+    assert len(calls) == 10
+    assert box == _Box(2, 2, 4)
