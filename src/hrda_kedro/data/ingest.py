@@ -1,0 +1,441 @@
+"""From configured data sets to checked manifests, cached trainId labels and class counts.
+
+Design:
+
+- **All or nothing.** New files (a redrawn embedded benchmark, converted labels, cache
+  indexes) are written into hidden staging folders next to their destination and moved
+  into place only after every split has been checked; a failing run removes them, so it
+  overwrites nothing an earlier run ingested.
+- **A re-run does no work.** Each data set has a cache folder under ``cache_dir`` holding
+  its trainId labels (when its raw labels need converting) and an index of every checked
+  pair: file sizes and modification times, image size and class pixel counts. Pairs whose
+  files are unchanged are neither decoded nor converted again; a changed mapping (its
+  fingerprint) invalidates the whole index.
+- Bad files stop the run with a :class:`~hrda_kedro.data.DataError` naming the file, or,
+  with ``skip_bad_files``, are left out and listed in the report. A missing folder or an
+  empty split always stops it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from hrda_kedro.data import DataError
+from hrda_kedro.data.labels import CITYSCAPES_CLASSES, NUM_CLASSES, LabelMapping
+from hrda_kedro.data.layouts import DatasetSpec, Pair, find_pairs
+from hrda_kedro.data.streets import SPLIT_DOMAINS, StreetsConfig, read_fingerprint, write_benchmark
+from hrda_kedro.data.validation import LabelFormat, check_label, read_image, read_raw_label
+
+logger = logging.getLogger(__name__)
+
+SPLITS = tuple(SPLIT_DOMAINS)
+MANIFEST_COLUMNS = (
+    "name", "image_path", "label_path", "original_label_path", "height", "width",
+    "load_height", "load_width", "domain", "split", "dataset",
+)  # fmt: skip
+INDEX_FILE = "index.json"
+
+
+@dataclass(frozen=True)
+class SplitSizes:
+    """Images per split of the embedded benchmark."""
+
+    source_train: int = 200
+    target_train: int = 200
+    target_val: int = 40
+
+    def check(self, path: str) -> None:
+        for split in SPLITS:
+            if getattr(self, split) < 0:
+                raise ValueError(
+                    f"parameter {path}.{split}: expected a count >= 0, got {getattr(self, split)}"
+                )
+
+
+@dataclass(frozen=True)
+class EmbeddedSettings:
+    """Where and how the embedded benchmark is drawn."""
+
+    root: str = "data/01_raw/embedded"
+    seed: int = 0
+    height: int = 256
+    width: int = 512
+    sizes: SplitSizes = field(default_factory=SplitSizes)
+
+    def check(self, path: str) -> None:
+        if self.height < 16 or self.width < 32:
+            raise ValueError(
+                f"parameter {path}.height/width: expected at least 16 x 32 pixels, got {self.height} x {self.width}"
+            )
+
+    def streets_config(self) -> StreetsConfig:
+        sizes = {split: getattr(self.sizes, split) for split in SPLITS}
+        return StreetsConfig(seed=self.seed, height=self.height, width=self.width, sizes=sizes)
+
+
+@dataclass(frozen=True)
+class IngestionSettings:
+    """The ``ingestion`` parameter group."""
+
+    cache_dir: str = "data/02_intermediate/trainid_labels"
+    skip_bad_files: bool = False
+    workers: int = 2
+    samples_per_domain: int = 3
+    embedded: EmbeddedSettings = field(default_factory=EmbeddedSettings)
+
+    def check(self, path: str) -> None:
+        if self.workers < 1:
+            raise ValueError(
+                f"parameter {path}.workers: expected a positive integer, got {self.workers}"
+            )
+        if self.samples_per_domain < 1:
+            raise ValueError(
+                f"parameter {path}.samples_per_domain: expected a positive integer, got {self.samples_per_domain}"
+            )
+
+
+@dataclass(frozen=True)
+class IngestionDatasets:
+    """The ``ingestion_datasets`` parameter group: one data set per split."""
+
+    source_train: DatasetSpec
+    target_train: DatasetSpec
+    target_val: DatasetSpec
+
+    def check(self, path: str) -> None:
+        for split in ("source_train", "target_val"):
+            if not getattr(self, split).labels:
+                raise ValueError(
+                    f"parameter {path}.{split}.labels: {split} needs labels, expected true"
+                )
+
+
+@dataclass
+class IngestionResult:
+    """Per split: the manifest and per-image class pixel counts; plus the run's report."""
+
+    manifests: dict[str, pd.DataFrame]
+    class_pixel_counts: dict[str, pd.DataFrame]
+    report: dict[str, Any]
+
+
+class _Staging:
+    """Hidden folders next to their destinations, moved into place by :meth:`commit`."""
+
+    def __init__(self) -> None:
+        self._folders: list[tuple[Path, Path, bool]] = []  # (staged, final, replace whole)
+
+    def folder(self, final: Path, replace_whole: bool) -> Path:
+        staged = final.parent / f".{final.name}.staging-{uuid.uuid4().hex[:8]}"
+        staged.mkdir(parents=True)
+        self._folders.append((staged, final, replace_whole))
+        return staged
+
+    def final_path(self, path: Path) -> Path:
+        """Where a staged file will live after the commit."""
+        for staged, final, _ in self._folders:
+            if path.is_relative_to(staged):
+                return final / path.relative_to(staged)
+        return path
+
+    def commit(self) -> None:
+        for staged, final, replace_whole in self._folders:
+            if replace_whole:
+                old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+                if final.exists():
+                    final.rename(old)
+                staged.rename(final)
+                shutil.rmtree(old, ignore_errors=True)
+                continue
+            files = sorted(p for p in staged.rglob("*") if p.is_file())
+            # Labels first, the index last: a crash in between leaves a consistent cache.
+            for path in sorted(files, key=lambda p: p.name == INDEX_FILE):
+                target = final / path.relative_to(staged)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+            shutil.rmtree(staged)
+        self._folders.clear()
+
+    def rollback(self) -> None:
+        for staged, _, _ in self._folders:
+            shutil.rmtree(staged, ignore_errors=True)
+        self._folders.clear()
+
+
+def _stamp(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+class _LabelCache:
+    """Converted labels and the index of checked pairs of one data set."""
+
+    def __init__(self, folder: Path, mapping: LabelMapping, staging: _Staging):
+        self.folder, self.mapping, self._staging = folder, mapping, staging
+        self._staged: Path | None = None
+        self.records: dict[str, dict[str, Any]] = {}
+        try:
+            index = json.loads((folder / INDEX_FILE).read_text())
+            if index.get("mapping") == mapping.fingerprint:
+                self.records = index["records"]
+        except (OSError, ValueError, KeyError):
+            pass  # no usable index: everything is checked again
+        self.changed = False
+
+    def converted_path(self, name: str) -> Path:
+        return self.folder / "labels" / f"{name}.png"
+
+    def lookup(self, pair: Pair, image_path: str) -> dict[str, Any] | None:
+        """The record of ``pair`` (whose image will live at ``image_path``) if its files are
+        unchanged since it was checked."""
+        record = self.records.get(pair.name)
+        if (
+            record is None
+            or record["image_path"] != image_path
+            or record["image"] != _stamp(pair.image)
+        ):
+            return None
+        if pair.label is not None:
+            if record.get("label") != _stamp(pair.label) or record.get("counts") is None:
+                return None
+            if not self.mapping.is_identity and not self.converted_path(pair.name).is_file():
+                return None
+        return record
+
+    def staged_folder(self) -> Path:
+        """The staging folder of new labels and the index (created on first use)."""
+        if self._staged is None:
+            self._staged = self._staging.folder(self.folder, replace_whole=False)
+        return self._staged
+
+    def store(self, name: str, record: dict[str, Any]) -> None:
+        self.records[name] = record
+        self.changed = True
+
+    def stage_index(self) -> None:
+        if self.changed:
+            payload = {"mapping": self.mapping.fingerprint, "records": self.records}
+            (self.staged_folder() / INDEX_FILE).write_text(json.dumps(payload))
+
+
+def _check_pair(
+    pair: Pair, mapping: LabelMapping, label_format: LabelFormat, out: Path | None
+) -> dict[str, Any]:
+    """Decode and check one pair; write its trainId label to ``out`` (when converting)."""
+    image = read_image(pair.image)
+    height, width = image.shape[:2]
+    record: dict[str, Any] = {"image": _stamp(pair.image), "height": height, "width": width}
+    if pair.label is not None:
+        raw = read_raw_label(pair.label, label_format)
+        check_label(raw, pair.label, (height, width), pair.image, mapping)
+        train_ids = mapping.convert(raw)
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(train_ids).save(out)
+        counts = np.bincount(train_ids.ravel(), minlength=256)[:NUM_CLASSES]
+        record.update(label=_stamp(pair.label), counts=[int(c) for c in counts])
+    return record
+
+
+def _checked(
+    pair: Pair, mapping: LabelMapping, label_format: LabelFormat, out_dir: Path | None
+) -> dict[str, Any] | DataError:
+    """:func:`_check_pair`, returning instead of raising so that the caller decides."""
+    out = None if pair.label is None or out_dir is None else out_dir / "labels" / f"{pair.name}.png"
+    try:
+        return _check_pair(pair, mapping, label_format, out)
+    except DataError as err:
+        return err
+
+
+def _cache_folder(cache_dir: Path, kind: str, root: Path) -> Path:
+    digest = hashlib.sha1(str(root).encode()).hexdigest()[:10]
+    return cache_dir / f"{kind}-{root.name}-{digest}"
+
+
+def _prepare_embedded(
+    settings: IngestionSettings, staging: _Staging
+) -> tuple[Path, dict[str, Any]]:
+    """The folder to read the embedded benchmark from, drawing it (staged) when needed."""
+    final = Path(settings.embedded.root).absolute()
+    config = settings.embedded.streets_config()
+    complete = all(
+        len(list((final / split / sub).glob("*.png"))) == count
+        for split, count in config.sizes.items()
+        for sub in ("images", "labels")
+    )
+    info = {"root": str(final), "fingerprint": config.fingerprint()}
+    if complete and read_fingerprint(final) == config.fingerprint():
+        logger.info("Embedded benchmark in %s is up to date; not redrawn", final)
+        return final, {**info, "generated": False}
+    start = time.perf_counter()
+    staged = staging.folder(final, replace_whole=True)
+    write_benchmark(staged, config, settings.workers)
+    return staged, {**info, "generated": True, "seconds": round(time.perf_counter() - start, 2)}
+
+
+def _ingest_split(
+    split: str,
+    spec: DatasetSpec,
+    root: Path,
+    cache: _LabelCache,
+    settings: IngestionSettings,
+    staging: _Staging,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    pairs, problems = find_pairs(spec, root)
+    skipped: list[dict[str, str]] = []
+
+    def reject(err: DataError) -> None:
+        if not settings.skip_bad_files:
+            raise err
+        logger.warning("Skipping (skip_bad_files): %s", err)
+        skipped.append({"file": str(err).partition(": ")[0], "reason": str(err)})
+
+    for problem in problems:
+        reject(problem)
+    image_paths = {pair.name: str(staging.final_path(pair.image)) for pair in pairs}
+    records = {pair.name: cache.lookup(pair, image_paths[pair.name]) for pair in pairs}
+    todo = [pair for pair in pairs if records[pair.name] is None]
+    converting = bool(todo) and spec.labels and not cache.mapping.is_identity
+    out_dir = cache.staged_folder() if converting else None
+    if todo:
+        logger.info("%s: checking %d of %d %s pairs", split, len(todo), len(pairs), spec.kind)
+    pool = ThreadPoolExecutor(settings.workers)
+    try:
+        outcomes = pool.map(lambda p: _checked(p, cache.mapping, spec.label_format, out_dir), todo)
+        for pair, outcome in zip(todo, outcomes, strict=True):
+            if isinstance(outcome, DataError):
+                reject(outcome)
+                records.pop(pair.name)
+            else:
+                records[pair.name] = {"image_path": image_paths[pair.name], **outcome}
+                cache.store(pair.name, records[pair.name])
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    kept = [pair for pair in pairs if pair.name in records]
+    if not kept:
+        raise DataError(
+            f"{root}: split {split!r} is empty; expected at least one {spec.kind} image/label pair"
+        )
+    rows, counts = [], []
+    for pair in kept:
+        record = records[pair.name]
+        height, width = record["height"], record["width"]
+        load_h, load_w = spec.resize.load_size(height, width) if spec.resize else (height, width)
+        label_path = None
+        if pair.label is not None:
+            label_path = (
+                staging.final_path(pair.label)
+                if cache.mapping.is_identity
+                else cache.converted_path(pair.name)
+            )
+            counts.append(record["counts"])
+        rows.append({
+            "name": pair.name,
+            "image_path": image_paths[pair.name],
+            "label_path": None if label_path is None else str(label_path),
+            "original_label_path": None if pair.label is None else str(staging.final_path(pair.label)),
+            "height": height, "width": width, "load_height": load_h, "load_width": load_w,
+            "domain": SPLIT_DOMAINS[split], "split": split, "dataset": spec.kind,
+        })  # fmt: skip
+    manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+    counts_df = pd.DataFrame(
+        np.asarray(counts, dtype=np.int64).reshape(-1, NUM_CLASSES),
+        columns=list(CITYSCAPES_CLASSES),
+    )
+    if len(counts_df):
+        counts_df.insert(0, "image_path", manifest["image_path"].to_numpy())
+    report = {
+        "dataset": spec.kind,
+        "root": str(staging.final_path(root)),
+        "pairs": len(kept),
+        "labelled": len(counts),
+        "checked": len(todo),
+        "reused_from_cache": len(pairs) - len(todo),
+        "skipped": skipped,
+        "class_pixels": {
+            name: int(n)
+            for name, n in zip(
+                CITYSCAPES_CLASSES, counts_df[list(CITYSCAPES_CLASSES)].sum(), strict=True
+            )
+        },
+    }
+    logger.info(
+        "%s: %d pairs from %s (%d checked, %d from cache, %d skipped)",
+        split, len(kept), spec.kind, len(todo), len(pairs) - len(todo), len(skipped),
+    )  # fmt: skip
+    return manifest, counts_df, report
+
+
+def ingest(settings: IngestionSettings, datasets: IngestionDatasets) -> IngestionResult:
+    """Check every split, convert and cache labels, then commit all new files at once."""
+    start = time.perf_counter()
+    staging = _Staging()
+    cache_dir = Path(settings.cache_dir).absolute()
+    manifests, counts, split_reports = {}, {}, {}
+    embedded_report = None
+    try:
+        specs = {split: getattr(datasets, split) for split in SPLITS}
+        specs = {
+            s: replace(v, subset=v.subset or s) if v.kind == "embedded" else v
+            for s, v in specs.items()
+        }
+        embedded_root = None
+        if any(spec.kind == "embedded" for spec in specs.values()):
+            embedded_root, embedded_report = _prepare_embedded(settings, staging)
+        caches: dict[Path, _LabelCache] = {}
+        for split, spec in specs.items():
+            if spec.kind == "embedded":
+                root, final_root = embedded_root, Path(settings.embedded.root).absolute()
+            else:
+                root = final_root = Path(str(spec.root)).expanduser().absolute()
+            folder = _cache_folder(cache_dir, spec.kind, final_root)
+            if folder not in caches:
+                caches[folder] = _LabelCache(folder, spec.mapping(), staging)
+            manifests[split], counts[split], split_reports[split] = _ingest_split(
+                split, spec, root, caches[folder], settings, staging
+            )
+        for cache in caches.values():
+            cache.stage_index()
+        staging.commit()
+    except BaseException:
+        staging.rollback()
+        raise
+    report = {
+        "embedded": embedded_report,
+        "skip_bad_files": settings.skip_bad_files,
+        "splits": split_reports,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    return IngestionResult(manifests, counts, report)
+
+
+def class_frequencies(class_pixel_counts: pd.DataFrame) -> pd.DataFrame:
+    """Per trainId: labelled pixels, images holding the class, and its pixel frequency.
+
+    Classes absent from the data have frequency 0; rare class sampling must leave them out.
+    """
+    per_image = class_pixel_counts[list(CITYSCAPES_CLASSES)].to_numpy(dtype=np.int64)
+    pixels = per_image.sum(axis=0)
+    total = max(int(pixels.sum()), 1)
+    return pd.DataFrame({
+        "train_id": np.arange(NUM_CLASSES),
+        "name": list(CITYSCAPES_CLASSES),
+        "pixels": pixels,
+        "images": (per_image > 0).sum(axis=0),
+        "frequency": pixels / total,
+    })  # fmt: skip

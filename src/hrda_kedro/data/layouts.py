@@ -1,0 +1,230 @@
+"""Where each data set keeps its images and labels, and how files pair up.
+
+Supported layouts (``kind``):
+
+- ``embedded``: ``<root>/<subset>/images/*.png`` + ``labels/*.png`` (trainIds), drawn by
+  :mod:`hrda_kedro.data.streets`;
+- ``gta5``: ``<root>/images/*.png`` + ``<root>/labels/*.png`` (Cityscapes ids);
+- ``synthia``: ``<root>/RGB/*.png`` + ``<root>/GT/LABELS/*.png`` (16-bit, ids in channel 1);
+- ``cityscapes``: ``<root>/leftImg8bit/<subset>/<city>/*_leftImg8bit.png`` +
+  ``<root>/gtFine/<subset>/<city>/*_gtFine_labelIds.png``;
+- ``folder``: ``<root>/<image_dir>/*.{png,jpg,jpeg}`` + ``<root>/<label_dir>/*.png`` with a
+  ``class_map`` from raw label values to trainIds or Cityscapes class names.
+
+Pairing is by name; an image without a label and a label without an image are both
+problems reported with the file they concern.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from hrda_kedro.data import DataError
+from hrda_kedro.data.labels import (
+    CITYSCAPES_MAPPING,
+    GTA5_MAPPING,
+    SYNTHIA_MAPPING,
+    TRAIN_ID_MAPPING,
+    LabelMapping,
+    mapping_from_class_map,
+)
+from hrda_kedro.data.validation import LabelFormat, check_folder
+
+Kind = Literal["embedded", "gta5", "synthia", "cityscapes", "folder"]
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+
+
+@dataclass(frozen=True)
+class ResizeSpec:
+    """HRDA's resize on load: to ``width x height``, or inside it keeping the aspect ratio."""
+
+    width: int
+    height: int
+    keep_ratio: bool = True
+
+    def check(self, path: str) -> None:
+        if self.width < 1 or self.height < 1:
+            raise ValueError(
+                f"parameter {path}: expected a positive width and height, got {self.width}x{self.height}"
+            )
+
+    def load_size(self, height: int, width: int) -> tuple[int, int]:
+        """``(H, W)`` an image of ``height x width`` is resized to (mmseg's keep-ratio rule)."""
+        if not self.keep_ratio:
+            return self.height, self.width
+        scale = min(self.width / width, self.height / height)
+        return int(height * scale + 0.5), int(width * scale + 0.5)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One split's data set as configured under ``ingestion_datasets.<split>``."""
+
+    kind: Kind
+    root: str | None = None  # not used by ``embedded`` (see ingestion.embedded.root)
+    subset: str | None = None  # Cityscapes: train | val; embedded: defaults to the split's name
+    labels: bool = True  # false: images only (allowed for target_train)
+    resize: ResizeSpec | None = None
+    limit: int | None = None  # take the first N pairs (sorted by name)
+    image_dir: str = "images"  # folder only
+    label_dir: str = "labels"  # folder only
+    image_suffix: str = ""  # folder only: stripped from image names before pairing
+    label_suffix: str = ""  # folder only: stripped from label names before pairing
+    class_map: Any = None  # folder only: {raw value: trainId | class name | "ignore"}
+
+    def check(self, path: str) -> None:
+        if self.kind != "embedded" and not self.root:
+            raise ValueError(
+                f"parameter {path}.root: required for kind {self.kind!r}, expected a folder path"
+            )
+        if self.kind == "embedded" and self.root is not None:
+            raise ValueError(
+                f"parameter {path}.root: not used by kind 'embedded' (see ingestion.embedded.root), expected null"
+            )
+        if self.kind == "cityscapes" and self.subset not in ("train", "val", "test"):
+            raise ValueError(
+                f"parameter {path}.subset: expected train | val | test for Cityscapes, got {self.subset!r}"
+            )
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(
+                f"parameter {path}.limit: expected null or a positive integer, got {self.limit}"
+            )
+        if self.kind == "folder":
+            if self.labels and not isinstance(self.class_map, dict):
+                raise ValueError(
+                    f"parameter {path}.class_map: required for kind 'folder', expected a mapping"
+                )
+            if self.labels:
+                try:
+                    self.mapping()
+                except ValueError as err:
+                    raise ValueError(f"parameter {path}.class_map: {err}") from err
+        elif self.class_map is not None:
+            raise ValueError(
+                f"parameter {path}.class_map: only used with kind 'folder', got kind {self.kind!r}"
+            )
+
+    def mapping(self) -> LabelMapping:
+        """The raw-id -> trainId mapping of this data set's labels."""
+        if self.kind == "folder":
+            class_map = {
+                int(k) if isinstance(k, str) and k.isdigit() else k: v
+                for k, v in self.class_map.items()
+            }
+            return mapping_from_class_map(class_map)
+        return {
+            "embedded": TRAIN_ID_MAPPING,
+            "gta5": GTA5_MAPPING,
+            "synthia": SYNTHIA_MAPPING,
+            "cityscapes": CITYSCAPES_MAPPING,
+        }[self.kind]
+
+    @property
+    def label_format(self) -> LabelFormat:
+        return {"synthia": LabelFormat.FIRST_CHANNEL16, "folder": LabelFormat.INDEX}.get(
+            self.kind, LabelFormat.INDEX8
+        )
+
+
+@dataclass(frozen=True)
+class Pair:
+    """An image and its label (None when the split has no labels), named for caching."""
+
+    name: str
+    image: Path
+    label: Path | None
+
+
+@dataclass(frozen=True)
+class _Folders:
+    images: Path
+    labels: Path
+    image_suffixes: tuple[str, ...]
+    label_suffix: str
+    recursive: bool = False
+    image_strip: str = ""  # folder only: user-given name suffixes dropped before pairing
+    label_strip: str = ""
+    prefix: str = ""  # prepended to pair names so that subsets sharing a root stay apart
+
+    def expected_label(self, name: str) -> Path:
+        return self.labels / f"{name}{self.label_strip}{self.label_suffix}"
+
+    def expected_image(self, name: str) -> str:
+        return f"{self.images / name}{self.image_strip}{'|'.join(self.image_suffixes)}"
+
+
+def _folders(spec: DatasetSpec, root: Path) -> _Folders:
+    if spec.kind == "embedded":
+        base = root / str(spec.subset)
+        return _Folders(
+            base / "images", base / "labels", (".png",), ".png", prefix=f"{spec.subset}/"
+        )
+    if spec.kind == "gta5":
+        return _Folders(root / "images", root / "labels", (".png",), ".png")
+    if spec.kind == "synthia":
+        return _Folders(root / "RGB", root / "GT" / "LABELS", (".png",), ".png")
+    if spec.kind == "cityscapes":
+        return _Folders(
+            root / "leftImg8bit" / str(spec.subset),
+            root / "gtFine" / str(spec.subset),
+            ("_leftImg8bit.png",),
+            "_gtFine_labelIds.png",
+            recursive=True,
+            prefix=f"{spec.subset}/",
+        )
+    return _Folders(
+        root / spec.image_dir, root / spec.label_dir, IMAGE_EXTENSIONS, ".png",
+        image_strip=spec.image_suffix, label_strip=spec.label_suffix,
+    )  # fmt: skip
+
+
+def _scan(folder: Path, suffixes: tuple[str, ...], strip: str, recursive: bool) -> dict[str, Path]:
+    """``{name: path}`` of the files ending in one of ``suffixes``; names drop it and ``strip``.
+
+    Names keep sub-folders (Cityscapes cities) so that they stay unique.
+    """
+    found = {}
+    for path in folder.rglob("*") if recursive else folder.iterdir():
+        suffix = next((s for s in suffixes if path.name.lower().endswith(s.lower())), None)
+        if suffix is None or not path.is_file():
+            continue
+        stem = path.name[: len(path.name) - len(suffix)]
+        if strip and stem.endswith(strip):
+            stem = stem[: len(stem) - len(strip)]
+        found[(path.parent.relative_to(folder) / stem).as_posix()] = path
+    return found
+
+
+def find_pairs(spec: DatasetSpec, root: Path) -> tuple[list[Pair], list[DataError]]:
+    """Pairs sorted by name, and one problem per unpaired file (the caller stops or skips).
+
+    A missing folder raises at once: there is nothing to skip to.
+    """
+    where = _folders(spec, root)
+    check_folder(where.images, f"the {spec.kind} images ({where.expected_image('*')})")
+    images = _scan(where.images, where.image_suffixes, where.image_strip, where.recursive)
+    if not spec.labels:
+        return [Pair(where.prefix + name, images[name], None) for name in sorted(images)][
+            : spec.limit
+        ], []
+    check_folder(where.labels, f"the {spec.kind} labels ({where.expected_label('*')})")
+    labels = _scan(where.labels, (where.label_suffix,), where.label_strip, where.recursive)
+    pairs, problems = [], []
+    for name in sorted(images.keys() | labels.keys())[: spec.limit]:
+        if name not in labels:
+            problems.append(
+                DataError(
+                    f"{images[name]}: image without a label; expected {where.expected_label(name)}"
+                )
+            )
+        elif name not in images:
+            problems.append(
+                DataError(
+                    f"{labels[name]}: label without an image; expected an image {where.expected_image(name)}"
+                )
+            )
+        else:
+            pairs.append(Pair(where.prefix + name, images[name], labels[name]))
+    return pairs, problems

@@ -1,0 +1,78 @@
+"""A torch ``Dataset`` over an ingestion manifest.
+
+Files were checked at ingestion, so loading here is plain decoding (Pillow), optionally
+resized to the manifest's ``load_height x load_width`` (HRDA's input size, e.g. GTA5 to
+2560x1440: image bilinear, label nearest) and optionally kept in memory, so that a training
+run decodes each file once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as F
+
+
+def _present(path: object) -> bool:
+    """A label path is absent as None, NaN (CSV round trip) or an empty string."""
+    return isinstance(path, str) and path != ""
+
+
+class ManifestDataset(Dataset):
+    """Items ``{"image": uint8 (3, H, W), "label": int64 (H, W), "index": int}``.
+
+    ``labels=False`` leaves labels out (target images for self-training must never carry
+    them); rows without a ``label_path`` have no ``"label"`` either. With ``cache=True``
+    decoded tensors stay in memory (per process: with DataLoader workers each worker
+    keeps its own copy).
+    """
+
+    def __init__(
+        self, manifest: pd.DataFrame, labels: bool = True, resize: bool = True, cache: bool = False
+    ):
+        if len(manifest) == 0:
+            raise ValueError("manifest: expected at least one row, got an empty manifest")
+        missing = {"image_path", "label_path", "load_height", "load_width"} - set(manifest.columns)
+        if missing:
+            raise ValueError(f"manifest: missing columns {sorted(missing)}")
+        self.image_paths = [str(p) for p in manifest["image_path"]]
+        self.label_paths = [p if labels and _present(p) else None for p in manifest["label_path"]]
+        self.sizes = [
+            (int(h), int(w)) if resize else None
+            for h, w in zip(manifest["load_height"], manifest["load_width"], strict=True)
+        ]
+        self._cache: dict[int, dict[str, torch.Tensor]] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+    def _load(self, index: int) -> dict[str, torch.Tensor]:
+        with Image.open(self.image_paths[index]) as file:
+            image = torch.from_numpy(np.array(file.convert("RGB"))).permute(2, 0, 1).contiguous()
+        size = self.sizes[index]
+        if size is not None and tuple(image.shape[-2:]) != size:
+            image = F.resize(
+                image, list(size), interpolation=InterpolationMode.BILINEAR, antialias=True
+            )
+        item = {"image": image}
+        label_path = self.label_paths[index]
+        if label_path is not None:
+            with Image.open(label_path) as file:
+                label = torch.from_numpy(np.array(file))[None]
+            if size is not None and tuple(label.shape[-2:]) != size:
+                label = F.resize(label, list(size), interpolation=InterpolationMode.NEAREST_EXACT)
+            item["label"] = label[0].long()
+        return item
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+        if self._cache is None:
+            item = self._load(index)
+        else:
+            if index not in self._cache:
+                self._cache[index] = self._load(index)
+            item = dict(self._cache[index])
+        return {**item, "index": index}

@@ -1,0 +1,64 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from hrda_kedro.data import torch_datasets
+from hrda_kedro.data.torch_datasets import ManifestDataset
+from tests.data.helpers import write_index, write_rgb
+
+
+@pytest.fixture
+def manifest(tmp_path):
+    pixels = write_rgb(tmp_path / "a.png", 6, 10)
+    labels = np.arange(60).reshape(6, 10) % 19
+    write_index(tmp_path / "a_label.png", labels)
+    write_rgb(tmp_path / "b.png", 6, 10, seed=1)
+    table = pd.DataFrame({
+        "image_path": [str(tmp_path / "a.png"), str(tmp_path / "b.png")],
+        "label_path": [str(tmp_path / "a_label.png"), np.nan],
+        "load_height": [12, 6], "load_width": [20, 10],
+    })  # fmt: skip
+    return table, pixels, labels
+
+
+def test_items_hold_uint8_images_and_int64_labels(manifest):
+    table, pixels, labels = manifest
+    item = ManifestDataset(table, resize=False)[0]
+    assert (
+        item["index"] == 0
+        and item["image"].dtype == torch.uint8
+        and item["image"].shape == (3, 6, 10)
+    )
+    np.testing.assert_array_equal(item["image"].permute(1, 2, 0).numpy(), pixels)
+    assert item["label"].dtype == torch.int64
+    np.testing.assert_array_equal(item["label"].numpy(), labels)
+    assert "label" not in ManifestDataset(table)[1]  # no label_path in the manifest
+    assert "label" not in ManifestDataset(table, labels=False)[0]
+
+
+def test_resize_on_load_keeps_label_values(manifest):
+    table, _, labels = manifest
+    item = ManifestDataset(table)[0]
+    assert item["image"].shape == (3, 12, 20) and item["label"].shape == (12, 20)
+    np.testing.assert_array_equal(item["label"][::2, ::2].numpy(), labels)  # nearest, 2x
+
+
+def test_cache_decodes_each_file_once(manifest, monkeypatch):
+    table, _, _ = manifest
+    opened = []
+    real_open = torch_datasets.Image.open
+    monkeypatch.setattr(
+        torch_datasets.Image, "open", lambda path: opened.append(path) or real_open(path)
+    )
+    dataset = ManifestDataset(table, cache=True)
+    first, again = dataset[0], dataset[0]
+    assert len(opened) == 2  # image and label, once
+    assert torch.equal(first["image"], again["image"]) and len(dataset) == 2
+
+
+def test_empty_or_incomplete_manifest():
+    with pytest.raises(ValueError, match="expected at least one row"):
+        ManifestDataset(pd.DataFrame({"image_path": []}))
+    with pytest.raises(ValueError, match=r"missing columns \['load_height', 'load_width'\]"):
+        ManifestDataset(pd.DataFrame({"image_path": ["x"], "label_path": ["y"]}))

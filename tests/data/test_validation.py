@@ -1,0 +1,122 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from hrda_kedro.data import DataError
+from hrda_kedro.data.labels import GTA5_MAPPING, SYNTHIA_MAPPING
+from hrda_kedro.data.validation import (
+    LabelFormat,
+    check_folder,
+    check_label,
+    read_image,
+    read_raw_label,
+)
+from tests.data.helpers import SYNTHIA_IDS, truncate, write_index, write_png16, write_rgb
+
+
+def test_reads_rgb_png_and_jpeg(tmp_path):
+    pixels = write_rgb(tmp_path / "a.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "a.png"), pixels)
+    write_rgb(tmp_path / "b.jpg")
+    assert read_image(tmp_path / "b.jpg").shape == (6, 10, 3)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: None, "file not found; expected an 8-bit RGB image"),
+        (lambda p: p.write_bytes(b""), r"empty file \(0 bytes\); expected an 8-bit RGB image"),
+        (
+            lambda p: p.write_bytes(b"not a png at all"),
+            "not a readable image .*; expected an 8-bit RGB image",
+        ),
+        (lambda p: (write_rgb(p, 64, 64), truncate(p)), "cannot decode, truncated or corrupt"),
+        (
+            lambda p: Image.new("L", (4, 4)).save(p),
+            r"image mode is grayscale \(L\); expected an 8-bit RGB image",
+        ),
+        (
+            lambda p: Image.new("RGBA", (4, 4)).save(p),
+            "image mode is RGBA; expected an 8-bit RGB image",
+        ),
+        (lambda p: Image.new("P", (4, 4)).save(p), r"image mode is palette \(P\); expected"),
+        (lambda p: Image.new("I;16", (4, 4)).save(p), "image mode is 16-bit grayscale; expected"),
+        (
+            lambda p: write_png16(p, np.zeros((4, 4, 3))),
+            "image mode is 16-bit RGB; expected an 8-bit RGB image",
+        ),
+    ],
+    ids=[
+        "missing",
+        "empty",
+        "corrupt",
+        "truncated",
+        "grayscale",
+        "rgba",
+        "palette",
+        "16bit-gray",
+        "16bit-rgb",
+    ],
+)
+def test_bad_images_name_the_file_and_what_was_expected(tmp_path, make, message):
+    path = tmp_path / "bad.png"
+    make(path)
+    with pytest.raises(DataError, match=message) as info:
+        read_image(path)
+    assert str(info.value).startswith(str(path))
+
+
+def test_reads_labels_in_each_format(tmp_path):
+    ids = np.arange(60).reshape(6, 10) % 34
+    write_index(tmp_path / "p.png", ids, mode="P")
+    write_index(tmp_path / "l.png", ids)
+    for name in ("p.png", "l.png"):
+        np.testing.assert_array_equal(read_raw_label(tmp_path / name, LabelFormat.INDEX8), ids)
+    write_png16(
+        tmp_path / "s.png", np.stack([SYNTHIA_IDS, SYNTHIA_IDS * 0 + 900, SYNTHIA_IDS * 0], axis=-1)
+    )
+    np.testing.assert_array_equal(
+        read_raw_label(tmp_path / "s.png", LabelFormat.FIRST_CHANNEL16), SYNTHIA_IDS
+    )
+    write_png16(tmp_path / "g.png", np.full((2, 3), 300))
+    assert read_raw_label(tmp_path / "g.png", LabelFormat.INDEX).tolist() == [[300] * 3] * 2
+
+
+def test_bad_labels(tmp_path):
+    write_rgb(tmp_path / "rgb.png")
+    with pytest.raises(
+        DataError, match=r"rgb.png: label mode is RGB; expected an 8-bit single-channel label"
+    ):
+        read_raw_label(tmp_path / "rgb.png", LabelFormat.INDEX8)
+    write_png16(tmp_path / "s.png", np.zeros((32, 32, 3)))
+    truncate(tmp_path / "s.png")
+    with pytest.raises(DataError, match="s.png: cannot decode, truncated or corrupt .*SYNTHIA"):
+        read_raw_label(tmp_path / "s.png", LabelFormat.FIRST_CHANNEL16)
+    Image.new("RGB", (4, 4)).save(tmp_path / "s.jpg")
+    with pytest.raises(DataError, match="s.jpg: a JPEG file; expected a PNG label"):
+        read_raw_label(tmp_path / "s.jpg", LabelFormat.FIRST_CHANNEL16)
+
+
+def test_label_of_another_size_or_with_unknown_values(tmp_path):
+    image, label = tmp_path / "img.png", tmp_path / "lab.png"
+    with pytest.raises(
+        DataError, match=r"lab.png: label is 8x4 \(WxH\) but its image .*img.png is 10x6; expected"
+    ):
+        check_label(np.zeros((4, 8), np.uint8), label, (6, 10), image, GTA5_MAPPING)
+    raw = np.full((6, 10), 7, np.uint8)
+    raw[0, :2] = (40, 41)
+    with pytest.raises(
+        DataError,
+        match=r"lab.png: label values 40, 41 are outside the gta5 mapping; expected Cityscapes label ids 0-33",
+    ):
+        check_label(raw, label, (6, 10), image, GTA5_MAPPING)
+    with pytest.raises(
+        DataError,
+        match=r"values 23, 24, .*, 32, \.\.\. are outside the synthia mapping; expected SYNTHIA class ids",
+    ):
+        check_label(np.arange(23, 60).reshape(1, -1), label, (1, 37), image, SYNTHIA_MAPPING)
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(DataError, match="nope: folder not found; expected the GTA5 images"):
+        check_folder(tmp_path / "nope", "the GTA5 images")
