@@ -4,12 +4,13 @@ Kedro has no launcher for torchrun-style jobs, so ``kedro run`` stays the entry 
 the training node starts its own workers (``torch.multiprocessing.spawn``) when
 ``runtime.devices > 1``. Every worker trains a DistributedDataParallel replica on its own
 batches; gradients are averaged, so the students and hence the EMA teachers stay
-identical on every rank. Only rank 0 writes the in-training checkpoint, from which the
-parent process then reads the final state.
+identical on every rank (checked at every checkpoint). Every rank resumes from the
+in-training checkpoint, only rank 0 writes it, and the parent process reads the final
+state from it.
 
 Several machines: run the same ``kedro run`` on each with ``MASTER_ADDR``,
 ``MASTER_PORT``, ``NNODES`` and ``NODE_RANK`` set; ranks are ``NODE_RANK * devices +
-local rank``.
+local rank``; ``runtime.work_dir`` must be storage that all machines share.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch.multiprocessing.spawn import ProcessException
 from torch.utils.data import Dataset
 
 from hrda_kedro.hrda.checkpoint import load_checkpoint
 from hrda_kedro.hrda.networks.base import SegmentationNetwork
 from hrda_kedro.hrda.uda.trainer import (
+    DeviceSetup,
     StageResult,
     Trainer,
     history_from_columns,
@@ -59,8 +62,10 @@ class StageJob:
     fingerprint: str
 
 
-def _make_trainer(job: StageJob, rank: int, world_size: int) -> Trainer:
-    setup = resolve_device(job.runtime, rank=rank % max(torch.cuda.device_count(), 1))
+def _make_trainer(
+    job: StageJob, rank: int, world_size: int, setup: DeviceSetup | None = None
+) -> Trainer:
+    setup = setup or resolve_device(job.runtime)
     torch.manual_seed(job.runtime.seed)  # identical initial weights on every rank
     model = build_model(job.model_params)
     if job.init_model is not None:
@@ -87,13 +92,27 @@ def run_stage(job: StageJob) -> StageResult:
     """Train one stage, resuming from ``job.checkpoint_path`` when it matches the job."""
     devices = job.runtime.devices
     nnodes = int(os.environ.get("NNODES", "1"))
-    if devices == 1 and nnodes == 1:
+    if devices * nnodes == 1 or job.train_params.iterations == 0:  # 0: no checkpoint to read
         return _make_trainer(job, rank=0, world_size=1).run(job.checkpoint_path, job.fingerprint)
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    if nnodes > 1 and not {"MASTER_ADDR", "MASTER_PORT"} <= set(os.environ):
+        raise ValueError(f"NNODES={nnodes}: set MASTER_ADDR and MASTER_PORT on every machine")
+    # Read here, not in the workers, so that each stage of one run gets a port of its own.
+    address = os.environ.get("MASTER_ADDR", "127.0.0.1")
+    port = int(os.environ.get("MASTER_PORT") or _free_port())
     logger.info("%s: starting %d worker processes x %d node(s)", job.stage, devices, nnodes)
-    mp.spawn(_worker, args=(job, devices, nnodes), nprocs=devices, join=True)
+    try:
+        mp.spawn(
+            _worker,
+            args=(job, devices, nnodes, f"tcp://{address}:{port}"),
+            nprocs=devices,
+            join=True,
+        )
+    except ProcessException as exc:
+        raise RuntimeError(f"{job.stage}: data-parallel worker failed: {exc}") from exc
     state = load_checkpoint(job.checkpoint_path)
+    if state.get("teacher") is not None:
+        digest = state["ranks"][0]["teacher_digest"]
+        logger.info("%s: EMA teacher identical on all ranks (sha256 %s)", job.stage, digest[:16])
     return StageResult(
         model=state["model"],
         teacher=state.get("teacher"),
@@ -102,30 +121,24 @@ def run_stage(job: StageJob) -> StageResult:
     )
 
 
-def _worker(local_rank: int, job: StageJob, devices: int, nnodes: int) -> None:
+def _worker(local_rank: int, job: StageJob, devices: int, nnodes: int, init_method: str) -> None:
+    """One rank: the device is picked by the local rank, the backend by the device."""
     node_rank = int(os.environ.get("NODE_RANK", "0"))
     rank = node_rank * devices + local_rank
     world_size = devices * nnodes
-    backend = "nccl" if torch.cuda.is_available() and job.runtime.device != "cpu" else "gloo"
-    dist.init_process_group(backend, rank=rank, world_size=world_size)
+    setup = resolve_device(job.runtime, rank=local_rank)
+    if setup.device.type == "cuda":
+        torch.cuda.set_device(setup.device)
+    else:  # the ranks share the cores; oversubscribed threads slow every rank down
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // devices))
+    backend = "nccl" if setup.device.type == "cuda" else "gloo"
+    dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world_size)
     try:
-        trainer = _make_trainer(job, rank=rank, world_size=world_size)
-        trainer.run(job.checkpoint_path if rank == 0 else None, job.fingerprint)
-        _check_teachers_agree(trainer)
+        trainer = _make_trainer(job, rank=rank, world_size=world_size, setup=setup)
+        # The world size is part of the job: resuming with another one starts afresh.
+        trainer.run(job.checkpoint_path, f"{job.fingerprint}/{world_size} ranks")
     finally:
         dist.destroy_process_group()
-
-
-def _check_teachers_agree(trainer: Trainer) -> None:
-    """All ranks must end with the same EMA teacher; a divergence is a bug, not noise."""
-    if trainer.teacher is None:
-        return
-    flat = torch.cat([p.detach().float().flatten() for p in trainer.teacher.model.parameters()])
-    summary = torch.stack([flat.sum(), flat.abs().sum()]).to(trainer.setup.device)
-    gathered = [torch.zeros_like(summary) for _ in range(dist.get_world_size())]
-    dist.all_gather(gathered, summary)
-    if any(not torch.equal(g, gathered[0]) for g in gathered):
-        raise RuntimeError(f"{trainer.stage}: EMA teachers differ across ranks: {gathered}")
 
 
 def _free_port() -> int:

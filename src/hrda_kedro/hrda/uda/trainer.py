@@ -18,6 +18,7 @@ check passed, so the last checkpoint on disk is always a good one.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
@@ -121,6 +123,8 @@ class Trainer:
             self.forward_train = nn.parallel.DistributedDataParallel(
                 self.model,
                 device_ids=[setup.device.index] if setup.device.type == "cuda" else None,
+                # Every mode but "hrda" leaves the attention head without gradients.
+                find_unused_parameters=self.model.mode != "hrda",
             )
         self.optimizer = build_optimizer(
             self.model,
@@ -264,9 +268,27 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         if self.teacher is not None:
+            if self.world_size > 1:
+                self._broadcast_buffers()
             self.teacher.update(self.model, self.iteration)
         terms["loss"] = total
         return terms
+
+    def _broadcast_buffers(self) -> None:
+        """Give every rank rank 0's BatchNorm statistics now, not at the next forward as DDP
+        does: the teacher copies the student's buffers, and each rank's own batch moved them."""
+        buffers = list(self.model.buffers())
+        for dtype in dict.fromkeys(b.dtype for b in buffers):  # same order on every rank
+            group = [b for b in buffers if b.dtype == dtype]
+            flat = torch.cat([b.reshape(-1) for b in group])
+            dist.broadcast(flat, src=0)
+            torch._foreach_copy_(
+                group,
+                [
+                    v.view_as(b)
+                    for v, b in zip(flat.split([b.numel() for b in group]), group, strict=True)
+                ],
+            )
 
     def _mix_step(
         self,
@@ -344,6 +366,7 @@ class Trainer:
     # ------------------------------------------------------------------ state
 
     def state_dict(self, data_state: torch.Tensor) -> dict[str, Any]:
+        """The resumable state; data parallel, a collective call that every rank must make."""
         state: dict[str, Any] = {
             "iteration": self.iteration,
             "model": self.model.state_dict(),
@@ -358,15 +381,38 @@ class Trainer:
             state["cuda_rng"] = torch.cuda.get_rng_state(self.setup.device)
         if self.teacher is not None:
             state["teacher"] = self.teacher.model.state_dict()
+        if self.world_size > 1:
+            state["ranks"] = self._gather_rank_states(data_state)
         return state
+
+    def _gather_rank_states(self, data_state: torch.Tensor) -> list[dict[str, Any]]:
+        """Every rank's generator states (ranks draw their own batches, so each resumes its
+        own sequence) and teacher digest: a diverged teacher stops the run before a save."""
+        own = {
+            "data_generator": data_state,
+            "mix_generator": self.mix_generator.get_state(),
+            "teacher_digest": (
+                "" if self.teacher is None else state_digest(self.teacher.model.state_dict())
+            ),
+        }
+        ranks: list[Any] = [None] * self.world_size
+        dist.all_gather_object(ranks, own)
+        digests = [r["teacher_digest"] for r in ranks]
+        if len(set(digests)) > 1:
+            raise RuntimeError(
+                f"{self.stage}: EMA teachers differ across ranks at iteration "
+                f"{self.iteration}: {digests}"
+            )
+        return ranks
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.iteration = int(state["iteration"])
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.data_generator.set_state(state["data_generator"])
-        self.mix_generator.set_state(state["mix_generator"])
+        own = state["ranks"][self.rank] if self.world_size > 1 else state
+        self.data_generator.set_state(own["data_generator"])
+        self.mix_generator.set_state(own["mix_generator"])
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and self.setup.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.setup.device)
@@ -428,21 +474,19 @@ class Trainer:
                     bar.set_postfix(self._postfix())
                     pending = []
                     tic = time.perf_counter()
-                if (
-                    checkpoint_path is not None
-                    and self.rank == 0
-                    and (self.iteration % params.checkpoint_every == 0 or done)
+                if checkpoint_path is not None and (
+                    self.iteration % params.checkpoint_every == 0 or done
                 ):
                     if pending:  # a checkpoint is written only after a finite-loss check
                         self._flush(pending, time.perf_counter() - tic)
                         bar.update(len(pending))
                         pending = []
                         tic = time.perf_counter()
-                    save_checkpoint(
-                        checkpoint_path, {"fingerprint": fingerprint, **self.state_dict(data_state)}
-                    )
-                    if on_checkpoint is not None:
-                        on_checkpoint(self.iteration)
+                    state = self.state_dict(data_state)  # every rank: it gathers rank states
+                    if self.rank == 0:
+                        save_checkpoint(checkpoint_path, {"fingerprint": fingerprint, **state})
+                        if on_checkpoint is not None:
+                            on_checkpoint(self.iteration)
         finally:
             prefetch.close()
             bar.close()
@@ -491,6 +535,15 @@ class Trainer:
             history=list(self.history),
             iterations=self.iteration,
         )
+
+
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of the exact bytes of every tensor: proves weights identical, not just close."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(state[key].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 def history_to_columns(rows: list[dict[str, float]]) -> dict[str, list[float]]:
