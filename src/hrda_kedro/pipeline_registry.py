@@ -3,6 +3,10 @@
 ``uda`` chains ``ingestion`` -> ``warmup`` -> ``self_training`` (``rounds`` namespaced
 rounds) -> ``evaluation``. The number of rounds shapes the graph, so it is read from the
 run's configuration (``self_training.rounds``, environment and ``--params`` included).
+
+Pipelines are listed explicitly rather than found with ``find_pipelines``: since Kedro 1.7
+the CLI restricts discovery to the requested names, which cannot see composite pipelines
+such as ``uda``.
 """
 
 from __future__ import annotations
@@ -13,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from kedro.config import OmegaConfigLoader
-from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
-from hrda_kedro.pipelines import evaluation, self_training
+from hrda_kedro.pipelines import evaluation, ingestion, self_training, warmup
 
 logger = logging.getLogger(__name__)
 
@@ -48,14 +51,16 @@ def _rounds() -> int:
 
 def register_pipelines() -> dict[str, Pipeline]:
     """Register the project's pipelines."""
-    pipelines = find_pipelines(raise_errors=True)
     rounds = _rounds()
-    pipelines["self_training"] = self_training.create_pipeline(rounds=rounds)
-    pipelines["evaluation"] = evaluation.create_pipeline(rounds=rounds)
+    pipelines = {
+        "ingestion": ingestion.create_pipeline(),
+        "warmup": warmup.create_pipeline(),
+        "self_training": self_training.create_pipeline(rounds=rounds),
+        "evaluation": evaluation.create_pipeline(rounds=rounds),
+    }
     uda = Pipeline([])
     for name in ("ingestion", "warmup", "self_training", "evaluation"):
-        if name in pipelines:
-            uda += pipelines[name]
+        uda += pipelines[name]
     pipelines["uda"] = uda
     pipelines["__default__"] = uda
     return pipelines

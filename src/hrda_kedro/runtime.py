@@ -10,16 +10,27 @@ import dataclasses
 import hashlib
 import json
 import logging
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
+from PIL import Image
+from torch.utils.data import Dataset
 
+from hrda_kedro.data.labels import CITYSCAPES_CLASSES
+from hrda_kedro.data.torch_datasets import ManifestDataset
 from hrda_kedro.hrda.checkpoint import CheckpointError
 from hrda_kedro.hrda.model import HRDAModel
 from hrda_kedro.hrda.networks import build_network
 from hrda_kedro.hrda.networks.config import NetworkConfig
 from hrda_kedro.hrda.uda.trainer import DeviceSetup
-from hrda_kedro.params import ModelParams, NetworkParams, RuntimeParams, parse
+from hrda_kedro.params import ModelParams, NetworkParams, RuntimeParams, TrainingParams, parse
+
+LABEL_SUFFIX = "_label"
+CONFIDENCE_SUFFIX = "_confidence"
 
 logger = logging.getLogger(__name__)
 
@@ -167,3 +178,83 @@ def state_fingerprint(state: dict[str, torch.Tensor]) -> str:
         if t.numel():
             digest.update(f"{t.sum().item():.6e},{t.abs().sum().item():.6e}".encode())
     return digest.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- data
+
+
+def source_datasets(
+    manifest: pd.DataFrame, class_pixel_counts: pd.DataFrame, train: TrainingParams
+) -> tuple[ManifestDataset, np.ndarray]:
+    """Labelled source images and their per-image class pixel counts (for RCS)."""
+    counts = class_pixel_counts[list(CITYSCAPES_CLASSES)].to_numpy(dtype=np.int64)
+    if len(counts) != len(manifest):
+        raise ValueError(
+            f"source_class_pixel_counts has {len(counts)} rows but source_train_manifest "
+            f"{len(manifest)}: re-run the ingestion pipeline"
+        )
+    return ManifestDataset(manifest, labels=True, cache=train.cache_images), counts
+
+
+class PseudoLabelledDataset(Dataset):
+    """Target images with materialized pseudo-labels and confidences (offline mode)."""
+
+    def __init__(
+        self,
+        images: ManifestDataset,
+        partition_ids: list[str],
+        partitions: dict[str, Callable[[], Image.Image]],
+    ) -> None:
+        missing = [pid for pid in partition_ids if pid + LABEL_SUFFIX not in partitions]
+        if missing:
+            raise ValueError(
+                f"offline pseudo-labels: no materialized label for {len(missing)} target "
+                f"images (first: {missing[0]}); re-run materialize_pseudo_labels"
+            )
+        self.images = images
+        self.partition_ids = partition_ids
+        self.partitions = partitions
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = dict(self.images[index])
+        pid = self.partition_ids[index]
+        label = np.asarray(self.partitions[pid + LABEL_SUFFIX]())
+        confidence = np.asarray(self.partitions[pid + CONFIDENCE_SUFFIX]())
+        item["label"] = torch.from_numpy(label.astype(np.int64))
+        item["weight"] = torch.from_numpy(confidence.astype(np.float32) / 255.0)
+        return item
+
+
+def partition_id(image_path: str) -> str:
+    """Partition name of an image's pseudo-label files: its file stem."""
+    return Path(image_path).name.rsplit(".", 1)[0]
+
+
+def target_dataset(
+    manifest: pd.DataFrame,
+    pseudo_labels: dict[str, Callable[[], Image.Image]] | None,
+    cache: bool,
+) -> Dataset:
+    """Target-train images without their labels; with pseudo-labels in offline mode."""
+    images = ManifestDataset(manifest, labels=False, cache=cache)
+    if pseudo_labels is None:
+        return images
+    ids = [partition_id(p) for p in manifest["image_path"]]
+    return PseudoLabelledDataset(images, ids, pseudo_labels)
+
+
+def image_dataset(manifest: pd.DataFrame) -> ManifestDataset:
+    return ManifestDataset(manifest, labels=False)
+
+
+def labelled_dataset(manifest: pd.DataFrame) -> ManifestDataset:
+    return ManifestDataset(manifest, labels=True)
+
+
+def read_label(path: str) -> torch.Tensor:
+    """A trainId label PNG as an int64 tensor."""
+    with Image.open(path) as file:
+        return torch.from_numpy(np.asarray(file).astype(np.int64))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -13,14 +14,21 @@ import torch
 from PIL import Image
 
 from hrda_kedro.data.labels import CITYSCAPES_CLASSES
+from hrda_kedro.hrda import normalize
 from hrda_kedro.hrda.inference import predict_full_image
 from hrda_kedro.hrda.metrics import confusion_matrix, summarize
+from hrda_kedro.hrda.networks import build_network
+from hrda_kedro.hrda.networks.base import SegmentationNetwork
 from hrda_kedro.params import ModelParams, RuntimeParams, SelfTrainingParams, parse
 from hrda_kedro.runtime import (
+    CONFIDENCE_SUFFIX,
+    LABEL_SUFFIX,
     check_compatible,
     fingerprint,
     image_dataset,
     model_from_checkpoint,
+    network_config,
+    partition_id,
     read_label,
     resolve_device,
     source_datasets,
@@ -31,8 +39,6 @@ from hrda_kedro.stages import StageJob, checkpoint_payload, run_stage
 
 logger = logging.getLogger(__name__)
 
-LABEL_SUFFIX = "_label"
-CONFIDENCE_SUFFIX = "_confidence"
 
 
 def next_stage(input_model: dict[str, Any]) -> str:
@@ -66,10 +72,6 @@ class _PseudoLabelWriter:
         return Image.fromarray(self._get(index)[1])
 
 
-def partition_id(path: str) -> str:
-    return Path(path).name.rsplit(".", 1)[0]
-
-
 def materialize_pseudo_labels(
     input_model: dict[str, Any],
     target_train_manifest: pd.DataFrame,
@@ -92,8 +94,6 @@ def materialize_pseudo_labels(
     @torch.no_grad()
     def predict(index: int) -> tuple[np.ndarray, np.ndarray]:
         image = images[index]["image"].unsqueeze(0).to(setup.device)
-        from hrda_kedro.hrda import normalize
-
         with setup.autocast():
             logits = predict_full_image(
                 teacher,
@@ -147,6 +147,16 @@ def assess_pseudo_labels(
     return report
 
 
+def imagenet_network(model: ModelParams, train: SelfTrainingParams) -> SegmentationNetwork | None:
+    """A frozen copy of the ImageNet-pretrained network for the feature distance, if enabled."""
+    if not train.feature_distance.enabled:
+        return None
+    config = dataclasses.replace(
+        network_config(model.network), pretrained=train.feature_distance.pretrained
+    )
+    return build_network(config)
+
+
 def train_round(
     input_model: dict[str, Any],
     source_train_manifest: pd.DataFrame,
@@ -181,7 +191,7 @@ def train_round(
         class_pixel_counts=counts,
         init_model=input_model["model"],
         init_teacher=input_model.get("teacher"),
-        imagenet_network=None,
+        imagenet_network=imagenet_network(model_params, train_params),
         checkpoint_path=Path(runtime_params.work_dir) / stage / "state.pt",
         fingerprint=fingerprint(
             model,
