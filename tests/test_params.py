@@ -30,23 +30,55 @@ def test_defaults_are_the_paper_recipe() -> None:
 @pytest.mark.parametrize(
     ("cls", "mapping", "message"),
     [
-        (TrainingParams, {"iteratons": 5}, r"warmup\.iteratons: unknown key \(did you mean 'iterations'\?\)"),
-        (TrainingParams, {"iterations": "many"}, r"warmup\.iterations: expected an integer, got 'many'"),
+        (
+            TrainingParams,
+            {"iteratons": 5},
+            r"warmup\.iteratons: unknown key \(did you mean 'iterations'\?\)",
+        ),
+        (
+            TrainingParams,
+            {"iterations": "many"},
+            r"warmup\.iterations: expected an integer, got 'many'",
+        ),
         (TrainingParams, {"iterations": -1}, r"warmup\.iterations: expected >= 0, got -1"),
         (SelfTrainingParams, {"iterations": 0}, r"warmup\.iterations: expected >= 1, got 0"),
         (TrainingParams, {"optimizer": {"lr": 0}}, r"warmup\.optimizer\.lr: expected > 0"),
-        (TrainingParams, {"optimizer": {"betas": [0.9]}}, r"warmup\.optimizer\.betas: expected a list of 2"),
-        (TrainingParams, {"augment": {"flip": "yes"}}, r"warmup\.augment\.flip: expected true/false"),
+        (
+            TrainingParams,
+            {"optimizer": {"betas": [0.9]}},
+            r"warmup\.optimizer\.betas: expected a list of 2",
+        ),
+        (
+            TrainingParams,
+            {"augment": {"flip": "yes"}},
+            r"warmup\.augment\.flip: expected true/false",
+        ),
         (RuntimeParams, {"device": "tpu"}, r"warmup\.device: expected auto \| cpu \| cuda"),
-        (RuntimeParams, {"precision": "fp16"}, r"warmup\.precision: expected one of 'auto' \| 'fp32' \| 'bf16'"),
-        (ModelParams, {"network": {"encoder": "vit"}}, r"warmup\.network\.encoder: expected one of"),
-        (ModelParams, {"network": {"architecture": "deeplabv2"}}, r"warmup\.network\.encoder: deeplabv2 needs resnet101"),
+        (
+            RuntimeParams,
+            {"precision": "fp16"},
+            r"warmup\.precision: expected one of 'auto' \| 'fp32' \| 'bf16'",
+        ),
+        (
+            ModelParams,
+            {"network": {"encoder": "vit"}},
+            r"warmup\.network\.encoder: expected one of",
+        ),
+        (
+            ModelParams,
+            {"network": {"architecture": "deeplabv2"}},
+            r"warmup\.network\.encoder: deeplabv2 needs resnet101",
+        ),
         (
             ModelParams,
             {"hrda": {"context_crop": [256, 256], "detail_crop": [512, 128]}},
             r"warmup\.hrda\.detail_crop: the detail crop \[512, 128\] must fit inside",
         ),
-        (ModelParams, {"hrda": {"context_crop": [250, 256]}}, r"context_crop: expected multiples of scale x output stride = 8"),
+        (
+            ModelParams,
+            {"hrda": {"context_crop": [250, 256]}},
+            r"context_crop: expected multiples of scale x output stride = 8",
+        ),
         (EvaluationParams, {"predictions": ["context"]}, r"predictions: must include 'fused'"),
         (
             SelfTrainingParams,

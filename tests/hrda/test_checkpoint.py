@@ -21,7 +21,11 @@ class _Exploit:
 
 def test_round_trip_keeps_tensors_and_plain_values(tmp_path: Path) -> None:
     path = tmp_path / "ckpt.pt"
-    state = {"model": {"w": torch.arange(6.0).view(2, 3)}, "iteration": 7, "history": {"loss": [1.0, 0.5]}}
+    state = {
+        "model": {"w": torch.arange(6.0).view(2, 3)},
+        "iteration": 7,
+        "history": {"loss": [1.0, 0.5]},
+    }
     save_checkpoint(path, state)
     loaded = load_checkpoint(path)
     assert torch.equal(loaded["model"]["w"], state["model"]["w"])

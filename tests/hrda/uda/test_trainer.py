@@ -22,7 +22,9 @@ MODEL = {
 class TinySegmentationSet(torch.utils.data.Dataset):
     """Random images whose label is a function of the image (so there is something to learn)."""
 
-    def __init__(self, count: int, seed: int, with_labels: bool = True, with_weights: bool = False) -> None:
+    def __init__(
+        self, count: int, seed: int, with_labels: bool = True, with_weights: bool = False
+    ) -> None:
         gen = torch.Generator().manual_seed(seed)
         self.images = torch.randint(0, 256, (count, 3, 64, 128), dtype=torch.uint8, generator=gen)
         self.labels = (self.images[:, 0].long() * 4 // 256) * 3  # trainIds 0, 3, 6, 9
@@ -116,7 +118,9 @@ def test_changed_parameters_start_afresh(tmp_path: Path) -> None:
 
 
 def test_non_finite_loss_stops_with_iteration_and_term(tmp_path: Path, monkeypatch) -> None:
-    params = parse(TrainingParams, {"iterations": 6, "log_every": 1, "checkpoint_every": 1}, "warmup")
+    params = parse(
+        TrainingParams, {"iterations": 6, "log_every": 1, "checkpoint_every": 1}, "warmup"
+    )
     trainer = _trainer(params)
     real_step = trainer.step
 
@@ -135,7 +139,14 @@ def test_non_finite_loss_stops_with_iteration_and_term(tmp_path: Path, monkeypat
 def test_offline_pseudo_labels_train_without_teacher(tmp_path: Path) -> None:
     params = parse(
         SelfTrainingParams,
-        {**SELF_TRAINING, "pseudo_labels": {"source": "offline", "margins": [2, 4, 2, 2], "margins_reference_size": None}},
+        {
+            **SELF_TRAINING,
+            "pseudo_labels": {
+                "source": "offline",
+                "margins": [2, 4, 2, 2],
+                "margins_reference_size": None,
+            },
+        },
         "self_training",
     )
     target = TinySegmentationSet(6, seed=2, with_labels=True, with_weights=True)
@@ -151,8 +162,12 @@ def test_offline_pseudo_labels_train_without_teacher(tmp_path: Path) -> None:
 def test_loss_decreases_on_a_learnable_task() -> None:
     params = parse(
         TrainingParams,
-        {"iterations": 40, "log_every": 10, "optimizer": {"lr": 2e-3, "warmup_iters": 5},
-         "rare_class_sampling": {"enabled": False}},
+        {
+            "iterations": 40,
+            "log_every": 10,
+            "optimizer": {"lr": 2e-3, "warmup_iters": 5},
+            "rare_class_sampling": {"enabled": False},
+        },
         "warmup",
     )
     history = _trainer(params).run().history

@@ -134,7 +134,7 @@ def assess_pseudo_labels(
     count = 0
     for _, row in target_train_manifest.iterrows():
         pid = partition_id(row["image_path"])
-        pred = torch.from_numpy(np.asarray(pseudo_labels[pid + LABEL_SUFFIX]())).long()
+        pred = torch.from_numpy(np.array(pseudo_labels[pid + LABEL_SUFFIX](), dtype=np.int64))
         conf = np.asarray(pseudo_labels[pid + CONFIDENCE_SUFFIX]())
         confident += float((conf >= 0.968 * 255).mean())
         count += 1

@@ -1,0 +1,47 @@
+"""Shared fixtures: a throw-away copy of the project for whole-pipeline runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# Tiny settings: a few seconds per stage on a laptop CPU.
+TINY_PARAMS = {
+    "runtime": {"progress_bar": False},
+    "ingestion": {
+        "workers": 1,
+        "embedded": {
+            "height": 64,
+            "width": 128,
+            "sizes": {"source_train": 6, "target_train": 4, "target_val": 2},
+        },
+    },
+    "model": {
+        "network": {"decoder_embed_dim": 16, "attention_embed_dim": 16},
+        "hrda": {"context_crop": [64, 64], "detail_crop": [32, 32]},
+    },
+    "warmup": {"iterations": 3, "log_every": 1, "checkpoint_every": 2},
+    "self_training": {"iterations": 2, "log_every": 1, "checkpoint_every": 1},
+    "evaluation": {"progress_bar": False},
+}
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """pyproject + conf of this project in ``tmp_path``; data/ is written there."""
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", root)
+    shutil.copy(PROJECT_ROOT / ".telemetry", root)
+    shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
+    (root / "conf" / "local").mkdir()
+    (root / "src").mkdir()  # bootstrap_project wants one; the package itself is installed
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "1")
+    os.environ.pop("KEDRO_ENV", None)
+    return root

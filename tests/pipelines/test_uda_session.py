@@ -1,0 +1,51 @@
+"""The whole ``uda`` pipeline through a KedroSession, with tiny parameters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+from hrda_kedro.hrda.checkpoint import load_checkpoint
+from hrda_kedro.params import ParameterError
+from tests.conftest import TINY_PARAMS
+
+
+def _latest(pattern: str, root: Path) -> Path:
+    found = sorted(root.glob(pattern))
+    assert found, pattern
+    return found[-1]
+
+
+@pytest.mark.slow
+def test_uda_runs_warmup_two_rounds_and_evaluation(project_copy: Path) -> None:
+    bootstrap_project(project_copy)
+    with KedroSession.create(project_path=project_copy, runtime_params=TINY_PARAMS) as session:
+        session.run(pipeline_names=["uda"])
+
+    data = project_copy / "data"
+    warm = load_checkpoint(_latest("06_models/source_only/model.pt/*/model.pt", data))
+    round_2 = load_checkpoint(_latest("06_models/round_2/model.pt/*/model.pt", data))
+    assert warm["stage"] == "source_only" and warm["iterations"] == 3
+    assert round_2["stage"] == "round_2" and round_2["iterations"] == 2
+    assert round_2["teacher"] is not None  # online EMA teacher carried on
+    table = pd.read_csv(_latest("08_reporting/miou_table.csv/*/miou_table.csv", data))
+    assert set(table["model"]) == {"source_only", "round_1", "round_2"}
+    assert set(table["prediction"]) == {"fused", "context", "detail"}
+    assert table["miou"].between(0, 1).all()
+    labels = sorted((data / "07_model_output/round_1/pseudo_labels").glob("*_label.png"))
+    assert len(labels) == 4  # one pseudo-label per target-train image
+    history = pd.read_csv(data / "08_reporting/round_1/training_history.csv")
+    assert {"loss", "source_fused", "mix_fused", "pseudo_weight", "lr"} <= set(history.columns)
+
+
+def test_bad_parameter_stops_before_any_node(project_copy: Path) -> None:
+    bootstrap_project(project_copy)
+    params = {**TINY_PARAMS, "warmup": {"iterations": -5}}
+    with KedroSession.create(project_path=project_copy, runtime_params=params) as session:
+        with pytest.raises(ParameterError, match=r"warmup\.iterations: expected >= 0, got -5"):
+            session.run(pipeline_names=["uda"])
+    assert not (project_copy / "data" / "01_raw").exists()  # ingestion never ran
