@@ -1,0 +1,285 @@
+"""Helpers shared by the benchmark scripts: machine description, memory, workers, tables.
+
+Importing this module does not import torch, so an orchestrating parent process stays
+small; the torch-dependent helpers import it lazily.
+
+Peak memory on the CPU is the process's resident-set high-water mark (``VmHWM`` in
+``/proc/self/status``, reset by writing ``5`` to ``/proc/self/clear_refs``), which is what
+``resource.getrusage(...).ru_maxrss`` reports too, except that ``ru_maxrss`` can never be
+reset and after ``fork`` + ``exec`` starts from the *parent's* peak (the kernel carries
+the old address space's high-water mark into ``signal->maxrss``). Where ``/proc`` is not
+available we fall back to ``ru_maxrss`` and say so in the ``mem_source`` column.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import re
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+RESULT_MARKER = "@@BENCH-RESULT@@"
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(device: str = "cpu") -> dict[str, str]:
+    """CPU model and core count, GPU name (when on CUDA), torch version."""
+    import torch
+
+    info = {
+        "cpu": f"{cpu_model()} x{os.cpu_count()}",
+        "torch": torch.__version__,
+        "threads": str(torch.get_num_threads()),
+        "gpu": "",
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        index = torch.device(device).index or 0
+        info["gpu"] = torch.cuda.get_device_name(index)
+    return info
+
+
+def machine_label(info: dict[str, str]) -> str:
+    return info["gpu"] or info["cpu"]
+
+
+# --------------------------------------------------------------------------- memory
+
+_KB = 1024
+
+
+def _proc_status_kb(field: str) -> int | None:
+    try:
+        text = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    match = re.search(rf"^{field}:\s+(\d+)\s+kB", text, re.MULTILINE)
+    return int(match.group(1)) if match else None
+
+
+class HostMemory:
+    """Peak resident set size of this process since :meth:`reset`, in MiB."""
+
+    def __init__(self) -> None:
+        self.source = "VmHWM" if _proc_status_kb("VmHWM") is not None else "ru_maxrss"
+        self.baseline_mb = 0.0
+        self.reset()
+
+    def current_mb(self) -> float:
+        rss = _proc_status_kb("VmRSS")
+        if rss is None:  # no /proc: the best we have is the peak
+            return self._peak_kb() / _KB
+        return rss / _KB
+
+    def _peak_kb(self) -> int:
+        if self.source == "VmHWM":
+            return _proc_status_kb("VmHWM") or 0
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    def reset(self) -> None:
+        """Reset the high-water mark (where the kernel allows it) and take a baseline."""
+        if self.source == "VmHWM":
+            try:
+                Path("/proc/self/clear_refs").write_text("5")
+            except OSError:
+                self.source = "VmHWM-unresettable"
+        self.baseline_mb = self.current_mb()
+
+    def peak_mb(self) -> float:
+        return self._peak_kb() / _KB
+
+
+class DeviceMemory:
+    """Peak memory on ``device``: CUDA allocator statistics or the host RSS."""
+
+    def __init__(self, device: Any) -> None:
+        import torch
+
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        self.host = None if self.cuda else HostMemory()
+        self.source = "cuda.max_memory_allocated" if self.cuda else self.host.source
+        self.baseline_mb = 0.0
+        self.reset()
+
+    def reset(self) -> None:
+        import torch
+
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.baseline_mb = torch.cuda.memory_allocated(self.device) / 2**20
+        else:
+            self.host.reset()
+            self.baseline_mb = self.host.baseline_mb
+
+    def peak_mb(self) -> float:
+        import torch
+
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        return self.host.peak_mb()
+
+
+def synchronize(device: Any) -> None:
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed_calls(fn: Any, device: Any, warmup: int, repeats: int) -> list[float]:
+    """Wall seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - tic)
+    return times
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def worker_result(payload: dict[str, Any]) -> None:
+    """Hand a worker's result to the parent (one marked JSON line on stdout)."""
+    sys.stdout.write(f"{RESULT_MARKER}{json.dumps(payload)}\n")
+    sys.stdout.flush()
+
+
+def run_worker(script: Path, config: dict[str, Any], timeout: float | None = None) -> dict:
+    """Run ``script --worker <json>`` in a fresh interpreter and return its result.
+
+    A fresh process per measurement keeps peak-memory figures from mixing and gives each
+    variant a cold allocator. On failure the worker's stderr tail is in ``error``.
+    """
+    cmd = [sys.executable, str(script), "--worker", json.dumps(config)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    try:
+        proc = subprocess.run(
+            cmd,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=REPO_ROOT,
+            env=env,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s"}
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_MARKER):
+            return json.loads(line[len(RESULT_MARKER) :])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
+    return {"error": f"worker exited with {proc.returncode}: " + " | ".join(tail)}
+
+
+# --------------------------------------------------------------------------- output
+
+
+def parse_hw(text: str) -> tuple[int, int]:
+    """``"512"`` -> (512, 512); ``"512x1024"`` -> (512, 1024)."""
+    parts = text.lower().split("x")
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"expected a size like 512 or 512x1024, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def fmt_hw(hw: Sequence[int]) -> str:
+    return f"{hw[0]}x{hw[1]}"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if value == 0:
+            return "0"
+        magnitude = abs(value)
+        if magnitude >= 100:
+            return f"{value:.0f}"
+        if magnitude >= 1:
+            return f"{value:.2f}"
+        return f"{value:.3g}"
+    return str(value)
+
+
+def format_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)),
+        "  ".join("-" * w for w in widths),
+    ]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
+
+
+def write_csv(path: Path, rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: row.get(c, "") for c in columns})
+    return path
+
+
+def emit(
+    title: str,
+    rows: list[dict[str, Any]],
+    table_columns: Sequence[str],
+    csv_columns: Sequence[str],
+    csv_path: Path,
+    notes: Sequence[str] = (),
+) -> None:
+    """Print the table (and notes) and save every row as CSV."""
+    write_csv(csv_path, rows, csv_columns)
+    text = [title, "", format_table(rows, table_columns), *notes, f"saved: {csv_path}"]
+    print("\n".join(text))  # noqa: T201 - the benchmark's table is its output
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
+
+
+def median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    n = len(ordered)
+    if not n:
+        return float("nan")
+    mid = n // 2
+    return ordered[mid] if n % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])

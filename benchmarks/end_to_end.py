@@ -1,0 +1,201 @@
+"""Wall time of ``kedro run --pipeline=uda`` (ingestion, warmup, self-training, evaluation).
+
+By default the run happens in a *fresh* project folder: a temporary directory holding a
+copy of ``conf/``, ``pyproject.toml`` and ``src/`` and an empty ``data/`` tree,
+so nothing is reused (no drawn benchmark, no ingestion cache, no in-training checkpoint
+to resume from) and the repository's own ``data/`` is left alone. ``--in-place`` runs in
+the repository instead (a second run then mostly resumes and skips: not a benchmark).
+
+The wall time is measured around the ``kedro run`` subprocess (interpreter start and
+imports included). Every output line is time-stamped as it arrives, and the time between
+consecutive ``Running node:`` lines gives a per-node breakdown (the default runner is
+sequential). Goal: at most 15 minutes on the machine at hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as common  # noqa: E402 - the benchmarks folder is not a package
+
+DATA_LAYERS = (
+    "01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input", "06_models",
+    "07_model_output", "08_reporting",
+)  # fmt: skip
+GOAL_S = 15 * 60
+NODE_RE = re.compile(r"Running node: ([^\s(\[:]+)")
+TABLE_COLUMNS = ("item", "seconds", "share")
+CSV_COLUMNS = (
+    "item", "seconds", "share", "pipeline", "params", "env", "fresh", "rc", "device", "cpu",
+    "gpu", "torch", "omp_threads", "started",
+)  # fmt: skip
+
+
+def fresh_project(root: Path) -> Path:
+    """A throw-away copy of the project: config, metadata, code, empty data tree."""
+    project = root / "project"
+    project.mkdir()
+    shutil.copytree(common.REPO_ROOT / "conf", project / "conf")
+    shutil.copy2(common.REPO_ROOT / "pyproject.toml", project / "pyproject.toml")
+    # Kedro resolves src/ and requires it inside the project: copy it (no symlink).
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    shutil.copytree(common.REPO_ROOT / "src", project / "src", ignore=ignore)
+    for layer in DATA_LAYERS:
+        (project / "data" / layer).mkdir(parents=True)
+    return project
+
+
+def run_kedro(
+    project: Path,
+    kedro_args: list[str],
+    timeout: float,
+    log_path: Path,
+    echo: bool,
+    threads: int = 0,
+) -> tuple[int, float, list[tuple[float, str]]]:
+    """Run ``kedro run`` in ``project``; returns rc, wall seconds and time-stamped lines."""
+    cmd = [sys.executable, "-m", "kedro", "run", *kedro_args]
+    # A wide console keeps rich from wrapping node names onto the next log line.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "400"}
+    if threads:
+        env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
+    lines: list[tuple[float, str]] = []
+    tic = time.perf_counter()
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            now = time.perf_counter() - tic
+            lines.append((now, line.rstrip("\n")))
+            log.write(f"{now:9.2f} {line}")
+            if echo:
+                sys.stderr.write(line)
+            if now > timeout:
+                proc.kill()
+                break
+        rc = proc.wait()
+    return rc, time.perf_counter() - tic, lines
+
+
+def node_times(lines: list[tuple[float, str]], wall: float) -> list[tuple[str, float]]:
+    starts = []
+    for i, (t, text) in enumerate(lines):
+        if "Running node:" not in text:
+            continue
+        match = NODE_RE.search(text)
+        if match is None and i + 1 < len(lines):  # name wrapped onto the next line
+            match = re.search(r"^\s*(?:\S+\s+)?([A-Za-z_][\w.]*)", lines[i + 1][1])
+        starts.append((t, match.group(1).rstrip(":") if match else "?"))
+    out = []
+    for i, (t, name) in enumerate(starts):
+        end = starts[i + 1][0] if i + 1 < len(starts) else wall
+        out.append((name, end - t))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Time `kedro run --pipeline=uda` end to end, by default in a fresh copy "
+        "of the project with an empty data folder.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--pipeline", default="uda")
+    parser.add_argument("--params", default="",
+                        help="passed to kedro run --params, e.g. "
+                        "'warmup.iterations=2,self_training.iterations=2' for a smoke run")  # fmt: skip
+    parser.add_argument("--env", default="", help="kedro --env")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--fresh", action="store_true", default=True,
+                       help="fresh temporary project with an empty data/ (default)")  # fmt: skip
+    where.add_argument("--in-place", action="store_false", dest="fresh",
+                       help="run in the repository itself, reusing its data/")  # fmt: skip
+    parser.add_argument("--keep", action="store_true", help="keep the fresh project folder")
+    parser.add_argument("--device", default="auto",
+                        help="recorded in the CSV; set runtime.device via --params to force it")  # fmt: skip
+    parser.add_argument("--echo", action="store_true", help="stream kedro's output to stderr")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="OMP_NUM_THREADS/MKL_NUM_THREADS for the run (0: torch's default); "
+                        "on a shared, oversubscribed CPU 1 can be several times faster")  # fmt: skip
+    parser.add_argument("--timeout", type=float, default=3 * 3600)
+    parser.add_argument("--out", type=Path, help="CSV path (default benchmarks/results/...)")
+    args = parser.parse_args(argv)
+
+    kedro_args = [f"--pipeline={args.pipeline}"]
+    if args.params:
+        kedro_args.append(f"--params={args.params}")
+    if args.env:
+        kedro_args.append(f"--env={args.env}")
+    started = datetime.now()
+    tmp = Path(tempfile.mkdtemp(prefix="hrda-e2e-"))
+    try:
+        project = fresh_project(tmp) if args.fresh else common.REPO_ROOT
+        log_path = tmp / "kedro_run.log"
+        rc, wall, lines = run_kedro(
+            project, kedro_args, args.timeout, log_path, args.echo, args.threads
+        )
+        results_log = common.RESULTS_DIR / "end_to_end_last_run.log"
+        common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(log_path, results_log)
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    device = args.device
+    try:
+        import torch
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:  # pragma: no cover - torch is a project dependency
+        pass
+    info = common.machine_info(device)
+    base: dict[str, Any] = {
+        "pipeline": args.pipeline, "params": args.params, "env": args.env, "fresh": args.fresh,
+        "rc": rc, "device": device, **info, "omp_threads": args.threads or "default",
+        "started": f"{started:%Y-%m-%d %H:%M:%S}",
+    }  # fmt: skip
+    rows = [{**base, "item": f"kedro run --pipeline={args.pipeline} (total)", "seconds": wall,
+             "share": 1.0}]  # fmt: skip
+    nodes = node_times(lines, wall)
+    if nodes:
+        startup = wall - sum(seconds for _, seconds in nodes)
+        rows.append({**base, "item": "  startup (interpreter, imports, catalog)",
+                     "seconds": startup, "share": startup / wall})  # fmt: skip
+    rows += [
+        {**base, "item": f"  node {name}", "seconds": seconds, "share": seconds / wall}
+        for name, seconds in nodes
+    ]
+    name = f"end_to_end_{common.slug(args.pipeline)}_{device}" + ("_params" if args.params else "")
+    out = args.out or common.RESULTS_DIR / f"{name}.csv"
+    title = (
+        f"End to end: kedro run --pipeline={args.pipeline} {'(fresh data dir)' if args.fresh else '(in place)'}"
+        f"{' --params=' + args.params if args.params else ''}\n"
+        f"machine: {common.machine_label(info)} | torch {info['torch']} | {started:%Y-%m-%d %H:%M}"
+    )
+    verdict = "met" if rc == 0 and wall <= GOAL_S else "NOT met"
+    notes = [
+        "",
+        f"exit code {rc}; wall {wall:.1f} s = {wall / 60:.2f} min; goal <= 15 min: {verdict}",
+        f"log: {results_log}" + (f"; project kept at {tmp / 'project'}" if args.keep else ""),
+    ]
+    if rc != 0:
+        notes.append("last output lines:")
+        notes += [f"  {text}" for _, text in lines[-15:]]
+    common.emit(title, rows, TABLE_COLUMNS, CSV_COLUMNS, out, notes)
+    return 0 if rc == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

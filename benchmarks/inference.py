@@ -1,0 +1,263 @@
+"""Full-image HRDA inference: sliding windows batched versus one by one.
+
+``predict_full_image(model, images, window, stride, batch_size)`` cuts each image into
+overlapping HR windows (the context size, stride half a window); every window runs an LR
+pass of the whole window plus HR sliding windows of the detail size inside it
+(``HRDAModel.predict_window``). Rows:
+
+- ``sequential``: ``batch_size=1`` and ``hr_window_batch=1``: every network call sees one
+  crop (one window's LR pass, then each of its HR crops alone), the unbatched baseline;
+- ``chunk=N``: ``batch_size=N`` windows per ``predict_window`` call, all HR crops of those
+  windows in one batch (``hr_window_batch=None``); ``chunk=all`` is ``batch_size=None``,
+  every window of the batch of images at once.
+
+Method: each row runs in a fresh Python process; the model (random weights, eval mode,
+``torch.inference_mode``, optional bf16 autocast / channels_last) predicts a synthetic
+batch of ``--images`` images ``--warmup`` times untimed, then ``--repeats`` timed times;
+``images_per_s`` = images / median time. Peak memory as in ``train_step.py`` (CUDA:
+``max_memory_allocated``; CPU: peak RSS ``VmHWM``), ``extra_mb`` above the resident model
+and inputs. ``speedup`` is relative to the sequential row. The paper's test setting is
+``--preset paper``: 2048x1024 images, 1024x1024 windows (3 per image), 512 detail, MiT-B5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import nullcontext
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as common  # noqa: E402 - the benchmarks folder is not a package
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"encoder": "mit-b5", "image": "1024x2048", "window": "1024", "detail": "512",
+              "embed_dim": 256, "images": 1, "repeats": 3, "warmup": 1},
+    "tiny": {"encoder": "mit-nano", "image": "64x128", "window": "64", "detail": "32",
+             "embed_dim": 32, "images": 2, "repeats": 5, "warmup": 1},
+}  # fmt: skip
+DEFAULTS: dict[str, Any] = {
+    "encoder": "mit-nano", "image": "256x512", "window": "256", "detail": "128",
+    "embed_dim": 64, "images": 1, "repeats": 5, "warmup": 1,
+}  # fmt: skip
+TABLE_COLUMNS = (
+    "precision", "mode", "windows", "network_calls", "median_s", "images_per_s", "speedup",
+    "peak_mb", "extra_mb",
+)  # fmt: skip
+CSV_COLUMNS = (
+    *TABLE_COLUMNS, "encoder", "image", "window", "stride", "detail", "scale", "images",
+    "channels_last", "device", "cpu", "gpu", "torch", "threads", "repeats", "mem_source",
+    "times_s", "error",
+)  # fmt: skip
+
+
+def worker(cfg: dict[str, Any]) -> dict[str, Any]:
+    import math
+
+    import torch
+
+    from hrda_kedro.hrda.inference import predict_full_image, sliding_window_boxes
+    from hrda_kedro.hrda.model import HRDAModel
+    from hrda_kedro.hrda.networks import NetworkConfig, build_network
+
+    if cfg["threads"]:
+        torch.set_num_threads(cfg["threads"])
+    device = torch.device(
+        cfg["device"]
+        if cfg["device"] != "auto"
+        else ("cuda" if torch.cuda.is_available() else "cpu")
+    )
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")
+    torch.manual_seed(0)
+    network = build_network(
+        NetworkConfig(encoder=cfg["encoder"], decoder_embed_dim=cfg["embed_dim"],
+                      attention_embed_dim=cfg["embed_dim"])
+    )  # fmt: skip
+    hr_window_batch = 1 if cfg["chunk"] == "sequential" else None
+    model = HRDAModel(network, scale=cfg["scale"], detail_hw=tuple(cfg["detail"]),
+                      hr_window_batch=hr_window_batch).to(device).eval()  # fmt: skip
+    if cfg["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    image_hw, window, stride = tuple(cfg["image"]), tuple(cfg["window"]), tuple(cfg["stride"])
+    images = torch.randn(cfg["images"], 3, *image_hw, generator=torch.Generator().manual_seed(1))
+    images = images.to(device)
+    if cfg["channels_last"]:
+        images = images.contiguous(memory_format=torch.channels_last)
+    batch_size = {"sequential": 1, "all": None}.get(cfg["chunk"], cfg["chunk"])
+    dtype = torch.bfloat16 if cfg["precision"] == "bf16" else None
+
+    def predict() -> None:
+        ctx = nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+        with torch.inference_mode(), ctx:
+            predict_full_image(model, images, window, stride, batch_size=batch_size)
+
+    # Counting windows and network calls: the same arithmetic as the library's.
+    align = cfg["scale"] * model.output_stride
+    padded = tuple(
+        max(math.ceil(v / align) * align, w) for v, w in zip(image_hw, window, strict=True)
+    )
+    windows = len(sliding_window_boxes(padded, window, stride)) * cfg["images"]
+    o = model.output_stride
+    hr_stride = tuple(max(o, v // 2 // o * o) for v in cfg["detail"])
+    hr_crops = len(sliding_window_boxes(window, tuple(cfg["detail"]), hr_stride))
+    per_call = windows if batch_size is None else batch_size
+    calls = math.ceil(windows / per_call)
+    network_calls = windows * (1 + hr_crops) if cfg["chunk"] == "sequential" else 2 * calls
+    memory = common.DeviceMemory(device)
+    times = common.timed_calls(predict, device, cfg["warmup"], cfg["repeats"])
+    peak = memory.peak_mb()
+    return {
+        **common.machine_info(str(device)),
+        "device": str(device),
+        "times_s": times,
+        "peak_mb": peak,
+        "extra_mb": peak - memory.baseline_mb,
+        "mem_source": memory.source,
+        "windows": f"{windows} x (1 LR + {hr_crops} HR)",
+        "network_calls": network_calls,
+    }
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Images/s and peak memory of full-image sliding-window HRDA prediction, "
+        "windows batched in chunks versus one by one.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="paper: MiT-B5, 2048x1024 images, 1024 windows, 512 detail",
+    )
+    parser.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
+    parser.add_argument("--encoder", help=f"default {DEFAULTS['encoder']}")
+    parser.add_argument(
+        "--embed-dim", type=int, dest="embed_dim", help=f"default {DEFAULTS['embed_dim']}"
+    )
+    parser.add_argument("--image", help=f"image HxW (default {DEFAULTS['image']})")
+    parser.add_argument("--window", help=f"HR window = context crop (default {DEFAULTS['window']})")
+    parser.add_argument("--stride", help="window stride (default: half the window)")
+    parser.add_argument("--detail", help=f"HR detail crop (default {DEFAULTS['detail']})")
+    parser.add_argument("--scale", type=int, default=2)
+    parser.add_argument(
+        "--images", type=int, help=f"images per call (default {DEFAULTS['images']})"
+    )
+    parser.add_argument(
+        "--chunks",
+        default="1,2,all",
+        help="comma list of window chunk sizes (integers or 'all'); the "
+        "sequential one-by-one row is always added",
+    )
+    parser.add_argument("--repeats", type=int, help=f"timed calls (default {DEFAULTS['repeats']})")
+    parser.add_argument("--warmup", type=int, help=f"untimed calls (default {DEFAULTS['warmup']})")
+    parser.add_argument("--precision", default="fp32", help="fp32 | bf16 | fp32,bf16")
+    parser.add_argument("--channels-last", action="store_true", dest="channels_last")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat all modes this many times, interleaved, and pool the times",
+    )
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds per row")
+    parser.add_argument("--out", type=Path, help="CSV path (default benchmarks/results/...)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.worker:
+        common.worker_result(worker(json.loads(args.worker)))
+        return 0
+    settings = {**DEFAULTS, **(PRESETS[args.preset] if args.preset else {})}
+    for key in DEFAULTS:
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    for key in ("image", "window", "detail"):
+        settings[key] = common.parse_hw(str(settings[key]))
+    window = settings["window"]
+    settings["stride"] = (
+        common.parse_hw(args.stride) if args.stride else (window[0] // 2, window[1] // 2)
+    )
+    chunks: list[Any] = ["sequential"]
+    for item in (c.strip() for c in args.chunks.split(",")):
+        if item:
+            chunks.append("all" if item == "all" else int(item))
+    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
+    runs: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+    info: dict[str, Any] = {}
+    for _ in range(args.rounds):  # rounds interleave the modes against machine drift
+        for precision in precisions:
+            for chunk in chunks:
+                cfg = {**settings, "scale": args.scale, "chunk": chunk, "precision": precision,
+                       "device": args.device, "channels_last": args.channels_last,
+                       "threads": args.threads}  # fmt: skip
+                result = common.run_worker(Path(__file__), cfg, args.timeout)
+                runs.setdefault((precision, chunk), []).append(result)
+                if "error" not in result:
+                    info = result
+    rows = []
+    base: dict[str, float] = {}
+    for (precision, chunk), results in runs.items():
+        row: dict[str, Any] = {
+            "precision": precision,
+            "mode": "sequential (1 window, HR 1)" if chunk == "sequential" else f"chunk={chunk}",
+            "encoder": settings["encoder"],
+            "image": common.fmt_hw(settings["image"]),
+            "window": common.fmt_hw(window),
+            "stride": common.fmt_hw(settings["stride"]),
+            "detail": common.fmt_hw(settings["detail"]),
+            "scale": args.scale,
+            "images": settings["images"],
+            "channels_last": args.channels_last,
+            "repeats": settings["repeats"] * len(results),
+        }
+        errors = [r["error"] for r in results if "error" in r]
+        good = [r for r in results if "error" not in r]
+        if errors:
+            row["error"] = errors[0]
+        if good:
+            row.update({k: good[0][k] for k in ("device", "cpu", "gpu", "torch", "threads",
+                                                 "mem_source", "windows", "network_calls")})  # fmt: skip
+            row["peak_mb"] = max(r["peak_mb"] for r in good)
+            row["extra_mb"] = max(r["extra_mb"] for r in good)
+            times = [t for r in good for t in r["times_s"]]
+            row["median_s"] = common.median(times)
+            row["images_per_s"] = settings["images"] / row["median_s"]
+            row["times_s"] = ";".join(f"{t:.5f}" for t in times)
+            base.setdefault(precision, row["images_per_s"])
+            row["speedup"] = row["images_per_s"] / base[precision]
+        rows.append(row)
+    tag = "-".join([args.preset or "custom", settings["encoder"], common.fmt_hw(settings["image"]),
+                    info.get("device", args.device).split(":")[0], *precisions])  # fmt: skip
+    out = args.out or common.RESULTS_DIR / f"inference_{common.slug(tag)}.csv"
+    title = (
+        f"Full-image inference, {settings['encoder']}, {settings['images']} image(s) "
+        f"{common.fmt_hw(settings['image'])}, window {common.fmt_hw(window)} stride "
+        f"{common.fmt_hw(settings['stride'])}, detail {common.fmt_hw(settings['detail'])}\n"
+        f"machine: {info.get('gpu') or info.get('cpu', '?')} | torch {info.get('torch', '?')} "
+        f"| threads {info.get('threads', '?')} | {datetime.now():%Y-%m-%d %H:%M}"
+    )
+    notes = [""]
+    for precision in precisions:
+        ok = [r for r in rows if r["precision"] == precision and not r.get("error")]
+        batched = [r for r in ok if not r["mode"].startswith("sequential") and "speedup" in r]
+        if batched and any(r["mode"].startswith("sequential") for r in ok):
+            slowest = min(batched, key=lambda r: r["speedup"])
+            notes.append(
+                f"{precision}: slowest batched mode {slowest['mode']} at {slowest['speedup']:.2f}x "
+                "the sequential speed (goal: never below 1x)"
+            )
+    notes += [f"ERROR {r['mode']} ({r['precision']}): {r['error']}" for r in rows if r.get("error")]
+    common.emit(title, rows, TABLE_COLUMNS, CSV_COLUMNS, out, notes)
+    return 1 if any(r.get("error") for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

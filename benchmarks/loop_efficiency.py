@@ -1,0 +1,548 @@
+"""Training-loop efficiency: the share of wall time spent outside forward, backward and optimizer.
+
+The real :class:`~hrda_kedro.hrda.uda.trainer.Trainer` runs ``Trainer.run()`` for
+``--iterations`` steps -- source-only (``warmup`` parameters) and self-training
+(``self_training`` parameters), both read from ``conf/base`` so the loop is the configured
+one (logging every ``log_every`` steps, an in-training checkpoint every
+``checkpoint_every`` steps and at the end, background batch prefetching, rare class
+sampling) -- on an in-memory synthetic data set, and with ``--data embedded`` on the
+embedded street-scene benchmark read from PNG files (decoded on every access, as with
+``cache_images: false``; ``--cache`` decodes once up front).
+
+Method: nothing in the library is edited; in this process only, the trainer's parts are
+wrapped with timers:
+
+- compute: the student's forward (forward pre/post hooks on ``HRDAModel``), the EMA
+  teacher's ``predict_window`` (pseudo-label forward), ``hrda_loss``, ``Tensor.backward``,
+  ``optimizer.step`` and the EMA update (``EMATeacher.update``);
+- inside ``Trainer.step`` but not compute: host-to-device copy + normalisation
+  (``_to_device``), pseudo-label bookkeeping (``make_pseudo_labels``,
+  ``border_margin_weights``), ClassMix (``classmix_masks`` + ``mix_batch``), strong
+  augmentation, and the rest (zero_grad, schedule, Python);
+- outside ``Trainer.step``: waiting for the prefetched batch (``Prefetcher.get``), the
+  loss read-back and history (``_flush``), checkpoints (``save_checkpoint``), the rest
+  (progress bar, loop bookkeeping).
+
+``overhead_share = (wall - compute) / wall`` where ``wall`` is the wall time of ``run()``
+from the end of the first ``--skip`` steps (one-off warm-up: allocator, kernel selection)
+to its return; ``loop_share = (wall - sum of Trainer.step times) / wall`` is the part
+outside the step alone. ``steady_share`` is the same share up to the end of the last step,
+i.e. without the once-per-stage tail (``tail_s``: last read-back, final checkpoint,
+stopping the prefetch thread, copying the weights out), which short runs over-weight. Goal: overhead_share <= 10%. On CUDA every timer synchronises the
+device when it starts and stops, so GPU work is charged to the phase that queued it (this
+removes overlap between phases: shares are slightly pessimistic, and the run is a bit
+slower than an untimed one); ``--sync-debug`` additionally counts the host
+synchronisations the library itself makes (``torch.cuda.set_sync_debug_mode``). The
+batch producer runs in a background thread; its own time (``produce_ms``) overlaps the
+step and is reported for information only -- only the time the step *waits* for it counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as common  # noqa: E402 - the benchmarks folder is not a package
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"encoder": "mit-nano", "embed_dim": 16, "image": "64x128", "context": "64",
+             "detail": "32", "iterations": 30, "skip": 3},
+}  # fmt: skip
+COMPUTE = ("student_forward", "teacher_forward", "loss", "backward", "optimizer", "ema")
+IN_STEP = ("to_device", "pseudo_labels", "margins", "classmix", "augment")
+OUTSIDE = ("data_wait", "flush", "checkpoint")
+TABLE_COLUMNS = (
+    "stage", "data", "steps", "s_per_step", "compute_ms", "in_step_other_ms",
+    "outside_step_ms", "loop_share", "overhead_share", "steady_share", "tail_s", "goal_met",
+)  # fmt: skip
+BREAKDOWN_COLUMNS = ("stage", "data", *(f"{p}_ms" for p in (*COMPUTE, *IN_STEP, *OUTSIDE)),
+                     "step_rest_ms", "loop_rest_ms", "produce_ms", "syncs_per_step")  # fmt: skip
+CSV_COLUMNS = (
+    *TABLE_COLUMNS, *BREAKDOWN_COLUMNS[2:], "wall_s", "encoder", "image", "context", "detail",
+    "batch", "log_every", "checkpoint_every", "precision", "device", "cpu", "gpu", "torch",
+    "threads", "error",
+)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- data
+
+
+class SyntheticSet:
+    """In-memory uint8 images with blocky random trainId labels (all 19 classes)."""
+
+    def __init__(self, count: int, hw: tuple[int, int], seed: int, labels: bool = True) -> None:
+        import torch
+        import torch.nn.functional as F
+
+        gen = torch.Generator().manual_seed(seed)
+        self.images = torch.randint(0, 256, (count, 3, *hw), dtype=torch.uint8, generator=gen)
+        coarse = torch.randint(0, 19, (count, 1, max(hw[0] // 8, 1), max(hw[1] // 8, 1)),
+                               generator=gen).float()  # fmt: skip
+        self.labels = F.interpolate(coarse, size=hw, mode="nearest")[:, 0].long()
+        self.with_labels = labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = {"image": self.images[index]}
+        if self.with_labels:
+            item["label"] = self.labels[index]
+        return item
+
+    def class_counts(self) -> Any:
+        import numpy as np
+
+        return np.stack([np.bincount(x.flatten().numpy(), minlength=19) for x in self.labels])
+
+
+class PngFolderSet:
+    """``<split>/images/*.png`` + ``<split>/labels/*.png`` (trainIds), decoded per access."""
+
+    def __init__(self, split_root: Path, labels: bool = True, cache: bool = False) -> None:
+        self.images = sorted((split_root / "images").glob("*.png"))
+        if not self.images:
+            raise FileNotFoundError(f"no images under {split_root / 'images'}")
+        self.label_paths = [split_root / "labels" / p.name for p in self.images]
+        self.with_labels = labels
+        self._cache = [self._load(i) for i in range(len(self.images))] if cache else None
+
+    def _load(self, index: int) -> dict[str, Any]:
+        import numpy as np
+        import torch
+        from PIL import Image
+
+        image = np.asarray(Image.open(self.images[index]).convert("RGB"))
+        item = {"image": torch.from_numpy(image.copy()).permute(2, 0, 1).contiguous()}
+        if self.with_labels:
+            label = np.asarray(Image.open(self.label_paths[index]), dtype=np.int64)
+            item["label"] = torch.from_numpy(label.copy())
+        return item
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self._cache[index] if self._cache is not None else self._load(index)
+
+    def class_counts(self) -> Any:
+        import numpy as np
+        from PIL import Image
+
+        return np.stack([
+            np.bincount(np.asarray(Image.open(p), dtype=np.int64).ravel(), minlength=256)[:19]
+            for p in self.label_paths
+        ])  # fmt: skip
+
+
+# --------------------------------------------------------------------------- timers
+
+
+class PhaseTimer:
+    """Collects ``(phase, start, end)`` events; on CUDA it synchronises at both ends."""
+
+    def __init__(self, device: Any) -> None:
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.events: list[tuple[str, float, float]] = []
+        self._open: dict[str, list[float]] = defaultdict(list)
+        self._main = threading.get_ident()
+
+    def now(self, sync: bool = True) -> float:
+        if sync and self.cuda and threading.get_ident() == self._main:
+            import torch
+
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def start(self, name: str) -> None:
+        self._open[name].append(self.now())
+
+    def stop(self, name: str) -> None:
+        self.events.append((name, self._open[name].pop(), self.now()))
+
+    def wrap(self, name: str, fn: Callable[..., Any], sync: bool = True) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = self.now(sync)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.events.append((name, t0, self.now(sync)))
+
+        return timed
+
+    def totals(self, since: float, until: float = float("inf")) -> dict[str, float]:
+        sums: dict[str, float] = defaultdict(float)
+        for name, t0, t1 in self.events:
+            if t0 >= since and t1 <= until:
+                sums[name] += t1 - t0
+        return sums
+
+
+def instrument(trainer: Any, timer: PhaseTimer) -> Callable[[], None]:
+    """Wrap the trainer's parts with timers; returns a function that undoes it."""
+    import torch
+
+    from hrda_kedro.hrda.uda import trainer as trainer_module
+
+    undo: list[Callable[[], None]] = []
+
+    def patch(owner: Any, attr: str, name: str, sync: bool = True) -> None:
+        original = getattr(owner, attr)
+        setattr(owner, attr, timer.wrap(name, original, sync))
+        if isinstance(owner, type) or owner is trainer_module:
+            undo.append(lambda: setattr(owner, attr, original))
+
+    patch(trainer, "step", "step")
+    patch(trainer, "_to_device", "to_device")
+    patch(trainer, "_flush", "flush")
+    patch(trainer, "_draw", "produce", sync=False)  # background thread: no device sync
+    patch(trainer.optimizer, "step", "optimizer")
+    if trainer.teacher is not None:
+        patch(trainer.teacher, "update", "ema")
+        patch(trainer.teacher.model, "predict_window", "teacher_forward")
+    for attr, name in (
+        ("hrda_loss", "loss"),
+        ("make_pseudo_labels", "pseudo_labels"),
+        ("border_margin_weights", "margins"),
+        ("classmix_masks", "classmix"),
+        ("mix_batch", "classmix"),
+        ("strong_augment", "augment"),
+        ("save_checkpoint", "checkpoint"),
+    ):
+        patch(trainer_module, attr, name)
+    patch(torch.Tensor, "backward", "backward")
+
+    base = trainer_module.Prefetcher
+
+    class TimedPrefetcher(base):  # type: ignore[misc, valid-type]
+        def get(self) -> Any:
+            t0 = timer.now()
+            try:
+                return super().get()
+            finally:
+                timer.events.append(("data_wait", t0, timer.now()))
+
+    trainer_module.Prefetcher = TimedPrefetcher
+    undo.append(lambda: setattr(trainer_module, "Prefetcher", base))
+    hooks = [
+        trainer.model.register_forward_pre_hook(lambda *_: timer.start("student_forward")),
+        trainer.model.register_forward_hook(lambda *_: timer.stop("student_forward")),
+    ]
+    undo += [h.remove for h in hooks]
+
+    def restore() -> None:
+        for fn in reversed(undo):
+            fn()
+
+    return restore
+
+
+# --------------------------------------------------------------------------- worker
+
+
+def _load_conf(conf: Path) -> dict[str, Any]:
+    import yaml
+
+    merged: dict[str, Any] = {}
+    for path in sorted(conf.glob("parameters*.yml")):
+        merged.update(yaml.safe_load(path.read_text()) or {})
+    return merged
+
+
+def _datasets(cfg: dict[str, Any], tmp: Path) -> tuple[Any, Any]:
+    if cfg["data"] == "synthetic":
+        hw = tuple(cfg["image"])
+        return SyntheticSet(cfg["count"], hw, seed=1), SyntheticSet(
+            cfg["count"], hw, 2, labels=False
+        )
+    root = Path(cfg["embedded_root"])
+    if cfg["draw"]:
+        from hrda_kedro.data.streets import StreetsConfig, write_benchmark
+
+        root = tmp / "embedded"
+        sizes = {"source_train": cfg["draw"], "target_train": cfg["draw"], "target_val": 0}
+        height, width = cfg["image"]
+        write_benchmark(root, StreetsConfig(seed=0, height=height, width=width, sizes=sizes))
+    return (
+        PngFolderSet(root / "source_train", cache=cfg["cache"]),
+        PngFolderSet(root / "target_train", labels=False, cache=cfg["cache"]),
+    )
+
+
+def worker(cfg: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    from hrda_kedro.hrda.uda.trainer import Trainer
+    from hrda_kedro.params import (
+        ModelParams,
+        RuntimeParams,
+        SelfTrainingParams,
+        TrainingParams,
+        parse,
+    )
+    from hrda_kedro.runtime import build_model, resolve_device
+
+    if cfg["threads"]:
+        torch.set_num_threads(cfg["threads"])
+    conf = _load_conf(Path(cfg["conf"]))
+    model_dict = json.loads(json.dumps(conf["model"]))
+    network, hrda = model_dict["network"], model_dict["hrda"]
+    network["pretrained"] = None
+    for key, target in (
+        ("encoder", network),
+        ("embed_dim", None),
+        ("context", hrda),
+        ("detail", hrda),
+    ):
+        value = cfg.get(key)
+        if value is None:
+            continue
+        if key == "embed_dim":
+            network["decoder_embed_dim"] = network["attention_embed_dim"] = value
+        elif key == "encoder":
+            target["encoder"] = value
+        else:
+            target[f"{key}_crop"] = list(value)
+    model_params = parse(ModelParams, model_dict, "model")
+    stage_key = "warmup" if cfg["stage"] == "source-only" else "self_training"
+    stage = json.loads(json.dumps(conf[stage_key]))
+    stage["iterations"] = cfg["iterations"]
+    for key in ("log_every", "checkpoint_every"):
+        if cfg.get(key):
+            stage[key] = cfg[key]
+    stage.get("optimizer", {})["warmup_iters"] = min(
+        stage.get("optimizer", {}).get("warmup_iters", 0), cfg["iterations"]
+    )
+    params_cls = TrainingParams if stage_key == "warmup" else SelfTrainingParams
+    params = parse(params_cls, stage, stage_key)
+    runtime = parse(RuntimeParams, {**conf.get("runtime", {}), "device": cfg["device"],
+                                    "progress_bar": False}, "runtime")  # fmt: skip
+    setup = resolve_device(runtime)
+    with tempfile.TemporaryDirectory(prefix="hrda-loop-") as tmp_name:
+        tmp = Path(tmp_name)
+        source, target = _datasets(cfg, tmp)
+        torch.manual_seed(runtime.seed)
+        trainer = Trainer(
+            build_model(model_params, load_pretrained=False),
+            params,
+            model_params.hrda,
+            source=source,
+            target=target if stage_key == "self_training" else None,
+            setup=setup,
+            seed=runtime.seed,
+            source_class_pixel_counts=source.class_counts(),
+            stage=cfg["stage"],
+            progress_bar=cfg["progress_bar"],
+        )
+        timer = PhaseTimer(setup.device)
+        restore = instrument(trainer, timer)
+        sync_count = None
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                if cfg["sync_debug"] and setup.device.type == "cuda":
+                    torch.cuda.set_sync_debug_mode("warn")
+                trainer.run(tmp / "state.pt", "loop-efficiency")
+                end = timer.now()
+                if cfg["sync_debug"] and setup.device.type == "cuda":
+                    torch.cuda.set_sync_debug_mode(0)
+                    sync_count = sum("synchroniz" in str(w.message).lower() for w in caught)
+        finally:
+            restore()
+    steps = sorted((e for e in timer.events if e[0] == "step"), key=lambda e: e[1])
+    skip = min(cfg["skip"], len(steps) - 1)
+    since = steps[skip - 1][2] if skip > 0 else steps[0][1]
+    counted = len(steps) - skip
+    last = steps[-1][2]
+    return {
+        **common.machine_info(str(setup.device)),
+        "device": str(setup.device),
+        "precision": "bf16" if setup.autocast_dtype is not None else "fp32",
+        "wall_s": end - since,
+        "steady_wall_s": last - since,
+        "steps": counted,
+        "sums": dict(timer.totals(since)),
+        "steady_sums": dict(timer.totals(since, last)),
+        "syncs": sync_count,
+        "batch": params.source_batch_size,
+        "log_every": params.log_every,
+        "checkpoint_every": params.checkpoint_every,
+        "context": common.fmt_hw(model_params.hrda.context_crop),
+        "detail": common.fmt_hw(model_params.hrda.detail_crop),
+        "encoder": model_params.network.encoder,
+    }
+
+
+def summarize(result: dict[str, Any]) -> dict[str, Any]:
+    sums = defaultdict(float, result["sums"])
+    n, wall = result["steps"], result["wall_s"]
+    compute = sum(sums[p] for p in COMPUTE)
+    step = sums["step"]
+    in_step_named = sum(sums[p] for p in IN_STEP)
+    outside_named = sum(sums[p] for p in OUTSIDE)
+    ms = 1000.0 / n
+    row = {
+        "steps": n,
+        "wall_s": wall,
+        "s_per_step": wall / n,
+        "compute_ms": compute * ms,
+        "in_step_other_ms": (step - compute) * ms,
+        "outside_step_ms": (wall - step) * ms,
+        "loop_share": (wall - step) / wall,
+        "overhead_share": (wall - compute) / wall,
+        "step_rest_ms": (step - compute - in_step_named) * ms,
+        "loop_rest_ms": (wall - step - outside_named) * ms,
+        "produce_ms": sums["produce"] * ms,
+        "syncs_per_step": None if result["syncs"] is None else result["syncs"] / n,
+    }
+    row.update({f"{p}_ms": sums[p] * ms for p in (*COMPUTE, *IN_STEP, *OUTSIDE)})
+    steady = defaultdict(float, result["steady_sums"])
+    steady_wall = result["steady_wall_s"]
+    row["steady_share"] = (steady_wall - sum(steady[p] for p in COMPUTE)) / steady_wall
+    row["tail_s"] = wall - steady_wall
+    row["goal_met"] = "yes" if row["overhead_share"] <= 0.10 else "no"
+    return row
+
+
+# --------------------------------------------------------------------------- parent
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Share of training-loop wall time outside forward, backward and optimizer, "
+        "for the real Trainer (source-only and self-training).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="tiny: mit-nano, 64x128 images")
+    parser.add_argument(
+        "--conf",
+        type=Path,
+        default=common.REPO_ROOT / "conf" / "base",
+        help="folder with the parameters*.yml the loop is configured from",
+    )
+    parser.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
+    parser.add_argument("--stages", default="source-only,self-training")
+    parser.add_argument(
+        "--data",
+        default="synthetic",
+        help="comma list: synthetic, embedded (skipped with a note when "
+        "--embedded-root has no images and --draw is 0)",
+    )
+    parser.add_argument("--embedded-root", default=str(common.REPO_ROOT / "data/01_raw/embedded"))
+    parser.add_argument(
+        "--draw",
+        type=int,
+        default=0,
+        help="draw this many embedded images per split into a temp folder",
+    )
+    parser.add_argument("--cache", action="store_true", help="decode embedded PNGs once up front")
+    parser.add_argument(
+        "--image",
+        help="synthetic / drawn image HxW (default 256x512, the embedded benchmark's size)",
+    )
+    parser.add_argument("--count", type=int, default=16, help="synthetic images per domain")
+    parser.add_argument("--iterations", type=int, help="steps per stage (default 60)")
+    parser.add_argument("--skip", type=int, help="first steps left out of the shares (default 5)")
+    parser.add_argument("--encoder", help="override model.network.encoder")
+    parser.add_argument("--embed-dim", type=int, dest="embed_dim", help="override head channels")
+    parser.add_argument("--context", help="override model.hrda.context_crop (HR)")
+    parser.add_argument("--detail", help="override model.hrda.detail_crop")
+    parser.add_argument("--log-every", type=int, dest="log_every", help="override log_every")
+    parser.add_argument(
+        "--checkpoint-every", type=int, dest="checkpoint_every", help="override checkpoint_every"
+    )
+    parser.add_argument("--progress-bar", action="store_true", dest="progress_bar")
+    parser.add_argument(
+        "--sync-debug",
+        action="store_true",
+        dest="sync_debug",
+        help="CUDA: count the library's host synchronisations per step",
+    )
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--out", type=Path, help="CSV path (default benchmarks/results/...)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.worker:
+        common.worker_result(worker(json.loads(args.worker)))
+        return 0
+    preset = PRESETS.get(args.preset or "", {})
+    pick = lambda key, default: (  # noqa: E731 - local shorthand
+        getattr(args, key) if getattr(args, key) is not None else preset.get(key, default)
+    )
+    base = {
+        "conf": str(args.conf), "device": args.device, "threads": args.threads,
+        "image": common.parse_hw(pick("image", "256x512")), "count": args.count,
+        "iterations": pick("iterations", 60), "skip": pick("skip", 5),
+        "encoder": pick("encoder", None), "embed_dim": pick("embed_dim", None),
+        "context": common.parse_hw(c) if (c := pick("context", None)) else None,
+        "detail": common.parse_hw(d) if (d := pick("detail", None)) else None,
+        "log_every": args.log_every, "checkpoint_every": args.checkpoint_every,
+        "embedded_root": args.embedded_root, "draw": args.draw, "cache": args.cache,
+        "progress_bar": args.progress_bar, "sync_debug": args.sync_debug,
+    }  # fmt: skip
+    notes = [""]
+    datas = [d.strip() for d in args.data.split(",") if d.strip()]
+    if (
+        "embedded" in datas
+        and not args.draw
+        and not any(Path(args.embedded_root, "source_train", "images").glob("*.png"))
+    ):
+        datas.remove("embedded")
+        notes.append(f"embedded benchmark skipped: no images under {args.embedded_root} "
+                     "(run the ingestion pipeline, or pass --draw N)")  # fmt: skip
+    rows = []
+    info: dict[str, Any] = {}
+    for data in datas:
+        for stage in [s.strip() for s in args.stages.split(",") if s.strip()]:
+            cfg = {**base, "data": data, "stage": stage}
+            result = common.run_worker(Path(__file__), cfg, args.timeout)
+            data_label = data + (" (cached)" if data == "embedded" and args.cache else "")
+            row: dict[str, Any] = {"stage": stage, "data": data_label}
+            if "error" in result:
+                row["error"] = result["error"]
+            else:
+                info = result
+                row.update({k: result[k] for k in (
+                    "encoder", "context", "detail", "batch", "log_every", "checkpoint_every",
+                    "precision", "device", "cpu", "gpu", "torch", "threads")})  # fmt: skip
+                row["image"] = (
+                    common.fmt_hw(base["image"]) if data == "synthetic" or args.draw else ""
+                )
+                row.update(summarize(result))
+            rows.append(row)
+    tag = "-".join([args.preset or "conf", info.get("encoder", "model"),
+                    info.get("device", args.device).split(":")[0]])  # fmt: skip
+    out = args.out or common.RESULTS_DIR / f"loop_efficiency_{common.slug(tag)}.csv"
+    title = (
+        f"Training-loop efficiency ({info.get('encoder', '?')}, context {info.get('context', '?')}, "
+        f"detail {info.get('detail', '?')}, batch {info.get('batch', '?')}, "
+        f"{info.get('precision', '?')})\nmachine: {info.get('gpu') or info.get('cpu', '?')} | "
+        f"torch {info.get('torch', '?')} | threads {info.get('threads', '?')} | "
+        f"{datetime.now():%Y-%m-%d %H:%M}"
+    )
+    ok = [r for r in rows if not r.get("error")]
+    notes += ["", "per step (ms):", common.format_table(ok, BREAKDOWN_COLUMNS)] if ok else []
+    notes += [f"ERROR {r['stage']} / {r['data']}: {r['error']}" for r in rows if r.get("error")]
+    common.emit(title, rows, TABLE_COLUMNS, CSV_COLUMNS, out, notes)
+    return 1 if any(r.get("error") for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,472 @@
+"""Training-step cost of HRDA against its two alternatives: same network, same batch.
+
+What is compared (``C`` = HR context crop side, ``s`` = scale, ``D`` = detail crop side;
+every variant receives the *same* batch of ``B`` HR context crops ``C x C`` with HR labels,
+the same network weights and the same AdamW parameter groups as the trainer):
+
+- ``lr_only``  DAFormer: ``HRDAModel(mode="lr_only", scale=s)``; the crop is downscaled by
+  ``s`` and the network sees one ``C/s x C/s`` input per image.
+- ``naive_hr`` naive full resolution: ``HRDAModel(mode="lr_only", scale=1)``; the network
+  sees the whole ``C x C`` HR crop, i.e. the same area as HRDA's context without
+  downscaling. (The paper's own "naive" baseline instead shrinks the HR crop to 768x768 to
+  fit the memory of HRDA; ours keeps the area equal, which is the cost HRDA avoids.)
+- ``hrda``     HRDA: ``HRDAModel(mode="hrda", scale=s)``; LR context ``C/s`` plus one HR
+  detail crop ``D x D`` per image (a random aligned box), scale attention and fusion.
+
+One step = ``zero_grad`` + forward (under bf16 autocast with ``--precision bf16``) +
+``hrda_loss`` + backward + AdamW ``step`` on synthetic tensors already on the device.
+``--uda`` adds ``uda_*`` rows: one full self-training step of the real
+:class:`~hrda_kedro.hrda.uda.trainer.Trainer` (``Trainer.step``: EMA-teacher pseudo-labels
+of the target crop -- for HRDA an LR pass plus HR sliding windows of the detail size --,
+source pass, ClassMix + strong augmentation, mix pass, AdamW, LR schedule, EMA update) on
+a fixed synthetic source/target batch, for each of the three models.
+
+Method: every (precision, variant) runs in a fresh Python process (so peak memory cannot
+mix between variants); after building the model, optimizer and batch, the memory peak is
+reset and a baseline taken; ``--warmup`` untimed steps run, then ``--steps`` timed steps
+(each ending with a device synchronisation); the table gives the median and minimum.
+Memory: ``peak_mb`` is the absolute peak (CUDA: ``torch.cuda.max_memory_allocated``; CPU:
+the process's peak RSS, ``VmHWM``, see ``_common.py`` for why not ``ru_maxrss``);
+``step_mem_mb`` is the peak minus the baseline, i.e. what training needs on top of the
+resident weights and batch (gradients, AdamW state, activations, temporaries).
+FLOPs of one step (forward + backward; the optimizer's elementwise work is not counted)
+are counted with ``torch.utils.flop_counter.FlopCounterMode``; ``tflops`` is that count
+divided by the median step time and ``peak_share`` its share of ``--peak-tflops``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import nullcontext
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as common  # noqa: E402 - the benchmarks folder is not a package
+
+VARIANTS = ("lr_only", "naive_hr", "hrda")
+PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's recipe: MiT-B5, 1024x1024 HR context -> 512 LR, 512 detail, batch 2.
+    "paper": {
+        "encoder": "mit-b5", "context": "1024", "detail": "512", "scale": 2, "batch": 2,
+        "embed_dim": 256, "steps": 10, "warmup": 3, "uda": True,
+    },
+    # Seconds on a laptop CPU; the validation setting.
+    "tiny": {
+        "encoder": "mit-nano", "context": "64", "detail": "32", "scale": 2, "batch": 2,
+        "embed_dim": 32, "steps": 5, "warmup": 2, "uda": True,
+    },
+}  # fmt: skip
+DEFAULTS: dict[str, Any] = {
+    "encoder": "mit-nano", "context": "256", "detail": "128", "scale": 2, "batch": 2,
+    "embed_dim": 64, "steps": 10, "warmup": 2, "uda": False,
+}  # fmt: skip
+TABLE_COLUMNS = (
+    "precision", "variant", "network_input", "median_s", "min_s", "peak_mb", "step_mem_mb",
+    "gflop", "tflops", "peak_share",
+)  # fmt: skip
+CSV_COLUMNS = (
+    *TABLE_COLUMNS, "description", "encoder", "batch", "context", "detail", "scale",
+    "channels_last", "device", "cpu", "gpu", "torch", "threads", "steps", "warmup",
+    "mem_source", "times_s", "error",
+)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- worker
+
+
+def _describe(
+    variant: str, context: tuple[int, int], detail: tuple[int, int], s: int
+) -> tuple[str, str]:
+    lr = (context[0] // s, context[1] // s)
+    base = variant.removeprefix("uda_")
+    network_input = {
+        "lr_only": f"LR {common.fmt_hw(lr)}",
+        "naive_hr": f"HR {common.fmt_hw(context)}",
+        "hrda": f"LR {common.fmt_hw(lr)} + HR {common.fmt_hw(detail)}",
+    }[base]
+    description = {
+        "lr_only": f"DAFormer: HR context {common.fmt_hw(context)} downscaled x{s}",
+        "naive_hr": f"naive: full-res network on the HR context {common.fmt_hw(context)} "
+        "(lr_only, scale 1)",
+        "hrda": f"HRDA: LR context + HR detail {common.fmt_hw(detail)}, attention fusion",
+    }[base]
+    if variant.startswith("uda_"):
+        network_input += " (x2 passes + teacher)"
+        description = (
+            "self-training Trainer.step: EMA-teacher pseudo-labels, source pass, ClassMix + "
+            f"strong augmentation, mix pass, AdamW, EMA; model = {description}"
+        )
+    return network_input, description
+
+
+def _model(cfg: dict[str, Any], variant: str) -> Any:
+    import torch
+
+    from hrda_kedro.hrda.model import HRDAModel
+    from hrda_kedro.hrda.networks import NetworkConfig, build_network
+
+    torch.manual_seed(0)  # the same initial weights for every variant
+    network = build_network(
+        NetworkConfig(
+            architecture="daformer",
+            encoder=cfg["encoder"],
+            decoder_embed_dim=cfg["embed_dim"],
+            attention_embed_dim=cfg["embed_dim"],
+        )
+    )
+    base = variant.removeprefix("uda_")
+    scale = 1 if base == "naive_hr" else cfg["scale"]
+    mode = "hrda" if base == "hrda" else "lr_only"
+    return HRDAModel(network, scale=scale, detail_hw=tuple(cfg["detail"]), mode=mode)
+
+
+class _SyntheticSegmentation:
+    """In-memory uint8 images of exactly the context size, random trainId labels."""
+
+    def __init__(self, count: int, hw: tuple[int, int], seed: int) -> None:
+        import torch
+
+        gen = torch.Generator().manual_seed(seed)
+        self.images = torch.randint(0, 256, (count, 3, *hw), dtype=torch.uint8, generator=gen)
+        self.labels = torch.randint(0, 19, (count, *hw), generator=gen)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"image": self.images[index], "label": self.labels[index]}
+
+
+def _plain_step(cfg: dict[str, Any], variant: str, device: Any, autocast: Any) -> Any:
+    """The model, optimizer and batch of one plain training step; returns the step."""
+    import torch
+
+    from hrda_kedro.hrda.crops import sample_box
+    from hrda_kedro.hrda.losses import hrda_loss
+    from hrda_kedro.hrda.uda.optim import build_optimizer
+
+    model = _model(cfg, variant).to(device)
+    if cfg["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    model.train()
+    optimizer = build_optimizer(model)
+    context, detail = tuple(cfg["context"]), tuple(cfg["detail"])
+    gen = torch.Generator().manual_seed(1)
+    images = torch.randn(cfg["batch"], 3, *context, generator=gen).to(device)
+    if cfg["channels_last"]:
+        images = images.contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, 19, (cfg["batch"], *context), generator=gen).to(device)
+    align = cfg["scale"] * model.output_stride
+    boxes = [sample_box(context, detail, align, gen) for _ in range(cfg["batch"])]
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast():
+            out = model(images, boxes)
+        loss, _ = hrda_loss(out, labels, boxes, None, 0.1)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def _uda_step(cfg: dict[str, Any], variant: str, device: Any, dtype: Any) -> Any:
+    """A real Trainer on a synthetic source/target set; returns one ``Trainer.step``."""
+    from hrda_kedro.hrda.uda.trainer import DeviceSetup, Trainer
+    from hrda_kedro.params import HRDAParams, SelfTrainingParams, parse
+
+    model = _model(cfg, variant)
+    base = variant.removeprefix("uda_")
+    context = tuple(cfg["context"])
+    hrda = HRDAParams(
+        scale=1 if base == "naive_hr" else cfg["scale"],
+        context_crop=context,
+        detail_crop=tuple(cfg["detail"]),
+        mode="hrda" if base == "hrda" else "lr_only",
+    )
+    params = parse(
+        SelfTrainingParams,
+        {
+            "iterations": 100_000,
+            "source_batch_size": cfg["batch"],
+            "target_batch_size": cfg["batch"],
+            "log_every": 100_000,
+            "checkpoint_every": 100_000,
+            "rare_class_sampling": {"enabled": False},
+        },
+        "self_training",
+    )
+    setup = DeviceSetup(device, autocast_dtype=dtype, channels_last=cfg["channels_last"])
+    trainer = Trainer(
+        model,
+        params,
+        hrda,
+        source=_SyntheticSegmentation(4, context, seed=1),
+        target=_SyntheticSegmentation(4, context, seed=2),
+        setup=setup,
+        seed=1,
+        progress_bar=False,
+    )
+    source = trainer.source_stream.next_batch()
+    target = trainer.target_stream.next_batch()
+
+    def step() -> None:
+        trainer.step(source, target)
+        trainer.iteration += 1
+
+    return step
+
+
+def worker(cfg: dict[str, Any]) -> dict[str, Any]:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    if cfg["threads"]:
+        torch.set_num_threads(cfg["threads"])
+    device_name = cfg["device"]
+    if device_name == "auto":
+        device_name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device_name)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")
+    dtype = torch.bfloat16 if cfg["precision"] == "bf16" else None
+
+    def autocast() -> Any:
+        return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+    variant = cfg["variant"]
+    if variant.startswith("uda_"):
+        step = _uda_step(cfg, variant, device, dtype)
+    else:
+        step = _plain_step(cfg, variant, device, autocast)
+    memory = common.DeviceMemory(device)
+    times = common.timed_calls(step, device, cfg["warmup"], cfg["steps"])
+    peak = memory.peak_mb()
+    with FlopCounterMode(display=False) as counter:
+        step()
+    flops = counter.get_total_flops()
+    info = common.machine_info(str(device))
+    return {
+        **info,
+        "device": str(device),
+        "times_s": times,
+        "peak_mb": peak,
+        "step_mem_mb": peak - memory.baseline_mb,
+        "mem_source": memory.source,
+        "flops": flops,
+    }
+
+
+# --------------------------------------------------------------------------- parent
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Median training-step time, peak memory and TFLOP/s of LR-only "
+        "(DAFormer), naive full-resolution and HRDA on the same network and batch.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="start from a preset; "
+        "explicit options override it (paper: MiT-B5, 1024 HR context -> "
+        "512 LR, 512 detail, batch 2, with --uda)",
+    )
+    parser.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
+    parser.add_argument("--encoder", help=f"mit-nano .. mit-b5 (default {DEFAULTS['encoder']})")
+    parser.add_argument(
+        "--embed-dim",
+        type=int,
+        dest="embed_dim",
+        help=f"decoder/attention head channels (paper 256; default {DEFAULTS['embed_dim']})",
+    )
+    parser.add_argument(
+        "--context",
+        help="HR context crop, e.g. 1024 or 512x1024; the LR "
+        f"input is context/scale (default {DEFAULTS['context']})",
+    )
+    parser.add_argument("--detail", help=f"HR detail crop (default {DEFAULTS['detail']})")
+    parser.add_argument("--scale", type=int, help=f"HRDA scale s (default {DEFAULTS['scale']})")
+    parser.add_argument("--batch", type=int, help=f"images per step (default {DEFAULTS['batch']})")
+    parser.add_argument("--steps", type=int, help=f"timed steps (default {DEFAULTS['steps']})")
+    parser.add_argument(
+        "--warmup", type=int, help=f"untimed steps first (default {DEFAULTS['warmup']})"
+    )
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        help="fp32 | bf16 | a comma list such as fp32,bf16 (bf16 = autocast)",
+    )
+    parser.add_argument(
+        "--channels-last",
+        action="store_true",
+        dest="channels_last",
+        help="model and inputs in channels_last memory format",
+    )
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="comma list out of " + ", ".join(VARIANTS)
+    )
+    uda = parser.add_mutually_exclusive_group()
+    uda.add_argument(
+        "--uda",
+        action="store_true",
+        default=None,
+        help="also time one full self-training Trainer.step per variant",
+    )
+    uda.add_argument("--no-uda", action="store_false", dest="uda")
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        dest="peak_tflops",
+        help="the hardware's peak TFLOP/s for the chosen precision, for the "
+        "peak_share column (e.g. H100 SXM dense bf16 ~989)",
+    )
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat all variants this many times, interleaved, and pool the "
+        "step times (robust against a drifting, shared machine)",
+    )
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds per variant")
+    parser.add_argument("--out", type=Path, help="CSV path (default benchmarks/results/...)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    settings = {**DEFAULTS, **(PRESETS[args.preset] if args.preset else {})}
+    for key in DEFAULTS:
+        value = getattr(args, key)
+        if value is not None:
+            settings[key] = value
+    settings["context"] = common.parse_hw(str(settings["context"]))
+    settings["detail"] = common.parse_hw(str(settings["detail"]))
+    return settings
+
+
+def _ratio(a: float | None, b: float | None) -> float:
+    return a / b if a and b else float("nan")
+
+
+def _ratio_notes(rows: list[dict[str, Any]]) -> list[str]:
+    notes = []
+    for precision in dict.fromkeys(r["precision"] for r in rows):
+        for prefix in ("", "uda_"):
+            by = {
+                r["variant"]: r for r in rows if r["precision"] == precision and not r.get("error")
+            }
+            hrda = by.get(f"{prefix}hrda")
+            if hrda is None:
+                continue
+            for other, goal in (("naive_hr", " (goal <= 0.6x)"), ("lr_only", "")):
+                ref = by.get(f"{prefix}{other}")
+                if ref is None:
+                    continue
+                notes.append(
+                    f"{precision} {prefix}hrda / {prefix}{other}: time "
+                    f"{_ratio(hrda['median_s'], ref['median_s']):.2f}x, peak "
+                    f"{_ratio(hrda['peak_mb'], ref['peak_mb']):.2f}x, step memory "
+                    f"{_ratio(hrda['step_mem_mb'], ref['step_mem_mb']):.2f}x{goal}"
+                )
+    return notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.worker:
+        common.worker_result(worker(json.loads(args.worker)))
+        return 0
+    settings = _settings(args)
+    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    bad = [p for p in precisions if p not in ("fp32", "bf16")] + [
+        v for v in variants if v not in VARIANTS
+    ]
+    if bad:
+        raise SystemExit(f"unknown precision/variant: {bad}")
+    if settings["uda"]:
+        variants += [f"uda_{v}" for v in variants]
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    info: dict[str, Any] = {}
+    for _ in range(args.rounds):  # rounds interleave the variants against machine drift
+        for precision in precisions:
+            for variant in variants:
+                cfg = {
+                    **settings,
+                    "variant": variant,
+                    "precision": precision,
+                    "device": args.device,
+                    "channels_last": args.channels_last,
+                    "threads": args.threads,
+                }
+                result = common.run_worker(Path(__file__), cfg, args.timeout)
+                runs.setdefault((precision, variant), []).append(result)
+                if "error" not in result:
+                    info = result
+    rows = []
+    for (precision, variant), results in runs.items():
+        network_input, description = _describe(
+            variant, settings["context"], settings["detail"], settings["scale"]
+        )
+        row: dict[str, Any] = {
+            "precision": precision,
+            "variant": variant,
+            "network_input": network_input,
+            "description": description,
+            "encoder": settings["encoder"],
+            "batch": settings["batch"],
+            "context": common.fmt_hw(settings["context"]),
+            "detail": common.fmt_hw(settings["detail"]),
+            "scale": settings["scale"],
+            "channels_last": args.channels_last,
+            "steps": settings["steps"] * len(results),
+            "warmup": settings["warmup"],
+        }
+        errors = [r["error"] for r in results if "error" in r]
+        good = [r for r in results if "error" not in r]
+        if errors:
+            row["error"] = errors[0]
+        if good:
+            row.update({k: good[0][k] for k in ("device", "cpu", "gpu", "torch", "threads",
+                                                 "mem_source")})  # fmt: skip
+            row["peak_mb"] = max(r["peak_mb"] for r in good)
+            row["step_mem_mb"] = max(r["step_mem_mb"] for r in good)
+            times = [t for r in good for t in r["times_s"]]
+            row["median_s"] = common.median(times)
+            row["min_s"] = min(times)
+            row["times_s"] = ";".join(f"{t:.5f}" for t in times)
+            row["gflop"] = good[0]["flops"] / 1e9
+            row["tflops"] = good[0]["flops"] / row["median_s"] / 1e12
+            if args.peak_tflops:
+                row["peak_share"] = row["tflops"] / args.peak_tflops
+        rows.append(row)
+    tag = "-".join(
+        [args.preset or "custom", settings["encoder"], common.fmt_hw(settings["context"]),
+         info.get("device", args.device).split(":")[0], *precisions]
+    )  # fmt: skip
+    out = args.out or common.RESULTS_DIR / f"train_step_{common.slug(tag)}.csv"
+    title = (
+        f"Training step, {settings['encoder']}, batch {settings['batch']}, HR context "
+        f"{common.fmt_hw(settings['context'])}, scale {settings['scale']}, detail "
+        f"{common.fmt_hw(settings['detail'])}, channels_last={args.channels_last}\n"
+        f"machine: {info.get('gpu') or info.get('cpu', '?')} | torch {info.get('torch', '?')} "
+        f"| threads {info.get('threads', '?')} | {datetime.now():%Y-%m-%d %H:%M}"
+    )
+    notes = ["", *_ratio_notes(rows)]
+    notes += [
+        f"ERROR {r['variant']} ({r['precision']}): {r['error']}" for r in rows if r.get("error")
+    ]
+    common.emit(title, rows, TABLE_COLUMNS, CSV_COLUMNS, out, notes)
+    return 1 if any(r.get("error") for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
