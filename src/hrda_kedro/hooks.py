@@ -39,22 +39,20 @@ class ProjectHooks:
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         """Parse every parameter group; a bad value stops the run before any work."""
+        # Imported here, not at module level: the data layer pulls in torch(vision), and
+        # the hooks module is imported by every kedro command.
+        from hrda_kedro.data.ingest import IngestionDatasets, IngestionSettings
+
+        groups = {
+            **PARAMETER_GROUPS,
+            "ingestion": IngestionSettings,
+            "ingestion_datasets": IngestionDatasets,
+        }
         parameters = catalog.load("parameters") if "parameters" in catalog else {}
-        for group, cls in PARAMETER_GROUPS.items():
+        for group, cls in groups.items():
             if group in parameters:
                 parse(cls, parameters[group], group)
-        validate_ingestion = _ingestion_validator()
-        if validate_ingestion is not None and "ingestion" in parameters:
-            validate_ingestion(parameters["ingestion"])
         logger.info(
             "parameters validated: %s",
             ", ".join(g for g in parameters if isinstance(parameters[g], dict)),
         )
-
-
-def _ingestion_validator() -> Any:
-    try:
-        from hrda_kedro.pipelines.ingestion.nodes import validate_parameters
-    except ImportError:
-        return None
-    return validate_parameters

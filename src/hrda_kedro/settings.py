@@ -1,6 +1,10 @@
 """Project settings (see https://docs.kedro.org/en/stable/configure/configuration_basics/)."""
 
+from hrda_kedro.datasets.atomic_files import use_atomic_local_writes
 from hrda_kedro.hooks import ProjectHooks
+
+# A full disk or a crash mid-save must not leave a truncated report under its real name.
+use_atomic_local_writes()
 
 HOOKS = (ProjectHooks(),)
 

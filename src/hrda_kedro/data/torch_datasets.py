@@ -16,10 +16,28 @@ from torch.utils.data import Dataset
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
+from hrda_kedro.data import DataError
+
 
 def _present(path: object) -> bool:
     """A label path is absent as None, NaN (CSV round trip) or an empty string."""
     return isinstance(path, str) and path != ""
+
+
+def _read(path: str, kind: str) -> np.ndarray:
+    """Pixels of a manifest's image (as RGB) or label.
+
+    The files were checked at ingestion; one moved, deleted or rewritten since would
+    otherwise surface as a bare Pillow error from inside the training loop.
+    """
+    try:
+        with Image.open(path) as file:
+            return np.array(file.convert("RGB") if kind == "image" else file)
+    except (OSError, SyntaxError, ValueError) as err:
+        raise DataError(
+            f"{path}: cannot read this {kind} ({err}); expected the file the ingestion "
+            "pipeline checked: it was moved, deleted or changed since, re-run ingestion"
+        ) from None
 
 
 class ManifestDataset(Dataset):
@@ -51,8 +69,8 @@ class ManifestDataset(Dataset):
         return len(self.image_paths)
 
     def _load(self, index: int) -> dict[str, torch.Tensor]:
-        with Image.open(self.image_paths[index]) as file:
-            image = torch.from_numpy(np.array(file.convert("RGB"))).permute(2, 0, 1).contiguous()
+        pixels = _read(self.image_paths[index], "image")
+        image = torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
         size = self.sizes[index]
         if size is not None and tuple(image.shape[-2:]) != size:
             image = F.resize(
@@ -61,8 +79,7 @@ class ManifestDataset(Dataset):
         item = {"image": image}
         label_path = self.label_paths[index]
         if label_path is not None:
-            with Image.open(label_path) as file:
-                label = torch.from_numpy(np.array(file))[None]
+            label = torch.from_numpy(_read(label_path, "label"))[None]
             if size is not None and tuple(label.shape[-2:]) != size:
                 label = F.resize(label, list(size), interpolation=InterpolationMode.NEAREST_EXACT)
             item["label"] = label[0].long()

@@ -39,8 +39,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # "[Errno 28] No space left on device: '<path>'"
         raise
 
 
@@ -63,15 +65,33 @@ def from_bytes(data: bytes, source: str) -> dict[str, Any]:
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"{source}: refused to load: the file holds objects other than tensors and plain "
-            f"values (a pickle that could run code), or is not a checkpoint ({exc})"
+            f"values (a pickle that could run code), or is not a checkpoint "
+            f"({load_error_reason(exc)}); expected a checkpoint written by hrda-kedro"
         ) from None
     except Exception as exc:  # noqa: BLE001 - torch raises many types on garbage input
-        raise CheckpointError(f"{source}: not a readable PyTorch checkpoint ({exc})") from None
+        raise CheckpointError(
+            f"{source}: not a readable PyTorch checkpoint, truncated or of another format "
+            f"({load_error_reason(exc)}); expected a checkpoint written by hrda-kedro"
+        ) from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise CheckpointError(
             f"{source}: not an hrda-kedro checkpoint (expected a dict with format={FORMAT!r})"
         )
     return checkpoint
+
+
+_TORCH_ADVICE = ("Weights only load failed", "Check the documentation", "Please file an issue")
+
+
+def load_error_reason(exc: Exception) -> str:
+    """What torch found wrong, in one line (e.g. ``unsupported GLOBAL posix.system``).
+
+    torch's refusal also suggests re-running with ``weights_only=False``: for a file that
+    was just refused as unsafe that is the one advice a user must not follow, so it is cut.
+    """
+    lines = [line.strip() for line in str(exc).splitlines()]
+    reasons = [line for line in lines if line and not line.startswith(_TORCH_ADVICE)]
+    return f"{type(exc).__name__}: {reasons[0]}" if reasons else type(exc).__name__
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

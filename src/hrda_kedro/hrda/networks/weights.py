@@ -7,12 +7,13 @@ Nothing here downloads: a Hugging Face repo id is only looked up in the local ca
 from __future__ import annotations
 
 import logging
-import pickle
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from hrda_kedro.hrda.checkpoint import load_error_reason
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,11 @@ def resolve_weights(location: str) -> tuple[Path, Path | None]:
     elif _looks_like_repo_id(location):
         folder = _cached_repo_folder(location)
     else:
-        raise ValueError(f"pretrained weights path {location!r} does not exist")
+        raise ValueError(
+            f"pretrained weights path {location!r} does not exist; expected a local weights "
+            "file (e.g. mit_b5.pth, model.safetensors), a Hugging Face model folder or the "
+            "id of a repo in the local Hugging Face cache"
+        )
     for name in HF_WEIGHT_FILES:
         if (folder / name).is_file():
             config = folder / "config.json"
@@ -95,10 +100,12 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             ) from error
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+    except Exception as error:  # noqa: BLE001 - torch raises many types on garbage input
         raise ValueError(
-            f"weights file {path} cannot be read as a state dict with weights_only=True: {error}"
-        ) from error
+            f"weights file {path} cannot be read as a state dict with weights_only=True "
+            f"({load_error_reason(error)}); expected a .pth/.bin state dict of tensors or a "
+            ".safetensors file"
+        ) from None
     if isinstance(content, Mapping) and isinstance(content.get("state_dict"), Mapping):
         content = content["state_dict"]
     if not isinstance(content, Mapping) or not all(
