@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from hrda_kedro.hrda.crops import Box
 from hrda_kedro.hrda.inference import (
     predict_full_image,
+    predict_full_image_with_attention,
     sliding_window_boxes,
     sliding_window_grid,
     sliding_window_logits,
@@ -153,3 +154,47 @@ def test_predict_full_image_requires_windows_aligned_to_s_times_o() -> None:
     model = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16))
     with pytest.raises(ValueError, match="align=8"):
         predict_full_image(model, torch.zeros(1, 3, 40, 40), (36, 36), (16, 16))
+
+
+@pytest.mark.parametrize(("mode", "channels"), [("hrda", NUM_CLASSES), ("fixed_attention", 1)])
+def test_prediction_with_attention_returns_the_same_logits(mode: str, channels: int) -> None:
+    model = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16), mode=mode, fixed_attention=0.25)
+    images = torch.randn(1, 3, 45, 70, generator=torch.Generator().manual_seed(4))
+    logits, attention = predict_full_image_with_attention(model, images, (32, 32), (16, 16), 3)
+    torch.testing.assert_close(logits, predict_full_image(model, images, (32, 32), (16, 16)))
+    assert attention.shape == (1, channels, 45, 70)
+    assert 0 <= attention.min() and attention.max() <= 1
+    if mode == "fixed_attention":
+        torch.testing.assert_close(attention, torch.full_like(attention, 0.25))
+
+
+def test_prediction_with_attention_has_none_without_an_attention_branch() -> None:
+    model = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16), mode="lr_only")
+    _, attention = predict_full_image_with_attention(
+        model, torch.zeros(1, 3, 32, 32), (32, 32), (16, 16)
+    )
+    assert attention is None
+
+
+def test_branches_from_one_pass_equal_separate_mode_predictions() -> None:
+    """Evaluation reads fused, context and detail from one pass; each must equal its own mode."""
+    from hrda_kedro.hrda.inference import predict_full_image_branches
+    from hrda_kedro.hrda.model import HRDAModel
+    from hrda_kedro.hrda.networks import NetworkConfig, build_network
+
+    torch.manual_seed(0)
+    network = build_network(
+        NetworkConfig(
+            encoder="mit-nano", num_classes=5, decoder_embed_dim=16, attention_embed_dim=16
+        )
+    ).eval()
+    model = HRDAModel(network, scale=2, detail_hw=(32, 32))
+    images = torch.randn(1, 3, 72, 136)
+    with torch.no_grad():
+        branches = predict_full_image_branches(model, images, (64, 64), (32, 32))
+        expected = {}
+        for name, mode in (("fused", "hrda"), ("context", "lr_only"), ("detail", "hr_only")):
+            model.mode = mode
+            expected[name] = predict_full_image(model, images, (64, 64), (32, 32))
+    for name, logits in expected.items():
+        torch.testing.assert_close(branches[name], logits, rtol=1e-5, atol=1e-5, msg=name)

@@ -16,7 +16,7 @@ import logging
 import math
 import operator
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
@@ -210,3 +210,85 @@ def predict_full_image(
         output_stride=model.output_stride,
         align=align,
     )
+
+
+def predict_full_image_with_attention(
+    model: HRDAModel,
+    images: torch.Tensor,
+    window_hw: tuple[int, int],
+    stride_hw: tuple[int, int],
+    batch_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`predict_full_image`'s logits and HRDA's scale attention, in one pass.
+
+    Each window's attention (:meth:`HRDAModel.predict_window`, on its LR grid) is upsampled
+    to the fused logits' grid as in the fusion and stitched with them (same windows,
+    averaged where they overlap, upsampled bilinearly): ``(B, A, H, W)`` in ``[0, 1]``,
+    the weight the detail branch got at every pixel; ``A`` is ``num_classes`` for
+    class-wise attention, else 1. The logits are exactly :func:`predict_full_image`'s.
+    Models without an attention (``lr_only``, ``hr_only``) give None.
+    """
+    if model.mode in ("lr_only", "hr_only"):
+        return predict_full_image(model, images, window_hw, stride_hw, batch_size), None
+
+    def fused_and_attention(windows: torch.Tensor) -> torch.Tensor:
+        output = model.predict_window(windows)
+        attention = F.interpolate(
+            cast(torch.Tensor, output.attention),
+            size=output.fused.shape[-2:],
+            mode="bilinear",
+            align_corners=False,
+        )
+        return torch.cat([output.fused, attention.to(output.fused.dtype)], dim=1)
+
+    stitched = sliding_window_logits(
+        fused_and_attention,
+        images,
+        window_hw,
+        stride_hw,
+        batch_size=batch_size,
+        output_stride=model.output_stride,
+        align=model.scale * model.output_stride,
+    )
+    num_classes = model.network.num_classes
+    return stitched[:, :num_classes], stitched[:, num_classes:]
+
+
+def predict_full_image_branches(
+    model: HRDAModel,
+    images: torch.Tensor,
+    window_hw: tuple[int, int],
+    stride_hw: tuple[int, int],
+    batch_size: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """Fused, LR-context-only and HR-detail-only logits ``(B, C, H, W)`` from one pass.
+
+    One :meth:`HRDAModel.predict_window` call already computes all three, so evaluating the
+    value of fusion costs one multi-resolution pass, not three. The ``context`` and
+    ``detail`` logits equal :func:`predict_full_image` in ``lr_only`` / ``hr_only`` mode.
+    Models trained without one branch (``lr_only``, ``hr_only``) give ``fused`` only.
+    """
+    if model.mode in ("lr_only", "hr_only"):
+        return {"fused": predict_full_image(model, images, window_hw, stride_hw, batch_size)}
+
+    def all_branches(windows: torch.Tensor) -> torch.Tensor:
+        output = model.predict_window(windows)
+        context = F.interpolate(
+            cast(torch.Tensor, output.context),
+            size=output.fused.shape[-2:],
+            mode="bilinear",
+            align_corners=False,
+        )
+        return torch.cat([output.fused, context, cast(torch.Tensor, output.detail)], dim=1)
+
+    stitched = sliding_window_logits(
+        all_branches,
+        images,
+        window_hw,
+        stride_hw,
+        batch_size=batch_size,
+        output_stride=model.output_stride,
+        align=model.scale * model.output_stride,
+    )
+    fused, context, detail = stitched.chunk(3, dim=1)
+    return {"fused": fused, "context": context, "detail": detail}

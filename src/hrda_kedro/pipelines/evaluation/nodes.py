@@ -3,23 +3,41 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from hrda_kedro.data.labels import CITYSCAPES_CLASSES
 from hrda_kedro.hrda import normalize
-from hrda_kedro.hrda.inference import predict_full_image
+from hrda_kedro.hrda.inference import (
+    predict_full_image_branches,
+    predict_full_image_with_attention,
+)
 from hrda_kedro.hrda.metrics import confusion_matrix, summarize
+from hrda_kedro.hrda.model import HRDAModel
 from hrda_kedro.params import EvaluationParams, ModelParams, RuntimeParams, parse
-from hrda_kedro.runtime import labelled_dataset, model_from_checkpoint, resolve_device
+from hrda_kedro.reports.figures import (
+    ModelView,
+    QualitativeSample,
+    per_class_iou_figure,
+    pseudo_label_quality_figure,
+    qualitative_figure,
+    training_curves_figure,
+)
+from hrda_kedro.reports.tables import pseudo_label_quality_table
+from hrda_kedro.runtime import (
+    check_compatible,
+    labelled_dataset,
+    model_from_checkpoint,
+    resolve_device,
+)
 
 logger = logging.getLogger(__name__)
-
-# Prediction modes: the model's own fused output, its LR context branch, its HR detail branch.
-PREDICTIONS = {"fused": None, "context": "lr_only", "detail": "hr_only"}
 
 
 @torch.no_grad()
@@ -38,30 +56,30 @@ def evaluate_model(
     eval_params = parse(EvaluationParams, evaluation, "evaluation")
     setup = resolve_device(parse(RuntimeParams, runtime, "runtime"))
     net, trained = model_from_checkpoint(checkpoint, str(checkpoint.get("stage")))
+    check_compatible(trained, model_params, str(checkpoint.get("stage")), fields=("num_classes",))
     net = net.to(setup.device).eval()
     data = labelled_dataset(target_val_manifest)
     count = len(data) if eval_params.max_images is None else min(len(data), eval_params.max_images)
     num_classes = trained.network.num_classes
     trained_mode = net.mode
-    modes = [m for m in eval_params.predictions if PREDICTIONS[m] != trained_mode or m == "fused"]
-    matrices = {m: torch.zeros(num_classes, num_classes, dtype=torch.int64) for m in modes}
+    matrices: dict[str, torch.Tensor] = {}
     stage = str(checkpoint.get("stage"))
     for index in tqdm(range(count), desc=f"evaluate {stage}", disable=not eval_params.progress_bar):
         item = data[index]
         image = normalize(item["image"].unsqueeze(0).to(setup.device))
-        for mode in modes:
-            net.mode = PREDICTIONS[mode] or trained_mode
-            with setup.autocast():
-                logits = predict_full_image(
-                    net,
-                    image,
-                    model_params.window,
-                    model_params.stride,
-                    batch_size=model_params.inference.window_batch,
-                )
-            pred = logits.argmax(dim=1)[0].cpu()
-            matrices[mode] += confusion_matrix(pred, item["label"], num_classes)
-        net.mode = trained_mode
+        with setup.autocast():
+            branches = predict_full_image_branches(
+                net,
+                image,
+                model_params.window,
+                model_params.stride,
+                batch_size=model_params.inference.window_batch,
+            )
+        for mode in eval_params.predictions:
+            if mode in branches:
+                pred = branches[mode].argmax(dim=1)[0].cpu()
+                cm = confusion_matrix(pred, item["label"], num_classes)
+                matrices[mode] = matrices.get(mode, 0) + cm
     logger.info("evaluated %s on %d target-val images", stage, count)
     return {
         "model": stage,
@@ -74,7 +92,11 @@ def evaluate_model(
 def build_miou_report(
     evaluation: dict[str, Any], *evaluations: dict[str, Any]
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """mIoU table (one row per model, prediction and class subset), per-class IoU, summary."""
+    """mIoU table (one row per model, prediction and class subset), per-class IoU, summary.
+
+    The summary is the JSON form of both tables (``miou_table``, ``per_class_iou``) plus
+    the class subsets used, for tools that read JSON rather than CSV.
+    """
     eval_params = parse(EvaluationParams, evaluation, "evaluation")
     rows = []
     per_class = []
@@ -91,18 +113,29 @@ def build_miou_report(
                     "miou": summary["miou"],
                     "pixel_accuracy": summary["pixel_accuracy"],
                 }
+                # Small classes of this subset only, counted like the subset's mIoU.
                 small = [
-                    summary["iou"][names[c]] for c in eval_params.small_classes if c < len(names)
+                    c
+                    for c in eval_params.small_classes
+                    if c < len(names) and (subset is None or c in subset)
                 ]
-                row["small_class_miou"] = float(pd.Series(small, dtype=float).mean())
+                row["small_class_miou"] = (
+                    summarize(cm, names, class_subset=small)["miou"] if small else math.nan
+                )
                 rows.append(row)
             full = summarize(cm, names)
             per_class.append({"model": result["model"], "prediction": prediction, **full["iou"]})
     table = pd.DataFrame(rows)
     per_class_table = pd.DataFrame(per_class)
     summary = {
-        "rows": table.to_dict(orient="records"),
+        "miou_table": table.to_dict(orient="records"),
         "per_class_iou": per_class_table.to_dict(orient="records"),
+        "class_subsets": {
+            name: list(CITYSCAPES_CLASSES)
+            if subset is None
+            else [CITYSCAPES_CLASSES[c] for c in subset]
+            for name, subset in eval_params.class_subsets.items()
+        },
     }
     for row in rows:
         if row["prediction"] == "fused" and row["classes"] == next(iter(eval_params.class_subsets)):
@@ -113,3 +146,81 @@ def build_miou_report(
                 100 * row["small_class_miou"],
             )
     return table, per_class_table, summary
+
+
+def plot_per_class_iou(per_class_iou: pd.DataFrame, evaluation: dict[str, Any]) -> Figure:
+    """Per-class IoU of the fused predictions, models side by side, small classes singled out."""
+    eval_params = parse(EvaluationParams, evaluation, "evaluation")
+    small = [CITYSCAPES_CLASSES[c] for c in eval_params.small_classes]
+    return per_class_iou_figure(per_class_iou, small)
+
+
+def plot_training_curves(**histories: pd.DataFrame) -> Figure:
+    """Loss terms, learning rate and pseudo-label weight of every stage, in run order."""
+    return training_curves_figure(histories)
+
+
+def report_pseudo_label_quality(**qualities: dict[str, Any]) -> tuple[pd.DataFrame, Figure]:
+    """Table and figure of each round's pseudo-label quality, rounds in order."""
+    table = pseudo_label_quality_table(qualities)
+    return table, pseudo_label_quality_figure(table)
+
+
+def _detail_weight(attention: torch.Tensor, prediction: torch.Tensor) -> np.ndarray:
+    """One ``(H, W)`` attention map: class-wise attention is read at the predicted class."""
+    if attention.shape[1] > 1:
+        attention = attention.gather(1, prediction[:, None])
+    return attention[0, 0].float().cpu().numpy()
+
+
+@torch.no_grad()
+def plot_qualitative_grid(
+    target_val_manifest: pd.DataFrame,
+    model: dict[str, Any],
+    evaluation: dict[str, Any],
+    runtime: dict[str, Any],
+    **checkpoints: dict[str, Any],
+) -> Figure:
+    """Image, ground truth and each model's prediction, scale attention and errors.
+
+    ``evaluation.qualitative_images`` images spread evenly over target val (so the same
+    ones each run) are predicted like in :func:`evaluate_model`, the scale attention
+    stitched over the same sliding windows (:func:`predict_full_image_with_attention`).
+    """
+    model_params = parse(ModelParams, model, "model")
+    eval_params = parse(EvaluationParams, evaluation, "evaluation")
+    setup = resolve_device(parse(RuntimeParams, runtime, "runtime"))
+    nets: dict[str, HRDAModel] = {}
+    for name, checkpoint in checkpoints.items():
+        net, trained = model_from_checkpoint(checkpoint, name)
+        check_compatible(trained, model_params, name, fields=("num_classes",))
+        nets[name] = net.to(setup.device).eval()
+    window, stride = model_params.window, model_params.stride
+    batch = model_params.inference.window_batch
+    data = labelled_dataset(target_val_manifest)
+    picks = np.linspace(0, len(data) - 1, eval_params.qualitative_images).round().astype(int)
+    samples = []
+    for index in dict.fromkeys(picks.tolist()):  # fewer images than asked: each once
+        item = data[index]
+        image = normalize(item["image"].unsqueeze(0).to(setup.device))
+        views = {}
+        for name, net in nets.items():
+            with setup.autocast():
+                logits, attention = predict_full_image_with_attention(
+                    net, image, window, stride, batch_size=batch
+                )
+            prediction = logits.argmax(dim=1)
+            views[name] = ModelView(
+                prediction=prediction[0].cpu().numpy(),
+                attention=None if attention is None else _detail_weight(attention, prediction),
+            )
+        samples.append(
+            QualitativeSample(
+                name=str(target_val_manifest.iloc[index]["name"]),
+                image=item["image"].permute(1, 2, 0).numpy(),
+                label=item["label"].numpy(),
+                views=views,
+            )
+        )
+    logger.info("qualitative grid: %d target-val images, models %s", len(samples), list(nets))
+    return qualitative_figure(samples)

@@ -1,10 +1,22 @@
-"""The ``evaluation`` pipeline: every model of the run on target val, then the reports."""
+"""The ``evaluation`` pipeline: every model of the run on target val, then the reports.
+
+Report nodes carry the ``reports`` tag and read only persisted datasets (tables,
+histories, pseudo-label quality, checkpoints), so ``kedro run --pipeline=evaluation
+--tags=reports`` redraws every figure without evaluating again.
+"""
 
 from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import build_miou_report, evaluate_model
+from .nodes import (
+    build_miou_report,
+    evaluate_model,
+    plot_per_class_iou,
+    plot_qualitative_grid,
+    plot_training_curves,
+    report_pseudo_label_quality,
+)
 
 
 def model_datasets(rounds: int) -> dict[str, str]:
@@ -12,6 +24,57 @@ def model_datasets(rounds: int) -> dict[str, str]:
     models = {"source_only": "source_only_model"}
     models.update({f"round_{r}": f"round_{r}.model" for r in range(1, rounds + 1)})
     return models
+
+
+def report_nodes(rounds: int) -> list[Node]:
+    """Figures and tables drawn from the persisted outputs of every stage."""
+    names = list(model_datasets(rounds))
+    last = names[-1]
+    tags = ["evaluation", "reports"]
+    nodes = [
+        Node(
+            plot_per_class_iou,
+            inputs=["per_class_iou", "params:evaluation"],
+            outputs="per_class_iou_figure@matplotlib",
+            name="plot_per_class_iou",
+            tags=tags,
+        ),
+        Node(
+            plot_training_curves,
+            inputs={
+                "source_only": "source_only_history",
+                **{name: f"{name}.training_history" for name in names[1:]},
+            },
+            outputs="training_curves_figure@matplotlib",
+            name="plot_training_curves",
+            tags=tags,
+        ),
+        Node(
+            plot_qualitative_grid,
+            inputs={
+                "target_val_manifest": "target_val_manifest",
+                "model": "params:model",
+                "evaluation": "params:evaluation",
+                "runtime": "params:runtime",
+                "source_only": "source_only_model",
+                **({last: f"{last}.model"} if rounds else {}),
+            },
+            outputs="qualitative_figure@matplotlib",
+            name="plot_qualitative_grid",
+            tags=tags,
+        ),
+    ]
+    if rounds:
+        nodes.append(
+            Node(
+                report_pseudo_label_quality,
+                inputs={name: f"{name}.pseudo_label_quality" for name in names[1:]},
+                outputs=["pseudo_label_quality_table", "pseudo_label_quality_figure@matplotlib"],
+                name="report_pseudo_label_quality",
+                tags=tags,
+            )
+        )
+    return nodes
 
 
 def create_pipeline(rounds: int = 1, **kwargs) -> Pipeline:
@@ -41,4 +104,4 @@ def create_pipeline(rounds: int = 1, **kwargs) -> Pipeline:
             tags=["evaluation"],
         )
     )
-    return Pipeline(nodes)
+    return Pipeline(nodes + report_nodes(rounds))

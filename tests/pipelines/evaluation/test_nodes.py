@@ -1,0 +1,79 @@
+"""build_miou_report's class subsets and the shipped evaluation parameters."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from kedro.config import OmegaConfigLoader
+
+from hrda_kedro.data.labels import (
+    CITYSCAPES_CLASSES,
+    SMALL_OBJECT_CLASSES,
+    SYNTHIA_13_CLASSES,
+    SYNTHIA_16_CLASSES,
+)
+from hrda_kedro.hrda.metrics import iou_per_class
+from hrda_kedro.params import EvaluationParams, parse
+from hrda_kedro.pipelines.evaluation.nodes import build_miou_report
+from hrda_kedro.settings import CONFIG_LOADER_ARGS
+from tests.conftest import PROJECT_ROOT
+from tests.pipelines.evaluation.fabricate import evaluation
+
+
+def _parameters(env: str | None) -> EvaluationParams:
+    loader = OmegaConfigLoader(
+        str(PROJECT_ROOT / "conf"),
+        base_env="base",
+        default_run_env="local",
+        env=env,
+        merge_strategy=CONFIG_LOADER_ARGS["merge_strategy"],
+    )
+    return parse(EvaluationParams, loader["parameters"]["evaluation"], "evaluation")
+
+
+@pytest.mark.parametrize(
+    ("env", "subsets"),
+    [
+        (None, {"all": None}),
+        ("gta2cs", {"all": None}),
+        (
+            "synthia2cs",
+            {
+                "all": None,
+                "synthia_16": list(SYNTHIA_16_CLASSES),
+                "synthia_13": list(SYNTHIA_13_CLASSES),
+            },
+        ),
+    ],
+)
+def test_each_environment_reports_the_literature_class_subsets(env, subsets) -> None:
+    params = _parameters(env)
+    assert params.class_subsets == subsets
+    assert tuple(params.small_classes) == SMALL_OBJECT_CLASSES
+
+
+def test_small_class_miou_stays_inside_the_subset() -> None:
+    result = evaluation("round_1", seed=3)
+    params = {"class_subsets": {"synthia_13": list(SYNTHIA_13_CLASSES), "all": None}}
+    table, _, summary = build_miou_report(params, result)
+    iou = iou_per_class(torch.tensor(result["confusion"]["fused"])).numpy()
+    fused = table[table["prediction"] == "fused"].set_index("classes")
+    in_13 = [c for c in SMALL_OBJECT_CLASSES if c in SYNTHIA_13_CLASSES]  # no pole
+    assert CITYSCAPES_CLASSES.index("pole") not in in_13
+    assert fused.loc["synthia_13", "small_class_miou"] == pytest.approx(np.mean(iou[in_13]))
+    assert fused.loc["all", "small_class_miou"] == pytest.approx(
+        np.mean(iou[list(SMALL_OBJECT_CLASSES)])
+    )
+    assert fused.loc["synthia_13", "miou"] == pytest.approx(np.mean(iou[list(SYNTHIA_13_CLASSES)]))
+    assert summary["class_subsets"]["synthia_13"] == [
+        CITYSCAPES_CLASSES[c] for c in SYNTHIA_13_CLASSES
+    ]
+    assert len(summary["miou_table"]) == 3 * 2  # predictions x subsets
+
+
+def test_a_subset_without_small_classes_has_no_small_class_miou() -> None:
+    table, _, _ = build_miou_report({"class_subsets": {"flat": [0, 1]}}, evaluation("m", seed=0))
+    assert table["small_class_miou"].map(math.isnan).all()

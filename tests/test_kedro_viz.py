@@ -1,0 +1,110 @@
+"""``kedro viz run`` serves the project's pipeline graph offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+STARTUP_TIMEOUT_S = 120
+
+
+def _free_port() -> int:
+    """A free local port below 49152 (kedro viz refuses the ephemeral range)."""
+    for port in random.sample(range(20000, 49000), 50):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port found")
+
+
+def _wait_for_graph(url: str, server: subprocess.Popen, log: Path) -> dict[str, Any]:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"kedro viz exited with {server.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.load(response)
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(1)
+    pytest.fail(
+        f"kedro viz did not answer {url} in {STARTUP_TIMEOUT_S} s:\n{log.read_text()[-3000:]}"
+    )
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """End the server's whole process group: it serves from a spawned child process."""
+    for sig, wait_s in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(server.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            server.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.mark.slow
+def test_kedro_viz_lists_our_pipelines_nodes_and_rounds(project_copy: Path) -> None:
+    port = _free_port()
+    log = project_copy / "viz.log"
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "kedro", "viz", "run", "--host", "127.0.0.1",
+             "--port", str(port), "--no-browser"],
+            cwd=project_copy,
+            env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        graph = _wait_for_graph(f"http://127.0.0.1:{port}/api/main", server, log)
+    finally:
+        _stop(server)
+
+    tasks = {
+        (node["name"], tuple(node["modular_pipelines"] or ()))
+        for node in graph["nodes"]
+        if node["type"] == "task"
+    }
+    expected = {
+        ("ingest_datasets", ()),
+        ("train_source_only", ()),
+        ("evaluate_source_only", ()),
+        ("build_miou_report", ()),
+        ("plot_per_class_iou", ()),
+        ("plot_qualitative_grid", ()),
+        *(
+            (name, (r,))
+            for r in ("round_1", "round_2")
+            for name in ("materialize_pseudo_labels", "train")
+        ),
+    }
+    assert expected <= tasks
+    full_names = {node.get("full_name") for node in graph["nodes"] if node["type"] == "task"}
+    assert {"round_1.train", "round_2.train"} <= full_names
+    assert {"round_1", "round_2"} <= set(graph["modular_pipelines"])
+    datasets = {node["name"] for node in graph["nodes"] if node["type"] == "data"}
+    assert {"miou_table", "qualitative_figure", "source_only_model"} <= datasets
+    parameters = {node["name"] for node in graph["nodes"] if node["type"] == "parameters"}
+    assert {"params:model", "params:evaluation"} <= parameters
+    pipelines = {p["id"] for p in graph["pipelines"]}
+    assert {"ingestion", "warmup", "self_training", "evaluation", "uda"} <= pipelines
