@@ -439,9 +439,15 @@ class EvaluationParams:
     small_classes: list[int] = field(default_factory=lambda: [5, 6, 7, 11, 12])
     max_images: int | None = None
     progress_bar: bool = True
+    qualitative_images: int = 3
 
     def check(self, path: str) -> None:
         _require("fused" in self.predictions, f"{path}.predictions", "must include 'fused'")
+        _require(
+            self.qualitative_images >= 1,
+            f"{path}.qualitative_images",
+            f"expected at least 1, got {self.qualitative_images}",
+        )
         _require(bool(self.class_subsets), f"{path}.class_subsets", "needs at least one subset")
         for name, subset in self.class_subsets.items():
             if subset is not None:
@@ -450,3 +456,81 @@ class EvaluationParams:
                     f"{path}.class_subsets.{name}",
                     f"trainIds expected, got {subset}",
                 )
+
+
+@dataclass
+class PredictParams:
+    """Segmenting a folder of own images (``predict``)."""
+
+    input_dir: str = "data/01_raw/predict_inputs"
+    checkpoint: str = "data/06_models/round_2/model.pt"
+    attention: bool = False
+    overlay_alpha: float = 0.5
+    skip_bad_files: bool = False
+    window_batch: int | None = None
+
+    def check(self, path: str) -> None:
+        _require(
+            0.0 <= self.overlay_alpha <= 1.0,
+            f"{path}.overlay_alpha",
+            f"expected 0..1, got {self.overlay_alpha}",
+        )
+        _require(
+            self.window_batch is None or self.window_batch >= 1,
+            f"{path}.window_batch",
+            f"expected null or >= 1, got {self.window_batch}",
+        )
+
+
+@dataclass
+class AblationOverrides:
+    """Partial parameter groups, deep-merged onto the run's ``model``, ``warmup``..."""
+
+    model: dict[str, Any] = field(default_factory=dict)
+    warmup: dict[str, Any] = field(default_factory=dict)
+    self_training: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AblationVariant(AblationOverrides):
+    """One ablation variant: its overrides, and whether it self-trains after the warmup."""
+
+    adapt: bool = True
+
+
+@dataclass
+class AblationParams:
+    """The ablation study (``ablations``): variants x seeds, each trained and evaluated."""
+
+    seeds: list[int] = field(default_factory=lambda: [1, 2])
+    work_dir: str = "data/06_models/ablations"
+    small_classes: list[int] = field(default_factory=lambda: [5, 6, 7, 11])
+    class_subset: list[int] | None = None
+    shared: AblationOverrides = field(default_factory=AblationOverrides)
+    variants: dict[str, AblationVariant] = field(default_factory=dict)
+
+    def check(self, path: str) -> None:
+        _require(bool(self.seeds), f"{path}.seeds", "expected at least one seed")
+        _require(
+            len(set(self.seeds)) == len(self.seeds),
+            f"{path}.seeds",
+            f"expected distinct seeds, got {self.seeds}",
+        )
+        _require(bool(self.variants), f"{path}.variants", "expected at least one variant")
+        for name in self.variants:
+            _require(
+                name.isidentifier(),
+                f"{path}.variants.{name}",
+                "a variant name must be a Python identifier (letters, digits, _): it names "
+                "a namespace and a folder",
+            )
+        for key, classes in (
+            ("small_classes", self.small_classes),
+            ("class_subset", self.class_subset),
+        ):
+            _require(
+                all(0 <= c < 255 for c in classes or []),
+                f"{path}.{key}",
+                f"trainIds expected, got {classes}",
+            )

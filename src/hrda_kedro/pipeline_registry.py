@@ -19,7 +19,7 @@ from typing import Any
 from kedro.config import OmegaConfigLoader
 from kedro.pipeline import Pipeline
 
-from hrda_kedro.pipelines import evaluation, ingestion, self_training, warmup
+from hrda_kedro.pipelines import ablations, evaluation, ingestion, predict, self_training, warmup
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,8 @@ def register_pipelines() -> dict[str, Pipeline]:
         "warmup": warmup.create_pipeline(),
         "self_training": self_training.create_pipeline(rounds=rounds),
         "evaluation": evaluation.create_pipeline(rounds=rounds),
+        "predict": predict.create_pipeline(),
+        "ablations": ablations.create_pipeline(config_loader=_config_loader),
     }
     uda = Pipeline([])
     for name in ("ingestion", "warmup", "self_training", "evaluation"):

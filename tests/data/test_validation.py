@@ -9,6 +9,7 @@ from hrda_kedro.data.validation import (
     check_folder,
     check_label,
     read_image,
+    read_image_as_rgb,
     read_raw_label,
 )
 from tests.data.helpers import SYNTHIA_IDS, truncate, write_index, write_png16, write_rgb
@@ -120,3 +121,42 @@ def test_label_of_another_size_or_with_unknown_values(tmp_path):
 def test_missing_folder(tmp_path):
     with pytest.raises(DataError, match="nope: folder not found; expected the GTA5 images"):
         check_folder(tmp_path / "nope", "the GTA5 images")
+
+
+def test_read_image_as_rgb_converts_every_mode_as_a_viewer_shows_it(tmp_path):
+    gray = np.array([[0, 128], [200, 255]], dtype=np.uint8)
+    Image.fromarray(gray).save(tmp_path / "gray.png")
+    assert (read_image_as_rgb(tmp_path / "gray.png") == gray[..., None]).all()
+
+    write_png16(tmp_path / "deep.png", np.array([[0, 1000], [40000, 65535]]))
+    assert read_image_as_rgb(tmp_path / "deep.png")[..., 0].tolist() == [[0, 3], [156, 255]]
+
+    rgba = np.zeros((2, 2, 4), dtype=np.uint8)
+    rgba[0, 0] = (255, 0, 0, 255)  # opaque red stays red; transparent pixels take the mean colour
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
+    read = read_image_as_rgb(tmp_path / "alpha.png")
+    assert read[0, 0].tolist() == [255, 0, 0] and read[1, 1].tolist() == [124, 116, 104]
+
+    write_index(tmp_path / "palette.png", np.array([[1, 2]]), mode="P")
+    assert read_image_as_rgb(tmp_path / "palette.png").tolist() == [[[1, 254, 0], [2, 253, 1]]]
+
+    rgb = write_rgb(tmp_path / "photo.png", height=3, width=5)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # EXIF orientation: rotate 90 degrees clockwise to display
+    Image.fromarray(rgb).save(tmp_path / "phone.jpg", exif=exif, quality=100)
+    assert read_image_as_rgb(tmp_path / "phone.jpg").shape == (5, 3, 3)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.write_bytes(b""), "empty file \\(0 bytes\\)"),
+        (lambda p: p.write_text("not an image"), "not a readable image"),
+        (lambda p: (write_rgb(p, 64, 64), truncate(p)), "cannot decode, truncated or corrupt"),
+    ],
+)
+def test_read_image_as_rgb_names_a_bad_file(tmp_path, make, message):
+    path = tmp_path / "my photo.png"
+    make(path)
+    with pytest.raises(DataError, match=f"my photo.png: {message}"):
+        read_image_as_rgb(path)

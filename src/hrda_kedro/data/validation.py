@@ -14,7 +14,7 @@ from enum import Enum
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.io import ImageReadMode, decode_png, read_file
 
 from hrda_kedro.data import DataError
@@ -96,6 +96,37 @@ def read_image(path: Path) -> np.ndarray:
         if image.mode != "RGB" or _is_16bit(image):
             raise DataError(f"{path}: image mode is {describe_mode(image)}; expected {RGB_IMAGE}")
         return _decode(image, path, RGB_IMAGE)
+
+
+# Transparent pixels are composited onto the ImageNet mean colour: it normalises to zero,
+# like the padding of sliding-window inference, so they carry no signal.
+_BACKGROUND = (124, 116, 104)
+
+
+def read_image_as_rgb(path: Path) -> np.ndarray:
+    """``(H, W, 3)`` uint8 of an image in any mode, converted as a viewer would show it.
+
+    For user images (prediction) rather than training data: the EXIF orientation is
+    applied, 16-bit grayscale is scaled to 8 bits (16-bit colour PNGs already open with
+    their high byte), and alpha (RGBA, LA, palette transparency) is composited onto the
+    ImageNet mean colour. Missing, empty, unreadable or truncated files raise a
+    :class:`DataError` naming the file.
+    """
+    path = Path(path)
+    expected = "a readable image (PNG or JPEG)"
+    with _open(path, expected) as file:
+        _decode(file, path, expected)
+        image = ImageOps.exif_transpose(file)
+        if image.mode.startswith("I"):  # 16-bit grayscale PNG (I;16, or I in older Pillow)
+            pixels = np.clip(np.asarray(image).astype(np.int64) >> 8, 0, 255).astype(np.uint8)
+            return np.repeat(pixels[..., None], 3, axis=2)
+        if image.mode == "P" and "transparency" in image.info:
+            image = image.convert("RGBA")
+        if image.mode in ("RGBA", "LA", "PA"):
+            rgba = image.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (*_BACKGROUND, 255))
+            image = Image.alpha_composite(background, rgba)
+        return np.array(image.convert("RGB"))  # writable, unlike np.asarray of an image
 
 
 def read_raw_label(path: Path, label_format: LabelFormat) -> np.ndarray:

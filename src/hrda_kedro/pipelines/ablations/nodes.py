@@ -1,0 +1,207 @@
+"""Nodes of the ablation study: per-variant parameters, per-run metrics, the comparison table.
+
+Training and evaluation reuse the ``warmup``, ``self_training`` and ``evaluation`` node
+functions unchanged; only their parameter dictionaries differ per variant and seed.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from hrda_kedro.data.labels import CITYSCAPES_CLASSES
+from hrda_kedro.hrda.metrics import iou_per_class, summarize
+from hrda_kedro.params import (
+    AblationParams,
+    EvaluationParams,
+    ModelParams,
+    ParameterError,
+    SelfTrainingParams,
+    TrainingParams,
+    parse,
+)
+
+logger = logging.getLogger(__name__)
+
+# Parameter groups a variant may override, with the dataclass that validates the result.
+GROUPS: dict[str, type] = {
+    "model": ModelParams,
+    "warmup": TrainingParams,
+    "self_training": SelfTrainingParams,
+    "evaluation": EvaluationParams,
+}
+
+
+def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``base`` with ``overrides`` applied.
+
+    Mappings merge key by key, at any depth; anything else (numbers, strings, lists, null)
+    replaces the base value whole, so ``context_crop: [192, 192]`` is never mixed with
+    the base crop. Keys unknown to a group are caught when the result is parsed.
+    """
+    merged = copy.deepcopy(dict(base))
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def variant_groups(parameters: Mapping[str, Any], variant: str) -> dict[str, dict[str, Any]]:
+    """A variant's ``model``, ``warmup``, ``self_training`` and ``evaluation``, validated.
+
+    Each is the run's group, deep-merged with ``ablations.shared`` and then with the
+    variant's own overrides; errors name ``ablations.variants.<variant>.<group>``.
+    """
+    settings = parse(AblationParams, parameters.get("ablations"), "ablations")
+    if variant not in settings.variants:
+        raise ParameterError(
+            f"parameter ablations.variants: no variant {variant!r}; "
+            f"known: {', '.join(settings.variants)}"
+        )
+    spec = settings.variants[variant]
+    groups = {}
+    for group, cls in GROUPS.items():
+        merged = deep_merge(
+            deep_merge(parameters.get(group) or {}, getattr(settings.shared, group)),
+            getattr(spec, group),
+        )
+        parse(cls, merged, f"ablations.variants.{variant}.{group}")
+        groups[group] = merged
+    return groups
+
+
+def variant_parameters(
+    ablations: dict[str, Any],
+    model: dict[str, Any],
+    warmup: dict[str, Any],
+    self_training: dict[str, Any],
+    evaluation: dict[str, Any],
+    runtime: dict[str, Any],
+    *,
+    variant: str,
+    seed: int,
+) -> dict[str, dict[str, Any]]:
+    """The parameter groups of one variant and seed, for the reused training nodes.
+
+    ``runtime`` gets the seed and a work dir of its own per variant and seed, so a killed
+    study resumes each run from its own in-training checkpoint and skips finished stages.
+    """
+    parameters = {
+        "ablations": ablations,
+        "model": model,
+        "warmup": warmup,
+        "self_training": self_training,
+        "evaluation": evaluation,
+    }
+    groups = variant_groups(parameters, variant)
+    settings = parse(AblationParams, ablations, "ablations")
+    work_dir = Path(settings.work_dir) / variant / f"seed_{seed}"
+    groups["runtime"] = deep_merge(runtime, {"seed": seed, "work_dir": str(work_dir)})
+    hrda = groups["model"]["hrda"]
+    logger.info(
+        "ablation %s, seed %d: mode %s, scale %s, context crop %s, detail crop %s",
+        variant,
+        seed,
+        hrda.get("mode"),
+        hrda.get("scale"),
+        hrda.get("context_crop"),
+        hrda.get("detail_crop"),
+    )
+    if not settings.variants[variant].adapt:
+        del groups["self_training"]
+    return groups
+
+
+def _json_safe(value: Any) -> Any:
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _column(class_name: str) -> str:
+    return "iou_" + class_name.replace(" ", "_")
+
+
+def run_metrics(
+    evaluation: dict[str, Any],
+    final_model: dict[str, Any],
+    ablations: dict[str, Any],
+    *,
+    variant: str,
+    seed: int,
+) -> dict[str, Any]:
+    """One row of the table: the fused prediction's mIoU and small-class IoU.
+
+    The crop and mode columns are read from the evaluated checkpoint, so the table shows
+    what each model was really trained with. Small classes absent from the ground truth
+    get NaN, and are left out of the small-class mean.
+    """
+    settings = parse(AblationParams, ablations, "ablations")
+    cm = torch.tensor(evaluation["confusion"]["fused"], dtype=torch.int64)
+    names = CITYSCAPES_CLASSES[: cm.shape[0]]
+    small = [c for c in settings.small_classes if c < len(names)]
+    ious = iou_per_class(cm)
+    present = cm.sum(dim=1) > 0
+    hrda = final_model["model_params"]["hrda"]
+    row = {
+        "variant": variant,
+        "seed": seed,
+        "model": final_model["stage"],
+        "mode": hrda["mode"],
+        "scale": hrda["scale"],
+        "context_crop": "x".join(map(str, hrda["context_crop"])),
+        "detail_crop": "x".join(map(str, hrda["detail_crop"])),
+        "images": evaluation["images"],
+        "miou": summarize(cm, names, settings.class_subset)["miou"],
+        "small_class_miou": summarize(cm, names, small)["miou"],
+        **{_column(names[c]): float(ious[c]) if present[c] else math.nan for c in small},
+    }
+    return {key: _json_safe(value) for key, value in row.items()}  # NaN is not JSON
+
+
+def build_ablation_table(
+    ablations: dict[str, Any], *metrics: dict[str, Any]
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Every variant x seed, each variant followed by its mean over seeds (``seed: mean``).
+
+    The JSON summary adds the standard deviation over seeds, to judge a difference of
+    means against the seed-to-seed spread.
+    """
+    settings = parse(AblationParams, ablations, "ablations")
+    runs = pd.DataFrame(list(metrics))
+    scores = ["miou", "small_class_miou", *[c for c in runs.columns if c.startswith("iou_")]]
+    runs[scores] = runs[scores].astype(float)  # null (absent class) -> NaN
+    rows = []
+    summary: dict[str, Any] = {}
+    for variant, group in runs.groupby("variant", sort=False):
+        rows.extend(group.to_dict(orient="records"))
+        mean = {**group.iloc[0].to_dict(), **group[scores].mean().to_dict(), "seed": "mean"}
+        rows.append(mean)
+        summary[variant] = {
+            "seeds": group["seed"].tolist(),
+            **{f"{s}_mean": _json_safe(float(group[s].mean())) for s in scores},
+            **{f"{s}_std": _json_safe(float(group[s].std(ddof=0))) for s in scores},
+        }
+        logger.info(
+            "%-22s mIoU %5.1f +- %4.1f, small classes %5.1f +- %4.1f (%d seeds)",
+            variant,
+            100 * group["miou"].mean(),
+            100 * group["miou"].std(ddof=0),
+            100 * group["small_class_miou"].mean(),
+            100 * group["small_class_miou"].std(ddof=0),
+            len(group),
+        )
+    table = pd.DataFrame(rows, columns=list(runs.columns))
+    return table, {
+        "small_classes": [CITYSCAPES_CLASSES[c] for c in settings.small_classes],
+        "class_subset": settings.class_subset,
+        "variants": summary,
+        "runs": [{k: _json_safe(v) for k, v in row.items()} for row in runs.to_dict("records")],
+    }

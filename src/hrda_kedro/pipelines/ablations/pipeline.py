@@ -1,0 +1,195 @@
+"""The ``ablations`` pipeline: ingestion, then one namespaced run per variant and seed.
+
+Each run ``ablations.<variant>.seed_<n>`` instantiates :func:`run_template`: derive the
+variant's parameters, source-only warmup, ``rounds`` self-training rounds (none for a
+variant with ``adapt: false``), evaluation on target val, one table row. The variants,
+the seeds and each variant's number of rounds shape the graph, so they are read from the
+run's configuration when the pipeline is registered.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from kedro.config import OmegaConfigLoader
+from kedro.pipeline import Node, Pipeline
+
+from hrda_kedro.params import AblationParams, SelfTrainingParams, parse
+from hrda_kedro.pipelines import ingestion
+from hrda_kedro.pipelines.evaluation.nodes import evaluate_model
+from hrda_kedro.pipelines.self_training.nodes import (
+    assess_pseudo_labels,
+    materialize_pseudo_labels,
+    train_round,
+)
+from hrda_kedro.pipelines.warmup.nodes import train_source_only
+
+from .nodes import build_ablation_table, run_metrics, variant_groups, variant_parameters
+
+logger = logging.getLogger(__name__)
+
+SHARED_INPUTS = (
+    "source_train_manifest",
+    "source_class_pixel_counts",
+    "target_train_manifest",
+    "target_val_manifest",
+)
+PARAMETERS = (
+    "params:ablations",
+    "params:model",
+    "params:warmup",
+    "params:self_training",
+    "params:evaluation",
+    "params:runtime",
+)
+
+
+def _bind(func: Callable[..., Any], **kwargs: Any) -> Callable[..., Any]:
+    """``functools.partial`` that keeps the function's name for Kedro's logs and viz."""
+    return functools.update_wrapper(functools.partial(func, **kwargs), func)
+
+
+def run_template(variant: str, seed: int, rounds: int) -> Pipeline:
+    """Train and evaluate one variant with one seed (``rounds = 0``: source-only)."""
+    groups = ["model", "warmup", "evaluation", "runtime"] + (["self_training"] if rounds else [])
+    nodes = [
+        Node(
+            _bind(variant_parameters, variant=variant, seed=seed),
+            inputs=list(PARAMETERS),
+            outputs={group: f"variant_{group}" for group in groups},
+            name="variant_parameters",
+        ),
+        Node(
+            train_source_only,
+            inputs=[
+                "source_train_manifest",
+                "source_class_pixel_counts",
+                "variant_model",
+                "variant_warmup",
+                "variant_runtime",
+            ],
+            outputs=["source_only_model", "source_only_history"],
+            name="train_source_only",
+            tags=["training"],
+        ),
+    ]
+    previous = "source_only_model"
+    for index in range(1, rounds + 1):
+        name = f"round_{index}"
+        nodes += [
+            Node(
+                materialize_pseudo_labels,
+                inputs=[previous, "target_train_manifest", "variant_model", "variant_runtime"],
+                outputs=f"{name}.pseudo_labels",
+                name=f"{name}_materialize_pseudo_labels",
+            ),
+            Node(
+                assess_pseudo_labels,
+                inputs=[f"{name}.pseudo_labels", "target_train_manifest", "variant_model"],
+                outputs=f"{name}.pseudo_label_quality",
+                name=f"{name}_assess_pseudo_labels",
+            ),
+            Node(
+                train_round,
+                inputs=[
+                    previous,
+                    "source_train_manifest",
+                    "source_class_pixel_counts",
+                    "target_train_manifest",
+                    f"{name}.pseudo_labels",
+                    "variant_model",
+                    "variant_self_training",
+                    "variant_runtime",
+                ],
+                outputs=[f"{name}.model", f"{name}.training_history"],
+                name=f"{name}_train",
+                tags=["training"],
+            ),
+        ]
+        previous = f"{name}.model"
+    nodes += [
+        Node(
+            evaluate_model,
+            inputs=[
+                previous,
+                "target_val_manifest",
+                "variant_model",
+                "variant_evaluation",
+                "variant_runtime",
+            ],
+            outputs="evaluation",
+            name="evaluate",
+            tags=["evaluation"],
+        ),
+        Node(
+            _bind(run_metrics, variant=variant, seed=seed),
+            inputs=["evaluation", previous, "params:ablations"],
+            outputs="metrics",
+            name="run_metrics",
+            tags=["evaluation"],
+        ),
+    ]
+    return Pipeline(nodes)
+
+
+def _run_parameters(config_loader: Any) -> Mapping[str, Any]:
+    """The run's parameters; outside a session (``kedro registry``), those of ./conf."""
+    if config_loader is None:
+        conf = Path(os.environ.get("KEDRO_CONF_SOURCE", Path.cwd() / "conf"))
+        if not conf.is_dir():
+            return {}
+        config_loader = OmegaConfigLoader(
+            conf_source=str(conf),
+            base_env="base",
+            default_run_env=os.environ.get("KEDRO_ENV", "local"),
+        )
+    return config_loader["parameters"]
+
+
+def create_pipeline(
+    config_loader: Any = None, parameters: Mapping[str, Any] | None = None, **kwargs: Any
+) -> Pipeline:
+    """Every variant x seed of ``ablations`` and the comparison table.
+
+    ``parameters`` (the whole parameter mapping) takes precedence over ``config_loader``.
+    """
+    parameters = _run_parameters(config_loader) if parameters is None else parameters
+    if "ablations" not in parameters:
+        logger.debug("no ablations parameters: the ablations pipeline is empty")
+        return Pipeline([])
+    settings = parse(AblationParams, parameters["ablations"], "ablations")
+    pipeline = ingestion.create_pipeline()
+    metrics = []
+    for variant, spec in settings.variants.items():
+        groups = variant_groups(parameters, variant)  # a bad override fails here, naming it
+        rounds = (
+            parse(SelfTrainingParams, groups["self_training"], "self_training").rounds
+            if spec.adapt
+            else 0
+        )
+        for seed in settings.seeds:
+            namespace = f"ablations.{variant}.seed_{seed}"
+            template = run_template(variant, seed, rounds)
+            pipeline += Pipeline(
+                template,
+                namespace=namespace,
+                inputs={name: name for name in SHARED_INPUTS if name in template.inputs()},
+                parameters=set(PARAMETERS),
+            )
+            metrics.append(f"{namespace}.metrics")
+    return pipeline + Pipeline(
+        [
+            Node(
+                build_ablation_table,
+                inputs=["params:ablations", *metrics],
+                outputs=["ablation_table", "ablation_summary"],
+                name="build_ablation_table",
+                tags=["evaluation"],
+            )
+        ]
+    )

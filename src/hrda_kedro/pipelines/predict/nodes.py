@@ -1,0 +1,244 @@
+"""Nodes of the ``predict`` pipeline.
+
+Outputs are written lazily through ``PartitionedDataset``s: each image is read, predicted
+and saved one at a time, so a folder of any size never sits in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from hrda_kedro.data import DataError
+from hrda_kedro.data.labels import colorize
+from hrda_kedro.data.validation import check_folder, read_image_as_rgb
+from hrda_kedro.datasets.checkpoint_dataset import CheckpointDataset
+from hrda_kedro.hrda import normalize
+from hrda_kedro.hrda.inference import predict_full_image, predict_full_image_with_attention
+from hrda_kedro.params import PredictParams, RuntimeParams, parse
+from hrda_kedro.runtime import model_from_checkpoint, resolve_device
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+MANIFEST_COLUMNS = ("partition_id", "image_path", "height", "width")
+
+
+def _partition_ids(paths: list[Path], folder: Path) -> list[str]:
+    """Output names: the relative path without its suffix, with it where two would clash.
+
+    ``a.png`` and ``a.jpg`` in one folder must not overwrite each other's outputs.
+    """
+    stems = [p.relative_to(folder).with_suffix("").as_posix() for p in paths]
+    counts = Counter(stems)
+    ids = [
+        stem if counts[stem] == 1 else path.relative_to(folder).as_posix()
+        for stem, path in zip(stems, paths, strict=True)
+    ]
+    clashes = [name for name, n in Counter(ids).items() if n > 1]
+    if clashes:
+        raise DataError(f"{folder}: several input files would write outputs named {clashes[0]!r}")
+    return ids
+
+
+def list_inputs(predict: dict[str, Any]) -> pd.DataFrame:
+    """Find and check every image under ``predict.input_dir`` before any model work.
+
+    Every image is fully decoded here, so a bad file stops the run (or, with
+    ``skip_bad_files``, is left out) before a single output is written.
+    """
+    params = parse(PredictParams, predict, "predict")
+    folder = Path(params.input_dir)
+    check_folder(folder, "a folder of images to segment (parameter predict.input_dir)")
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    if not images:
+        found = f"it holds {len(files)} other files" if files else "it is empty"
+        raise DataError(
+            f"{folder}: no image to segment ({', '.join(IMAGE_SUFFIXES)}); {found} "
+            "(parameter predict.input_dir)"
+        )
+    if len(images) < len(files):
+        logger.info("ignoring %d files that are not images", len(files) - len(images))
+    readable, sizes = [], []
+    for path in images:
+        try:
+            pixels = read_image_as_rgb(path)
+        except DataError as err:
+            if not params.skip_bad_files:
+                raise
+            logger.warning("skipping %s", err)
+            continue
+        readable.append(path)
+        sizes.append(pixels.shape[:2])
+    if not readable:
+        raise DataError(f"{folder}: none of its {len(images)} images is readable")
+    logger.info("%d images to segment in %s", len(readable), folder)
+    return pd.DataFrame(
+        {
+            "partition_id": _partition_ids(readable, folder),
+            "image_path": [str(p) for p in readable],
+            "height": [h for h, _ in sizes],
+            "width": [w for _, w in sizes],
+        },
+        columns=list(MANIFEST_COLUMNS),
+    )
+
+
+def load_checkpoint_file(path: str) -> tuple[dict[str, Any], Path]:
+    """A checkpoint file, or the latest version in a versioned checkpoint folder.
+
+    Versioned catalog datasets store ``<path>/<timestamp>/<file name>``; timestamps sort
+    in time order, as Kedro resolves them.
+    """
+    target = Path(path)
+    if target.is_dir():
+        versions = sorted(p for p in target.glob(f"*/{target.name}") if p.is_file())
+        if not versions:
+            raise DataError(
+                f"{target}: no saved version in this versioned checkpoint folder (expected "
+                f"{target}/<timestamp>/{target.name}); train a model first or set "
+                "predict.checkpoint"
+            )
+        target = versions[-1]
+    elif not target.is_file():
+        raise DataError(
+            f"{target}: checkpoint not found; expected a checkpoint file or a versioned "
+            "checkpoint folder (train a model first, e.g. kedro run --pipeline=uda, or set "
+            "predict.checkpoint)"
+        )
+    return CheckpointDataset(filepath=str(target)).load(), target
+
+
+class _LazyOutputs:
+    """Predicts an image once, at the first of its outputs saved; holds the rest until saved.
+
+    Kedro saves a node's outputs one dataset after the other, so with attention maps on,
+    the maps (one byte per pixel) wait in memory while the labels are written.
+    """
+
+    def __init__(self, predict: Callable[[int], dict[str, Image.Image]]) -> None:
+        self._predict = predict
+        self._pending: dict[int, dict[str, Image.Image]] = {}
+
+    def get(self, index: int, kind: str) -> Image.Image:
+        if index not in self._pending:
+            self._pending[index] = self._predict(index)
+        outputs = self._pending[index]
+        image = outputs.pop(kind)
+        if not outputs:
+            del self._pending[index]
+        return image
+
+
+def segment_images(
+    predict_manifest: pd.DataFrame, predict: dict[str, Any], runtime: dict[str, Any]
+) -> tuple[dict[str, Callable[[], Image.Image]], dict[str, Callable[[], Image.Image]]]:
+    """TrainId label PNGs and, if asked for, scale-attention maps of every listed image.
+
+    The model is rebuilt from the checkpoint's own parameters (not the run's ``model``),
+    so any trained checkpoint works; the student is used, as in evaluation. An attention
+    map holds, per pixel, the attention of the predicted class: 0 = all LR context,
+    255 = all HR detail.
+    """
+    params = parse(PredictParams, predict, "predict")
+    setup = resolve_device(parse(RuntimeParams, runtime, "runtime"))
+    checkpoint, path = load_checkpoint_file(params.checkpoint)
+    model, trained = model_from_checkpoint(checkpoint, str(path))
+    model = model.to(setup.device).eval()
+    attention = params.attention
+    if attention and model.mode in ("lr_only", "hr_only"):
+        logger.warning("the model (mode %s) has no scale attention: no maps written", model.mode)
+        attention = False
+    batch_size = params.window_batch or trained.inference.window_batch
+    logger.info(
+        "predicting with %s (stage %s, mode %s) on %s",
+        path,
+        checkpoint.get("stage"),
+        model.mode,
+        setup.device,
+    )
+    rows = predict_manifest.to_dict(orient="records")
+
+    @torch.no_grad()
+    def run(index: int) -> dict[str, Image.Image]:
+        row = rows[index]
+        start = time.perf_counter()
+        pixels = torch.from_numpy(read_image_as_rgb(Path(row["image_path"])))
+        image = normalize(pixels.permute(2, 0, 1).unsqueeze(0).to(setup.device))
+        with setup.autocast():
+            if attention:
+                logits, weights = predict_full_image_with_attention(
+                    model, image, trained.window, trained.stride, batch_size
+                )
+            else:
+                logits = predict_full_image(
+                    model, image, trained.window, trained.stride, batch_size
+                )
+        label = logits.argmax(dim=1)[0]
+        outputs = {"label": Image.fromarray(label.to(torch.uint8).cpu().numpy())}
+        if attention:
+            weights = weights[0].float()
+            if weights.shape[0] > 1:  # class-wise: the attention of the predicted class
+                weights = weights.gather(0, label.unsqueeze(0))
+            scaled = (weights[0].clamp(0, 1) * 255).round().to(torch.uint8)
+            outputs["attention"] = Image.fromarray(scaled.cpu().numpy())
+        logger.info(
+            "segmented %d/%d %s (%dx%d) in %.1f s",
+            index + 1,
+            len(rows),
+            row["partition_id"],
+            pixels.shape[1],
+            pixels.shape[0],
+            time.perf_counter() - start,
+        )
+        return outputs
+
+    outputs = _LazyOutputs(run)
+    ids = [str(row["partition_id"]) for row in rows]
+    labels = {pid: lambda i=i: outputs.get(i, "label") for i, pid in enumerate(ids)}
+    maps = (
+        {pid: lambda i=i: outputs.get(i, "attention") for i, pid in enumerate(ids)}
+        if attention
+        else {}
+    )
+    return labels, maps
+
+
+def draw_overlays(
+    predict_manifest: pd.DataFrame,
+    predict_labels: dict[str, Callable[[], Image.Image]],
+    predict: dict[str, Any],
+) -> dict[str, Callable[[], Image.Image]]:
+    """Each image blended with its saved label in the Cityscapes palette.
+
+    Drawn from the label files on disk, so overlays can be redrawn (another
+    ``overlay_alpha``) without predicting again: ``--nodes=draw_overlays``.
+    """
+    alpha = parse(PredictParams, predict, "predict").overlay_alpha
+    missing = [pid for pid in predict_manifest["partition_id"] if pid not in predict_labels]
+    if missing:
+        raise DataError(
+            f"no saved label for {missing[0]!r} ({len(missing)} missing): run segment_images"
+        )
+
+    def overlay(pid: str, image_path: str) -> Image.Image:
+        image = read_image_as_rgb(Path(image_path)).astype(np.float32)
+        colors = colorize(np.asarray(predict_labels[pid]())).astype(np.float32)
+        return Image.fromarray(((1 - alpha) * image + alpha * colors).round().astype(np.uint8))
+
+    return {
+        pid: lambda pid=pid, path=path: overlay(pid, path)
+        for pid, path in zip(
+            predict_manifest["partition_id"], predict_manifest["image_path"], strict=True
+        )
+    }

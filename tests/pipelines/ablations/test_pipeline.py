@@ -1,0 +1,201 @@
+"""The ablations pipeline: deep merge, variant parameters, and a tiny end-to-end study."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from kedro.config import OmegaConfigLoader
+from kedro.io import DataCatalog
+from kedro.runner import SequentialRunner
+
+from hrda_kedro.params import ParameterError
+from hrda_kedro.pipelines.ablations import create_pipeline
+from hrda_kedro.pipelines.ablations.nodes import deep_merge, variant_groups, variant_parameters
+from hrda_kedro.runtime import model_from_checkpoint
+
+PROJECT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: thread start-up and contention on a shared CPU cost more than they save."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+VARIANTS = ("source_only", "daformer", "hrda", "hrda_fixed_attention", "naive_hr")
+# The shipped configuration shrunk to seconds: 64x128 images, a tiny network, 2 iterations.
+TINY = {
+    "ingestion": {
+        "workers": 1,
+        "samples_per_domain": 1,
+        "embedded": {
+            "height": 64,
+            "width": 128,
+            "sizes": {"source_train": 3, "target_train": 2, "target_val": 2},
+        },
+    },
+    "model": {
+        "network": {"decoder_embed_dim": 16, "attention_embed_dim": 16},
+        "hrda": {"context_crop": [64, 64], "detail_crop": [32, 32]},
+        "inference": {"window_batch": 8},
+    },
+    "runtime": {"device": "cpu", "progress_bar": False},
+    "ablations": {
+        "shared": {
+            "warmup": {
+                "iterations": 2,
+                "source_batch_size": 1,
+                "log_every": 1,
+                "optimizer": {"warmup_iters": 1},
+                "rare_class_sampling": {"min_pixels": 20, "reference_size": None},
+            },
+            "self_training": {
+                "iterations": 2,
+                "source_batch_size": 1,
+                "target_batch_size": 1,
+                "log_every": 1,
+                "optimizer": {"warmup_iters": 1},
+                "rare_class_sampling": {"min_pixels": 20, "reference_size": None},
+                "pseudo_labels": {"margins": [2, 4, 2, 2], "margins_reference_size": None},
+            },
+        },
+        # 192x192 does not fit 64x128 images; the scale and mode stay the shipped ones.
+        "variants": {"naive_hr": {"model": {"hrda": {"context_crop": [48, 48]}}}},
+    },
+}
+
+
+def shipped_parameters() -> dict:
+    loader = OmegaConfigLoader(str(PROJECT / "conf"), base_env="base", default_run_env="local")
+    return loader["parameters"]
+
+
+def tiny_parameters() -> dict:
+    return deep_merge(shipped_parameters(), TINY)
+
+
+def test_deep_merge_merges_mappings_and_replaces_everything_else() -> None:
+    base = {"hrda": {"scale": 2, "crop": [256, 256], "mode": "hrda"}, "lr": 1.0}
+    merged = deep_merge(base, {"hrda": {"scale": 1, "crop": [192]}, "new": None})
+    assert merged == {"hrda": {"scale": 1, "crop": [192], "mode": "hrda"}, "lr": 1.0, "new": None}
+    assert base["hrda"]["scale"] == 2  # the inputs are left alone
+
+
+def test_shipped_variants_override_the_base_groups() -> None:
+    parameters = shipped_parameters()
+    naive = variant_groups(parameters, "naive_hr")["model"]["hrda"]
+    assert (naive["mode"], naive["scale"], naive["context_crop"]) == ("lr_only", 1, [192, 192])
+    assert naive["detail_crop"] == parameters["model"]["hrda"]["detail_crop"]
+    assert variant_groups(parameters, "daformer")["model"]["hrda"]["mode"] == "lr_only"
+    fixed = variant_groups(parameters, "hrda_fixed_attention")["model"]["hrda"]
+    assert (fixed["mode"], fixed["fixed_attention"]) == ("fixed_attention", 0.5)
+    shared = parameters["ablations"]["shared"]
+    hrda = variant_groups(parameters, "hrda")
+    assert hrda["self_training"]["iterations"] == shared["self_training"]["iterations"]
+    assert hrda["model"] == parameters["model"]
+
+
+def test_variant_runtime_has_its_own_seed_and_work_dir() -> None:
+    p = shipped_parameters()
+    groups = variant_parameters(
+        p["ablations"], p["model"], p["warmup"], p["self_training"], p["evaluation"],
+        p["runtime"], variant="naive_hr", seed=2,
+    )  # fmt: skip
+    assert groups["runtime"]["seed"] == 2
+    assert groups["runtime"]["work_dir"] == "data/06_models/ablations/in_progress/naive_hr/seed_2"
+    source_only = variant_parameters(
+        p["ablations"], p["model"], p["warmup"], p["self_training"], p["evaluation"],
+        p["runtime"], variant="source_only", seed=1,
+    )  # fmt: skip
+    assert "self_training" not in source_only
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"variants": {"hrda": {"model": {"hrda": {"scal": 1}}}}},
+         "parameter ablations.variants.hrda.model.hrda.scal: unknown key"),
+        ({"variants": {"naive_hr": {"model": {"hrda": {"context_crop": [190, 190]}}}}},
+         "ablations.variants.naive_hr.model.hrda.context_crop: expected multiples of"),
+        ({"variants": {"bad-name": {}}}, "must be a Python identifier"),
+        ({"seeds": [1, 1]}, "parameter ablations.seeds: expected distinct seeds"),
+        ({"variants": {"hrda": {"adapts": False}}}, "did you mean 'adapt'"),
+    ],
+)  # fmt: skip
+def test_bad_ablation_parameters_fail_when_the_pipeline_is_built(overrides, message) -> None:
+    parameters = deep_merge(shipped_parameters(), {"ablations": overrides})
+    with pytest.raises(ParameterError, match=message):
+        create_pipeline(parameters=parameters)
+
+
+def test_one_namespace_per_variant_and_seed_with_rounds_only_where_adapting() -> None:
+    pipeline = create_pipeline(parameters=shipped_parameters())
+    namespaces = {n.namespace for n in pipeline.nodes if n.namespace}
+    assert namespaces == {f"ablations.{v}.seed_{s}" for v in VARIANTS for s in (1, 2)}
+    source_only = [n.name for n in pipeline.nodes if n.namespace == "ablations.source_only.seed_1"]
+    assert not any("round_" in name for name in source_only)
+    assert "ablations.hrda.seed_2.round_1_train" in {n.name for n in pipeline.nodes}
+    assert pipeline.outputs() >= {"ablation_table", "ablation_summary"}
+
+
+def test_registry_lists_predict_and_ablations_outside_uda(monkeypatch) -> None:
+    monkeypatch.chdir(PROJECT)
+    from hrda_kedro.pipeline_registry import register_pipelines
+
+    pipelines = register_pipelines()
+    assert {"predict", "ablations"} <= set(pipelines)
+    uda = {n.name for n in pipelines["uda"].nodes}
+    assert not uda & {n.name for n in pipelines["predict"].nodes}
+    assert not any(name.startswith("ablations.") for name in uda)
+
+
+@pytest.mark.slow
+def test_tiny_study_writes_every_variant_and_seed(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the catalog's relative data/ paths land here
+    parameters = tiny_parameters()
+    pipeline = create_pipeline(parameters=parameters)
+    loader = OmegaConfigLoader(str(PROJECT / "conf"), base_env="base", default_run_env="local")
+    catalog = DataCatalog.from_config(loader["catalog"])
+    for name in pipeline.inputs():
+        catalog[name] = parameters[name.removeprefix("params:")]
+    SequentialRunner().run(pipeline, catalog)
+
+    table = catalog.load("ablation_table")
+    runs = table[table["seed"] != "mean"]
+    assert sorted(zip(runs["variant"], runs["seed"].astype(int), strict=True)) == sorted(
+        (v, s) for v in VARIANTS for s in (1, 2)
+    )
+    assert list(table[table["seed"] == "mean"]["variant"]) == list(VARIANTS)
+    assert runs[["miou", "small_class_miou"]].notna().all().all()
+    by_variant = runs.drop_duplicates("variant").set_index("variant")
+    assert by_variant.loc["naive_hr", ["mode", "scale", "context_crop"]].tolist() == [
+        "lr_only",
+        1,
+        "48x48",
+    ]
+    assert by_variant.loc["daformer", ["mode", "scale"]].tolist() == ["lr_only", 2]
+    assert by_variant.loc["hrda_fixed_attention", "mode"] == "fixed_attention"
+    assert by_variant.loc["hrda", "mode"] == "hrda"
+    assert by_variant.loc["source_only", "model"] == "source_only"
+    assert set(by_variant.drop(index="source_only")["model"]) == {"round_1"}
+
+    # The override reached the trained network, not just the table.
+    naive, _ = model_from_checkpoint(catalog.load("ablations.naive_hr.seed_2.round_1.model"), "t")
+    assert (naive.scale, naive.mode) == (1, "lr_only")
+    work = Path("data/06_models/ablations/in_progress")
+    assert (work / "naive_hr" / "seed_2" / "round_1" / "state.pt").is_file()
+    summary = catalog.load("ablation_summary")
+    assert summary["variants"]["hrda"]["seeds"] == [1, 2]
+    assert summary["small_classes"] == ["pole", "traffic light", "traffic sign", "person"]
+
+    # A second run resumes from the work dirs: every stage is finished, none is trained again.
+    states = sorted((work / "hrda" / "seed_1").glob("*/state.pt"))
+    assert [p.parent.name for p in states] == ["round_1", "warmup"]
+    written = [p.stat().st_mtime_ns for p in states]
+    SequentialRunner().run(pipeline.only_nodes_with_namespaces(["ablations.hrda.seed_1"]), catalog)
+    assert [p.stat().st_mtime_ns for p in states] == written

@@ -1,0 +1,188 @@
+"""The predict pipeline on a folder of awkward images, with a tiny trained-model checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from kedro.config import OmegaConfigLoader
+from kedro.io import DataCatalog
+from kedro.io.core import Version
+from kedro.runner import SequentialRunner
+from PIL import Image
+
+from hrda_kedro.data import DataError
+from hrda_kedro.datasets.checkpoint_dataset import CheckpointDataset
+from hrda_kedro.hrda.uda.trainer import StageResult
+from hrda_kedro.params import ModelParams, parse
+from hrda_kedro.pipelines.predict import create_pipeline
+from hrda_kedro.runtime import build_model
+from hrda_kedro.stages import checkpoint_payload
+from tests.data.helpers import truncate, write_index, write_png16, write_rgb
+
+PROJECT = Path(__file__).resolve().parents[3]
+MODEL = {
+    "network": {"encoder": "mit-nano", "decoder_embed_dim": 16, "attention_embed_dim": 16},
+    "hrda": {"context_crop": [64, 64], "detail_crop": [32, 32]},
+}
+RUNTIME = {"device": "cpu", "progress_bar": False}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: thread start-up and contention on a shared CPU cost more than they save."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def save_checkpoint(folder: Path, mode: str = "hrda") -> Path:
+    """A versioned checkpoint of an untrained tiny model, as the training pipelines save it."""
+    params = parse(ModelParams, {**MODEL, "hrda": {**MODEL["hrda"], "mode": mode}}, "model")
+    result = StageResult(model=build_model(params).state_dict(), teacher=None)
+    path = folder / "06_models" / "round_1" / "model.pt"
+    dataset = CheckpointDataset(filepath=str(path), version=Version(None, None))
+    dataset.save(checkpoint_payload(result, params, "round_1"))
+    return path
+
+
+def write_inputs(folder: Path) -> dict[str, tuple[int, int]]:
+    """Images of every mode and odd sizes; returns partition id -> (height, width)."""
+    write_rgb(folder / "street 1.png", 40, 70)
+    write_rgb(folder / "grüße.jpg", 33, 47, seed=1)
+    write_rgb(folder / "grüße.png", 8, 8, seed=2)  # same stem: names keep their suffix
+    write_rgb(folder / "tiny.png", 5, 7, seed=3)  # smaller than the 64x64 window
+    write_rgb(folder / "sub" / "nested.png", 24, 40, seed=4)
+    Image.fromarray(np.full((20, 30), 90, np.uint8)).save(folder / "gray.png")
+    Image.fromarray(np.full((21, 31, 4), 200, np.uint8), "RGBA").save(folder / "alpha.png")
+    write_index(folder / "palette.png", np.arange(30).reshape(5, 6), mode="P")
+    write_png16(folder / "deep16.png", np.arange(36 * 18).reshape(18, 36) * 100)
+    (folder / "notes.txt").write_text("not an image: ignored")
+    return {
+        "street 1": (40, 70), "grüße.jpg": (33, 47), "grüße.png": (8, 8), "tiny": (5, 7),
+        "sub/nested": (24, 40), "gray": (20, 30), "alpha": (21, 31), "palette": (5, 6),
+        "deep16": (18, 36),
+    }  # fmt: skip
+
+
+def make_catalog(predict: dict) -> DataCatalog:
+    config = OmegaConfigLoader(str(PROJECT / "conf"), base_env="base", default_run_env="local")
+    entries = config["catalog"]
+    catalog = DataCatalog.from_config(
+        {name: entries[name] for name in create_pipeline().all_outputs()}
+    )
+    catalog["params:predict"] = predict
+    catalog["params:runtime"] = RUNTIME
+    return catalog
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)  # the catalog's relative data/ paths land here
+    return tmp_path
+
+
+def output(project: Path, kind: str, pid: str) -> Image.Image:
+    return Image.open(project / "data" / "07_model_output" / "predict" / kind / f"{pid}.png")
+
+
+def test_segments_images_of_any_mode_and_size(project: Path) -> None:
+    checkpoint = save_checkpoint(project / "models")
+    sizes = write_inputs(project / "inputs")
+    predict = {
+        "input_dir": str(project / "inputs"),
+        "checkpoint": str(checkpoint),
+        "attention": True,
+    }
+    catalog = make_catalog(predict)
+    SequentialRunner().run(create_pipeline(), catalog)
+    manifest = catalog.load("predict_manifest")
+    assert sorted(manifest["partition_id"]) == sorted(sizes)
+    for pid, (height, width) in sizes.items():
+        label = output(project, "labels", pid)
+        assert label.mode == "L" and label.size == (width, height)
+        assert np.asarray(label).max() < 19
+        overlay = output(project, "overlays", pid)
+        assert overlay.mode == "RGB" and overlay.size == (width, height)
+        attention = output(project, "attention", pid)
+        assert attention.mode == "L" and attention.size == (width, height)
+
+
+def test_a_model_without_attention_writes_no_maps_and_a_rerun_replaces_the_outputs(
+    project: Path,
+) -> None:
+    checkpoint = save_checkpoint(project / "models", mode="lr_only")
+    write_rgb(project / "inputs" / "a.png", 16, 24)
+    predict = {"input_dir": "inputs", "checkpoint": str(checkpoint), "attention": True}
+    stale = project / "data" / "07_model_output" / "predict" / "attention" / "old.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"from an earlier run")
+    SequentialRunner().run(create_pipeline(), make_catalog(predict))
+    assert output(project, "labels", "a").size == (24, 16)
+    assert not stale.exists()
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: None, "inputs: folder not found; expected a folder of images"),
+        (lambda d: d.mkdir(), "inputs: no image to segment .* it is empty"),
+        (lambda d: (d.mkdir(), (d / "a.txt").write_text("x")), "it holds 1 other files"),
+        (lambda d: (write_rgb(d / "ok.png"), (d / "bad photo.png").write_bytes(b"")),
+         "bad photo.png: empty file \\(0 bytes\\)"),
+        (lambda d: (write_rgb(d / "ok.jpg", 64, 64), truncate(d / "ok.jpg")),
+         "ok.jpg: cannot decode, truncated or corrupt"),
+    ],
+)  # fmt: skip
+def test_bad_inputs_stop_the_run_naming_the_file_before_any_output(
+    project: Path, make, message: str
+) -> None:
+    make(project / "inputs")
+    predict = {"input_dir": "inputs", "checkpoint": str(save_checkpoint(project / "models"))}
+    with pytest.raises(DataError, match=message):
+        SequentialRunner().run(create_pipeline(), make_catalog(predict))
+    assert not (project / "data" / "07_model_output").exists()
+
+
+def test_bad_files_can_be_skipped(project: Path) -> None:
+    write_rgb(project / "inputs" / "ok.png", 16, 16)
+    (project / "inputs" / "empty.png").write_bytes(b"")
+    predict = {
+        "input_dir": "inputs",
+        "checkpoint": str(save_checkpoint(project / "models")),
+        "skip_bad_files": True,
+    }
+    catalog = make_catalog(predict)
+    SequentialRunner().run(create_pipeline(), catalog)
+    assert list(catalog.load("predict_manifest")["partition_id"]) == ["ok"]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: None, "model.pt: checkpoint not found"),
+        (lambda p: p.mkdir(parents=True), "model.pt: no saved version in this versioned"),
+    ],
+)
+def test_a_missing_checkpoint_is_named(project: Path, make, message: str) -> None:
+    write_rgb(project / "inputs" / "a.png")
+    path = project / "data" / "06_models" / "round_2" / "model.pt"
+    make(path)
+    catalog = make_catalog({"input_dir": "inputs", "checkpoint": str(path)})
+    with pytest.raises(DataError, match=message):
+        SequentialRunner().run(create_pipeline(), catalog)
+
+
+def test_shipped_parameters_default_to_the_last_rounds_model() -> None:
+    loader = OmegaConfigLoader(
+        str(PROJECT / "conf"),
+        base_env="base",
+        default_run_env="local",
+        runtime_params={"self_training": {"rounds": 3}},
+    )
+    predict = loader["parameters"]["predict"]
+    assert predict["checkpoint"] == "data/06_models/round_3/model.pt"
+    assert predict["input_dir"] == "data/01_raw/predict_inputs"
