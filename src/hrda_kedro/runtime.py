@@ -144,17 +144,29 @@ def load_weights(model: HRDAModel, state: dict[str, torch.Tensor], source: str) 
     model.load_state_dict(state)
 
 
-def check_compatible(checkpoint_params: ModelParams, wanted: ModelParams, source: str) -> None:
-    """Stop when a checkpoint's network differs from the configured one."""
+NETWORK_FIELDS = (
+    "architecture",
+    "encoder",
+    "num_classes",
+    "decoder_embed_dim",
+    "attention_embed_dim",
+    "attention_classwise",
+)
+
+
+def check_compatible(
+    checkpoint_params: ModelParams,
+    wanted: ModelParams,
+    source: str,
+    fields: tuple[str, ...] = NETWORK_FIELDS,
+) -> None:
+    """Stop when a checkpoint's network differs from the configured one in ``fields``.
+
+    Evaluation rebuilds any network from its checkpoint, so it checks ``num_classes`` only:
+    the class count must match the labels it is scored against.
+    """
     a, b = checkpoint_params.network, wanted.network
-    for name in (
-        "architecture",
-        "encoder",
-        "num_classes",
-        "decoder_embed_dim",
-        "attention_embed_dim",
-        "attention_classwise",
-    ):
+    for name in fields:
         if getattr(a, name) != getattr(b, name):
             raise CheckpointError(
                 f"{source}: checkpoint has model.network.{name}={getattr(a, name)!r}, "

@@ -74,9 +74,14 @@ class EmbeddedSettings:
     seed: int = 0
     height: int = 256
     width: int = 512
+    domain_shift: float = 1.0
     sizes: SplitSizes = field(default_factory=SplitSizes)
 
     def check(self, path: str) -> None:
+        if not 0.0 <= self.domain_shift <= 1.0:
+            raise ValueError(
+                f"parameter {path}.domain_shift: expected 0 (no shift) .. 1 (full shift), got {self.domain_shift}"
+            )
         if self.height < 16 or self.width < 32:
             raise ValueError(
                 f"parameter {path}.height/width: expected at least 16 x 32 pixels, got {self.height} x {self.width}"
@@ -84,7 +89,13 @@ class EmbeddedSettings:
 
     def streets_config(self) -> StreetsConfig:
         sizes = {split: getattr(self.sizes, split) for split in SPLITS}
-        return StreetsConfig(seed=self.seed, height=self.height, width=self.width, sizes=sizes)
+        return StreetsConfig(
+            seed=self.seed,
+            height=self.height,
+            width=self.width,
+            domain_shift=self.domain_shift,
+            sizes=sizes,
+        )
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from hrda_kedro.data.labels import NUM_CLASSES, TRAIN_ID
 logger = logging.getLogger(__name__)
 
 # Bump whenever the drawing changes: it is part of the fingerprint, so data are redrawn.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 # The splits of the benchmark and the domain each one is drawn from.
 SPLIT_DOMAINS = {"source_train": "source", "target_train": "target", "target_val": "target"}
 # Every trainId is drawn in both domains.
@@ -226,6 +226,44 @@ TARGET_STYLE = DomainStyle(
 STYLES = {"source": SOURCE_STYLE, "target": TARGET_STYLE}
 
 
+def _lerp(a: object, b: object, t: float) -> object:
+    """Blend two style values: numbers and colours linearly, nested tuples element-wise."""
+    if isinstance(a, tuple):
+        return tuple(_lerp(x, y, t) for x, y in zip(a, b, strict=True))  # type: ignore[arg-type]
+    if isinstance(a, int) and not isinstance(a, bool):
+        return round(a + (b - a) * t)  # type: ignore[operator]
+    return a + (b - a) * t  # type: ignore[operator]
+
+
+def shifted_style(shift: float) -> DomainStyle:
+    """The target style at a given strength: 0 draws it like the source, 1 is TARGET_STYLE.
+
+    Every kind of shift is kept (palette, illumination, sensor noise and blur, fine texture,
+    layout) and scaled together, so the size of the gap is a single knob.
+    """
+    if not 0.0 <= shift <= 1.0:
+        raise ValueError(f"domain shift must lie in [0, 1], got {shift}")
+    src, tgt = SOURCE_STYLE, TARGET_STYLE
+    blended = {}
+    for name in DomainStyle.__dataclass_fields__:
+        a, b = getattr(src, name), getattr(tgt, name)
+        if name == "palette":
+            blended[name] = {c: _lerp(a[c], b[c], shift) for c in a}
+        elif name == "textures":
+            # Source textures fade out while target textures fade in.
+            terms = {
+                c: tuple((kind, amp * (1 - shift)) for kind, amp in a.get(c, ()))
+                + tuple((kind, amp * shift) for kind, amp in b.get(c, ()))
+                for c in sorted({*a, *b})
+            }
+            blended[name] = {c: tuple(t for t in ts if t[1] > 0) for c, ts in terms.items()}
+        elif isinstance(a, bool):
+            blended[name] = a if shift < 0.5 else b
+        else:
+            blended[name] = _lerp(a, b, shift)
+    return DomainStyle(**blended)
+
+
 @dataclass(frozen=True)
 class StreetsConfig:
     """What the generated benchmark depends on (its fingerprint)."""
@@ -233,6 +271,7 @@ class StreetsConfig:
     seed: int = 0
     height: int = 256
     width: int = 512
+    domain_shift: float = 1.0
     sizes: dict[str, int] = field(
         default_factory=lambda: {"source_train": 200, "target_train": 200, "target_val": 40}
     )
@@ -738,10 +777,15 @@ def _texture_fields(
 
 
 def render_street(
-    domain: str, height: int, width: int, rng: np.random.Generator
+    domain: str, height: int, width: int, rng: np.random.Generator, domain_shift: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One scene of ``domain`` ("source" or "target"): uint8 RGB ``(H, W, 3)`` and trainIds ``(H, W)``."""
-    scene = _Scene(STYLES[domain], height, width, rng)
+    """One scene of ``domain`` ("source" or "target"): uint8 RGB ``(H, W, 3)`` and trainIds ``(H, W)``.
+
+    ``domain_shift`` scales how far the target style lies from the source (see
+    :func:`shifted_style`).
+    """
+    style = SOURCE_STYLE if domain == "source" else shifted_style(domain_shift)
+    scene = _Scene(style, height, width, rng)
     scene.compose()
     return scene.finish(), scene.label
 
@@ -753,7 +797,11 @@ def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 def _write_one(root: Path, config: StreetsConfig, split: str, index: int) -> None:
     image, label = render_street(
-        SPLIT_DOMAINS[split], config.height, config.width, image_rng(config.seed, split, index)
+        SPLIT_DOMAINS[split],
+        config.height,
+        config.width,
+        image_rng(config.seed, split, index),
+        config.domain_shift,
     )
     name = f"{index:05d}.png"
     Image.fromarray(image).save(root / split / "images" / name, compress_level=1)

@@ -6,6 +6,8 @@ its own; the Kedro pipelines only move catalog datasets through it.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 IGNORE_INDEX = 255
@@ -14,15 +16,22 @@ IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 
 
+@functools.cache
+def _statistics(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std on ``device``, made once: a fresh host-to-device copy per call would
+    stall the training step on a GPU."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=dtype).view(1, 3, 1, 1).to(device)
+    std = torch.tensor(IMAGENET_STD, dtype=dtype).view(1, 3, 1, 1).to(device)
+    return mean, std
+
+
 def normalize(images: torch.Tensor) -> torch.Tensor:
     """Map uint8 or 0-255 float images ``(B, 3, H, W)`` to normalised float32."""
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
+    mean, std = _statistics(images.device, torch.float32)
     return (images.float() - mean) / std
 
 
 def denormalize(images: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`normalize`, returning 0-255 float images."""
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    mean, std = _statistics(images.device, images.dtype)
     return images * std + mean

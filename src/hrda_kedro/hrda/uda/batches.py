@@ -10,6 +10,7 @@ thread prepares batches ahead of time to keep decoding off the critical path.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 from collections.abc import Callable
@@ -35,6 +36,13 @@ class CropBatch:
     image_sizes: list[tuple[int, int]]
     flipped: list[bool]
     generator_state: torch.Tensor
+
+    def pinned(self) -> CropBatch:
+        """A copy whose tensors live in page-locked memory."""
+        pin = lambda t: None if t is None else t.pin_memory()  # noqa: E731 - local shorthand
+        return dataclasses.replace(
+            self, images=pin(self.images), labels=pin(self.labels), weights=pin(self.weights)
+        )
 
 
 @dataclass

@@ -46,7 +46,7 @@ def classmix_masks(
     n_chosen = (n_present + 1) // 2
 
     keys = torch.rand(batch, _NUM_LABEL_VALUES, generator=generator, device=generator.device)
-    keys = keys.to(device).masked_fill(~present, 2.0)  # absent classes sort last
+    keys = keys.to(device, non_blocking=True).masked_fill(~present, 2.0)  # absent classes sort last
     order = keys.argsort(dim=1)
     ranks = torch.empty_like(order)
     ranks.scatter_(1, order, torch.arange(_NUM_LABEL_VALUES, device=device).expand(batch, -1))

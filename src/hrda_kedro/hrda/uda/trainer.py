@@ -206,6 +206,9 @@ class Trainer:
     def _draw(self) -> tuple[CropBatch, CropBatch | None]:
         source = self.source_stream.next_batch()
         target = self.target_stream.next_batch() if self.target_stream is not None else None
+        if self.setup.device.type == "cuda":  # page-locked, so non_blocking copies overlap
+            source = source.pinned()
+            target = target.pinned() if target is not None else None
         return source, target
 
     def _to_device(self, images: torch.Tensor) -> torch.Tensor:
@@ -323,14 +326,18 @@ class Trainer:
             margins = scale_margins(
                 target.image_sizes[0], margins, params.pseudo_labels.margins_reference_size
             )
-        pseudo_weights = pseudo_weights * border_margin_weights(target, margins).to(dev)
+        pseudo_weights = pseudo_weights * border_margin_weights(target, margins).to(
+            dev, non_blocking=True
+        )
 
         n = tgt_images.shape[0]
-        pair = torch.arange(n) % src_images.shape[0]
+        if n != src_images.shape[0]:  # pair target i with source i mod B_s
+            pair = torch.arange(n, device=dev) % src_images.shape[0]
+            src_images, src_labels = src_images[pair], src_labels[pair]
         if params.classmix:
-            masks = classmix_masks(src_labels[pair], self.mix_generator)
+            masks = classmix_masks(src_labels, self.mix_generator)
             images, labels, weights = mix_batch(
-                masks, src_images[pair], tgt_images, src_labels[pair], pseudo_labels, pseudo_weights
+                masks, src_images, tgt_images, src_labels, pseudo_labels, pseudo_weights
             )
         else:
             images, labels, weights = tgt_images, pseudo_labels, pseudo_weights
@@ -499,9 +506,12 @@ class Trainer:
         names = sorted(pending[0])
         values = torch.stack([torch.stack([p[n].float() for n in names]) for p in pending]).cpu()
         first = self.iteration - len(pending) + 1
-        bad = (~torch.isfinite(values)).nonzero()
-        if len(bad):
-            step, term = bad[0].tolist()
+        bad = (~torch.isfinite(values)).nonzero().tolist()
+        if bad:
+            # Name the term that went bad, not the total it made non-finite as well.
+            step = bad[0][0]
+            terms = [t for s, t in bad if s == step]
+            term = next((t for t in terms if names[t] != "loss"), terms[0])
             raise NonFiniteLossError(
                 f"{self.stage}: loss term {names[term]!r} is {values[step, term].item()} at "
                 f"iteration {first + step}; stopped, the last checkpoint on disk is from before it"

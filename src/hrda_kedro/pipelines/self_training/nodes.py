@@ -48,6 +48,11 @@ def next_stage(input_model: dict[str, Any]) -> str:
     return f"round_{index + 1}"
 
 
+def input_model_name(input_model: dict[str, Any]) -> str:
+    """How errors name the input checkpoint: by its stage, which names its catalog entry."""
+    return f"input model ({input_model.get('stage', 'no stage recorded')})"
+
+
 class _PseudoLabelWriter:
     """Lazy partitions: each image is predicted once, when its first file is saved.
 
@@ -85,8 +90,9 @@ def materialize_pseudo_labels(
     """
     model_params = parse(ModelParams, model, "model")
     runtime_params = parse(RuntimeParams, runtime, "runtime")
-    teacher, trained_params = model_from_checkpoint(input_model, "input model", teacher=True)
-    check_compatible(trained_params, model_params, "input model")
+    source = input_model_name(input_model)
+    teacher, trained_params = model_from_checkpoint(input_model, source, teacher=True)
+    check_compatible(trained_params, model_params, source)
     setup = resolve_device(runtime_params)
     teacher = teacher.to(setup.device).eval()
     images = image_dataset(target_train_manifest)
@@ -172,8 +178,9 @@ def train_round(
     train_params = parse(SelfTrainingParams, self_training, "self_training")
     runtime_params = parse(RuntimeParams, runtime, "runtime")
     stage = next_stage(input_model)
-    _, trained_params = model_from_checkpoint(input_model, "input model")
-    check_compatible(trained_params, model_params, "input model")
+    source = input_model_name(input_model)
+    _, trained_params = model_from_checkpoint(input_model, source)
+    check_compatible(trained_params, model_params, source)
     source, counts = source_datasets(source_train_manifest, source_class_pixel_counts, train_params)
     offline = train_params.pseudo_labels.source == "offline"
     target = target_dataset(
