@@ -52,6 +52,10 @@ class ProjectHooks:
         for group, cls in groups.items():
             if group in parameters:
                 parse(cls, parameters[group], group)
+        if "ablations" in parameters:
+            from hrda_kedro.pipelines.ablations.nodes import validate_ablations
+
+            validate_ablations(parameters)
         logger.info(
             "parameters validated: %s",
             ", ".join(g for g in parameters if isinstance(parameters[g], dict)),

@@ -411,13 +411,6 @@ def test_kedro_cli_bad_checkpoint(trained: Path) -> None:
     assert_unchanged(before, trained / "data")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,  # the message names another key; any other failure is real
-    reason="the ablations pipeline parses its variants (the run's model merged with each "
-    "variant's overrides) when pipelines are registered, before the validation hook: a bad "
-    "model value is reported under ablations.variants.<name>.model; reported to its owner",
-)
 def test_shipped_ablation_study_does_not_shadow_a_bad_model_parameter(trained: Path) -> None:
     shutil.copy(REPO / "conf" / "base" / "parameters_ablations.yml", trained / "conf" / "base")
     with pytest.raises(ParameterError, match=r"^parameter model\.hrda\.detail_crop: "):

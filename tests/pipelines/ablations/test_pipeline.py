@@ -8,11 +8,17 @@ import pytest
 import torch
 from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog
+from kedro.pipeline import Pipeline
 from kedro.runner import SequentialRunner
 
 from hrda_kedro.params import ParameterError
 from hrda_kedro.pipelines.ablations import create_pipeline
-from hrda_kedro.pipelines.ablations.nodes import deep_merge, variant_groups, variant_parameters
+from hrda_kedro.pipelines.ablations.nodes import (
+    deep_merge,
+    validate_ablations,
+    variant_groups,
+    variant_parameters,
+)
 from hrda_kedro.runtime import model_from_checkpoint
 
 PROJECT = Path(__file__).resolve().parents[3]
@@ -127,10 +133,12 @@ def test_variant_runtime_has_its_own_seed_and_work_dir() -> None:
         ({"variants": {"hrda": {"adapts": False}}}, "did you mean 'adapt'"),
     ],
 )  # fmt: skip
-def test_bad_ablation_parameters_fail_when_the_pipeline_is_built(overrides, message) -> None:
+def test_bad_ablation_parameters_are_named_at_run_start(overrides, message) -> None:
     parameters = deep_merge(shipped_parameters(), {"ablations": overrides})
     with pytest.raises(ParameterError, match=message):
-        create_pipeline(parameters=parameters)
+        validate_ablations(parameters)
+    # Building the graph must not fail: it is built for every pipeline, uda included.
+    assert isinstance(create_pipeline(parameters=parameters), Pipeline)
 
 
 def test_one_namespace_per_variant_and_seed_with_rounds_only_where_adapting() -> None:

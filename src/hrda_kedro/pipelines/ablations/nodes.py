@@ -205,3 +205,13 @@ def build_ablation_table(
         "variants": summary,
         "runs": [{k: _json_safe(v) for k, v in row.items()} for row in runs.to_dict("records")],
     }
+
+
+def validate_ablations(parameters: Mapping[str, Any]) -> None:
+    """Check ``ablations`` and every variant's merged parameters; errors name the key.
+
+    Called by the run-start hook, so a bad override stops any run before its first node.
+    """
+    settings = parse(AblationParams, parameters.get("ablations"), "ablations")
+    for variant in settings.variants:
+        variant_groups(parameters, variant)

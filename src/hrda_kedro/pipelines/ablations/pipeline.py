@@ -19,7 +19,7 @@ from typing import Any
 from kedro.config import OmegaConfigLoader
 from kedro.pipeline import Node, Pipeline
 
-from hrda_kedro.params import AblationParams, SelfTrainingParams, parse
+from hrda_kedro.params import AblationParams, AblationVariant, ParameterError, parse
 from hrda_kedro.pipelines import ingestion
 from hrda_kedro.pipelines.evaluation.nodes import evaluate_model
 from hrda_kedro.pipelines.self_training.nodes import (
@@ -29,7 +29,7 @@ from hrda_kedro.pipelines.self_training.nodes import (
 )
 from hrda_kedro.pipelines.warmup.nodes import train_source_only
 
-from .nodes import build_ablation_table, run_metrics, variant_groups, variant_parameters
+from .nodes import build_ablation_table, deep_merge, run_metrics, variant_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +151,21 @@ def _run_parameters(config_loader: Any) -> Mapping[str, Any]:
     return config_loader["parameters"]
 
 
+def _variant_rounds(
+    parameters: Mapping[str, Any], settings: AblationParams, spec: AblationVariant
+) -> int:
+    """A variant's number of rounds, read leniently: the graph needs only its shape, and the
+    variant's parameters are validated, naming their keys, when its run starts."""
+    if not spec.adapt:
+        return 0
+    merged = deep_merge(
+        deep_merge(parameters.get("self_training") or {}, settings.shared.self_training),
+        spec.self_training,
+    )
+    rounds = merged.get("rounds", 1)
+    return rounds if isinstance(rounds, int) and not isinstance(rounds, bool) and rounds >= 1 else 1
+
+
 def create_pipeline(
     config_loader: Any = None, parameters: Mapping[str, Any] | None = None, **kwargs: Any
 ) -> Pipeline:
@@ -162,16 +177,17 @@ def create_pipeline(
     if "ablations" not in parameters:
         logger.debug("no ablations parameters: the ablations pipeline is empty")
         return Pipeline([])
-    settings = parse(AblationParams, parameters["ablations"], "ablations")
+    try:
+        settings = parse(AblationParams, parameters["ablations"], "ablations")
+    except ParameterError as exc:
+        # Registration builds every pipeline, also for `kedro run --pipeline=uda`: a bad
+        # ablations value must not break those. The run-start hook reports it, naming the key.
+        logger.debug("ablations parameters invalid (%s): the pipeline is empty", exc)
+        return Pipeline([])
     pipeline = ingestion.create_pipeline()
     metrics = []
     for variant, spec in settings.variants.items():
-        groups = variant_groups(parameters, variant)  # a bad override fails here, naming it
-        rounds = (
-            parse(SelfTrainingParams, groups["self_training"], "self_training").rounds
-            if spec.adapt
-            else 0
-        )
+        rounds = _variant_rounds(parameters, settings, spec)
         for seed in settings.seeds:
             namespace = f"ablations.{variant}.seed_{seed}"
             template = run_template(variant, seed, rounds)
