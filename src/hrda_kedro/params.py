@@ -377,7 +377,7 @@ class TrainingParams:
     augment: AugmentParams = field(default_factory=AugmentParams)
     checkpoint_every: int = 1000
     log_every: int = 50
-    num_workers: int = 0
+    decode_threads: int = 2
     cache_images: bool = False
 
     def check(self, path: str) -> None:
@@ -401,7 +401,9 @@ class TrainingParams:
         )
         _require(self.log_every >= 1, f"{path}.log_every", f"expected >= 1, got {self.log_every}")
         _require(
-            self.num_workers >= 0, f"{path}.num_workers", f"expected >= 0, got {self.num_workers}"
+            self.decode_threads >= 1,
+            f"{path}.decode_threads",
+            f"expected >= 1, got {self.decode_threads}",
         )
 
 

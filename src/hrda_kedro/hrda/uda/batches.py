@@ -14,6 +14,7 @@ import dataclasses
 import queue
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,8 +70,12 @@ class CropStream:
         rare_class_sampler: RareClassSampler | None = None,
         rcs_min_crop_pixels: int = 0,
         rcs_max_tries: int = 10,
+        decode_threads: int = 1,
     ) -> None:
         self.dataset = dataset
+        # Decoding (Pillow releases the GIL) runs on these threads; every random draw stays
+        # on the calling thread in a fixed order, so batches do not depend on the count.
+        self._pool = ThreadPoolExecutor(decode_threads) if decode_threads > 1 else None
         self.batch_size = batch_size
         self.spec = spec
         self.generator = generator
@@ -84,9 +89,7 @@ class CropStream:
             return int(index), int(class_id)
         return int(torch.randint(len(self.dataset), (1,), generator=self.generator)), None
 
-    def _draw_sample(self) -> dict[str, Any]:
-        index, class_id = self._draw_index()
-        item = self.dataset[index]
+    def _crop_sample(self, item: dict[str, Any], class_id: int | None) -> dict[str, Any]:
         image = item["image"]
         label = item.get("label")
         height, width = image.shape[-2:]
@@ -115,7 +118,16 @@ class CropStream:
         }
 
     def next_batch(self) -> CropBatch:
-        samples = [self._draw_sample() for _ in range(self.batch_size)]
+        draws = [self._draw_index() for _ in range(self.batch_size)]
+        indices = [index for index, _ in draws]
+        if self._pool is None:
+            items = [self.dataset[i] for i in indices]
+        else:
+            items = list(self._pool.map(self.dataset.__getitem__, indices))
+        samples = [
+            self._crop_sample(item, class_id)
+            for item, (_, class_id) in zip(items, draws, strict=True)
+        ]
         stack = lambda key: (  # noqa: E731 - local shorthand
             torch.stack([s[key] for s in samples]) if key in samples[0] else None
         )

@@ -159,7 +159,11 @@ class Trainer:
             if target is None:
                 raise ValueError("self-training needs a target dataset")
             self.target_stream = CropStream(
-                target, params.target_batch_size, spec, self.data_generator
+                target,
+                params.target_batch_size,
+                spec,
+                self.data_generator,
+                decode_threads=params.decode_threads,
             )
             if params.pseudo_labels.source == "online":
                 self.teacher = EMATeacher(self.model, alpha=params.ema_alpha)
@@ -201,6 +205,7 @@ class Trainer:
             self.data_generator,
             rare_class_sampler=sampler,
             rcs_min_crop_pixels=min_crop,
+            decode_threads=self.params.decode_threads,
         )
 
     def _draw(self) -> tuple[CropBatch, CropBatch | None]:
