@@ -194,22 +194,46 @@ def predict_full_image(
     :meth:`HRDAModel.predict_window`; ``batch_size`` windows (across windows and images) go
     per call, all at once when None. Window and stride must be multiples of ``s * o``.
     """
-    align = model.scale * model.output_stride
     logger.debug(
         "sliding-window prediction of %s images with windows %s, stride %s",
         tuple(images.shape),
         window_hw,
         stride_hw,
     )
-    return sliding_window_logits(
+    return _stitch_windows(
+        model,
         lambda windows: model.predict_window(windows).fused,
+        images,
+        window_hw,
+        stride_hw,
+        batch_size,
+    )
+
+
+def _stitch_windows(
+    model: HRDAModel,
+    per_window: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    window_hw: tuple[int, int],
+    stride_hw: tuple[int, int],
+    batch_size: int | None,
+) -> torch.Tensor:
+    """Context-size windows through ``per_window`` (any channels on the stride-o grid), stitched."""
+    return sliding_window_logits(
+        per_window,
         images,
         window_hw,
         stride_hw,
         batch_size=batch_size,
         output_stride=model.output_stride,
-        align=align,
+        align=model.scale * model.output_stride,
     )
+
+
+def _on_grid_of(tensor: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """``tensor`` bilinearly resized to ``reference``'s grid (as in the fusion)."""
+    resized = F.interpolate(tensor, size=reference.shape[-2:], mode="bilinear", align_corners=False)
+    return resized.to(reference.dtype)
 
 
 def predict_full_image_with_attention(
@@ -233,23 +257,10 @@ def predict_full_image_with_attention(
 
     def fused_and_attention(windows: torch.Tensor) -> torch.Tensor:
         output = model.predict_window(windows)
-        attention = F.interpolate(
-            cast(torch.Tensor, output.attention),
-            size=output.fused.shape[-2:],
-            mode="bilinear",
-            align_corners=False,
-        )
-        return torch.cat([output.fused, attention.to(output.fused.dtype)], dim=1)
+        attention = _on_grid_of(cast(torch.Tensor, output.attention), output.fused)
+        return torch.cat([output.fused, attention], dim=1)
 
-    stitched = sliding_window_logits(
-        fused_and_attention,
-        images,
-        window_hw,
-        stride_hw,
-        batch_size=batch_size,
-        output_stride=model.output_stride,
-        align=model.scale * model.output_stride,
-    )
+    stitched = _stitch_windows(model, fused_and_attention, images, window_hw, stride_hw, batch_size)
     num_classes = model.network.num_classes
     return stitched[:, :num_classes], stitched[:, num_classes:]
 
@@ -273,22 +284,9 @@ def predict_full_image_branches(
 
     def all_branches(windows: torch.Tensor) -> torch.Tensor:
         output = model.predict_window(windows)
-        context = F.interpolate(
-            cast(torch.Tensor, output.context),
-            size=output.fused.shape[-2:],
-            mode="bilinear",
-            align_corners=False,
-        )
+        context = _on_grid_of(cast(torch.Tensor, output.context), output.fused)
         return torch.cat([output.fused, context, cast(torch.Tensor, output.detail)], dim=1)
 
-    stitched = sliding_window_logits(
-        all_branches,
-        images,
-        window_hw,
-        stride_hw,
-        batch_size=batch_size,
-        output_stride=model.output_stride,
-        align=model.scale * model.output_stride,
-    )
+    stitched = _stitch_windows(model, all_branches, images, window_hw, stride_hw, batch_size)
     fused, context, detail = stitched.chunk(3, dim=1)
     return {"fused": fused, "context": context, "detail": detail}
