@@ -174,3 +174,16 @@ def test_loss_decreases_on_a_learnable_task() -> None:
     first = np.mean([r["loss"] for r in history[:5]])
     last = np.mean([r["loss"] for r in history[-5:]])
     assert last < 0.8 * first
+
+
+def test_history_records_the_lr_each_step_used() -> None:
+    params = parse(
+        TrainingParams,
+        {"iterations": 6, "log_every": 3, "optimizer": {"lr": 1e-3, "warmup_iters": 0}},
+        "warmup",
+    )
+    trainer = _trainer(params)
+    history = trainer.run().history
+    lrs = [row["lr"] for row in history]
+    # linear decay to 0 over 6 steps, read before each step: 1e-3 * (1 - i / 6)
+    assert lrs == pytest.approx([1e-3 * (1 - i / 6) for i in range(6)], rel=1e-6)

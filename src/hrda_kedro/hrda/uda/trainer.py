@@ -174,6 +174,7 @@ class Trainer:
                 self.imagenet_network.requires_grad_(False)
         self.iteration = 0
         self.history: list[dict[str, float]] = []
+        self._pending_lrs: list[float] = []  # lr of each step not yet written to history
 
     # ------------------------------------------------------------------ data
 
@@ -470,12 +471,15 @@ class Trainer:
             dynamic_ncols=True,
         )
         pending: list[dict[str, torch.Tensor]] = []
+        self._pending_lrs = []
         data_state = self.data_generator.get_state()
         tic = time.perf_counter()
         try:
             while self.iteration < params.iterations:
                 source, target = prefetch.get()
                 data_state = (target or source).generator_state
+                # The lr this step uses (a host-side float: reading it costs no sync).
+                self._pending_lrs.append(self.optimizer.param_groups[0]["lr"])
                 pending.append(self.step(source, target))
                 self.iteration += 1
                 done = self.iteration >= params.iterations
@@ -521,10 +525,10 @@ class Trainer:
                 f"{self.stage}: loss term {names[term]!r} is {values[step, term].item()} at "
                 f"iteration {first + step}; stopped, the last checkpoint on disk is from before it"
             )
-        lrs = self.scheduler.get_last_lr()
+        lrs, self._pending_lrs = self._pending_lrs, []
         per_step = elapsed / len(pending)
         for i, row in enumerate(values.tolist()):
-            record = {"iteration": float(first + i), "lr": lrs[0], "seconds": per_step}
+            record = {"iteration": float(first + i), "lr": lrs[i], "seconds": per_step}
             record.update(zip(names, row, strict=True))
             self.history.append(record)
 
