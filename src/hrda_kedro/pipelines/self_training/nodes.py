@@ -40,7 +40,6 @@ from hrda_kedro.stages import StageJob, checkpoint_payload, run_stage
 logger = logging.getLogger(__name__)
 
 
-
 def next_stage(input_model: dict[str, Any]) -> str:
     """``source_only`` -> ``round_1`` -> ``round_2`` ...: rounds are named by their input."""
     stage = str(input_model.get("stage", "source_only"))
