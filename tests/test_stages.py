@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -20,6 +19,7 @@ from hrda_kedro.hrda.checkpoint import load_checkpoint
 from hrda_kedro.hrda.uda.trainer import state_digest
 from hrda_kedro.params import ModelParams, RuntimeParams, SelfTrainingParams, parse
 from hrda_kedro.stages import StageJob, run_stage
+from tests.tiny_data import TinySegmentationSet
 
 MODEL = {
     "network": {"encoder": "mit-nano", "decoder_embed_dim": 16, "attention_embed_dim": 16},
@@ -37,31 +37,9 @@ SELF_TRAINING = {
 }
 
 
-class TinySet(torch.utils.data.Dataset):
-    """Random images labelled by their red channel; module level so spawned workers unpickle it."""
-
-    def __init__(self, count: int, seed: int, with_labels: bool = True) -> None:
-        gen = torch.Generator().manual_seed(seed)
-        self.images = torch.randint(0, 256, (count, 3, 64, 128), dtype=torch.uint8, generator=gen)
-        self.labels = (self.images[:, 0].long() * 4 // 256) * 3  # trainIds 0, 3, 6, 9
-        self.with_labels = with_labels
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        item = {"image": self.images[index]}
-        if self.with_labels:
-            item["label"] = self.labels[index]
-        return item
-
-    def class_counts(self) -> np.ndarray:
-        return np.stack([np.bincount(lbl.flatten().numpy(), minlength=19) for lbl in self.labels])
-
-
 def _job(path: Path, devices: int, mode: str = "hrda") -> StageJob:
     model = {**MODEL, "hrda": {**MODEL["hrda"], "mode": mode}}
-    source = TinySet(4, seed=1)
+    source = TinySegmentationSet(4, seed=1)
     return StageJob(
         stage="round_1",
         model_params=parse(ModelParams, model, "model"),
@@ -72,7 +50,7 @@ def _job(path: Path, devices: int, mode: str = "hrda") -> StageJob:
             "runtime",
         ),
         source=source,
-        target=TinySet(4, seed=2, with_labels=False),
+        target=TinySegmentationSet(4, seed=2, with_labels=False),
         class_pixel_counts=source.class_counts(),
         init_model=None,
         init_teacher=None,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from kedro.config import OmegaConfigLoader
 from kedro.pipeline import Pipeline
 
 from hrda_kedro.pipelines import ablations, evaluation, ingestion, predict, self_training, warmup
+from hrda_kedro.settings import CONFIG_LOADER_ARGS
 
 logger = logging.getLogger(__name__)
 
@@ -32,33 +34,37 @@ def use_config_loader(config_loader: Any) -> None:
     _config_loader = config_loader
 
 
-def _rounds() -> int:
-    loader = _config_loader
-    if loader is None:
-        conf = Path(os.environ.get("KEDRO_CONF_SOURCE", Path.cwd() / "conf"))
-        if not conf.is_dir():
-            return 1
-        loader = OmegaConfigLoader(
-            conf_source=str(conf),
-            base_env="base",
-            default_run_env=os.environ.get("KEDRO_ENV", "local"),
-        )
+def _run_parameters() -> Mapping[str, Any]:
+    """The run's parameters; outside a session (e.g. ``kedro registry list``), ./conf's,
+    loaded with the project's own loader settings (environments merged over base)."""
+    if _config_loader is not None:
+        return _config_loader["parameters"]
+    conf = Path(os.environ.get("KEDRO_CONF_SOURCE", Path.cwd() / "conf"))
+    if not conf.is_dir():
+        return {}
+    args = {**CONFIG_LOADER_ARGS, "default_run_env": os.environ.get("KEDRO_ENV", "local")}
+    return OmegaConfigLoader(conf_source=str(conf), **args)["parameters"]
+
+
+def _rounds(parameters: Mapping[str, Any]) -> int:
+    """``self_training.rounds``, read leniently: a bad value is reported at run start."""
     try:
-        return int(loader["parameters"]["self_training"]["rounds"])
+        return max(int(parameters["self_training"]["rounds"]), 1)
     except (KeyError, TypeError, ValueError):
         return 1
 
 
 def register_pipelines() -> dict[str, Pipeline]:
     """Register the project's pipelines."""
-    rounds = _rounds()
+    parameters = _run_parameters()
+    rounds = _rounds(parameters)
     pipelines = {
         "ingestion": ingestion.create_pipeline(),
         "warmup": warmup.create_pipeline(),
         "self_training": self_training.create_pipeline(rounds=rounds),
         "evaluation": evaluation.create_pipeline(rounds=rounds),
         "predict": predict.create_pipeline(),
-        "ablations": ablations.create_pipeline(config_loader=_config_loader),
+        "ablations": ablations.create_pipeline(parameters),
     }
     uda = Pipeline([])
     for name in ("ingestion", "warmup", "self_training", "evaluation"):

@@ -180,18 +180,6 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def state_fingerprint(state: dict[str, torch.Tensor]) -> str:
-    """A cheap identity of a set of weights: shapes plus a few summary numbers per tensor."""
-    digest = hashlib.sha256()
-    for key in sorted(state):
-        t = state[key].detach().float()
-        digest.update(key.encode())
-        digest.update(str(tuple(t.shape)).encode())
-        if t.numel():
-            digest.update(f"{t.sum().item():.6e},{t.abs().sum().item():.6e}".encode())
-    return digest.hexdigest()[:16]
-
-
 # --------------------------------------------------------------------------- data
 
 

@@ -12,38 +12,12 @@ from hrda_kedro.hrda.checkpoint import load_checkpoint
 from hrda_kedro.hrda.uda.trainer import DeviceSetup, NonFiniteLossError, Trainer
 from hrda_kedro.params import ModelParams, SelfTrainingParams, TrainingParams, parse
 from hrda_kedro.runtime import build_model
+from tests.tiny_data import TinySegmentationSet
 
 MODEL = {
     "network": {"encoder": "mit-nano", "decoder_embed_dim": 16, "attention_embed_dim": 16},
     "hrda": {"context_crop": [64, 64], "detail_crop": [32, 32]},
 }
-
-
-class TinySegmentationSet(torch.utils.data.Dataset):
-    """Random images whose label is a function of the image (so there is something to learn)."""
-
-    def __init__(
-        self, count: int, seed: int, with_labels: bool = True, with_weights: bool = False
-    ) -> None:
-        gen = torch.Generator().manual_seed(seed)
-        self.images = torch.randint(0, 256, (count, 3, 64, 128), dtype=torch.uint8, generator=gen)
-        self.labels = (self.images[:, 0].long() * 4 // 256) * 3  # trainIds 0, 3, 6, 9
-        self.with_labels = with_labels
-        self.with_weights = with_weights
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        item = {"image": self.images[index]}
-        if self.with_labels:
-            item["label"] = self.labels[index]
-        if self.with_weights:
-            item["weight"] = torch.full(self.labels[index].shape, 0.99)
-        return item
-
-    def class_counts(self) -> np.ndarray:
-        return np.stack([np.bincount(lbl.flatten().numpy(), minlength=19) for lbl in self.labels])
 
 
 def _trainer(params: TrainingParams, target: torch.utils.data.Dataset | None = None) -> Trainer:

@@ -98,12 +98,27 @@ def make_pseudo_labels(
     if output_hw is not None and tuple(logits.shape[-2:]) != tuple(output_hw):
         logits = F.interpolate(logits, size=output_hw, mode="bilinear", align_corners=False)
     max_prob, labels = torch.softmax(logits, dim=1).max(dim=1)
-    confident = max_prob >= threshold
     valid = margin_mask(tuple(labels.shape[-2:]), margins, device=labels.device)
+    return labels, confidence_weights(max_prob, threshold, weight_mode, valid)
+
+
+def confidence_weights(
+    confidence: torch.Tensor,
+    threshold: float,
+    weight_mode: WeightMode = "scalar",
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Loss weights ``float32 (B, H, W)`` from max-softmax confidences ``(B, H, W)``.
+
+    The one rule behind online (teacher logits) and offline (materialized confidence
+    maps) pseudo-labels. ``valid`` (bool, ``(H, W)``) marks the pixels that count; the
+    others get weight 0 and stay out of the scalar fraction.
+    """
+    confident = confidence >= threshold
+    if valid is None:
+        valid = torch.ones(confident.shape[-2:], dtype=torch.bool, device=confident.device)
     if weight_mode == "pixel":
-        weights = (confident & valid).float()
-    else:
-        n_valid = valid.sum().clamp_min(1)
-        fraction = (confident & valid).sum(dim=(1, 2)).float() / n_valid
-        weights = fraction.view(-1, 1, 1) * valid.float()
-    return labels, weights
+        return (confident & valid).float()
+    n_valid = valid.sum().clamp_min(1)
+    fraction = (confident & valid).sum(dim=(1, 2)).float() / n_valid
+    return fraction.view(-1, 1, 1) * valid.float()

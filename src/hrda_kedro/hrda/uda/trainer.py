@@ -52,7 +52,11 @@ from hrda_kedro.hrda.uda.classmix import classmix_masks, mix_batch
 from hrda_kedro.hrda.uda.ema import EMATeacher
 from hrda_kedro.hrda.uda.feature_distance import feature_distance_loss
 from hrda_kedro.hrda.uda.optim import build_optimizer, build_scheduler
-from hrda_kedro.hrda.uda.pseudo_labels import make_pseudo_labels, scale_margins
+from hrda_kedro.hrda.uda.pseudo_labels import (
+    confidence_weights,
+    make_pseudo_labels,
+    scale_margins,
+)
 from hrda_kedro.hrda.uda.rcs import RareClassSampler, scale_min_pixels
 from hrda_kedro.params import HRDAParams, SelfTrainingParams, TrainingParams
 
@@ -326,7 +330,11 @@ class Trainer:
             if target.labels is None or target.weights is None:
                 raise ValueError("offline pseudo-labels were requested but none were materialized")
             pseudo_labels = target.labels.to(dev, non_blocking=True)
-            pseudo_weights = self._offline_weights(target.weights.to(dev, non_blocking=True))
+            pseudo_weights = confidence_weights(
+                target.weights.to(dev, non_blocking=True),
+                params.pseudo_labels.threshold,
+                params.pseudo_labels.weight,
+            )
         margins = params.pseudo_labels.margins
         if params.pseudo_labels.margins_reference_size is not None:
             margins = scale_margins(
@@ -366,15 +374,6 @@ class Trainer:
         terms = {f"mix_{k}": v for k, v in mix_terms.items()}
         terms["pseudo_weight"] = pseudo_weights.detach().mean()
         return loss.detach(), terms
-
-    def _offline_weights(self, confidence: torch.Tensor) -> torch.Tensor:
-        """Turn a materialized per-pixel confidence map into loss weights, like online."""
-        params = self.params
-        assert isinstance(params, SelfTrainingParams)
-        confident = (confidence >= params.pseudo_labels.threshold).float()
-        if params.pseudo_labels.weight == "pixel":
-            return confident
-        return confident.mean(dim=(1, 2), keepdim=True).expand_as(confident).contiguous()
 
     # ------------------------------------------------------------------ state
 

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
-from kedro.config import OmegaConfigLoader
 from kedro.pipeline import Node, Pipeline
 
 from hrda_kedro.params import AblationParams, AblationVariant, ParameterError, parse
@@ -90,7 +87,12 @@ def run_template(variant: str, seed: int, rounds: int) -> Pipeline:
             ),
             Node(
                 assess_pseudo_labels,
-                inputs=[f"{name}.pseudo_labels", "target_train_manifest", "variant_model"],
+                inputs=[
+                    f"{name}.pseudo_labels",
+                    "target_train_manifest",
+                    "variant_model",
+                    "variant_self_training",
+                ],
                 outputs=f"{name}.pseudo_label_quality",
                 name=f"{name}_assess_pseudo_labels",
             ),
@@ -137,20 +139,6 @@ def run_template(variant: str, seed: int, rounds: int) -> Pipeline:
     return Pipeline(nodes)
 
 
-def _run_parameters(config_loader: Any) -> Mapping[str, Any]:
-    """The run's parameters; outside a session (``kedro registry``), those of ./conf."""
-    if config_loader is None:
-        conf = Path(os.environ.get("KEDRO_CONF_SOURCE", Path.cwd() / "conf"))
-        if not conf.is_dir():
-            return {}
-        config_loader = OmegaConfigLoader(
-            conf_source=str(conf),
-            base_env="base",
-            default_run_env=os.environ.get("KEDRO_ENV", "local"),
-        )
-    return config_loader["parameters"]
-
-
 def _variant_rounds(
     parameters: Mapping[str, Any], settings: AblationParams, spec: AblationVariant
 ) -> int:
@@ -166,14 +154,13 @@ def _variant_rounds(
     return rounds if isinstance(rounds, int) and not isinstance(rounds, bool) and rounds >= 1 else 1
 
 
-def create_pipeline(
-    config_loader: Any = None, parameters: Mapping[str, Any] | None = None, **kwargs: Any
-) -> Pipeline:
+def create_pipeline(parameters: Mapping[str, Any] | None = None, **kwargs: Any) -> Pipeline:
     """Every variant x seed of ``ablations`` and the comparison table.
 
-    ``parameters`` (the whole parameter mapping) takes precedence over ``config_loader``.
+    ``parameters`` is the run's whole parameter mapping (the registry passes it): the
+    variants, seeds and rounds shape the graph.
     """
-    parameters = _run_parameters(config_loader) if parameters is None else parameters
+    parameters = parameters or {}
     if "ablations" not in parameters:
         logger.debug("no ablations parameters: the ablations pipeline is empty")
         return Pipeline([])

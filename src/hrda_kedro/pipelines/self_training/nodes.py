@@ -19,6 +19,7 @@ from hrda_kedro.hrda.inference import predict_full_image
 from hrda_kedro.hrda.metrics import confusion_matrix, summarize
 from hrda_kedro.hrda.networks import build_network
 from hrda_kedro.hrda.networks.base import SegmentationNetwork
+from hrda_kedro.hrda.uda.trainer import state_digest
 from hrda_kedro.params import ModelParams, RuntimeParams, SelfTrainingParams, parse
 from hrda_kedro.runtime import (
     CONFIDENCE_SUFFIX,
@@ -32,7 +33,6 @@ from hrda_kedro.runtime import (
     read_label,
     resolve_device,
     source_datasets,
-    state_fingerprint,
     target_dataset,
 )
 from hrda_kedro.stages import StageJob, checkpoint_payload, run_stage
@@ -128,12 +128,15 @@ def assess_pseudo_labels(
     pseudo_labels: dict[str, Callable[[], Image.Image]],
     target_train_manifest: pd.DataFrame,
     model: dict[str, Any],
+    self_training: dict[str, Any],
 ) -> dict[str, Any]:
-    """Pseudo-label quality: mIoU against the target-train labels where they exist.
+    """Pseudo-label quality: mIoU against the target-train labels where they exist, and the
+    share of pixels at or above the training's confidence threshold.
 
     Target-train labels are read here only, to measure; they never reach training.
     """
     num_classes = parse(ModelParams, model, "model").network.num_classes
+    threshold = parse(SelfTrainingParams, self_training, "self_training").pseudo_labels.threshold
     cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     confident = 0.0
     count = 0
@@ -141,7 +144,8 @@ def assess_pseudo_labels(
         pid = partition_id(row["image_path"])
         pred = torch.from_numpy(np.array(pseudo_labels[pid + LABEL_SUFFIX](), dtype=np.int64))
         conf = np.asarray(pseudo_labels[pid + CONFIDENCE_SUFFIX]())
-        confident += float((conf >= 0.968 * 255).mean())
+        # The same test offline training applies to the stored 0-255 confidence.
+        confident += float((conf.astype(np.float32) / 255.0 >= threshold).mean())
         count += 1
         label_path = row.get("label_path")
         if isinstance(label_path, str) and label_path:
@@ -203,7 +207,7 @@ def train_round(
             model,
             self_training,
             runtime_params.seed,
-            state_fingerprint(input_model["model"]),
+            state_digest(input_model["model"]),
             len(source_train_manifest),
             len(target_train_manifest),
         ),

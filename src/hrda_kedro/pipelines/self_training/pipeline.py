@@ -26,7 +26,12 @@ def round_template() -> Pipeline:
             ),
             Node(
                 assess_pseudo_labels,
-                inputs=["pseudo_labels", "target_train_manifest", "params:model"],
+                inputs=[
+                    "pseudo_labels",
+                    "target_train_manifest",
+                    "params:model",
+                    "params:self_training",
+                ],
                 outputs="pseudo_label_quality",
                 name="assess_pseudo_labels",
             ),
