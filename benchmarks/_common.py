@@ -167,6 +167,31 @@ def timed_calls(fn: Any, device: Any, warmup: int, repeats: int) -> list[float]:
     return times
 
 
+# --------------------------------------------------------------------------- host memory
+
+HOST_MEMORY_CHOICES = ("keep", "release")
+
+
+def add_host_memory_option(parser: Any) -> None:
+    parser.add_argument(
+        "--host-memory",
+        choices=HOST_MEMORY_CHOICES,
+        default="keep",
+        dest="host_memory",
+        help="keep: glibc keeps freed memory for reuse, as the project's runs do "
+        "(runtime.keep_freed_host_memory); release: glibc's default, which returns it to "
+        "the OS and faults it in again on the next call",
+    )
+
+
+def apply_host_memory(mode: str) -> None:
+    """In a worker, before any tensor exists: the project's host-memory setting, or not."""
+    if mode == "keep":
+        from hrda_kedro.runtime import keep_freed_host_memory
+
+        keep_freed_host_memory()
+
+
 # --------------------------------------------------------------------------- workers
 
 

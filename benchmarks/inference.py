@@ -49,7 +49,7 @@ TABLE_COLUMNS = (
 )  # fmt: skip
 CSV_COLUMNS = (
     *TABLE_COLUMNS, "encoder", "image", "window", "stride", "detail", "scale", "images",
-    "channels_last", "device", "cpu", "gpu", "torch", "threads", "repeats", "mem_source",
+    "channels_last", "device", "cpu", "gpu", "torch", "threads", "host_memory", "repeats", "mem_source",
     "times_s", "error",
 )  # fmt: skip
 
@@ -57,6 +57,7 @@ CSV_COLUMNS = (
 def worker(cfg: dict[str, Any]) -> dict[str, Any]:
     import math
 
+    common.apply_host_memory(cfg["host_memory"])
     import torch
 
     from hrda_kedro.hrda.inference import predict_full_image, sliding_window_boxes
@@ -158,6 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", default="fp32", help="fp32 | bf16 | fp32,bf16")
     parser.add_argument("--channels-last", action="store_true", dest="channels_last")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    common.add_host_memory_option(parser)
     parser.add_argument(
         "--rounds",
         type=int,
@@ -197,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             for chunk in chunks:
                 cfg = {**settings, "scale": args.scale, "chunk": chunk, "precision": precision,
                        "device": args.device, "channels_last": args.channels_last,
-                       "threads": args.threads}  # fmt: skip
+                       "threads": args.threads, "host_memory": args.host_memory}  # fmt: skip
                 result = common.run_worker(Path(__file__), cfg, args.timeout)
                 runs.setdefault((precision, chunk), []).append(result)
                 if "error" not in result:
@@ -216,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             "scale": args.scale,
             "images": settings["images"],
             "channels_last": args.channels_last,
+            "host_memory": args.host_memory,
             "repeats": settings["repeats"] * len(results),
         }
         errors = [r["error"] for r in results if "error" in r]

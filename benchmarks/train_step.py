@@ -70,7 +70,7 @@ TABLE_COLUMNS = (
 )  # fmt: skip
 CSV_COLUMNS = (
     *TABLE_COLUMNS, "description", "encoder", "batch", "context", "detail", "scale",
-    "channels_last", "device", "cpu", "gpu", "torch", "threads", "steps", "warmup",
+    "channels_last", "device", "cpu", "gpu", "torch", "threads", "host_memory", "steps", "warmup",
     "mem_source", "times_s", "error",
 )  # fmt: skip
 
@@ -222,6 +222,7 @@ def _uda_step(cfg: dict[str, Any], variant: str, device: Any, dtype: Any) -> Any
 
 
 def worker(cfg: dict[str, Any]) -> dict[str, Any]:
+    common.apply_host_memory(cfg["host_memory"])
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -328,6 +329,7 @@ def _parser() -> argparse.ArgumentParser:
         "peak_share column (e.g. H100 SXM dense bf16 ~989)",
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    common.add_host_memory_option(parser)
     parser.add_argument(
         "--rounds",
         type=int,
@@ -405,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
                     "precision": precision,
                     "device": args.device,
                     "channels_last": args.channels_last,
+                    "host_memory": args.host_memory,
                     "threads": args.threads,
                 }
                 result = common.run_worker(Path(__file__), cfg, args.timeout)
@@ -427,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
             "detail": common.fmt_hw(settings["detail"]),
             "scale": settings["scale"],
             "channels_last": args.channels_last,
+            "host_memory": args.host_memory,
             "steps": settings["steps"] * len(results),
             "warmup": settings["warmup"],
         }

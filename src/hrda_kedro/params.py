@@ -158,6 +158,7 @@ class RuntimeParams:
     work_dir: str = "data/06_models/in_progress"
     progress_bar: bool = True
     matmul_precision: Literal["highest", "high", "medium"] = "high"
+    keep_freed_host_memory: bool = True
 
     def check(self, path: str) -> None:
         ok = self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")

@@ -6,10 +6,12 @@ checks checkpoints the same way.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import hashlib
 import json
 import logging
+import platform
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,9 +36,46 @@ CONFIDENCE_SUFFIX = "_confidence"
 
 logger = logging.getLogger(__name__)
 
+# glibc's mallopt parameters (malloc.h) and the largest mmap threshold it accepts on 64-bit.
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_MAX_MMAP_THRESHOLD = 32 * 1024 * 1024
+_TRIM_THRESHOLD = 1024 * 1024 * 1024
+
+
+def keep_freed_host_memory() -> bool:
+    """Make glibc keep freed tensor memory for reuse instead of handing it back to the OS.
+
+    By default glibc serves large blocks with a fresh ``mmap`` and trims the heap top on
+    ``free``. A training step or a batched sliding-window pass allocates and frees tens of
+    megabytes of tensors every call, so every call page-faults and zero-fills all of that
+    memory again: 63k page faults and 0.1 s of kernel time per 0.3 s batched prediction on
+    the project's CPU configuration, which made batched windows slower than one by one.
+    PyTorch's CPU tuning guide cures this by preloading jemalloc or tcmalloc; ``mallopt``
+    does the same for glibc without a preload. Blocks above 32 MiB (glibc's ceiling) still
+    use ``mmap``. The resident memory stays at its high-water mark instead of shrinking
+    between steps; the peak is unchanged. Returns whether it applied (glibc only).
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(None)
+    applied = bool(
+        libc.mallopt(_M_MMAP_THRESHOLD, _MAX_MMAP_THRESHOLD)
+        and libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+    )
+    if not applied:
+        logger.warning("glibc refused mallopt: freed host memory is returned to the OS as usual")
+    return applied
+
 
 def resolve_device(runtime: RuntimeParams, rank: int = 0) -> DeviceSetup:
-    """CPU or CUDA from ``runtime.device``; bf16 autocast and channels_last on CUDA."""
+    """CPU or CUDA from ``runtime.device``; bf16 autocast and channels_last on CUDA.
+
+    Also applies the process-wide settings: ``runtime.keep_freed_host_memory``, and TF32
+    and cuDNN autotuning on CUDA.
+    """
+    if runtime.keep_freed_host_memory:
+        keep_freed_host_memory()
     name = runtime.device
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
