@@ -130,6 +130,67 @@ def test_each_branch_is_one_batched_call_of_the_shared_network(context_hr: torch
     assert model.network.attend_calls == [2]
 
 
+class SampleWiseCellNet(CellNet):
+    batch_independent_encoder = True
+
+
+# HR context 32 x 32 -> LR 16 x 16, the detail size: the recipe's equal sizes
+SQUARE_BOXES = [Box(8, 16, 16, 16), Box(16, 0, 16, 16)]
+
+
+def test_equal_size_branches_share_one_encoder_call_with_the_same_output() -> None:
+    context = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(6))
+    shared = HRDAModel(SampleWiseCellNet(), scale=2, detail_hw=(16, 16))
+    separate = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16))  # same seed, same weights
+    out, reference = shared(context, SQUARE_BOXES), separate(context, SQUARE_BOXES)
+    assert shared.network.extract_calls == [4]
+    assert separate.network.extract_calls == [2, 2]  # BatchNorm-like encoders keep two calls
+    for name in ("fused", "context", "detail", "attention"):
+        torch.testing.assert_close(getattr(out, name), getattr(reference, name))
+
+
+def test_in_eval_mode_any_encoder_shares_the_call() -> None:
+    model = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16)).eval()
+    model.forward_train(torch.randn(2, 3, 32, 32), SQUARE_BOXES)
+    assert model.network.extract_calls == [4]
+
+
+def test_a_shared_mit_encoder_call_matches_two_calls_in_training() -> None:
+    from hrda_kedro.hrda.networks import NetworkConfig, build_network
+
+    def daformer(batch_independent: bool) -> HRDAModel:
+        torch.manual_seed(0)
+        network = build_network(
+            NetworkConfig(
+                encoder="mit-nano", decoder_embed_dim=16, attention_embed_dim=16, dropout=0.0
+            )
+        )
+        for module in network.modules():  # random draws depend on the call order: none
+            if hasattr(module, "drop_prob"):
+                module.drop_prob = 0.0
+        network.batch_independent_encoder = batch_independent
+        return HRDAModel(network, scale=2, detail_hw=(64, 64)).train()
+
+    context = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(7))
+    boxes = [Box(0, 64, 64, 64), Box(32, 16, 64, 64)]
+    shared, separate = daformer(True), daformer(False)
+    out, reference = shared(context, boxes), separate(context, boxes)
+    for name in ("fused", "context", "detail", "attention"):
+        torch.testing.assert_close(getattr(out, name), getattr(reference, name))
+    # The heads still see each branch alone: BatchNorm statistics are per branch.
+    torch.testing.assert_close(
+        shared.network.decode_head.state_dict(), separate.network.decode_head.state_dict()
+    )
+
+
+def test_only_the_mit_encoder_is_declared_batch_independent() -> None:
+    from hrda_kedro.hrda.networks.daformer import DAFormerNetwork
+    from hrda_kedro.hrda.networks.deeplabv2 import DeepLabV2Network
+
+    assert DAFormerNetwork.batch_independent_encoder
+    assert not DeepLabV2Network.batch_independent_encoder  # ResNet's BatchNorm mixes samples
+
+
 def test_gradients_reach_the_network_through_both_branches(context_hr: torch.Tensor) -> None:
     model = make()
     out = model(context_hr, BOXES)  # nn.Module call is the training pass

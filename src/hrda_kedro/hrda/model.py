@@ -145,14 +145,36 @@ class HRDAModel(nn.Module):
     ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor | None]:
         """LR features, LR logits and (unless ``lr_only``) the sigmoid attention."""
         features = self.network.extract(self._downscale(images_hr))
+        return (features, *self._context_heads(features))
+
+    def _context_heads(
+        self, features: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         logits = self.network.segment(features)
         if self.mode == "lr_only":
-            return features, logits, None
+            return logits, None
         if self.mode == "fixed_attention":
             attention = torch.full_like(logits[:, :1], self.fixed_attention)
         else:
             attention = torch.sigmoid(self.network.attend(features))
-        return features, logits, attention
+        return logits, attention
+
+    def _encode_both(
+        self, context_lr: torch.Tensor, details_hr: torch.Tensor
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Encoder features of the LR context and the HR detail crops.
+
+        HRDA's recipe gives both the same size (512 x 512); then, for an encoder that keeps
+        samples apart, one call on the stacked batch gives the same features with fewer,
+        larger kernels. The heads still run per branch, so BatchNorm statistics stay per
+        branch as in the official two-pass implementation.
+        """
+        same_size = context_lr.shape[-2:] == details_hr.shape[-2:]
+        if same_size and (self.network.batch_independent_encoder or not self.network.training):
+            features = self.network.extract(torch.cat([context_lr, details_hr]))
+            batch = context_lr.shape[0]
+            return [f[:batch] for f in features], [f[batch:] for f in features]
+        return self.network.extract(context_lr), self.network.extract(details_hr)
 
     def _check_boxes(self, boxes: list[Box], batch: int, hw: tuple[int, int]) -> None:
         if len(boxes) != batch:
@@ -172,19 +194,22 @@ class HRDAModel(nn.Module):
 
         The boxes are in the context crop's HR coordinates, one per sample. The context
         branch runs once on the downscaled batch, the detail branch once on the stacked
-        detail crops.
+        detail crops; their encoder passes share one call where :meth:`_encode_both` may.
         """
         hw = self._check_hr_size(context_hr, "context_hr")
         self._check_boxes(detail_boxes, context_hr.shape[0], hw)
-        if self.mode != "lr_only":
+        if self.mode == "lr_only":
+            features, context, attention = self._context_pass(context_hr)
+        else:
             details_hr = torch.stack(
                 [box.crop(context_hr[i]) for i, box in enumerate(detail_boxes)]
             )
-            detail = self.network(details_hr)
-        if self.mode == "hr_only":
-            return MultiResOutput(detail, None, detail, None, None)
-
-        features, context, attention = self._context_pass(context_hr)
+            if self.mode == "hr_only":
+                detail = self.network(details_hr)
+                return MultiResOutput(detail, None, detail, None, None)
+            features, detail_features = self._encode_both(self._downscale(context_hr), details_hr)
+            detail = self.network.segment(detail_features)
+            context, attention = self._context_heads(features)
         context_up = self._upscale(context)
         if attention is None:
             return MultiResOutput(context_up, context, None, None, features)

@@ -17,6 +17,9 @@ class SegmentationNetwork(nn.Module, ABC):
 
     num_classes: int
     output_stride: int
+    # True when the encoder treats every sample alone in training mode too (no BatchNorm),
+    # so HRDA may run the LR context and the HR detail crops through it in one call.
+    batch_independent_encoder: bool = False
 
     @abstractmethod
     def extract(self, images: torch.Tensor) -> list[torch.Tensor]:

@@ -129,6 +129,7 @@ class DAFormerNetwork(SegmentationNetwork):
     """MiT encoder + DAFormer head + scale-attention head, logits at 1/4."""
 
     output_stride = 4
+    batch_independent_encoder = True  # MiT: LayerNorm and per-sample drop path only
 
     def __init__(self, config: NetworkConfig) -> None:
         super().__init__()
