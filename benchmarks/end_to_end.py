@@ -9,7 +9,10 @@ the repository instead (a second run then mostly resumes and skips: not a benchm
 The wall time is measured around the ``kedro run`` subprocess (interpreter start and
 imports included). Every output line is time-stamped as it arrives, and the time between
 consecutive ``Running node:`` lines gives a per-node breakdown (the default runner is
-sequential). Goal: at most 15 minutes on the machine at hand.
+sequential). Peak memory is the largest resident set of the finished ``kedro run``
+process (``getrusage(RUSAGE_CHILDREN).ru_maxrss``; this parent never imports torch before
+the run, so the high-water mark a child inherits across ``fork`` + ``exec`` is small).
+Goal: at most 15 minutes on the machine at hand.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -37,8 +41,8 @@ GOAL_S = 15 * 60
 NODE_RE = re.compile(r"Running node: ([^\s(\[:]+)")
 TABLE_COLUMNS = ("item", "seconds", "share")
 CSV_COLUMNS = (
-    "item", "seconds", "share", "pipeline", "params", "env", "fresh", "rc", "device", "cpu",
-    "gpu", "torch", "omp_threads", "started",
+    "item", "seconds", "share", "peak_rss_mb", "pipeline", "params", "env", "fresh", "rc",
+    "device", "cpu", "gpu", "torch", "omp_threads", "started",
 )  # fmt: skip
 
 
@@ -146,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         rc, wall, lines = run_kedro(
             project, kedro_args, args.timeout, log_path, args.echo, args.threads
         )
+        peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         results_log = common.RESULTS_DIR / "end_to_end_last_run.log"
         common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         shutil.copy2(log_path, results_log)
@@ -167,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": f"{started:%Y-%m-%d %H:%M:%S}",
     }  # fmt: skip
     rows = [{**base, "item": f"kedro run --pipeline={args.pipeline} (total)", "seconds": wall,
-             "share": 1.0}]  # fmt: skip
+             "share": 1.0, "peak_rss_mb": peak_rss_mb}]  # fmt: skip
     nodes = node_times(lines, wall)
     if nodes:
         startup = wall - sum(seconds for _, seconds in nodes)
@@ -187,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "met" if rc == 0 and wall <= GOAL_S else "NOT met"
     notes = [
         "",
-        f"exit code {rc}; wall {wall:.1f} s = {wall / 60:.2f} min; goal <= 15 min: {verdict}",
+        f"exit code {rc}; wall {wall:.1f} s = {wall / 60:.2f} min; goal <= 15 min: {verdict}; "
+        f"peak memory {peak_rss_mb:.0f} MB",
         f"log: {results_log}" + (f"; project kept at {tmp / 'project'}" if args.keep else ""),
     ]
     if rc != 0:
