@@ -53,8 +53,9 @@ def keep_freed_host_memory() -> bool:
     the project's CPU configuration, which made batched windows slower than one by one.
     PyTorch's CPU tuning guide cures this by preloading jemalloc or tcmalloc; ``mallopt``
     does the same for glibc without a preload. Blocks above 32 MiB (glibc's ceiling) still
-    use ``mmap``. The resident memory stays at its high-water mark instead of shrinking
-    between steps; the peak is unchanged. Returns whether it applied (glibc only).
+    use ``mmap``. The cost is memory: the resident set no longer shrinks between steps and
+    fragmentation raises the high-water mark (default ``uda`` run: 1.9 GB instead of 1.5 GB,
+    for 6 % less wall time). Returns whether it applied (glibc only).
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False

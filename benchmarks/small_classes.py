@@ -1,0 +1,127 @@
+"""Where the small classes go: their IoU on seen source labels versus on target val.
+
+A small class at 0 IoU on the target can mean two different things: the model never learnt
+it (then it scores 0 on the *source* images it was trained on, too), or it learnt it and
+the domain shift loses it. This script tells them apart. For each trained model of a
+project (``source_only``, ``round_1``, ``round_2`` by default, read through the project's
+Kedro catalog, so versioned checkpoints resolve as in a run) it predicts the first
+``--images`` images of ``source_train`` (labels seen in training) and of ``target_val`` with
+the fused HRDA sliding-window prediction and prints, per small class, the IoU, the share of
+ground-truth pixels and the share of predicted pixels. Run it after ``kedro run
+--pipeline=uda`` in the project folder (``--project``, default: this repository).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as common  # noqa: E402 - the benchmarks folder is not a package
+
+SMALL_CLASSES = ("pole", "traffic light", "traffic sign", "person", "rider")
+SPLITS = ("source_train", "target_val")
+TABLE_COLUMNS = (
+    "model", "split", "images", "miou", *(f"iou {c}" for c in SMALL_CLASSES),
+    *(f"gt% {c}" for c in SMALL_CLASSES), *(f"pred% {c}" for c in SMALL_CLASSES),
+)  # fmt: skip
+CSV_COLUMNS = (*TABLE_COLUMNS, "project", "cpu", "torch", "threads")
+
+
+def _catalog_name(model: str) -> str:
+    """The catalog entry of a trained model: ``source_only_model``, ``round_N.model``."""
+    return "source_only_model" if model == "source_only" else f"{model}.model"
+
+
+def measure(project: Path, models: list[str], images: int) -> list[dict[str, Any]]:
+    import torch
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    from hrda_kedro.data.labels import CITYSCAPES_CLASSES
+    from hrda_kedro.hrda import normalize
+    from hrda_kedro.hrda.inference import predict_full_image
+    from hrda_kedro.hrda.metrics import confusion_matrix, iou_per_class
+    from hrda_kedro.params import ModelParams, parse
+    from hrda_kedro.runtime import labelled_dataset, model_from_checkpoint
+
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project) as session:
+        catalog = session.load_context().catalog
+        params = parse(ModelParams, catalog.load("params:model"), "model")
+        data = {split: labelled_dataset(catalog.load(f"{split}_manifest")) for split in SPLITS}
+        checkpoints = {name: catalog.load(_catalog_name(name)) for name in models}
+    num_classes = len(CITYSCAPES_CLASSES)
+    index = [CITYSCAPES_CLASSES.index(c) for c in SMALL_CLASSES]
+    rows = []
+    for name, checkpoint in checkpoints.items():
+        model, _ = model_from_checkpoint(checkpoint, name)
+        model.eval()
+        for split, dataset in data.items():
+            count = min(images, len(dataset))
+            cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+            for i in range(count):
+                item = dataset[i]
+                with torch.inference_mode():
+                    logits = predict_full_image(
+                        model,
+                        normalize(item["image"].unsqueeze(0)),
+                        params.window,
+                        params.stride,
+                        batch_size=params.inference.window_batch,
+                    )
+                cm += confusion_matrix(logits.argmax(1)[0], item["label"], num_classes)
+            iou = iou_per_class(cm)
+            gt_share = cm.sum(1).double() / cm.sum()
+            pred_share = cm.sum(0).double() / cm.sum()
+            present = cm.sum(1) > 0
+            row: dict[str, Any] = {
+                "model": name,
+                "split": split,
+                "images": count,
+                "miou": 100 * iou[present].nan_to_num(0.0).mean().item(),
+            }
+            for cls, k in zip(SMALL_CLASSES, index, strict=True):
+                row[f"iou {cls}"] = 100 * iou[k].nan_to_num(0.0).item()
+                row[f"gt% {cls}"] = 100 * gt_share[k].item()
+                row[f"pred% {cls}"] = 100 * pred_share[k].item()
+            rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="IoU and pixel shares of the small classes on source-train (seen labels) "
+        "and target-val, for each trained model of a project.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--project", type=Path, default=common.REPO_ROOT)
+    parser.add_argument("--models", default="source_only,round_1,round_2")
+    parser.add_argument("--images", type=int, default=40, help="first N images of each split")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--out", type=Path, help="CSV path (default benchmarks/results/...)")
+    args = parser.parse_args(argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    rows = measure(args.project.resolve(), models, args.images)
+    info = common.machine_info("cpu")
+    for row in rows:
+        row.update({"project": str(args.project), **info})
+    title = (
+        "Small classes: IoU, ground-truth and predicted pixel share (%), fused prediction\n"
+        f"machine: {common.machine_label(info)} | torch {info['torch']} | "
+        f"{datetime.now():%Y-%m-%d %H:%M}"
+    )
+    out = args.out or common.RESULTS_DIR / "small_classes.csv"
+    common.emit(title, rows, TABLE_COLUMNS, CSV_COLUMNS, out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
