@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 from contextlib import nullcontext
 from datetime import datetime
@@ -45,13 +46,31 @@ DEFAULTS: dict[str, Any] = {
 }  # fmt: skip
 TABLE_COLUMNS = (
     "precision", "mode", "windows", "network_calls", "median_s", "images_per_s", "speedup",
-    "peak_mb", "extra_mb",
+    "peak_mb", "extra_mb", "faults_per_call",
 )  # fmt: skip
 CSV_COLUMNS = (
     *TABLE_COLUMNS, "encoder", "image", "window", "stride", "detail", "scale", "images",
     "channels_last", "device", "cpu", "gpu", "torch", "threads", "host_memory", "repeats", "mem_source",
     "times_s", "error",
 )  # fmt: skip
+
+
+class _PageFaults:
+    """Minor page faults of each call (``getrusage``): memory the allocator got afresh."""
+
+    def __init__(self) -> None:
+        self.per_call: list[int] = []
+
+    def counting(self, fn: Any) -> Any:
+        def wrapped() -> None:
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            fn()
+            self.per_call.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+
+        return wrapped
+
+    def median_of_timed(self, repeats: int) -> float:
+        return common.median(self.per_call[-repeats:])
 
 
 def worker(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -110,7 +129,8 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
     calls = math.ceil(windows / per_call)
     network_calls = windows * (1 + hr_crops) if cfg["chunk"] == "sequential" else 2 * calls
     memory = common.DeviceMemory(device)
-    times = common.timed_calls(predict, device, cfg["warmup"], cfg["repeats"])
+    faults = _PageFaults()
+    times = common.timed_calls(faults.counting(predict), device, cfg["warmup"], cfg["repeats"])
     peak = memory.peak_mb()
     return {
         **common.machine_info(str(device)),
@@ -119,6 +139,7 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
         "peak_mb": peak,
         "extra_mb": peak - memory.baseline_mb,
         "mem_source": memory.source,
+        "faults_per_call": faults.median_of_timed(cfg["repeats"]),
         "windows": f"{windows} x (1 LR + {hr_crops} HR)",
         "network_calls": network_calls,
     }
@@ -230,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
                                                  "mem_source", "windows", "network_calls")})  # fmt: skip
             row["peak_mb"] = max(r["peak_mb"] for r in good)
             row["extra_mb"] = max(r["extra_mb"] for r in good)
+            row["faults_per_call"] = max(r["faults_per_call"] for r in good)
             times = [t for r in good for t in r["times_s"]]
             row["median_s"] = common.median(times)
             row["images_per_s"] = settings["images"] / row["median_s"]

@@ -270,6 +270,7 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
         step()
     flops = counter.get_total_flops()
     info = common.machine_info(str(device))
+    profile = _profile_table(step, device, cfg["profile"]) if cfg["profile"] else ""
     return {
         **info,
         "device": str(device),
@@ -279,7 +280,24 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
         "mem_source": memory.source,
         "flops": flops,
         "first_step_s": first_step_s[0],
+        "profile": profile,
     }
+
+
+def _profile_table(step: Any, device: Any, rows: int) -> str:
+    """The ``rows`` most expensive operators of one step, per input shape (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities, record_shapes=True) as prof:
+        step()
+        common.synchronize(device)
+    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages(group_by_input_shape=True).table(
+        sort_by=sort_by, row_limit=rows, max_name_column_width=40, max_shapes_column_width=60
+    )
 
 
 # --------------------------------------------------------------------------- parent
@@ -355,6 +373,14 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="repeat all variants this many times, interleaved, and pool the "
         "step times (robust against a drifting, shared machine)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after the table, the N most expensive operators of one step of each variant "
+        "(torch.profiler, grouped by input shape); 0: none",
     )
     parser.add_argument(
         "--compile",
@@ -434,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
                     "host_memory": args.host_memory,
                     "threads": args.threads,
                     "compile": args.compile,
+                    "profile": args.profile,
                 }
                 result = common.run_worker(Path(__file__), cfg, args.timeout)
                 runs.setdefault((precision, variant), []).append(result)
@@ -494,6 +521,12 @@ def main(argv: list[str] | None = None) -> int:
     notes = ["", *_ratio_notes(rows)]
     notes += [
         f"ERROR {r['variant']} ({r['precision']}): {r['error']}" for r in rows if r.get("error")
+    ]
+    notes += [
+        f"\nprofile of one {variant} step ({precision}):\n{result['profile']}"
+        for (precision, variant), results in runs.items()
+        for result in results[:1]
+        if result.get("profile")
     ]
     common.emit(title, rows, TABLE_COLUMNS, CSV_COLUMNS, out, notes)
     return 1 if any(r.get("error") for r in rows) else 0

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,6 +30,15 @@ TINY_PARAMS = {
     "self_training": {"iterations": 2, "log_every": 1, "checkpoint_every": 1},
     "evaluation": {"progress_bar": False},
 }
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: thread start-up and contention on a shared CPU cost more than they save."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 from kedro.config import OmegaConfigLoader
 
-from hrda_kedro.hooks import PARAMETER_GROUPS
-from hrda_kedro.params import ModelParams, SelfTrainingParams, parse
+from hrda_kedro.params import PARAMETER_GROUPS, ModelParams, SelfTrainingParams, parse
 from hrda_kedro.settings import CONFIG_LOADER_ARGS
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

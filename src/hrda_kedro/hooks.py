@@ -7,25 +7,9 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from hrda_kedro.params import (
-    EvaluationParams,
-    ModelParams,
-    RuntimeParams,
-    SelfTrainingParams,
-    TrainingParams,
-    parse,
-)
+from hrda_kedro.params import PARAMETER_GROUPS, parse
 
 logger = logging.getLogger(__name__)
-
-# Parameter group -> its dataclass. Groups are checked when present in the run's catalog.
-PARAMETER_GROUPS: dict[str, type] = {
-    "runtime": RuntimeParams,
-    "model": ModelParams,
-    "warmup": TrainingParams,
-    "self_training": SelfTrainingParams,
-    "evaluation": EvaluationParams,
-}
 
 
 class ProjectHooks:

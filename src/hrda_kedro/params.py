@@ -485,6 +485,17 @@ class PredictParams:
         )
 
 
+# Parameter group of parameters*.yml -> the dataclass that validates it. The ingestion groups
+# are validated by the data layer's own classes (hrda_kedro.data.ingest).
+PARAMETER_GROUPS: dict[str, type] = {
+    "runtime": RuntimeParams,
+    "model": ModelParams,
+    "warmup": TrainingParams,
+    "self_training": SelfTrainingParams,
+    "evaluation": EvaluationParams,
+}
+
+
 @dataclass
 class AblationOverrides:
     """Partial parameter groups, deep-merged onto the run's ``model``, ``warmup``..."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -43,14 +44,16 @@ _MAX_MMAP_THRESHOLD = 32 * 1024 * 1024
 _TRIM_THRESHOLD = 1024 * 1024 * 1024
 
 
+@functools.cache  # process-wide and idempotent: every stage's resolve_device asks again
 def keep_freed_host_memory() -> bool:
     """Make glibc keep freed tensor memory for reuse instead of handing it back to the OS.
 
     By default glibc serves large blocks with a fresh ``mmap`` and trims the heap top on
     ``free``. A training step or a batched sliding-window pass allocates and frees tens of
     megabytes of tensors every call, so every call page-faults and zero-fills all of that
-    memory again: 63k page faults and 0.1 s of kernel time per 0.3 s batched prediction on
-    the project's CPU configuration, which made batched windows slower than one by one.
+    memory again: 55 000 page faults per 0.3 s batched prediction on the project's CPU
+    configuration (``benchmarks/inference.py``), which made batched windows slower than
+    one by one.
     PyTorch's CPU tuning guide cures this by preloading jemalloc or tcmalloc; ``mallopt``
     does the same for glibc without a preload. Blocks above 32 MiB (glibc's ceiling) still
     use ``mmap``. The cost is memory: the resident set no longer shrinks between steps and

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog
 from kedro.io.core import Version
@@ -30,13 +29,7 @@ MODEL = {
 RUNTIME = {"device": "cpu", "progress_bar": False}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: thread start-up and contention on a shared CPU cost more than they save."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def save_checkpoint(folder: Path, mode: str = "hrda") -> Path:

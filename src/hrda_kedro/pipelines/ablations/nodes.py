@@ -7,6 +7,7 @@ functions unchanged; only their parameter dictionaries differ per variant and se
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 from collections.abc import Mapping
@@ -19,12 +20,10 @@ import torch
 from hrda_kedro.data.labels import CITYSCAPES_CLASSES
 from hrda_kedro.hrda.metrics import iou_per_class, summarize
 from hrda_kedro.params import (
+    PARAMETER_GROUPS,
+    AblationOverrides,
     AblationParams,
-    EvaluationParams,
-    ModelParams,
     ParameterError,
-    SelfTrainingParams,
-    TrainingParams,
     parse,
 )
 
@@ -32,10 +31,7 @@ logger = logging.getLogger(__name__)
 
 # Parameter groups a variant may override, with the dataclass that validates the result.
 GROUPS: dict[str, type] = {
-    "model": ModelParams,
-    "warmup": TrainingParams,
-    "self_training": SelfTrainingParams,
-    "evaluation": EvaluationParams,
+    f.name: PARAMETER_GROUPS[f.name] for f in dataclasses.fields(AblationOverrides)
 }
 
 
