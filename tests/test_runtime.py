@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -33,7 +34,7 @@ _FAULTS_SCRIPT = textwrap.dedent(
     model = HRDAModel(network, scale=2, detail_hw=(64, 64)).eval()
     images = torch.randn(1, 3, 128, 256)
     faults = []
-    for _ in range(8):
+    for _ in range(12):
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         with torch.inference_mode():
             predict_full_image(model, images, (128, 128), (64, 64))
@@ -43,8 +44,8 @@ _FAULTS_SCRIPT = textwrap.dedent(
 )
 
 
-def _steady_faults(mode: str) -> int:
-    """Page faults of the last four of eight predictions in a fresh interpreter."""
+def _steady_faults(mode: str) -> list[int]:
+    """Page faults of each of the last eight of twelve predictions in a fresh interpreter."""
     result = subprocess.run(
         [sys.executable, "-c", _FAULTS_SCRIPT, mode],
         capture_output=True,
@@ -52,7 +53,7 @@ def _steady_faults(mode: str) -> int:
         check=True,
         timeout=300,
     )
-    return sum(json.loads(result.stdout.strip().splitlines()[-1])[-4:])
+    return json.loads(result.stdout.strip().splitlines()[-1])[-8:]
 
 
 @pytest.mark.skipif(
@@ -61,9 +62,11 @@ def _steady_faults(mode: str) -> int:
 def test_keeping_freed_memory_stops_page_faults_in_a_prediction_loop():
     default, kept = _steady_faults("default"), _steady_faults("keep")
     # glibc's default hands the freed blocks back and faults them in again on every call
-    # (thousands of pages); kept, the loop reuses its memory after the first calls.
-    assert kept <= 200
-    assert default > 10 * max(kept, 100)
+    # (thousands of pages); kept, a typical call faults nothing. The heap may still grow
+    # once in a while as it settles, hence the median and the ratio of the totals.
+    assert statistics.median(kept) <= 10
+    assert statistics.median(default) > 1000
+    assert sum(default) > 10 * sum(kept)
 
 
 def test_resolve_device_applies_the_host_memory_setting(monkeypatch):
