@@ -92,11 +92,25 @@ def test_fused_equals_upsampled_context_outside_the_box_bit_for_bit(
     assert not torch.equal(out.fused, context_up)  # the detail branch changed the box region
 
 
-def test_fused_inside_the_box_is_the_attention_weighted_mix(context_hr: torch.Tensor) -> None:
+def official_masked_fusion(
+    context: torch.Tensor, attention: torch.Tensor, detail: torch.Tensor, box: Box, o: int
+) -> torch.Tensor:
+    """Official HRDAHead for one sample: mask a on the LR grid, multiply, then upsample."""
+    lr_mask = torch.zeros_like(attention[:, :1])
+    lr = box.scaled_down(2 * o)
+    lr_mask[..., lr.top : lr.bottom, lr.left : lr.right] = 1
+    masked = attention * lr_mask
+    padded = torch.zeros_like(up(context, 2))
+    hr = box.scaled_down(o)
+    padded[..., hr.top : hr.bottom, hr.left : hr.right] = detail
+    return up((1 - masked) * context, 2) + up(masked, 2) * padded
+
+
+def test_fused_inside_the_box_is_the_official_fusion(context_hr: torch.Tensor) -> None:
     model = make()
     net = model.network
     out = model.forward_train(context_hr, BOXES)
-    # recompute by hand, sample by sample
+    # recompute sample by sample
     low = F.avg_pool2d(context_hr, 2)  # bilinear downscale by 2 == 2x2 average
     features = net.extract(low)
     context = net.segment(features)
@@ -106,10 +120,79 @@ def test_fused_inside_the_box_is_the_attention_weighted_mix(context_hr: torch.Te
     for i, box in enumerate(BOXES):
         detail = net(box.crop(context_hr[i : i + 1]))
         torch.testing.assert_close(out.detail[i : i + 1], detail)
+        expected = official_masked_fusion(
+            context[i : i + 1], attention[i : i + 1], detail, box, o=4
+        )
         grid = box.scaled_down(4)
-        a = grid.crop(up(attention, 2)[i : i + 1])
-        expected = (1 - a) * grid.crop(up(context, 2)[i : i + 1]) + a * detail
-        torch.testing.assert_close(grid.crop(out.fused[i : i + 1]), expected)
+        torch.testing.assert_close(grid.crop(out.fused[i : i + 1]), grid.crop(expected))
+
+
+class ChannelNet(SegmentationNetwork):
+    """Output stride 1, one class: the class logit is input channel 0, the attention logit
+    channel 1, so a test sets the LR context, attention and HR detail by hand."""
+
+    num_classes = 1
+    output_stride = 1
+
+    def extract(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return [images]
+
+    def segment(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return features[0][:, :1]
+
+    def attend(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return features[0][:, 1:2]
+
+
+LOG3 = torch.log(torch.tensor(3.0)).item()  # sigmoid(+-log 3) = 0.75 / 0.25
+
+
+def hand_image(class_rows: list[list[float]], attention_logits: list[float]) -> torch.Tensor:
+    """HR image (1, 3, 2, W): channel 0 the class logits, channel 1 the attention logit of
+    each 2x2 block (so the LR attention is exactly that logit)."""
+    width = len(class_rows[0])
+    image = torch.zeros(1, 3, 2, width)
+    image[0, 0] = torch.tensor(class_rows)
+    image[0, 1] = torch.tensor(attention_logits).repeat_interleave(2).expand(2, width)
+    return image
+
+
+def test_unmasked_fusion_multiplies_at_lr_then_upsamples_by_hand() -> None:
+    # HR 2 x 4, LR 1 x 2. LR context y_c = block means = [2, 4]; a = [0.25, 0.75];
+    # HR detail y_d = the HR class channel (one window covers the image).
+    # 1-D bilinear x2 (align_corners=False) of [u, v] is [u, .75u + .25v, .25u + .75v, v].
+    # (1 - a) y_c = [1.5, 1.0] -> up: [1.5, 1.375, 1.125, 1.0]; up(a) = [.25, .375, .625, .75]
+    image = hand_image([[0, 4, 2, 6], [4, 0, 6, 2]], [-LOG3, LOG3])
+    out = HRDAModel(ChannelNet(), scale=2, detail_hw=(2, 4)).predict_window(image)
+    torch.testing.assert_close(out.context, torch.tensor([[[[2.0, 4.0]]]]))
+    torch.testing.assert_close(out.attention, torch.tensor([[[[0.25, 0.75]]]]))
+    expected = torch.tensor(
+        [[1.5, 1.375 + 0.375 * 4, 1.125 + 0.625 * 2, 1.0 + 0.75 * 6],
+         [1.5 + 0.25 * 4, 1.375, 1.125 + 0.625 * 6, 1.0 + 0.75 * 2]]
+    )  # fmt: skip
+    torch.testing.assert_close(out.fused[0, 0], expected)
+    # Weighting after upsampling, (1 - up(a)) up(y_c) + up(a) y_d, gives 3.0625 at [0, 1].
+    assert abs(out.fused[0, 0, 0, 1].item() - 3.0625) > 0.1
+
+
+def test_masked_fusion_by_hand_in_the_box_and_exact_context_outside() -> None:
+    # HR 2 x 8, LR 1 x 4: y_c = [2, 4, 6, 8], a = [0.5, 0.25, 0.75, 0.5]; detail box =
+    # HR columns 2..5 = LR cells 1..2, so the masked a' = [0, .25, .75, 0] and
+    # (1 - a') y_c = [2, 3, 1.5, 8]. Upsampled at HR columns 2, 3, 4, 5:
+    # (1 - a') y_c -> [2.75, 2.625, 1.875, 3.125]; a' -> [.1875, .375, .625, .5625].
+    # Outside the box: up(y_c) = [2, 2.5, ., ., ., ., 7.5, 8].
+    image = hand_image([[1, 3, 2, 6, 5, 7, 8, 8], [3, 1, 6, 2, 7, 5, 8, 8]], [0, -LOG3, LOG3, 0])
+    model = HRDAModel(ChannelNet(), scale=2, detail_hw=(2, 4))
+    out = model.forward_train(image, [Box(0, 2, 2, 4)])
+    torch.testing.assert_close(out.detail[0, 0], image[0, 0, :, 2:6])
+    detail = torch.tensor([[2.0, 6.0, 5.0, 7.0], [6.0, 2.0, 7.0, 5.0]])
+    weighted_context = torch.tensor([2.75, 2.625, 1.875, 3.125])
+    inside = weighted_context + torch.tensor([0.1875, 0.375, 0.625, 0.5625]) * detail
+    expected = torch.cat(
+        [torch.tensor([[2.0, 2.5]] * 2), inside, torch.tensor([[7.5, 8.0]] * 2)], dim=1
+    )
+    torch.testing.assert_close(out.fused[0, 0], expected)
+    assert torch.equal(out.fused[..., [0, 1, 6, 7]], up(out.context, 2)[..., [0, 1, 6, 7]])
 
 
 def test_per_sample_boxes_crop_each_image_at_its_own_place(context_hr: torch.Tensor) -> None:
@@ -223,8 +306,14 @@ def test_fixed_attention_uses_the_constant(context_hr: torch.Tensor) -> None:
     assert model.network.attend_calls == []
     for i, box in enumerate(BOXES):
         grid = box.scaled_down(4)
-        expected = 0.75 * grid.crop(up(out.context, 2)[i]) + 0.25 * out.detail[i]
-        torch.testing.assert_close(grid.crop(out.fused[i]), expected)
+        expected = official_masked_fusion(
+            out.context[i : i + 1], out.attention[i : i + 1], out.detail[i : i + 1], box, o=4
+        )
+        torch.testing.assert_close(grid.crop(out.fused[i : i + 1]), grid.crop(expected))
+        # the constant is masked on the LR grid: the box's inner cells see exactly 0.25
+        inner = grid.crop(out.fused[i])[..., 1:-1, 1:-1]
+        hand = 0.75 * grid.crop(up(out.context, 2)[i]) + 0.25 * out.detail[i]
+        torch.testing.assert_close(inner, hand[..., 1:-1, 1:-1])
 
 
 def test_output_stride_and_scale_are_exposed() -> None:
@@ -284,8 +373,8 @@ def test_predict_window_fuses_stitched_hr_with_unmasked_attention() -> None:
     # HR windows of 16x16, stride 8: 3 x 5 = 15 crops per image, one batch of 30
     assert net.extract_calls == [30, 2]
     torch.testing.assert_close(out.detail, net(window))  # equivariant net: stitching is exact
-    a = up(out.attention, 2)
-    torch.testing.assert_close(out.fused, (1 - a) * up(out.context, 2) + a * out.detail)
+    a = out.attention
+    torch.testing.assert_close(out.fused, up((1 - a) * out.context, 2) + up(a, 2) * out.detail)
     assert (a > 0).all()  # no mask: the attention acts everywhere
 
 

@@ -1,8 +1,12 @@
 """HRDA's multi-resolution model: a shared network, scale attention and the fusion.
 
-Everything is fused on the HR grid at the network's output stride ``o``: the LR context
-logits and the attention are upsampled by ``s`` first and masked afterwards, so the detail
-box edge is exact and outside the box the fused logits equal ``up(y_c, s)`` bit for bit.
+The fusion is the paper's (and the official ``HRDAHead``'s) formula
+``y_F = up((1 - a) * y_c, s) + up(a, s) * y_d``: the attention weights the LR context
+logits on the LR grid, then both terms are upsampled by ``s`` to the HR grid at the
+network's output stride ``o``. In training, ``a`` is zero outside the detail box (masked
+on the LR grid) and ``y_d`` is zero-padded; the fused logits outside the box are then
+taken as ``up(y_c, s)`` bit for bit, where bilinear upsampling would otherwise leak one
+HR cell of attention beyond the box edge (see :meth:`HRDAModel._fuse`).
 """
 
 from __future__ import annotations
@@ -184,9 +188,11 @@ class HRDAModel(nn.Module):
                 raise ValueError(f"detail box {box} does not have detail_hw {self.detail_hw}")
             if box.bottom > hw[0] or box.right > hw[1]:
                 raise ValueError(f"detail box {box} lies outside the {hw[0]}x{hw[1]} context crop")
-            if box.top % self.output_stride or box.left % self.output_stride:
+            align = self.scale * self.output_stride
+            if box.top % align or box.left % align:
                 raise ValueError(
-                    f"detail box {box} must be aligned to the output stride {self.output_stride}"
+                    f"detail box {box} must be aligned to scale * output_stride = {align} "
+                    "(whole cells of the LR grid)"
                 )
 
     def forward_train(self, context_hr: torch.Tensor, detail_boxes: list[Box]) -> MultiResOutput:
@@ -210,18 +216,50 @@ class HRDAModel(nn.Module):
             features, detail_features = self._encode_both(self._downscale(context_hr), details_hr)
             detail = self.network.segment(detail_features)
             context, attention = self._context_heads(features)
-        context_up = self._upscale(context)
         if attention is None:
-            return MultiResOutput(context_up, context, None, None, features)
-
-        grid_hw = (hw[0] // self.output_stride, hw[1] // self.output_stride)
-        grid_boxes = [box.scaled_down(self.output_stride) for box in detail_boxes]
-        mask = _paste(
-            context_up.new_ones((len(grid_boxes), 1, *detail.shape[-2:])), grid_boxes, grid_hw
-        )
-        weight = self._upscale(attention) * mask
-        fused = (1 - weight) * context_up + weight * _paste(detail, grid_boxes, grid_hw)
+            return MultiResOutput(self._upscale(context), context, None, None, features)
+        fused = self._fuse_in_boxes(context, attention, detail, detail_boxes)
         return MultiResOutput(fused, context, detail, attention, features)
+
+    def _fuse(
+        self, context: torch.Tensor, attention: torch.Tensor, detail_hr: torch.Tensor
+    ) -> torch.Tensor:
+        """The paper's fusion ``up((1 - a) * y_c, s) + up(a, s) * y_d``.
+
+        ``context`` and ``attention`` lie on the LR grid, ``detail_hr`` on the HR grid. The
+        product with the attention is taken on the LR grid before upsampling, as in the
+        official ``HRDAHead``; weighting after upsampling gives other logits wherever the
+        attention varies in space.
+        """
+        return self._upscale((1 - attention) * context) + self._upscale(attention) * detail_hr
+
+    def _fuse_in_boxes(
+        self,
+        context: torch.Tensor,
+        attention: torch.Tensor,
+        detail: torch.Tensor,
+        boxes: list[Box],
+    ) -> torch.Tensor:
+        """Training fusion: :meth:`_fuse` inside each detail box, ``up(y_c, s)`` outside it.
+
+        As in the official code, the attention is masked to the box on the LR grid and the
+        detail logits are zero-padded to the HR grid, so inside the box the fused logits are
+        the official ones. Outside the box there is no detail prediction; there the paper
+        states ``y_F = up(y_c)``, which the official bilinear upsampling of the masked
+        attention misses by one HR cell along the box edge (it damps the context logits
+        there). Taking ``up(y_c)`` outside keeps that region a pure LR-branch prediction.
+        """
+        s, stride = self.scale, self.output_stride
+        lr_hw = context.shape[-2:]
+        hr_hw = (lr_hw[0] * s, lr_hw[1] * s)
+        # Boxes are aligned to s * o, so each covers whole LR cells.
+        lr_box_hw = (detail.shape[-2] // s, detail.shape[-1] // s)
+        lr_boxes = [box.scaled_down(s * stride) for box in boxes]
+        lr_mask = _paste(context.new_ones((len(boxes), 1, *lr_box_hw)), lr_boxes, lr_hw)
+        padded_detail = _paste(detail, [box.scaled_down(stride) for box in boxes], hr_hw)
+        inside = self._fuse(context, attention * lr_mask, padded_detail)
+        hr_mask = lr_mask.bool().repeat_interleave(s, dim=-2).repeat_interleave(s, dim=-1)
+        return torch.where(hr_mask, inside, self._upscale(context))
 
     def predict_window(self, window_hr: torch.Tensor) -> MultiResOutput:
         """Prediction of whole HR windows ``(N, 3, H, W)``, used for pseudo-labels and tests.
@@ -248,9 +286,7 @@ class HRDAModel(nn.Module):
             return MultiResOutput(detail, None, detail, None, None)
 
         features, context, attention = self._context_pass(window_hr)
-        context_up = self._upscale(context)
         if attention is None:
-            return MultiResOutput(context_up, context, None, None, features)
-        weight = self._upscale(attention)
-        fused = (1 - weight) * context_up + weight * detail
+            return MultiResOutput(self._upscale(context), context, None, None, features)
+        fused = self._fuse(context, attention, detail)
         return MultiResOutput(fused, context, detail, attention, features)
