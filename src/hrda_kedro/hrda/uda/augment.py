@@ -3,14 +3,24 @@
 The student sees strongly augmented mixed images while the teacher labelled the clean
 target image, a consistency constraint that makes self-training more robust.
 
-The official code applies colour jitter when ``uniform > 0.2``, i.e. with probability
-0.8 despite the parameter being called "probability 0.2"; here ``jitter_p`` is the real
-probability (0.8). Each image of the batch gets its own draws (official: one per batch).
-All random numbers come from the given generator, a fixed number per image whether or not
-a part is enabled, so a run is reproducible and resumable from the generator's state.
+The operators are those of the official code (DACS transforms on kornia 0.5.8), written
+here in torch: brightness *adds* ``f - 1``, contrast *multiplies* by ``f`` (no blending
+towards the mean, unlike torchvision), saturation scales HSV's ``S`` (clamped to 1), hue
+rotates HSV's ``H``; each result is clamped to ``[0, 1]``; the four run in a random
+order. Blur is a Gaussian with the official kernel-size rule (:func:`blur_kernel_size`).
+
+As officially, one jitter gate and one blur gate are drawn per call (per training step),
+shared by all images of the batch, while the jitter factors, order and blur sigma are
+drawn per image. The official code applies colour jitter when ``uniform > 0.2``, i.e.
+with probability 0.8 despite the parameter being called "probability 0.2"; here
+``jitter_p`` is the real probability (0.8). All random numbers come from the given
+generator, a fixed number per image whether or not a part is enabled, so a run is
+reproducible and resumable from the generator's state.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torchvision.transforms.v2 import functional as TF
@@ -18,27 +28,61 @@ from torchvision.transforms.v2 import functional as TF
 from hrda_kedro.hrda import denormalize, normalize
 
 # Per image: jitter gate, brightness, contrast, saturation, hue, 4 order keys, blur gate, sigma.
+# The gates of the first image serve the whole batch.
 _DRAWS_PER_IMAGE = 11
+# kornia's rgb_to_hsv computes S = (max - min) / (max + eps) with this eps.
+_HSV_EPS = 1e-6
 
 
 def blur_kernel_size(side: int, fraction: float = 0.1) -> int:
-    """Odd Gaussian kernel size of about ``fraction`` of an image side, at least 3.
+    """Odd Gaussian kernel size for an image side: the official rule.
 
-    Sizes of 3 or more make the blur visible even on tiny test images; the cost grows with
-    the square of the kernel, while for sigma <= 1.15 the tail beyond ~5 px is negligible.
+    ``c = ceil(fraction * side)`` (in float64, as officially), then ``c`` if odd, else
+    ``c - 1``: 1000 px give 99, 1024 px give 103, 512 px give 51; sides of 20 px or less
+    give 1 (no blur).
     """
-    size = max(int(fraction * side), 3)
-    return size if size % 2 == 1 else size + 1
+    size = math.ceil(fraction * side)
+    return size if size % 2 == 1 else max(size - 1, 1)
+
+
+def adjust_brightness(image: torch.Tensor, factor: float) -> torch.Tensor:
+    """kornia 0.5.8 ColorJitter brightness: add ``factor - 1``, clamp to ``[0, 1]``."""
+    return (image + (factor - 1.0)).clamp(0.0, 1.0)
+
+
+def adjust_contrast(image: torch.Tensor, factor: float) -> torch.Tensor:
+    """kornia 0.5.8 contrast: multiply by ``factor``, clamp (no blending to the mean)."""
+    return (image * factor).clamp(0.0, 1.0)
+
+
+def adjust_saturation(image: torch.Tensor, factor: float) -> torch.Tensor:
+    """kornia 0.5.8 saturation: ``S' = clamp(S * factor, 0, 1)`` in HSV, ``H`` and ``V`` kept.
+
+    Written in closed form instead of a full HSV round trip: with ``V = max`` and
+    ``delta = max - min``, HSV->RGB gives each channel ``V - V * S' * (V - c) / delta``, and
+    ``S = delta / (V + eps)`` as in kornia; grey pixels (``delta = 0``) stay unchanged.
+    """
+    value = image.amax(dim=-3, keepdim=True)
+    delta = value - image.amin(dim=-3, keepdim=True)
+    new_saturation = (delta / (value + _HSV_EPS) * factor).clamp(0.0, 1.0)
+    grey = delta == 0
+    scale = torch.where(grey, 0.0, value * new_saturation / torch.where(grey, 1.0, delta))
+    return value - (value - image) * scale
+
+
+def adjust_hue(image: torch.Tensor, shift: float) -> torch.Tensor:
+    """Rotate the hue by ``shift`` turns (kornia: ``2 pi * shift`` radians); same operator."""
+    return TF.adjust_hue(image, shift)
 
 
 def _color_jitter(image: torch.Tensor, draws: list[float], strength: float) -> torch.Tensor:
-    """Brightness, contrast, saturation and hue in a random order, factors in ``1 +- s``."""
+    """Brightness, contrast, saturation factors in ``1 +- s``, hue in ``+-s``, random order."""
     brightness, contrast, saturation, hue = (strength * (2.0 * u - 1.0) for u in draws[:4])
     ops = (
-        lambda x: TF.adjust_brightness(x, 1.0 + brightness),
-        lambda x: TF.adjust_contrast(x, 1.0 + contrast),
-        lambda x: TF.adjust_saturation(x, 1.0 + saturation),
-        lambda x: TF.adjust_hue(x, hue),
+        lambda x: adjust_brightness(x, 1.0 + brightness),
+        lambda x: adjust_contrast(x, 1.0 + contrast),
+        lambda x: adjust_saturation(x, 1.0 + saturation),
+        lambda x: adjust_hue(x, hue),
     )
     order = sorted(range(4), key=lambda i: draws[4 + i])
     for index in order:
@@ -60,12 +104,13 @@ def strong_augment(
 ) -> torch.Tensor:
     """Augment normalised images ``(B, 3, H, W)``; returns a new tensor of the same dtype.
 
-    Colour jitter (probability ``jitter_p``): brightness, contrast and saturation factors
-    uniform in ``[1 - s, 1 + s]`` and a hue shift uniform in ``[-s, s]`` (``s =
-    jitter_strength``), applied in a random order. Blur (probability ``blur_p``): Gaussian
-    with sigma uniform in ``blur_sigma``, kernel from :func:`blur_kernel_size` per axis.
-    Work happens on 0-1 RGB (denormalise, augment, renormalise); images left untouched
-    are returned bit for bit. Use a CPU generator: the draws are read on the host.
+    Colour jitter (probability ``jitter_p``, one gate for the batch): brightness, contrast
+    and saturation factors uniform in ``[1 - s, 1 + s]`` and a hue shift uniform in
+    ``[-s, s]`` turns (``s = jitter_strength``), per image, applied in a random order.
+    Blur (probability ``blur_p``, one gate for the batch): Gaussian with sigma uniform in
+    ``blur_sigma`` per image, kernel from :func:`blur_kernel_size` per axis. Work happens
+    on 0-1 RGB (denormalise, augment, renormalise); images left untouched are returned
+    bit for bit. Use a CPU generator: the draws are read on the host.
     """
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
@@ -85,11 +130,12 @@ def strong_augment(
         blur_kernel_size(height, blur_kernel_fraction),
     ]
     out = images.clone()
+    gates = draws[0] if draws else [1.0] * _DRAWS_PER_IMAGE
+    do_jitter = color_jitter and gates[0] < jitter_p
+    do_blur = blur and gates[9] < blur_p
+    if not (do_jitter or do_blur):
+        return out
     for i, d in enumerate(draws):
-        do_jitter = color_jitter and d[0] < jitter_p
-        do_blur = blur and d[9] < blur_p
-        if not (do_jitter or do_blur):
-            continue
         image = (denormalize(images[i : i + 1].float()) / 255.0).clamp_(0.0, 1.0)
         if do_jitter:
             image = _color_jitter(image, d[1:9], jitter_strength)
