@@ -172,7 +172,15 @@ class NetworkParams:
 
     architecture: Literal["daformer", "deeplabv2"] = "daformer"
     encoder: Literal[
-        "mit-nano", "mit-b0", "mit-b1", "mit-b2", "mit-b3", "mit-b4", "mit-b5", "resnet101"
+        "mit-nano",
+        "mit-b0",
+        "mit-b1",
+        "mit-b2",
+        "mit-b3",
+        "mit-b4",
+        "mit-b5",
+        "resnet101-v1c",
+        "resnet101",
     ] = "mit-b5"
     num_classes: int = 19
     decoder_embed_dim: int = 256
@@ -189,9 +197,9 @@ class NetworkParams:
             )
         else:
             _require(
-                self.encoder == "resnet101",
+                self.encoder in ("resnet101", "resnet101-v1c"),
                 f"{path}.encoder",
-                f"deeplabv2 needs resnet101, got {self.encoder!r}",
+                f"deeplabv2 needs resnet101 or resnet101-v1c, got {self.encoder!r}",
             )
         _require(
             2 <= self.num_classes <= 255,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 
@@ -13,7 +14,13 @@ from transformers import SegformerForImageClassification
 
 from hrda_kedro.hrda.networks import NetworkConfig, build_network
 from hrda_kedro.hrda.networks.deeplabv2 import ResNet101Encoder
-from hrda_kedro.hrda.networks.mit import MIT_SPECS, MiTEncoder, segformer_config
+from hrda_kedro.hrda.networks.mit import (
+    MIT_BLOCK_LAYER_NORM_EPS,
+    MIT_SPECS,
+    MiTEncoder,
+    segformer_config,
+    set_official_layer_norm_eps,
+)
 
 # Hugging Face file names inside a block -> names of the SegFormer release (written
 # independently of the library's converter so that the test checks it).
@@ -111,8 +118,10 @@ def test_original_layout_gives_the_same_features(
         NetworkConfig(encoder="mit-nano", decoder_embed_dim=8, pretrained=str(tmp_path / "mit.pth"))
     ).eval()
     images = torch.randn(1, 3, 64, 64)
+    reference = copy.deepcopy(nano_hf[0].segformer)
+    set_official_layer_norm_eps(reference, MIT_BLOCK_LAYER_NORM_EPS)  # as our encoder
     with torch.no_grad():
-        expected = nano_hf[0].segformer(images, output_hidden_states=True).hidden_states
+        expected = reference(images, output_hidden_states=True).hidden_states
         for actual, reference in zip(network.extract(images), expected, strict=True):
             torch.testing.assert_close(actual, reference)
 

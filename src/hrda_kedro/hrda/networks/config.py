@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 ARCHITECTURES = ("daformer", "deeplabv2")
 MIT_ENCODERS = ("mit-b0", "mit-b1", "mit-b2", "mit-b3", "mit-b4", "mit-b5", "mit-nano")
-ENCODERS_BY_ARCHITECTURE = {"daformer": MIT_ENCODERS, "deeplabv2": ("resnet101",)}
+# resnet101: torchvision's 7x7 stem; resnet101-v1c: the official mmseg ResNetV1c deep stem.
+ENCODERS_BY_ARCHITECTURE = {"daformer": MIT_ENCODERS, "deeplabv2": ("resnet101", "resnet101-v1c")}
 
 
 def _check_positive_int(name: str, value: object) -> None:

@@ -133,6 +133,11 @@ def _hf_file_to_staged(key: str) -> str:
     return key
 
 
+# Official MiT: blocks' two LayerNorms and each stage's closing LayerNorm use eps 1e-6; the
+# patch-embedding and spatial-reduction LayerNorms keep PyTorch's default 1e-5.
+MIT_BLOCK_LAYER_NORM_EPS = 1e-6
+
+
 def segformer_config(spec: MiTSpec) -> SegformerConfig:
     """transformers configuration of an encoder-only MiT."""
     return SegformerConfig(
@@ -141,7 +146,23 @@ def segformer_config(spec: MiTSpec) -> SegformerConfig:
         num_attention_heads=list(spec.num_attention_heads),
         sr_ratios=list(spec.sr_ratios),
         drop_path_rate=spec.drop_path_rate,
+        layer_norm_eps=MIT_BLOCK_LAYER_NORM_EPS,
     )
+
+
+def set_official_layer_norm_eps(model: nn.Module, eps: float) -> None:
+    """Give the block and stage LayerNorms the official eps.
+
+    transformers builds every encoder LayerNorm with the default eps (``layer_norm_eps``
+    only reaches its decode head), so the official value is set on the modules: all
+    LayerNorms except those of the patch embeddings and of the attention's spatial
+    reduction, under both the transformers 4 and 5 module names.
+    """
+    for name, module in model.named_modules():
+        if isinstance(module, nn.LayerNorm) and not any(
+            part in name for part in ("patch_embeddings", "attention")
+        ):
+            module.eps = eps
 
 
 class MiTEncoder(nn.Module):
@@ -156,7 +177,9 @@ class MiTEncoder(nn.Module):
         self.name = name
         self.spec = MIT_SPECS[name]
         self.channels = self.spec.hidden_sizes
-        self.model = SegformerModel(segformer_config(self.spec))
+        config = segformer_config(self.spec)
+        self.model = SegformerModel(config)
+        set_official_layer_norm_eps(self.model, config.layer_norm_eps)
         if pretrained is not None:
             self.load_pretrained(pretrained)
 
