@@ -1,4 +1,5 @@
-"""ClassMix: per-image class choice (ceil(n/2), uniform), exact masks, mixing."""
+"""ClassMix: per-image class choice (ceil(n/2) of the present values, the ignore label
+included as officially; uniform), exact masks, mixing."""
 
 from __future__ import annotations
 
@@ -32,13 +33,46 @@ def test_masks_cover_exactly_ceil_half_of_present_classes(seed: int) -> None:
     assert masks.dtype == torch.bool
     assert masks.shape == (4, 1, 12, 10)
     for i in range(4):
-        present = set(labels[i].unique().tolist()) - {255}
+        present = set(labels[i].unique().tolist())  # 255 included, as officially
         chosen = set(labels[i][masks[i, 0]].unique().tolist())
         assert chosen <= present
         assert len(chosen) == math.ceil(len(present) / 2)
         expected = torch.isin(labels[i], torch.tensor(sorted(chosen), dtype=torch.int64))
         assert torch.equal(masks[i, 0], expected)  # every pixel of a chosen class, no other
-        assert not masks[i, 0][labels[i] == 255].any()
+
+
+def test_the_ignore_label_is_in_the_pool_and_counts_in_n() -> None:
+    # Official get_class_masks: torch.unique over the labels, 255 included. An image with
+    # values {1, 2, 255} has n = 3, so ceil(3 / 2) = 2 values are pasted (1 if 255 did not
+    # count), each pair equally likely; 255 is among them 2/3 of the time.
+    n_images = 3000
+    labels = torch.tensor([[1, 2], [255, 255]]).expand(n_images, 2, 2).contiguous()
+    masks = classmix_masks(labels, torch.Generator().manual_seed(3))
+    chosen = [tuple(sorted(labels[i][masks[i, 0]].unique().tolist())) for i in range(n_images)]
+    assert {len(c) for c in chosen} == {2}
+    counts = {pair: chosen.count(pair) for pair in ((1, 2), (1, 255), (2, 255))}
+    assert sum(counts.values()) == n_images
+    chi2 = sum((c - n_images / 3) ** 2 / (n_images / 3) for c in counts.values())
+    assert chi2 < 18.4  # df = 2, p ~ 1e-4
+
+
+def test_pasted_ignore_regions_stay_ignored_in_the_mixed_label() -> None:
+    labels = torch.tensor([[[255, 4]]])  # one image, values {4, 255}: one of them pasted
+    pseudo = torch.tensor([[[7, 7]]])
+    outcomes = set()
+    for seed in range(20):
+        masks = classmix_masks(labels, torch.Generator().manual_seed(seed))
+        _, mixed, weights = mix_batch(
+            masks, torch.ones(1, 3, 1, 2), torch.zeros(1, 3, 1, 2), labels, pseudo,
+            torch.full((1, 1, 2), 0.5),
+        )  # fmt: skip
+        outcomes.add(bool(masks[0, 0, 0, 0]))
+        if masks[0, 0, 0, 0]:  # the ignore region was pasted: label 255 (no loss there)
+            assert torch.equal(mixed, torch.tensor([[[255, 7]]]))
+            torch.testing.assert_close(weights, torch.tensor([[[1.0, 0.5]]]))
+        else:
+            assert torch.equal(mixed, torch.tensor([[[7, 4]]]))
+    assert outcomes == {True, False}
 
 
 def test_choice_is_uniform_without_replacement() -> None:

@@ -3,11 +3,16 @@
 Mixing gives the student target-domain context around source objects whose labels are
 exact, and source context around target regions labelled by the teacher.
 
-Difference from the official DACS code (deliberate): the classes are chosen *per image*
-from the classes present in that image's own label; the official code draws them from the
-classes of the whole source batch, so an image may get a mask from classes it does not
+As in the official DACS code, the pool is every label value present, the ignore label
+255 included: when it is drawn, the source's unlabelled regions (e.g. GTA5's ego-vehicle
+hood) are pasted too, keep label 255 and so hide those target pixels from the loss; ``n``
+counts it, so ``ceil(n / 2)`` is the official number of pasted values.
+
+Difference from the official code (deliberate): the classes are chosen *per image* from
+the values present in that image's own label; the official code draws them from the
+values of the whole source batch, so an image may get a mask from classes it does not
 contain (an empty paste). The selection is fully vectorised on the labels' device: random
-keys per class, the ``ceil(n / 2)`` smallest keys among the present classes win, which is
+keys per class, the ``ceil(n / 2)`` smallest keys among the present values win, which is
 a uniform draw without replacement and needs no host synchronisation.
 """
 
@@ -15,23 +20,17 @@ from __future__ import annotations
 
 import torch
 
-from hrda_kedro.hrda import IGNORE_INDEX
-
 # Label values are used as indices into a per-image class table of this size.
 _NUM_LABEL_VALUES = 256
 
 
-def classmix_masks(
-    source_labels: torch.Tensor,
-    generator: torch.Generator,
-    ignore_index: int = IGNORE_INDEX,
-) -> torch.Tensor:
-    """Boolean masks ``(B, 1, H, W)``: True where the source pixel's class was chosen.
+def classmix_masks(source_labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Boolean masks ``(B, 1, H, W)``: True where the source pixel's label value was chosen.
 
-    Per image, ``ceil(n / 2)`` of its ``n`` present classes (``ignore_index`` excluded)
-    are chosen uniformly without replacement. Labels must lie in ``[0, 255]``. The random
-    keys are drawn on ``generator``'s device, so one CPU generator reproduces the same
-    choice on any device.
+    Per image, ``ceil(n / 2)`` of its ``n`` present label values (the ignore label
+    included, as officially) are chosen uniformly without replacement. Labels must lie in
+    ``[0, 255]``. The random keys are drawn on ``generator``'s device, so one CPU generator
+    reproduces the same choice on any device.
     """
     if source_labels.ndim != 3:
         raise ValueError(f"source_labels must be (B, H, W), got {tuple(source_labels.shape)}")
@@ -40,8 +39,6 @@ def classmix_masks(
     flat = source_labels.reshape(batch, -1).long()
     present = torch.zeros(batch, _NUM_LABEL_VALUES, dtype=torch.bool, device=device)
     present.scatter_(1, flat, True)
-    if 0 <= ignore_index < _NUM_LABEL_VALUES:
-        present[:, ignore_index] = False
     n_present = present.sum(dim=1, keepdim=True)
     n_chosen = (n_present + 1) // 2
 
