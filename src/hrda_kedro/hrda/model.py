@@ -5,8 +5,9 @@ The fusion is the paper's (and the official ``HRDAHead``'s) formula
 logits on the LR grid, then both terms are upsampled by ``s`` to the HR grid at the
 network's output stride ``o``. In training, ``a`` is zero outside the detail box (masked
 on the LR grid) and ``y_d`` is zero-padded; the fused logits outside the box are then
-taken as ``up(y_c, s)`` bit for bit, where bilinear upsampling would otherwise leak one
-HR cell of attention beyond the box edge (see :meth:`HRDAModel._fuse`).
+taken as ``up(y_c, s)`` bit for bit, where bilinear upsampling would otherwise leak
+attention into a band of HR cells beyond the box edge (see
+:meth:`HRDAModel._fuse_in_boxes`).
 """
 
 from __future__ import annotations
@@ -246,8 +247,9 @@ class HRDAModel(nn.Module):
         detail logits are zero-padded to the HR grid, so inside the box the fused logits are
         the official ones. Outside the box there is no detail prediction; there the paper
         states ``y_F = up(y_c)``, which the official bilinear upsampling of the masked
-        attention misses by one HR cell along the box edge (it damps the context logits
-        there). Taking ``up(y_c)`` outside keeps that region a pure LR-branch prediction.
+        attention misses in a band along the box edge (one HR cell for ``s = 2``), where
+        it damps the context logits with no detail logits to make up for it. Taking
+        ``up(y_c)`` outside keeps that region a pure LR-branch prediction.
         """
         s, stride = self.scale, self.output_stride
         lr_hw = context.shape[-2:]
