@@ -107,6 +107,7 @@ def test_v1c_stem_parameter_count() -> None:
     assert count(v1c.decode_head) == count(v1c.attention_head) == 2 * (2048 * 19 * 9 + 19)
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_v1c_stem_is_three_3x3_convs_at_stride_2_then_maxpool() -> None:
     encoder = ResNet101Encoder(v1c_stem=True)
     convs = [m for m in encoder.stem if isinstance(m, nn.Conv2d)]
@@ -132,16 +133,18 @@ def test_v1c_stem_is_three_3x3_convs_at_stride_2_then_maxpool() -> None:
 
 
 def test_mmcv_resnet101_v1c_checkpoint_loads(tmp_path: Path) -> None:
-    generator = torch.Generator().manual_seed(3)
+    # A tiny file: each tensor is one distinct value expanded to its shape (stride 0, so
+    # torch.save stores one element), enough to see that every key lands where it should.
     state = {
-        key: torch.randint(0, 7, shape, generator=generator)
-        if key.endswith("num_batches_tracked")
-        else torch.randn(shape, generator=generator) * 0.01
-        for key, shape in mmcv_resnet101_v1c_layout().items()
+        key: torch.tensor(index if key.endswith("num_batches_tracked") else index / 1000).expand(
+            shape
+        )
+        for index, (key, shape) in enumerate(mmcv_resnet101_v1c_layout().items())
     }
     path = tmp_path / "resnet101_v1c.pth"
     # mmcv's checkpoint format: {"meta": ..., "state_dict": ...}
     torch.save({"meta": {"mmcv_version": "1.3.7"}, "state_dict": state}, path)
+    assert path.stat().st_size < 200_000
     network = build_network(
         NetworkConfig(architecture="deeplabv2", encoder="resnet101-v1c", pretrained=str(path))
     )
@@ -152,7 +155,7 @@ def test_mmcv_resnet101_v1c_checkpoint_loads(tmp_path: Path) -> None:
 
     # a torchvision ResNet-101 file does not fit the V1c stem: named, not half-loaded
     del state["stem.0.weight"]
-    state["conv1.weight"] = torch.zeros(64, 3, 7, 7)
+    state["conv1.weight"] = torch.zeros(()).expand(64, 3, 7, 7)
     torch.save(state, path)
     with pytest.raises(ValueError, match=r"ResNetV1c.*missing keys: 1 \(stem\.0\.weight\)"):
         ResNet101Encoder(str(path), v1c_stem=True)
