@@ -486,13 +486,15 @@ class PredictParams:
 
 
 # Parameter group of parameters*.yml -> the dataclass that validates it. The ingestion groups
-# are validated by the data layer's own classes (hrda_kedro.data.ingest).
+# are validated by the data layer's own classes (hrda_kedro.data.ingest), ``ablations`` by
+# the ablation pipeline (its variants merged); a run validates the groups its nodes read.
 PARAMETER_GROUPS: dict[str, type] = {
     "runtime": RuntimeParams,
     "model": ModelParams,
     "warmup": TrainingParams,
     "self_training": SelfTrainingParams,
     "evaluation": EvaluationParams,
+    "predict": PredictParams,
 }
 
 
