@@ -3,13 +3,15 @@
 One :class:`Trainer` runs one stage (the source-only warmup or one self-training round).
 Per step, on the device and without host synchronisation:
 
+0. from the second step on, the EMA teacher update (official order: the teacher that
+   makes step t's pseudo-labels has seen the student after t optimizer steps);
 1. source HRDA crops -> multi-resolution forward -> HRDA loss (+ feature distance);
 2. with self-training: the EMA teacher predicts the target context crop (LR pass plus
    batched HR sliding windows), giving pseudo-labels and their confidence weight (or they
    are read from materialized files: ``pseudo_label_source="offline"``); ClassMix pastes
    source classes onto the target crop, strong augmentation follows, and the student
    trains on the mix with the pixel-weighted HRDA loss;
-3. AdamW step, lr schedule step, EMA teacher update.
+3. AdamW step, lr schedule step.
 
 Loss values stay on the device and are read back once every ``log_every`` steps, which is
 also when non-finite losses are detected; checkpoints are written only after such a
@@ -238,6 +240,13 @@ class Trainer:
         params = self.params
         dev = self.setup.device
         hr_weight = self.hr_loss_weight
+        if self.teacher is not None and self.iteration > 0:
+            # Official schedule: at the start of step t, before its pseudo-labels, the
+            # teacher takes the student's weights after t optimizer steps with
+            # alpha_t = min(1 - 1/(t+1), alpha); at t = 0 it is the student's initial copy.
+            if self.world_size > 1:
+                self._broadcast_buffers()
+            self.teacher.update(self.model, self.iteration)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         terms: dict[str, torch.Tensor] = {}
@@ -280,10 +289,6 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), params.optimizer.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
-        if self.teacher is not None:
-            if self.world_size > 1:
-                self._broadcast_buffers()
-            self.teacher.update(self.model, self.iteration)
         terms["loss"] = total
         return terms
 
