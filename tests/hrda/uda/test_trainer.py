@@ -188,3 +188,19 @@ def test_teacher_follows_the_official_ema_schedule() -> None:
     for t, a, b, c in zip(teachers[2], *thetas[:3], strict=True):
         torch.testing.assert_close(t, (a + b + c) / 3)
     assert not all(torch.allclose(t, s) for t, s in zip(teachers[2], thetas[1], strict=True))
+
+
+def test_source_crops_get_the_official_rules_and_target_crops_none() -> None:
+    """HRDA's rare-class crop threshold min_pixels x min_crop_ratio, min_pixels scaled from
+    2560x1440 to the 64x128 images (3000 x 8192 / 3686400 = 6.7 -> 7, x 2.0 = 14), and
+    cat_max_ratio 0.75 on the source only, as in the official configs."""
+    params = parse(
+        SelfTrainingParams,
+        {**SELF_TRAINING, "rare_class_sampling": {"min_pixels": 3000, "min_crop_ratio": 2.0}},
+        "self_training",
+    )
+    trainer = _trainer(params, TinySegmentationSet(6, seed=2, with_labels=False))
+    assert trainer.source_stream.rcs_min_crop_pixels == 14.0
+    assert trainer.source_stream.spec.cat_max_ratio == 0.75
+    assert trainer.target_stream is not None and trainer.target_stream.rcs is None
+    assert trainer.target_stream.spec.cat_max_ratio == 1.0

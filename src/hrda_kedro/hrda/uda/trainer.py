@@ -20,6 +20,7 @@ check passed, so the last checkpoint on disk is always a good one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -156,7 +157,11 @@ class Trainer:
             align=model.scale * model.output_stride,
             flip=params.augment.flip,
         )
-        self.source_stream = self._make_source_stream(source, spec, source_class_pixel_counts)
+        self.source_stream = self._make_source_stream(
+            source,
+            dataclasses.replace(spec, cat_max_ratio=params.cat_max_ratio),
+            source_class_pixel_counts,
+        )
         self.target_stream: CropStream | None = None
         self.teacher: EMATeacher | None = None
         self.imagenet_network = imagenet_network
@@ -189,7 +194,7 @@ class Trainer:
     ) -> CropStream:
         rcs_params = self.params.rare_class_sampling
         sampler = None
-        min_crop = 0
+        min_crop = None
         if rcs_params.enabled and counts is not None:
             first = source[0]["image"]
             image_hw = tuple(first.shape[-2:])
@@ -204,7 +209,8 @@ class Trainer:
                 min_pixels=min_pixels,
                 generator=self.data_generator,
             )
-            min_crop = max(1, min_pixels // 2)
+            if rcs_params.min_crop_ratio > 0:  # official: 0 keeps the first crop
+                min_crop = min_pixels * rcs_params.min_crop_ratio
         return CropStream(
             source,
             self.params.source_batch_size,
