@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from hrda_kedro.hrda.crops import Box, sample_box
+from hrda_kedro.hrda.uda.pseudo_labels import scale_margins
 from hrda_kedro.hrda.uda.rcs import BoxT, RareClassSampler, select_crop_for_class
 
 IGNORE_INDEX = 255
@@ -242,13 +243,18 @@ class Prefetcher:
         self._thread.join(timeout=5)
 
 
-def border_margin_weights(batch: CropBatch, margins: tuple[int, int, int, int]) -> torch.Tensor:
+def border_margin_weights(
+    batch: CropBatch,
+    margins: tuple[int, int, int, int],
+    reference_hw: tuple[int, int] | None = None,
+) -> torch.Tensor:
     """0/1 weights that zero the image-border bands (top, bottom, left, right) in each crop.
 
     The margins live in whole-image coordinates (the ego-car hood is at the bottom of the
-    *image*), so each crop is compared against its own position in its image.
+    *image*), so each crop is compared against its own position in its image, as the
+    official ``valid_pseudo_mask`` is built on the whole image and then cropped. With
+    ``reference_hw`` the margins are given at that (H, W) and scaled to *each* image's size.
     """
-    top, bottom, left, right = margins
     _, _, crop_h, crop_w = batch.images.shape
     rows = torch.arange(crop_h)
     cols = torch.arange(crop_w)
@@ -256,6 +262,11 @@ def border_margin_weights(batch: CropBatch, margins: tuple[int, int, int, int]) 
     for box, (height, width), flipped in zip(
         batch.context_boxes, batch.image_sizes, batch.flipped, strict=True
     ):
+        top, bottom, left, right = (
+            margins
+            if reference_hw is None
+            else scale_margins((height, width), margins, reference_hw)
+        )
         r = rows + box.top
         c = cols + box.left
         keep_r = (r >= top) & (r < height - bottom)

@@ -55,11 +55,7 @@ from hrda_kedro.hrda.uda.classmix import classmix_masks, mix_batch
 from hrda_kedro.hrda.uda.ema import EMATeacher
 from hrda_kedro.hrda.uda.feature_distance import feature_distance_loss
 from hrda_kedro.hrda.uda.optim import build_optimizer, build_scheduler
-from hrda_kedro.hrda.uda.pseudo_labels import (
-    confidence_weights,
-    make_pseudo_labels,
-    scale_margins,
-)
+from hrda_kedro.hrda.uda.pseudo_labels import confidence_weights, make_pseudo_labels
 from hrda_kedro.hrda.uda.rcs import RareClassSampler, scale_min_pixels
 from hrda_kedro.params import HRDAParams, SelfTrainingParams, TrainingParams
 
@@ -346,14 +342,12 @@ class Trainer:
                 params.pseudo_labels.threshold,
                 params.pseudo_labels.weight,
             )
-        margins = params.pseudo_labels.margins
-        if params.pseudo_labels.margins_reference_size is not None:
-            margins = scale_margins(
-                target.image_sizes[0], margins, params.pseudo_labels.margins_reference_size
-            )
-        pseudo_weights = pseudo_weights * border_margin_weights(target, margins).to(
-            dev, non_blocking=True
+        # The confident share is over the whole crop; the margins are zeroed after it, each
+        # image's scaled to its own size (official order; ours: per image, per-image scale).
+        margins = border_margin_weights(
+            target, params.pseudo_labels.margins, params.pseudo_labels.margins_reference_size
         )
+        pseudo_weights = pseudo_weights * margins.to(dev, non_blocking=True)
 
         n = tgt_images.shape[0]
         if n != src_images.shape[0]:  # pair target i with source i mod B_s
