@@ -53,6 +53,13 @@ def test_paper_recipe(env: str) -> None:
     assert train.feature_distance.enabled
     # soft merge: the environment keeps base keys it does not mention
     assert train.classmix and train.rare_class_sampling.temperature == 0.01
+    # the official data rules (HRDA config, uda_gtaHR/synthiaHR_to_cityscapesHR datasets)
+    rcs = train.rare_class_sampling
+    assert rcs.min_pixels == 3000 and rcs.min_crop_ratio == 2.0
+    assert rcs.reference_size == (1440, 2560)
+    assert train.cat_max_ratio == 0.75
+    assert train.pseudo_labels.margins == (30, 240, 30, 30)
+    assert train.pseudo_labels.margins_reference_size == (1024, 2048)
 
 
 def test_environments_change_the_data_sources() -> None:
