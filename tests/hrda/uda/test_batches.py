@@ -90,8 +90,7 @@ def _stream(cat_max_ratio: float, rcs: bool, spy: list | None = None) -> CropStr
         counts = np.zeros((1, 19))
         counts[0, 12] = 32
         sampler = RareClassSampler(counts, min_pixels=1, generator=generator)
-    spec = CropSpec(context_hw=(8, 16), detail_hw=(8, 8), align=8, flip=False)
-    spec.cat_max_ratio = cat_max_ratio
+    spec = CropSpec((8, 16), (8, 8), align=8, flip=False, cat_max_ratio=cat_max_ratio)
     return CropStream(
         _Stripes(), 1, spec, generator, rare_class_sampler=sampler,
         rcs_min_crop_pixels=20 if rcs else None,
