@@ -86,7 +86,7 @@ def _nano_imagenet_weights(path: Path, scratch: Path) -> None:
 
 
 # The recipe, with only what a CPU test must shrink: encoder, image sizes, crops, windows,
-# iterations. Everything else (rounds, lr, EMA, RCS, margins, FD, cat_max_ratio) is the paper's.
+# iterations, evaluated predictions. Everything else (rounds, lr, EMA, RCS, margins, FD, cat_max_ratio) is the paper's.
 SMALL = {
     "runtime": {"progress_bar": False},
     "ingestion": {"workers": 1},
@@ -96,7 +96,7 @@ SMALL = {
         "inference": {"window": [64, 64], "stride": [32, 32]},
     },
     "self_training": {"iterations": 2, "log_every": 1, "checkpoint_every": 1},
-    "evaluation": {"progress_bar": False},
+    "evaluation": {"progress_bar": False, "predictions": ["fused"], "qualitative_images": 1},
 }
 LOAD_SIZE = {"gta2cs": {"width": 128, "height": 72}, "synthia2cs": {"width": 128, "height": 76}}
 
