@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 from kedro.config import OmegaConfigLoader
 
-from hrda_kedro.params import PARAMETER_GROUPS, ModelParams, SelfTrainingParams, parse
+from hrda_kedro.hooks import validate_run_parameters
+from hrda_kedro.params import (
+    PARAMETER_GROUPS,
+    ModelParams,
+    ParameterError,
+    SelfTrainingParams,
+    parse,
+)
 from hrda_kedro.settings import CONFIG_LOADER_ARGS
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -46,6 +53,13 @@ def test_paper_recipe(env: str) -> None:
     assert train.feature_distance.enabled
     # soft merge: the environment keeps base keys it does not mention
     assert train.classmix and train.rare_class_sampling.temperature == 0.01
+    # the official data rules (HRDA config, uda_gtaHR/synthiaHR_to_cityscapesHR datasets)
+    rcs = train.rare_class_sampling
+    assert rcs.min_pixels == 3000 and rcs.min_crop_ratio == 2.0
+    assert rcs.reference_size == (1440, 2560)
+    assert train.cat_max_ratio == 0.75
+    assert train.pseudo_labels.margins == (30, 240, 30, 30)
+    assert train.pseudo_labels.margins_reference_size == (1024, 2048)
 
 
 def test_environments_change_the_data_sources() -> None:
@@ -54,3 +68,81 @@ def test_environments_change_the_data_sources() -> None:
     assert gta["source_train"]["kind"] == "gta5"
     assert synthia["source_train"]["kind"] == "synthia"
     assert gta["target_val"]["kind"] == synthia["target_val"]["kind"] == "cityscapes"
+
+
+# Every environment of conf/ (local holds a user's own overrides): ones added later are
+# covered without touching this test.
+ENVS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("base", "local"))
+
+
+def _environment(env: str | None) -> tuple[dict, dict]:
+    """An environment's parameters (None: base alone) and the pipelines registered for it."""
+    from hrda_kedro import pipeline_registry
+
+    loader = OmegaConfigLoader(
+        conf_source=str(CONF),
+        base_env="base",
+        default_run_env=env or "base",  # base alone: conf/local is a user's, not shipped
+        merge_strategy=CONFIG_LOADER_ARGS["merge_strategy"],
+    )
+    pipeline_registry.use_config_loader(loader)
+    try:
+        pipelines = pipeline_registry.register_pipelines()
+    finally:
+        pipeline_registry.use_config_loader(None)
+    return loader["parameters"], pipelines
+
+
+def test_environments_are_discovered() -> None:
+    assert {"gta2cs", "synthia2cs"} <= set(ENVS)
+
+
+@pytest.mark.parametrize("env", [None, *ENVS])
+def test_every_environment_validates_for_every_pipeline(env: str | None) -> None:
+    parameters, pipelines = _environment(env)
+    for name, pipeline in pipelines.items():
+        validated = validate_run_parameters(pipeline, parameters)
+        assert validated, name
+    # Each pipeline validates what its nodes read, and nothing of the pipelines not run.
+    assert set(validate_run_parameters(pipelines["uda"], parameters)) == {
+        "runtime", "model", "warmup", "self_training", "evaluation", "ingestion",
+        "ingestion_datasets",
+    }  # fmt: skip
+    assert set(validate_run_parameters(pipelines["predict"], parameters)) == {"predict", "runtime"}
+    assert "ablations" in validate_run_parameters(pipelines["ablations"], parameters)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_recipe_ablations_are_scaled_to_the_recipe(env: str) -> None:
+    from hrda_kedro.pipelines.ablations.nodes import variant_groups
+
+    parameters, _ = _environment(env)
+    naive = parse(ModelParams, variant_groups(parameters, "naive_hr")["model"], "model")
+    hrda = parse(ModelParams, variant_groups(parameters, "hrda")["model"], "model")
+    # The paper's naive HR: a 768 full-resolution crop, 1.5x HRDA's 512 detail side.
+    assert naive.hrda.scale == 1 and naive.hrda.context_crop == (768, 768)
+    assert naive.window == (768, 768) and hrda.window == (1024, 1024)
+    assert hrda.hrda.context_crop == (1024, 1024) and hrda.hrda.detail_crop == (512, 512)
+    st = parse(SelfTrainingParams, variant_groups(parameters, "hrda")["self_training"], "st")
+    assert st.iterations == 40000
+
+
+def test_a_pipeline_not_run_never_stops_a_run() -> None:
+    parameters, pipelines = _environment("gta2cs")
+    parameters["ablations"]["variants"]["naive_hr"]["model"]["hrda"]["context_crop"] = [190, 190]
+    parameters["predict"]["overlay_alpha"] = 7
+    validate_run_parameters(pipelines["uda"], parameters)  # neither is read by uda
+    with pytest.raises(ParameterError, match=r"ablations\.variants\.naive_hr\.model\.hrda"):
+        validate_run_parameters(pipelines["ablations"], parameters)
+    with pytest.raises(ParameterError, match=r"predict\.overlay_alpha: expected 0\.\.1"):
+        validate_run_parameters(pipelines["predict"], parameters)
+
+
+def test_invalid_ablations_still_stop_the_ablations_run() -> None:
+    """Bad top-level ablation values leave a graph that still reads params:ablations."""
+    from hrda_kedro.pipelines.ablations import create_pipeline
+
+    parameters, _ = _environment(None)
+    parameters["ablations"]["seeds"] = [1, 1]
+    with pytest.raises(ParameterError, match=r"ablations\.seeds: expected distinct seeds"):
+        validate_run_parameters(create_pipeline(parameters=parameters), parameters)

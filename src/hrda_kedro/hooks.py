@@ -1,8 +1,9 @@
-"""Project hooks: validate every parameter group before the first node runs."""
+"""Project hooks: validate the parameters of the nodes about to run, before the first one."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
@@ -10,6 +11,47 @@ from kedro.framework.hooks import hook_impl
 from hrda_kedro.params import PARAMETER_GROUPS, parse
 
 logger = logging.getLogger(__name__)
+
+
+def groups_read(dataset_names: Iterable[str], parameters: Mapping[str, Any]) -> list[str]:
+    """The top-level parameter groups that nodes reading ``dataset_names`` see.
+
+    ``params:model.hrda`` reads ``model``; the whole ``parameters`` dataset reads every group.
+    """
+    names = set(dataset_names)
+    if "parameters" in names:
+        return [group for group in parameters if isinstance(parameters[group], Mapping)]
+    read = {
+        name.removeprefix("params:").split(".")[0] for name in names if name.startswith("params:")
+    }
+    return [group for group in parameters if group in read]
+
+
+def validate_run_parameters(pipeline: Any, parameters: Mapping[str, Any]) -> list[str]:
+    """Parse every parameter group ``pipeline`` reads; returns the groups validated.
+
+    Groups that only pipelines not being run read (the ablation variants in a ``uda`` run,
+    ``predict`` in a training run) are left alone: they must never stop a run. The ablation
+    study's variants are validated as merged, like the nodes will see them.
+    """
+    # Imported here, not at module level: the data layer pulls in torch(vision), and
+    # the hooks module is imported by every kedro command.
+    from hrda_kedro.data.ingest import IngestionDatasets, IngestionSettings
+
+    classes = {
+        **PARAMETER_GROUPS,
+        "ingestion": IngestionSettings,
+        "ingestion_datasets": IngestionDatasets,
+    }
+    groups = groups_read(pipeline.inputs(), parameters)
+    for group in groups:
+        if group in classes:
+            parse(classes[group], parameters[group], group)
+    if "ablations" in groups:
+        from hrda_kedro.pipelines.ablations.nodes import validate_ablations
+
+        validate_ablations(parameters)
+    return [group for group in groups if group in classes or group == "ablations"]
 
 
 class ProjectHooks:
@@ -22,25 +64,7 @@ class ProjectHooks:
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        """Parse every parameter group; a bad value stops the run before any work."""
-        # Imported here, not at module level: the data layer pulls in torch(vision), and
-        # the hooks module is imported by every kedro command.
-        from hrda_kedro.data.ingest import IngestionDatasets, IngestionSettings
-
-        groups = {
-            **PARAMETER_GROUPS,
-            "ingestion": IngestionSettings,
-            "ingestion_datasets": IngestionDatasets,
-        }
+        """Parse the parameters of the nodes to run; a bad value stops the run before any work."""
         parameters = catalog.load("parameters") if "parameters" in catalog else {}
-        for group, cls in groups.items():
-            if group in parameters:
-                parse(cls, parameters[group], group)
-        if "ablations" in parameters:
-            from hrda_kedro.pipelines.ablations.nodes import validate_ablations
-
-            validate_ablations(parameters)
-        logger.info(
-            "parameters validated: %s",
-            ", ".join(g for g in parameters if isinstance(parameters[g], dict)),
-        )
+        validated = validate_run_parameters(pipeline, parameters)
+        logger.info("parameters validated: %s", ", ".join(validated) or "none")

@@ -319,6 +319,9 @@ class RareClassSamplingParams:
     min_pixels: int = 3000
     reference_size: tuple[int, int] | None = (1440, 2560)
     """min_pixels is scaled from this (H, W) to the actual image size; null keeps it as is."""
+    min_crop_ratio: float = 2.0
+    """The crop is re-drawn (up to 10 times) until it holds more than min_pixels x this of
+    the sampled class (HRDA: 2.0; DAFormer: 0.5); 0 keeps the first crop."""
 
     def check(self, path: str) -> None:
         _require(
@@ -326,6 +329,11 @@ class RareClassSamplingParams:
         )
         _require(
             self.min_pixels >= 1, f"{path}.min_pixels", f"expected >= 1, got {self.min_pixels}"
+        )
+        _require(
+            self.min_crop_ratio >= 0,
+            f"{path}.min_crop_ratio",
+            f"expected >= 0, got {self.min_crop_ratio}",
         )
 
 
@@ -388,10 +396,18 @@ class TrainingParams:
     log_every: int = 50
     decode_threads: int = 2
     cache_images: bool = False
+    cat_max_ratio: float = 0.75
+    """Source crops are re-drawn (up to 10 times) while one class covers this share of their
+    labelled pixels or more (official GTA5/SYNTHIA configs: 0.75); 1 turns it off."""
 
     def check(self, path: str) -> None:
         _require(
             self.iterations >= 0, f"{path}.iterations", f"expected >= 0, got {self.iterations}"
+        )
+        _require(
+            0 < self.cat_max_ratio <= 1,
+            f"{path}.cat_max_ratio",
+            f"expected 0 < ratio <= 1, got {self.cat_max_ratio}",
         )
         _require(
             self.source_batch_size >= 1,
@@ -494,13 +510,15 @@ class PredictParams:
 
 
 # Parameter group of parameters*.yml -> the dataclass that validates it. The ingestion groups
-# are validated by the data layer's own classes (hrda_kedro.data.ingest).
+# are validated by the data layer's own classes (hrda_kedro.data.ingest), ``ablations`` by
+# the ablation pipeline (its variants merged); a run validates the groups its nodes read.
 PARAMETER_GROUPS: dict[str, type] = {
     "runtime": RuntimeParams,
     "model": ModelParams,
     "warmup": TrainingParams,
     "self_training": SelfTrainingParams,
     "evaluation": EvaluationParams,
+    "predict": PredictParams,
 }
 
 

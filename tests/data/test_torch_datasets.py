@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from hrda_kedro.data import torch_datasets
-from hrda_kedro.data.torch_datasets import ManifestDataset
+from hrda_kedro.data.torch_datasets import ManifestDataset, resize_label_nearest
 from tests.data.helpers import write_index, write_rgb
 
 
@@ -42,6 +42,26 @@ def test_resize_on_load_keeps_label_values(manifest):
     item = ManifestDataset(table)[0]
     assert item["image"].shape == (3, 12, 20) and item["label"].shape == (12, 20)
     np.testing.assert_array_equal(item["label"][::2, ::2].numpy(), labels)  # nearest, 2x
+
+
+def test_labels_resize_as_opencv_inter_nearest(tmp_path):
+    """OpenCV INTER_NEAREST (mmcv's 'nearest'): src = floor(dst * src_size / dst_size).
+    5 -> 8: dst * 0.625 -> 0, 0, 1, 1, 2, 3, 3, 4 (pixel-centre nearest would give
+    0, 0, 1, 2, 2, 3, 4, 4); 8 -> 5: dst * 1.6 -> 0, 1, 3, 4, 6 (centre: 0, 2, 4, 5, 7)."""
+    row = torch.arange(5)[None]
+    assert resize_label_nearest(row, (1, 8)).tolist() == [[0, 0, 1, 1, 2, 3, 3, 4]]
+    column = torch.arange(8)[:, None]
+    assert resize_label_nearest(column, (5, 1)).flatten().tolist() == [0, 1, 3, 4, 6]
+    # the manifest's loader uses it: a 5x8 label loaded at 8x5
+    labels = np.arange(40).reshape(5, 8) % 19
+    write_rgb(tmp_path / "c.png", 5, 8)
+    write_index(tmp_path / "c_label.png", labels)
+    table = pd.DataFrame({
+        "image_path": [str(tmp_path / "c.png")], "label_path": [str(tmp_path / "c_label.png")],
+        "load_height": [8], "load_width": [5],
+    })  # fmt: skip
+    loaded = ManifestDataset(table)[0]["label"].numpy()
+    np.testing.assert_array_equal(loaded, labels[[0, 0, 1, 1, 2, 3, 3, 4]][:, [0, 1, 3, 4, 6]])
 
 
 def test_cache_decodes_each_file_once(manifest, monkeypatch):

@@ -194,7 +194,7 @@ CASES = [
     BadInput("misspelt key", "parameters", "warmup", _params({"warmup": {"iteratons": 5}}),
              ParameterError,
              r"parameter warmup\.iteratons: unknown key \(did you mean 'iterations'\?\)"),
-    BadInput("unknown data set kind", "parameters", "warmup",
+    BadInput("unknown data set kind", "parameters", "ingestion",
              _params({"ingestion_datasets": {"source_train": {"kind": "gta6"}}}), ParameterError,
              r"parameter ingestion_datasets\.source_train\.kind: expected one of 'embedded' .* "
              r"got 'gta6'"),

@@ -2,8 +2,9 @@
 
 Files were checked at ingestion, so loading here is plain decoding (Pillow), optionally
 resized to the manifest's ``load_height x load_width`` (HRDA's input size, e.g. GTA5 to
-2560x1440: image bilinear, label nearest) and optionally kept in memory, so that a training
-run decodes each file once.
+2560x1440: image bilinear, label nearest as OpenCV's ``INTER_NEAREST``, which mmcv uses for
+the official labels) and optionally kept in memory, so that a training run decodes each
+file once.
 """
 
 from __future__ import annotations
@@ -38,6 +39,24 @@ def _read(path: str, kind: str) -> np.ndarray:
             f"{path}: cannot read this {kind} ({err}); expected the file the ingestion "
             "pipeline checked: it was moved, deleted or changed since, re-run ingestion"
         ) from None
+
+
+def _nearest_source_index(source: int, target: int) -> torch.Tensor:
+    """OpenCV ``INTER_NEAREST``'s source index of each target index: ``floor(i * ifx)``,
+    clipped to the last source pixel, with ``ifx = 1 / (target / source)`` in double
+    precision exactly as OpenCV computes it (its rounding decides ties)."""
+    inverse_scale = 1.0 / (target / source)
+    index = np.floor(np.arange(target, dtype=np.float64) * inverse_scale).astype(np.int64)
+    return torch.from_numpy(np.minimum(index, source - 1))
+
+
+def resize_label_nearest(label: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``label (..., H, W)`` resized to ``size`` as the official pipeline does it (mmcv's
+    ``imrescale(..., interpolation='nearest')``: OpenCV ``INTER_NEAREST``, ``src =
+    floor(dst * scale)``), not pixel-centre nearest: no OpenCV dependency for one gather."""
+    rows = _nearest_source_index(label.shape[-2], size[0])
+    cols = _nearest_source_index(label.shape[-1], size[1])
+    return label[..., rows[:, None], cols[None, :]]
 
 
 class ManifestDataset(Dataset):
@@ -81,7 +100,7 @@ class ManifestDataset(Dataset):
         if label_path is not None:
             label = torch.from_numpy(_read(label_path, "label"))[None]
             if size is not None and tuple(label.shape[-2:]) != size:
-                label = F.resize(label, list(size), interpolation=InterpolationMode.NEAREST_EXACT)
+                label = resize_label_nearest(label, size)
             item["label"] = label[0].long()
         return item
 

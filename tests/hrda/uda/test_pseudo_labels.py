@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hrda_kedro.hrda.crops import Box
+from hrda_kedro.hrda.uda.batches import CropBatch, border_margin_weights
 from hrda_kedro.hrda.uda.pseudo_labels import (
     HRDA_MARGINS,
     make_pseudo_labels,
-    margin_mask,
     scale_margins,
 )
 
@@ -59,32 +60,62 @@ def test_pixel_weight_is_confidence_indicator() -> None:
     torch.testing.assert_close(weights, (MAX_PROB >= 0.968).float())
 
 
-def test_margins_are_zeroed_and_excluded_from_the_fraction() -> None:
-    margins = (1, 0, 0, 1)  # top row and right column
-    logits = _two_class_logits(MAX_PROB, WINNER)
-    _, weights = make_pseudo_labels(logits, weight_mode="scalar", margins=margins)
+def _batch(
+    crop_hw: tuple[int, int],
+    boxes: list[Box],
+    sizes: list[tuple[int, int]],
+    flipped: list[bool] | None = None,
+) -> CropBatch:
+    n = len(boxes)
+    return CropBatch(
+        images=torch.zeros(n, 3, *crop_hw, dtype=torch.uint8),
+        labels=None,
+        weights=None,
+        context_boxes=boxes,
+        detail_boxes=boxes,
+        image_sizes=sizes,
+        flipped=flipped or [False] * n,
+        generator_state=torch.Generator().get_state(),
+    )
+
+
+def test_confident_share_is_over_the_whole_crop_and_margins_are_zeroed_after() -> None:
+    """Official order: pseudo_weight = confident pixels / all pixels, then the margins of
+    valid_pseudo_mask are set to 0. Here the crop is the whole 3x4 image and the margins
+    are its top row and right column."""
+    _, weights = make_pseudo_labels(_two_class_logits(MAX_PROB, WINNER), threshold=0.968)
+    boxes = [Box(0, 0, 3, 4)] * 2
+    margins = border_margin_weights(_batch((3, 4), boxes, [(3, 4)] * 2), (1, 0, 0, 1))
+    weights = weights * margins
     valid = torch.ones(3, 4, dtype=torch.bool)
     valid[0, :] = False
     valid[:, 3] = False
     assert torch.equal(weights[:, ~valid], torch.zeros(2, int((~valid).sum())))
-    # image 0 inside: 0.999, 0.90, 0.80, 0.98, 0.99, 0.70 -> 3 / 6; image 1: 0.995 -> 1 / 6.
-    torch.testing.assert_close(weights[0][valid], torch.full((6,), 0.5))
-    torch.testing.assert_close(weights[1][valid], torch.full((6,), 1 / 6))
-
-    _, pixel = make_pseudo_labels(logits, weight_mode="pixel", margins=margins)
-    torch.testing.assert_close(pixel, ((MAX_PROB >= 0.968) & valid).float())
+    # 5 / 12 and 1 / 12 as without margins (not 3 / 6 and 1 / 6 over the inside only)
+    torch.testing.assert_close(weights[0][valid], torch.full((6,), 5 / 12))
+    torch.testing.assert_close(weights[1][valid], torch.full((6,), 1 / 12))
 
 
-def test_margins_covering_everything_give_zero_weights() -> None:
-    _, weights = make_pseudo_labels(_two_class_logits(MAX_PROB, WINNER), margins=(2, 2, 0, 0))
-    assert torch.equal(weights, torch.zeros(2, 3, 4))
+def test_margins_are_scaled_to_each_image_and_placed_by_its_crop() -> None:
+    """Margins (2, 4, 2, 2) at 8x16: image 0 is 8x16 (as given), image 1 is 16x32 (scaled
+    to (4, 8, 4, 4)). Image 0's crop at rows 0-7, cols 8-15 keeps rows 2-3, cols 8-13;
+    image 1's at rows 4-11, cols 24-31 keeps rows 4-7, cols 24-27 (not rows 4-11, cols
+    24-29 with image 0's margins)."""
+    batch = _batch((8, 8), [Box(0, 8, 8, 8), Box(4, 24, 8, 8)], [(8, 16), (16, 32)])
+    weights = border_margin_weights(batch, (2, 4, 2, 2), reference_hw=(8, 16))
+    expected = torch.zeros(2, 8, 8)
+    expected[0, 2:4, 0:6] = 1
+    expected[1, 0:4, 0:4] = 1
+    assert torch.equal(weights, expected)
+    flipped = _batch((8, 8), [Box(0, 8, 8, 8)], [(8, 16)], flipped=[True])
+    assert torch.equal(
+        border_margin_weights(flipped, (2, 4, 2, 2), (8, 16))[0], expected[0].flip(-1)
+    )
 
 
-def test_margin_mask_bands() -> None:
-    mask = margin_mask((5, 6), (1, 2, 1, 3))
-    expected = torch.zeros(5, 6, dtype=torch.bool)
-    expected[1:3, 1:3] = True
-    assert torch.equal(mask, expected)
+def test_margins_covering_the_crop_give_zero_weights() -> None:
+    batch = _batch((3, 4), [Box(0, 0, 3, 4)], [(3, 4)])
+    assert torch.equal(border_margin_weights(batch, (2, 2, 0, 0)), torch.zeros(1, 3, 4))
 
 
 def test_output_hw_resizes_logits_to_the_label_frame() -> None:

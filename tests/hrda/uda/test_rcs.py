@@ -119,27 +119,33 @@ def _label() -> torch.Tensor:
     return label
 
 
-def test_select_crop_returns_first_crop_with_enough_pixels() -> None:
-    boxes = iter([_Box(0, 0, 4), _Box(0, 4, 4), _Box(4, 4, 4), _Box(4, 0, 4)])
-    calls = []
+def _sampler(boxes: list[_Box]) -> tuple[list[int], object]:
+    calls: list[int] = []
 
-    def sampler() -> _Box:
+    def sample() -> _Box:
         calls.append(1)
-        return next(boxes)
+        return boxes[len(calls) - 1]
 
-    box = select_crop_for_class(_label(), 5, sampler, min_crop_pixels=10)
-    assert box == _Box(4, 4, 4)
+    return calls, sample
+
+
+def test_select_crop_keeps_the_first_crop_holding_more_than_the_threshold() -> None:
+    # class-5 pixels: (0,4)->0, (0,0)->3, (4,4)->16, (4,0)->0
+    boxes = [_Box(0, 4, 4), _Box(0, 0, 4), _Box(4, 4, 4), _Box(4, 0, 4)]
+    calls, sample = _sampler(boxes)
+    assert select_crop_for_class(_label(), 5, sample, min_crop_pixels=15) == _Box(4, 4, 4)
     assert len(calls) == 3
+    # "more than", as the official `n_class > min_pixels * min_crop_ratio`: 16 is not > 16
+    calls, sample = _sampler([_Box(4, 4, 4)] * 11)
+    select_crop_for_class(_label(), 5, sample, min_crop_pixels=16)
+    assert len(calls) == 11
 
 
-def test_select_crop_gives_up_after_max_tries_with_the_best_crop() -> None:
-    candidates = [_Box(0, 4, 4), _Box(0, 0, 4), _Box(2, 2, 4)]  # 0, 3, 4 px of class 5
-    calls = []
-
-    def sampler() -> _Box:
-        calls.append(1)
-        return candidates[len(calls) % 3]
-
-    box = select_crop_for_class(_label(), 5, sampler, min_crop_pixels=10, max_tries=10)
-    assert len(calls) == 10
-    assert box == _Box(2, 2, 4)
+def test_select_crop_keeps_the_last_draw_after_ten_redraws() -> None:
+    """Official: one crop, then up to 10 re-draws; the 11th draw is kept unchecked, even
+    when an earlier one held more of the class (3 px at draw 2, 0 at draw 11)."""
+    boxes = [_Box(0, 4, 4), _Box(0, 0, 4)] + [_Box(0, 4, 4)] * 8 + [_Box(4, 0, 4)]
+    calls, sample = _sampler(boxes)
+    box = select_crop_for_class(_label(), 5, sample, min_crop_pixels=10, max_tries=10)
+    assert len(calls) == 11
+    assert box == _Box(4, 0, 4)

@@ -161,3 +161,46 @@ def test_history_records_the_lr_each_step_used() -> None:
     lrs = [row["lr"] for row in history]
     # linear decay to 0 over 6 steps, read before each step: 1e-3 * (1 - i / 6)
     assert lrs == pytest.approx([1e-3 * (1 - i / 6) for i in range(6)], rel=1e-6)
+
+
+def test_teacher_follows_the_official_ema_schedule() -> None:
+    """The teacher is updated at the start of step t >= 1 with alpha_t = min(1 - 1/(t+1),
+    alpha), before its pseudo-labels: theta_0 stays in the average, theta_3 (after the
+    last step) does not. Hand-computed: after step 0 the teacher is theta_0; at the start
+    of step 1, 0.5 theta_0 + 0.5 theta_1; of step 2, 2/3 of that + 1/3 theta_2."""
+    params = parse(SelfTrainingParams, {**SELF_TRAINING, "iterations": 3, "ema_alpha": 0.99}, "st")
+    trainer = _trainer(params, TinySegmentationSet(6, seed=2, with_labels=False))
+    assert trainer.teacher is not None
+
+    def weights(module: torch.nn.Module) -> list[torch.Tensor]:
+        return [p.detach().clone() for p in module.parameters()]
+
+    thetas = [weights(trainer.model)]
+    teachers = []
+    for _ in range(3):
+        trainer.step(*trainer._draw())
+        trainer.iteration += 1
+        thetas.append(weights(trainer.model))
+        teachers.append(weights(trainer.teacher.model))
+    assert all(torch.equal(t, s) for t, s in zip(teachers[0], thetas[0], strict=True))
+    for t, a, b in zip(teachers[1], thetas[0], thetas[1], strict=True):
+        torch.testing.assert_close(t, 0.5 * a + 0.5 * b)
+    for t, a, b, c in zip(teachers[2], *thetas[:3], strict=True):
+        torch.testing.assert_close(t, (a + b + c) / 3)
+    assert not all(torch.allclose(t, s) for t, s in zip(teachers[2], thetas[1], strict=True))
+
+
+def test_source_crops_get_the_official_rules_and_target_crops_none() -> None:
+    """HRDA's rare-class crop threshold min_pixels x min_crop_ratio, min_pixels scaled from
+    2560x1440 to the 64x128 images (3000 x 8192 / 3686400 = 6.7 -> 7, x 2.0 = 14), and
+    cat_max_ratio 0.75 on the source only, as in the official configs."""
+    params = parse(
+        SelfTrainingParams,
+        {**SELF_TRAINING, "rare_class_sampling": {"min_pixels": 3000, "min_crop_ratio": 2.0}},
+        "self_training",
+    )
+    trainer = _trainer(params, TinySegmentationSet(6, seed=2, with_labels=False))
+    assert trainer.source_stream.rcs_min_crop_pixels == 14.0
+    assert trainer.source_stream.spec.cat_max_ratio == 0.75
+    assert trainer.target_stream is not None and trainer.target_stream.rcs is None
+    assert trainer.target_stream.spec.cat_max_ratio == 1.0

@@ -21,8 +21,11 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from hrda_kedro.hrda.crops import Box, sample_hrda_boxes
-from hrda_kedro.hrda.uda.rcs import RareClassSampler
+from hrda_kedro.hrda.crops import Box, sample_box
+from hrda_kedro.hrda.uda.pseudo_labels import scale_margins
+from hrda_kedro.hrda.uda.rcs import BoxT, RareClassSampler, select_crop_for_class
+
+IGNORE_INDEX = 255
 
 
 @dataclass
@@ -52,6 +55,44 @@ class CropSpec:
     detail_hw: tuple[int, int]
     align: int
     flip: bool
+    cat_max_ratio: float = 1.0
+    """Labelled crops: re-drawn while one class covers this share of the labelled pixels or
+    more (mmseg's RandomCrop; the official configs use 0.75 on the source); 1 turns it off."""
+
+
+def is_class_balanced(
+    label_crop: torch.Tensor, cat_max_ratio: float, ignore_index: int = IGNORE_INDEX
+) -> bool:
+    """mmseg RandomCrop's test: at least two labelled classes, none covering ``cat_max_ratio``
+    or more of the labelled (not ignored) pixels."""
+    values = label_crop[label_crop != ignore_index]
+    if values.numel() == 0:
+        return False
+    counts = torch.bincount(values.flatten())
+    counts = counts[counts > 0]
+    return len(counts) > 1 and int(counts.max()) / int(counts.sum()) < cat_max_ratio
+
+
+def redraw_unbalanced_crop(
+    label: torch.Tensor,
+    sample_crop: Callable[[], BoxT],
+    cat_max_ratio: float,
+    max_tries: int = 10,
+) -> BoxT:
+    """A crop of ``label`` re-drawn, up to ``max_tries`` times, while one class dominates it.
+
+    As mmseg's RandomCrop with ``cat_max_ratio``: the first draw that passes
+    :func:`is_class_balanced` is kept, and after ``max_tries`` failed tests the last
+    (untested) draw, so at most ``max_tries + 1`` draws. ``cat_max_ratio >= 1`` draws once.
+    """
+    box = sample_crop()
+    if cat_max_ratio >= 1.0:
+        return box
+    for _ in range(max_tries):
+        if is_class_balanced(box.crop(label), cat_max_ratio):
+            return box
+        box = sample_crop()
+    return box
 
 
 class CropStream:
@@ -68,8 +109,7 @@ class CropStream:
         spec: CropSpec,
         generator: torch.Generator,
         rare_class_sampler: RareClassSampler | None = None,
-        rcs_min_crop_pixels: int = 0,
-        rcs_max_tries: int = 10,
+        rcs_min_crop_pixels: float | None = None,
         decode_threads: int = 1,
     ) -> None:
         self.dataset = dataset
@@ -81,7 +121,6 @@ class CropStream:
         self.generator = generator
         self.rcs = rare_class_sampler
         self.rcs_min_crop_pixels = rcs_min_crop_pixels
-        self.rcs_max_tries = rcs_max_tries
 
     def _draw_index(self) -> tuple[int, int | None]:
         if self.rcs is not None:
@@ -89,19 +128,37 @@ class CropStream:
             return int(index), int(class_id)
         return int(torch.randint(len(self.dataset), (1,), generator=self.generator)), None
 
+    def _context_box(
+        self, image_hw: tuple[int, int], label: torch.Tensor | None, class_id: int | None
+    ) -> Box:
+        """The context box, with the official source-crop rules in their official order.
+
+        Every rare-class try draws a whole crop with its ``cat_max_ratio`` re-draws (the
+        official code re-runs its pipeline, RandomCrop included, per try); the detail box is
+        drawn afterwards inside the kept context crop, free of either rule, as HRDA draws it
+        in the segmentor.
+        """
+        spec = self.spec
+
+        def draw() -> Box:
+            return sample_box(image_hw, spec.context_hw, spec.align, self.generator)
+
+        if label is None:
+            return draw()
+
+        def balanced() -> Box:
+            return redraw_unbalanced_crop(label, draw, spec.cat_max_ratio)
+
+        if class_id is None or self.rcs_min_crop_pixels is None:
+            return balanced()
+        return select_crop_for_class(label, class_id, balanced, self.rcs_min_crop_pixels)
+
     def _crop_sample(self, item: dict[str, Any], class_id: int | None) -> dict[str, Any]:
         image = item["image"]
-        label = item.get("label")
         height, width = image.shape[-2:]
         spec = self.spec
-        for _ in range(self.rcs_max_tries if class_id is not None else 1):
-            context, detail = sample_hrda_boxes(
-                (height, width), spec.context_hw, spec.detail_hw, spec.align, self.generator
-            )
-            if class_id is None or label is None:
-                break
-            if int((context.crop(label) == class_id).sum()) >= self.rcs_min_crop_pixels:
-                break
+        context = self._context_box((height, width), item.get("label"), class_id)
+        detail = sample_box(spec.context_hw, spec.detail_hw, spec.align, self.generator)
         flip = spec.flip and bool(torch.rand((), generator=self.generator) < 0.5)
         crops = {"image": context.crop(image)}
         for key in ("label", "weight"):
@@ -186,13 +243,18 @@ class Prefetcher:
         self._thread.join(timeout=5)
 
 
-def border_margin_weights(batch: CropBatch, margins: tuple[int, int, int, int]) -> torch.Tensor:
+def border_margin_weights(
+    batch: CropBatch,
+    margins: tuple[int, int, int, int],
+    reference_hw: tuple[int, int] | None = None,
+) -> torch.Tensor:
     """0/1 weights that zero the image-border bands (top, bottom, left, right) in each crop.
 
     The margins live in whole-image coordinates (the ego-car hood is at the bottom of the
-    *image*), so each crop is compared against its own position in its image.
+    *image*), so each crop is compared against its own position in its image, as the
+    official ``valid_pseudo_mask`` is built on the whole image and then cropped. With
+    ``reference_hw`` the margins are given at that (H, W) and scaled to *each* image's size.
     """
-    top, bottom, left, right = margins
     _, _, crop_h, crop_w = batch.images.shape
     rows = torch.arange(crop_h)
     cols = torch.arange(crop_w)
@@ -200,6 +262,11 @@ def border_margin_weights(batch: CropBatch, margins: tuple[int, int, int, int]) 
     for box, (height, width), flipped in zip(
         batch.context_boxes, batch.image_sizes, batch.flipped, strict=True
     ):
+        top, bottom, left, right = (
+            margins
+            if reference_hw is None
+            else scale_margins((height, width), margins, reference_hw)
+        )
         r = rows + box.top
         c = cols + box.left
         keep_r = (r >= top) & (r < height - bottom)

@@ -5,10 +5,12 @@ it. DACS/DAFormer weight every target pixel by one scalar, the fraction of confi
 pixels, which down-weights whole images the teacher is unsure about without discarding
 the uncertain pixels (the ``"pixel"`` mode discards them instead).
 
-Differences from the official code (deliberate): the scalar is computed *per image*
-(official: one scalar for the whole batch) and over the pixels outside the border margins
-only (official: over all pixels, so a confidently predicted ego-car hood inflates it).
-Everything stays on the device; there is no ``.item()``.
+The scalar is computed over *all* pixels of the crop, as in the official code; the border
+margins (the ego-car hood) get weight 0 afterwards, per image and by the crop's position
+in its image (``hrda.uda.batches.border_margin_weights``), as the official
+``valid_pseudo_mask`` does. Difference from the official code (deliberate): the scalar is
+computed *per image* (official: one scalar for the whole batch). Everything stays on the
+device; there is no ``.item()``.
 """
 
 from __future__ import annotations
@@ -53,40 +55,24 @@ def scale_margins(
     )
 
 
-def margin_mask(
-    image_hw: tuple[int, int],
-    margins: tuple[int, int, int, int],
-    device: torch.device | str | None = None,
-) -> torch.Tensor:
-    """Boolean ``(H, W)`` mask, False inside the border bands ``(top, bottom, left, right)``."""
-    height, width = image_hw
-    top, bottom, left, right = margins
-    if min(margins) < 0:
-        raise ValueError(f"margins must be >= 0, got {margins}")
-    mask = torch.zeros(image_hw, dtype=torch.bool, device=device)
-    mask[top : max(height - bottom, top), left : max(width - right, left)] = True
-    return mask
-
-
 @torch.no_grad()
 def make_pseudo_labels(
     teacher_logits: torch.Tensor,
     threshold: float = 0.968,
     weight_mode: WeightMode = "scalar",
-    margins: tuple[int, int, int, int] = (0, 0, 0, 0),
     output_hw: tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Labels ``int64 (B, H, W)`` and weights ``float32 (B, H, W)`` from ``(B, C, h, w)`` logits.
 
     ``output_hw`` first resizes the logits bilinearly to the label frame (as the losses
     resize logits to label size); otherwise the label frame is the logits' grid.
-    ``margins`` are ``(top, bottom, left, right)`` pixels of that frame whose weight is 0;
-    they are the *frame's* edges, so a crop that does not touch the image border should
-    pass margins that exclude that side (see :func:`scale_margins`).
 
-    - ``"scalar"``: each image's weight is the fraction of its non-margin pixels whose
-      max softmax probability is ``>= threshold``, broadcast to every non-margin pixel.
+    - ``"scalar"``: each image's weight is the fraction of its pixels whose max softmax
+      probability is ``>= threshold``, broadcast to every pixel.
     - ``"pixel"``: weight 1 where the max probability is ``>= threshold``, else 0.
+
+    Border margins are not applied here: the caller zeroes them afterwards, so they never
+    change the scalar (official order).
     """
     if teacher_logits.ndim != 4:
         raise ValueError(f"teacher_logits must be (B, C, H, W), got {tuple(teacher_logits.shape)}")
@@ -98,27 +84,20 @@ def make_pseudo_labels(
     if output_hw is not None and tuple(logits.shape[-2:]) != tuple(output_hw):
         logits = F.interpolate(logits, size=output_hw, mode="bilinear", align_corners=False)
     max_prob, labels = torch.softmax(logits, dim=1).max(dim=1)
-    valid = margin_mask(tuple(labels.shape[-2:]), margins, device=labels.device)
-    return labels, confidence_weights(max_prob, threshold, weight_mode, valid)
+    return labels, confidence_weights(max_prob, threshold, weight_mode)
 
 
 def confidence_weights(
-    confidence: torch.Tensor,
-    threshold: float,
-    weight_mode: WeightMode = "scalar",
-    valid: torch.Tensor | None = None,
+    confidence: torch.Tensor, threshold: float, weight_mode: WeightMode = "scalar"
 ) -> torch.Tensor:
     """Loss weights ``float32 (B, H, W)`` from max-softmax confidences ``(B, H, W)``.
 
     The one rule behind online (teacher logits) and offline (materialized confidence
-    maps) pseudo-labels. ``valid`` (bool, ``(H, W)``) marks the pixels that count; the
-    others get weight 0 and stay out of the scalar fraction.
+    maps) pseudo-labels: the share of confident pixels of each whole image, or the
+    per-pixel indicator.
     """
     confident = confidence >= threshold
-    if valid is None:
-        valid = torch.ones(confident.shape[-2:], dtype=torch.bool, device=confident.device)
     if weight_mode == "pixel":
-        return (confident & valid).float()
-    n_valid = valid.sum().clamp_min(1)
-    fraction = (confident & valid).sum(dim=(1, 2)).float() / n_valid
-    return fraction.view(-1, 1, 1) * valid.float()
+        return confident.float()
+    fraction = confident.float().mean(dim=(1, 2))
+    return fraction.view(-1, 1, 1).expand_as(confidence).contiguous()

@@ -3,13 +3,15 @@
 One :class:`Trainer` runs one stage (the source-only warmup or one self-training round).
 Per step, on the device and without host synchronisation:
 
+0. from the second step on, the EMA teacher update (official order: the teacher that
+   makes step t's pseudo-labels has seen the student after t optimizer steps);
 1. source HRDA crops -> multi-resolution forward -> HRDA loss (+ feature distance);
 2. with self-training: the EMA teacher predicts the target context crop (LR pass plus
    batched HR sliding windows), giving pseudo-labels and their confidence weight (or they
    are read from materialized files: ``pseudo_label_source="offline"``); ClassMix pastes
    source classes onto the target crop, strong augmentation follows, and the student
    trains on the mix with the pixel-weighted HRDA loss;
-3. AdamW step, lr schedule step, EMA teacher update.
+3. AdamW step, lr schedule step.
 
 Loss values stay on the device and are read back once every ``log_every`` steps, which is
 also when non-finite losses are detected; checkpoints are written only after such a
@@ -18,6 +20,7 @@ check passed, so the last checkpoint on disk is always a good one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -52,11 +55,7 @@ from hrda_kedro.hrda.uda.classmix import classmix_masks, mix_batch
 from hrda_kedro.hrda.uda.ema import EMATeacher
 from hrda_kedro.hrda.uda.feature_distance import feature_distance_loss
 from hrda_kedro.hrda.uda.optim import build_optimizer, build_scheduler
-from hrda_kedro.hrda.uda.pseudo_labels import (
-    confidence_weights,
-    make_pseudo_labels,
-    scale_margins,
-)
+from hrda_kedro.hrda.uda.pseudo_labels import confidence_weights, make_pseudo_labels
 from hrda_kedro.hrda.uda.rcs import RareClassSampler, scale_min_pixels
 from hrda_kedro.params import HRDAParams, SelfTrainingParams, TrainingParams
 
@@ -154,7 +153,11 @@ class Trainer:
             align=model.scale * model.output_stride,
             flip=params.augment.flip,
         )
-        self.source_stream = self._make_source_stream(source, spec, source_class_pixel_counts)
+        self.source_stream = self._make_source_stream(
+            source,
+            dataclasses.replace(spec, cat_max_ratio=params.cat_max_ratio),
+            source_class_pixel_counts,
+        )
         self.target_stream: CropStream | None = None
         self.teacher: EMATeacher | None = None
         self.imagenet_network = imagenet_network
@@ -187,7 +190,7 @@ class Trainer:
     ) -> CropStream:
         rcs_params = self.params.rare_class_sampling
         sampler = None
-        min_crop = 0
+        min_crop = None
         if rcs_params.enabled and counts is not None:
             first = source[0]["image"]
             image_hw = tuple(first.shape[-2:])
@@ -202,7 +205,8 @@ class Trainer:
                 min_pixels=min_pixels,
                 generator=self.data_generator,
             )
-            min_crop = max(1, min_pixels // 2)
+            if rcs_params.min_crop_ratio > 0:  # official: 0 keeps the first crop
+                min_crop = min_pixels * rcs_params.min_crop_ratio
         return CropStream(
             source,
             self.params.source_batch_size,
@@ -238,6 +242,13 @@ class Trainer:
         params = self.params
         dev = self.setup.device
         hr_weight = self.hr_loss_weight
+        if self.teacher is not None and self.iteration > 0:
+            # Official schedule: at the start of step t, before its pseudo-labels, the
+            # teacher takes the student's weights after t optimizer steps with
+            # alpha_t = min(1 - 1/(t+1), alpha); at t = 0 it is the student's initial copy.
+            if self.world_size > 1:
+                self._broadcast_buffers()
+            self.teacher.update(self.model, self.iteration)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         terms: dict[str, torch.Tensor] = {}
@@ -280,10 +291,6 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), params.optimizer.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
-        if self.teacher is not None:
-            if self.world_size > 1:
-                self._broadcast_buffers()
-            self.teacher.update(self.model, self.iteration)
         terms["loss"] = total
         return terms
 
@@ -335,14 +342,12 @@ class Trainer:
                 params.pseudo_labels.threshold,
                 params.pseudo_labels.weight,
             )
-        margins = params.pseudo_labels.margins
-        if params.pseudo_labels.margins_reference_size is not None:
-            margins = scale_margins(
-                target.image_sizes[0], margins, params.pseudo_labels.margins_reference_size
-            )
-        pseudo_weights = pseudo_weights * border_margin_weights(target, margins).to(
-            dev, non_blocking=True
+        # The confident share is over the whole crop; the margins are zeroed after it, each
+        # image's scaled to its own size (official order; ours: per image, per-image scale).
+        margins = border_margin_weights(
+            target, params.pseudo_labels.margins, params.pseudo_labels.margins_reference_size
         )
+        pseudo_weights = pseudo_weights * margins.to(dev, non_blocking=True)
 
         n = tgt_images.shape[0]
         if n != src_images.shape[0]:  # pair target i with source i mod B_s

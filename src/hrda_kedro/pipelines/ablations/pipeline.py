@@ -168,11 +168,13 @@ def create_pipeline(parameters: Mapping[str, Any] | None = None, **kwargs: Any) 
         settings = parse(AblationParams, parameters["ablations"], "ablations")
     except ParameterError as exc:
         # Registration builds every pipeline, also for `kedro run --pipeline=uda`: a bad
-        # ablations value must not break those. The run-start hook reports it, naming the key.
-        logger.debug("ablations parameters invalid (%s): the pipeline is empty", exc)
-        return Pipeline([])
+        # ablations value must not break those. Only the table node is left; it reads
+        # params:ablations, so the run-start hook reports the error, naming the key, when
+        # this pipeline is the one run.
+        logger.debug("ablations parameters invalid (%s): only the table node is left", exc)
+        return _table_pipeline([])
     pipeline = ingestion.create_pipeline()
-    metrics = []
+    metrics: list[str] = []
     for variant, spec in settings.variants.items():
         rounds = _variant_rounds(parameters, settings, spec)
         for seed in settings.seeds:
@@ -185,7 +187,12 @@ def create_pipeline(parameters: Mapping[str, Any] | None = None, **kwargs: Any) 
                 parameters=set(PARAMETERS),
             )
             metrics.append(f"{namespace}.metrics")
-    return pipeline + Pipeline(
+    return pipeline + _table_pipeline(metrics)
+
+
+def _table_pipeline(metrics: list[str]) -> Pipeline:
+    """The comparison table over the runs' metrics."""
+    return Pipeline(
         [
             Node(
                 build_ablation_table,

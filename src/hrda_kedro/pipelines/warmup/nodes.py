@@ -45,5 +45,7 @@ def train_source_only(
         fingerprint=fingerprint(model, warmup, runtime_params.seed, len(source_train_manifest)),
     )
     result = run_stage(job)
-    history = pd.DataFrame(result.history)
+    # A 0-iteration warmup (the paper recipe adapts from ImageNet weights) logs no step; the
+    # header keeps the CSV readable for the training-curves report.
+    history = pd.DataFrame(result.history, columns=None if result.history else ["iteration"])
     return checkpoint_payload(result, model_params, "source_only"), history
