@@ -111,7 +111,8 @@ def parse(cls: type[T], mapping: Mapping[str, Any] | None, path: str) -> T:
     if not isinstance(mapping, Mapping):
         raise ParameterError(f"parameter {path}: expected a mapping, got {mapping!r}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    # A field's YAML key is its name, or metadata["key"] where the name is a Python keyword.
+    fields = {f.metadata.get("key", f.name): f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key in mapping:
         if key not in fields:
             close = difflib.get_close_matches(str(key), fields, n=1)
@@ -120,12 +121,12 @@ def parse(cls: type[T], mapping: Mapping[str, Any] | None, path: str) -> T:
                 f"parameter {path}.{key}: unknown key{hint}; known keys: {', '.join(fields)}"
             )
     kwargs = {}
-    for name, f in fields.items():
-        if name in mapping:
-            kwargs[name] = _convert(mapping[name], hints[name], f"{path}.{name}")
+    for key, f in fields.items():
+        if key in mapping:
+            kwargs[f.name] = _convert(mapping[key], hints[f.name], f"{path}.{key}")
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ParameterError(
-                f"parameter {path}.{name}: required, expected {_describe(hints[name])}"
+                f"parameter {path}.{key}: required, expected {_describe(hints[f.name])}"
             )
     obj = cls(**kwargs)
     check = getattr(obj, "check", None)
@@ -383,6 +384,37 @@ class FeatureDistanceParams:
 
 
 @dataclass
+class MaskedConsistencyParams:
+    """MIC (``self_training.mic``): the student also learns the teacher's pseudo-labels from
+    a colour-augmented, block-masked copy of the target crop. Defaults: the official
+    ``gtaHR2csHR_mic_hrda`` configuration."""
+
+    enabled: bool = False
+    mask_block_size: int = 64
+    mask_block_reference_size: tuple[int, int] | None = (1024, 2048)
+    mask_ratio: float = 0.7
+    loss_weight: float = field(default=1.0, metadata={"key": "lambda"})
+    augment: bool = True
+
+    def check(self, path: str) -> None:
+        _require(
+            self.mask_block_size >= 1,
+            f"{path}.mask_block_size",
+            f"expected >= 1 pixel, got {self.mask_block_size}",
+        )
+        if self.mask_block_reference_size is not None:
+            _positive_pair(self.mask_block_reference_size, f"{path}.mask_block_reference_size")
+        _require(
+            0.0 <= self.mask_ratio < 1.0,
+            f"{path}.mask_ratio",
+            f"expected 0 <= ratio < 1 (the share of masked blocks), got {self.mask_ratio}",
+        )
+        _require(
+            self.loss_weight >= 0.0, f"{path}.lambda", f"expected >= 0, got {self.loss_weight}"
+        )
+
+
+@dataclass
 class TrainingParams:
     """One training stage: the source-only warmup or one self-training round."""
 
@@ -441,6 +473,7 @@ class SelfTrainingParams(TrainingParams):
     classmix: bool = True
     pseudo_labels: PseudoLabelParams = field(default_factory=PseudoLabelParams)
     feature_distance: FeatureDistanceParams = field(default_factory=FeatureDistanceParams)
+    mic: MaskedConsistencyParams = field(default_factory=MaskedConsistencyParams)
 
     def check(self, path: str) -> None:
         super().check(path)

@@ -85,20 +85,20 @@ def per_class_iou_figure(
 
 
 def _metric_order(metrics: set[str]) -> list[str]:
-    """Total loss first, then source terms, mixed-target terms, others, weights, lr.
+    """Total loss first, then source, mixed-target and MIC terms, others, weights, lr.
 
     Within a group the fused-output term comes before the detail-crop term.
     """
-    fixed = {"loss": 0, "pseudo_weight": 4, "lr": 5}
+    fixed = {"loss": 0, "pseudo_weight": 5, "lr": 6}
 
     def key(name: str) -> tuple[int, bool, str]:
         detail_last = name.endswith("_detail")
         if name in fixed:
             return fixed[name], detail_last, name
-        for rank, prefix in ((1, "source_"), (2, "mix_")):
+        for rank, prefix in ((1, "source_"), (2, "mix_"), (3, "mic")):
             if name.startswith(prefix):
                 return rank, detail_last, name
-        return 3, detail_last, name
+        return 4, detail_last, name
 
     return sorted(metrics, key=key)
 

@@ -26,7 +26,7 @@ PROJECT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-VARIANTS = ("source_only", "daformer", "hrda", "hrda_fixed_attention", "naive_hr")
+VARIANTS = ("source_only", "daformer", "hrda", "hrda_fixed_attention", "hrda_mic", "naive_hr")
 # The shipped configuration shrunk to seconds: 64x128 images, a tiny network, 2 iterations.
 TINY = {
     "ingestion": {

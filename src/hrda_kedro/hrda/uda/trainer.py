@@ -54,6 +54,7 @@ from hrda_kedro.hrda.uda.batches import (
 from hrda_kedro.hrda.uda.classmix import classmix_masks, mix_batch
 from hrda_kedro.hrda.uda.ema import EMATeacher
 from hrda_kedro.hrda.uda.feature_distance import feature_distance_loss
+from hrda_kedro.hrda.uda.mic import MaskingConfig, masked_consistency_loss
 from hrda_kedro.hrda.uda.optim import build_optimizer, build_scheduler
 from hrda_kedro.hrda.uda.pseudo_labels import confidence_weights, make_pseudo_labels
 from hrda_kedro.hrda.uda.rcs import RareClassSampler, scale_min_pixels
@@ -160,6 +161,7 @@ class Trainer:
         )
         self.target_stream: CropStream | None = None
         self.teacher: EMATeacher | None = None
+        self.masking: MaskingConfig | None = None
         self.imagenet_network = imagenet_network
         if self.uda:
             assert isinstance(params, SelfTrainingParams)
@@ -176,6 +178,18 @@ class Trainer:
                 self.teacher = EMATeacher(self.model, alpha=params.ema_alpha)
                 if teacher_state is not None:
                     self.teacher.model.load_state_dict(teacher_state)
+            mic = params.mic
+            self.masking = (
+                MaskingConfig(
+                    block_size=mic.mask_block_size,
+                    reference_hw=mic.mask_block_reference_size,
+                    ratio=mic.mask_ratio,
+                    loss_weight=mic.loss_weight,
+                    augment=mic.augment,
+                )
+                if mic.enabled
+                else None
+            )
             if imagenet_network is not None:
                 self.imagenet_network = imagenet_network.to(setup.device).eval()
                 self.imagenet_network.requires_grad_(False)
@@ -360,25 +374,54 @@ class Trainer:
             )
         else:
             images, labels, weights = tgt_images, pseudo_labels, pseudo_weights
-        aug = params.augment
-        images = strong_augment(
+        images = self._strong_augment(images, self.mix_generator)
+        if self.setup.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        # With MIC, gradients are all-reduced once, with the masked pass's backward.
+        sync_ctx = self._ddp_no_sync() if self.masking is not None else nullcontext()
+        with sync_ctx:
+            with self.setup.autocast():
+                out = self.forward_train(images, target.detail_boxes)
+            loss, mix_terms = hrda_loss(
+                out, labels, target.detail_boxes, weights, self.hr_loss_weight
+            )
+            loss.backward()
+        terms = {f"mix_{k}": v for k, v in mix_terms.items()}
+        terms["pseudo_weight"] = pseudo_weights.detach().mean()
+        total = loss.detach()
+        if self.masking is not None:
+            mic_loss, mic_terms = masked_consistency_loss(
+                self.forward_train,
+                tgt_images,
+                pseudo_labels,
+                pseudo_weights,
+                config=self.masking,
+                image_sizes=target.image_sizes,
+                detail_hw=self.model.detail_hw,
+                align=self.model.scale * self.model.output_stride,
+                hr_loss_weight=self.hr_loss_weight,
+                generator=self.mix_generator,
+                augment=self._strong_augment,
+                autocast=self.setup.autocast,
+            )
+            mic_loss.backward()
+            terms.update({f"mic_{k}": v for k, v in mic_terms.items()})
+            terms["mic"] = mic_loss.detach()
+            total = total + terms["mic"]
+        return total, terms
+
+    def _strong_augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """DACS colour jitter and blur with this stage's settings (mixed and MIC images)."""
+        aug = self.params.augment
+        return strong_augment(
             images,
-            self.mix_generator,
+            generator,
             color_jitter=aug.color_jitter,
             jitter_p=aug.color_jitter_p,
             jitter_strength=aug.color_jitter_strength,
             blur=aug.blur,
             blur_p=aug.blur_p,
         )
-        if self.setup.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with self.setup.autocast():
-            out = self.forward_train(images, target.detail_boxes)
-        loss, mix_terms = hrda_loss(out, labels, target.detail_boxes, weights, self.hr_loss_weight)
-        loss.backward()
-        terms = {f"mix_{k}": v for k, v in mix_terms.items()}
-        terms["pseudo_weight"] = pseudo_weights.detach().mean()
-        return loss.detach(), terms
 
     # ------------------------------------------------------------------ state
 
