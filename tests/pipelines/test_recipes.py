@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from kedro.config import OmegaConfigLoader
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from safetensors.torch import load_file
@@ -26,14 +27,20 @@ from hrda_kedro.hrda.networks.mit import MIT_SPECS, segformer_config
 from tests.data.helpers import write_index, write_png16, write_rgb
 from tests.hrda.networks.test_weights import hf_to_original
 
+PROJECT = Path(__file__).resolve().parents[2]
 MISSING = {"gta2cs": "data/01_raw/gta5/images", "synthia2cs": "data/01_raw/synthia/RGB"}
 
 
-@pytest.mark.parametrize("env", ["gta2cs", "synthia2cs"])
+def _recipe(env: str) -> str:
+    """The paper recipe an environment builds on (``gta2cs_mic`` -> ``gta2cs``)."""
+    return env.removesuffix("_mic")
+
+
+@pytest.mark.parametrize("env", ["gta2cs", "synthia2cs", "gta2cs_mic", "synthia2cs_mic"])
 def test_recipe_starts_and_stops_at_the_data_check(project_copy: Path, env: str) -> None:
     bootstrap_project(project_copy)
     with KedroSession.create(project_path=project_copy, env=env) as session:
-        with pytest.raises(DataError, match=f"{MISSING[env]}: folder not found"):
+        with pytest.raises(DataError, match=f"{MISSING[_recipe(env)]}: folder not found"):
             session.run(pipeline_names=["uda"])
 
 
@@ -102,8 +109,9 @@ LOAD_SIZE = {"gta2cs": {"width": 128, "height": 72}, "synthia2cs": {"width": 128
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("env", ["gta2cs", "synthia2cs"])
+@pytest.mark.parametrize("env", ["gta2cs", "synthia2cs", "gta2cs_mic"])
 def test_recipe_runs_every_uda_stage_on_fake_data(project_copy: Path, env: str) -> None:
+    mic, env_name, env = env.endswith("_mic"), env, _recipe(env)
     data = project_copy / "data"
     _fake_data(data / "01_raw", "gta5" if env == "gta2cs" else "synthia")
     _nano_imagenet_weights(data / "01_raw/pretrained/mit_b5.pth", project_copy.parent / "hf")
@@ -112,7 +120,7 @@ def test_recipe_runs_every_uda_stage_on_fake_data(project_copy: Path, env: str) 
         "ingestion_datasets": {"source_train": {"resize": {**LOAD_SIZE[env], "keep_ratio": True}}},
     }
     bootstrap_project(project_copy)
-    with KedroSession.create(project_path=project_copy, env=env, runtime_params=params) as s:
+    with KedroSession.create(project_path=project_copy, env=env_name, runtime_params=params) as s:
         s.run(pipeline_names=["uda"])
 
     manifest = pd.read_csv(data / "05_model_input/source_train_manifest.csv")
@@ -122,7 +130,37 @@ def test_recipe_runs_every_uda_stage_on_fake_data(project_copy: Path, env: str) 
     assert round_1["iterations"] == 2 and round_1["teacher"] is not None
     history = pd.read_csv(data / "08_reporting/round_1/training_history.csv")
     assert history["feature_distance"].notna().all()  # the recipe's ImageNet FD ran
+    assert mic == ("mic" in history) and (not mic or history["mic"].notna().all())
     table = pd.read_csv(sorted(data.glob("08_reporting/miou_table.csv/*/miou_table.csv"))[-1])
     assert set(table["model"]) == {"source_only", "round_1"}  # one round, as in the paper
     expected = {"all"} | ({"synthia_16", "synthia_13"} if env == "synthia2cs" else set())
     assert set(table["classes"]) == expected
+
+
+def _parameters(env: str) -> dict:
+    loader = OmegaConfigLoader(
+        str(PROJECT / "conf"), base_env="base", default_run_env="local", env=env,
+        merge_strategy={"parameters": "soft"},
+    )  # fmt: skip
+    return loader["parameters"]
+
+
+@pytest.mark.parametrize("env", ["gta2cs_mic", "synthia2cs_mic"])
+def test_mic_environment_is_its_recipe_plus_mic(env: str) -> None:
+    """The MIC environments copy their recipe's files: they may differ only in MIC (and the
+    official MIC config's seed), so a change to a recipe cannot be forgotten in its copy."""
+    recipe, with_mic = _parameters(_recipe(env)), _parameters(env)
+    mic = with_mic["self_training"].pop("mic")
+    assert mic == {
+        "enabled": True,
+        "mask_block_size": 64,
+        "mask_block_reference_size": [1024, 2048],
+        "mask_ratio": 0.7,
+        "lambda": 1.0,
+        "augment": True,
+    }
+    recipe["self_training"].pop("mic")
+    if env == "gta2cs_mic":
+        assert with_mic["runtime"].pop("seed") == 2
+        recipe["runtime"].pop("seed")
+    assert with_mic == recipe
