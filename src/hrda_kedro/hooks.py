@@ -7,7 +7,13 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from hrda_kedro.params import PARAMETER_GROUPS, parse
+from hrda_kedro.params import (
+    PARAMETER_GROUPS,
+    check_group_names,
+    check_outside_outputs,
+    check_run,
+    parse,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +39,13 @@ class ProjectHooks:
             "ingestion_datasets": IngestionDatasets,
         }
         parameters = catalog.load("parameters") if "parameters" in catalog else {}
+        check_group_names(parameters)
         for group, cls in groups.items():
             if group in parameters:
                 parse(cls, parameters[group], group)
+        check_run(parameters, [g for g in groups if g in parameters])
+        if "predict" in parameters:
+            check_outside_outputs(parameters["predict"], _replaced_folders(pipeline, catalog))
         if "ablations" in parameters:
             from hrda_kedro.pipelines.ablations.nodes import validate_ablations
 
@@ -44,3 +54,13 @@ class ProjectHooks:
             "parameters validated: %s",
             ", ".join(g for g in parameters if isinstance(parameters[g], dict)),
         )
+
+
+def _replaced_folders(pipeline: Any, catalog: Any) -> list[str]:
+    """Folders the run's outputs empty before writing (partitioned datasets, overwrite)."""
+    folders = []
+    for name in pipeline.all_outputs():
+        dataset = catalog.get(name) if name in catalog else None
+        if getattr(dataset, "_overwrite", False):
+            folders.append(str(dataset._describe()["path"]))
+    return folders
