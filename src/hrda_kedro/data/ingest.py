@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 SPLITS = tuple(SPLIT_DOMAINS)
 MANIFEST_COLUMNS = (
     "name", "image_path", "label_path", "original_label_path", "height", "width",
-    "load_height", "load_width", "domain", "split", "dataset",
+    "load_height", "load_width", "domain", "split", "dataset", "content_sha256",
 )  # fmt: skip
 INDEX_FILE = "index.json"
 
@@ -187,6 +187,15 @@ class _Staging:
         self._folders.clear()
 
 
+def _content_digest(*paths: Path | None) -> str:
+    """sha256 of the files' bytes: what training resumes on (paths may move, bytes not)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        if path is not None:
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
 def _stamp(path: Path) -> list[int]:
     stat = path.stat()
     return [stat.st_size, stat.st_mtime_ns]
@@ -218,6 +227,7 @@ class _LabelCache:
             record is None
             or record["image_path"] != image_path
             or record["image"] != _stamp(pair.image)
+            or "content_sha256" not in record
         ):
             return None
         if pair.label is not None:
@@ -240,7 +250,26 @@ class _LabelCache:
     def stage_index(self) -> None:
         if self.changed:
             payload = {"mapping": self.mapping.fingerprint, "records": self.records}
-            (self.staged_folder() / INDEX_FILE).write_text(json.dumps(payload))
+            path = self.staged_folder() / INDEX_FILE
+            try:
+                path.write_text(json.dumps(payload))
+            except OSError as err:
+                raise OSError(
+                    err.errno,
+                    f"cannot write the label cache index ({err.strerror or err})",
+                    str(path),
+                ) from err
+
+
+def _write_label(train_ids: np.ndarray, out: Path) -> None:
+    """Cache a converted label; a full disk names the file (Pillow's error does not)."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(train_ids).save(out)
+    except OSError as err:
+        raise OSError(
+            err.errno, f"cannot write the converted label ({err.strerror or err})", str(out)
+        ) from err
 
 
 def _check_pair(
@@ -255,10 +284,10 @@ def _check_pair(
         check_label(raw, pair.label, (height, width), pair.image, mapping)
         train_ids = mapping.convert(raw)
         if out is not None:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(train_ids).save(out)
+            _write_label(train_ids, out)
         counts = np.bincount(train_ids.ravel(), minlength=256)[:NUM_CLASSES]
         record.update(label=_stamp(pair.label), counts=[int(c) for c in counts])
+    record["content_sha256"] = _content_digest(pair.image, pair.label)
     return record
 
 
@@ -362,6 +391,7 @@ def _ingest_split(
             "original_label_path": None if pair.label is None else str(staging.final_path(pair.label)),
             "height": height, "width": width, "load_height": load_h, "load_width": load_w,
             "domain": SPLIT_DOMAINS[split], "split": split, "dataset": spec.kind,
+            "content_sha256": record["content_sha256"],
         })  # fmt: skip
     manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
     counts_df = pd.DataFrame(
