@@ -14,6 +14,7 @@ of Kedro's ``run`` and calls it, so it behaves the same, except:
 from __future__ import annotations
 
 import logging
+import signal
 import traceback
 from typing import IO, Any
 
@@ -86,7 +87,15 @@ def _check_pipeline_names(names: list[str]) -> None:
             )
 
 
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM (a scheduler's time limit, ``kill``) ends the run as an exception would:
+    staging folders and temporary files are removed, finished outputs are kept."""
+    logger.warning("Stopped by signal %d; cleaning up", signum)
+    raise SystemExit(128 + signum)
+
+
 def _run(verbose: bool, **options: Any) -> Any:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     names = [options["pipeline"]] if options.get("pipeline") else list(options["pipelines"])
     _check_pipeline_names(names)
     try:

@@ -46,6 +46,11 @@ class ProjectHooks:
         check_run(parameters, [g for g in groups if g in parameters])
         if "predict" in parameters:
             check_outside_outputs(parameters["predict"], _replaced_folders(pipeline, catalog))
+        from kedro.framework.project import pipelines as registered
+
+        from hrda_kedro.datasets.report_sets import check_report_sets, saved_together
+
+        check_report_sets(pipeline.inputs(), saved_together(registered.values()), catalog)
         if "ablations" in parameters:
             from hrda_kedro.pipelines.ablations.nodes import validate_ablations
 

@@ -144,6 +144,28 @@ class IngestionResult:
     report: dict[str, Any]
 
 
+def _remove_abandoned(final: Path) -> None:
+    """Remove staging folders next to ``final`` left by runs that were killed (SIGKILL,
+    power loss: no clean-up ran); those of live processes are in use and stay."""
+    for folder in final.parent.glob(f".{final.name}.*-*-*"):
+        kind, _, rest = folder.name[len(final.name) + 2 :].partition("-")
+        pid = rest.partition("-")[0]
+        if kind not in ("staging", "old") or not pid.isdigit() or _alive(int(pid)):
+            continue
+        logger.info("Removing %s, left by a run that was stopped", folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 class _Staging:
     """Hidden folders next to their destinations, moved into place by :meth:`commit`."""
 
@@ -151,7 +173,9 @@ class _Staging:
         self._folders: list[tuple[Path, Path, bool]] = []  # (staged, final, replace whole)
 
     def folder(self, final: Path, replace_whole: bool) -> Path:
-        staged = final.parent / f".{final.name}.staging-{uuid.uuid4().hex[:8]}"
+        _remove_abandoned(final)
+        # The pid tells a later run whether the folder is still in use (concurrent runs).
+        staged = final.parent / f".{final.name}.staging-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         staged.mkdir(parents=True)
         self._folders.append((staged, final, replace_whole))
         return staged
@@ -166,7 +190,7 @@ class _Staging:
     def commit(self) -> None:
         for staged, final, replace_whole in self._folders:
             if replace_whole:
-                old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+                old = final.parent / f".{final.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
                 if final.exists():
                     final.rename(old)
                 staged.rename(final)

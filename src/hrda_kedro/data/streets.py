@@ -815,8 +815,11 @@ def write_benchmark(root: Path, config: StreetsConfig, workers: int = 1) -> None
         for sub in ("images", "labels"):
             (root / split / sub).mkdir(parents=True, exist_ok=True)
         jobs += [(split, i) for i in range(count)]
-    with ThreadPoolExecutor(max(1, workers)) as pool:
+    pool = ThreadPoolExecutor(max(1, workers))
+    try:
         list(pool.map(lambda job: _write_one(root, config, *job), jobs))
+    finally:  # stopped (SIGTERM, an error): do not draw the queued images first
+        pool.shutdown(wait=True, cancel_futures=True)
     payload = {"fingerprint": config.fingerprint(), "version": GENERATOR_VERSION, **asdict(config)}
     (root / FINGERPRINT_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
     logger.info("Drew %d embedded street scenes into %s", len(jobs), root)
