@@ -372,7 +372,9 @@ class PseudoLabelParams:
         )
         if self.margins_reference_size is not None:
             _positive_pair(self.margins_reference_size, f"{path}.margins_reference_size")
-            check_margins(self.margins, self.margins_reference_size, path)
+            check_margins(
+                self.margins, self.margins_reference_size, path, " (margins_reference_size)"
+            )
 
 
 def check_margins(

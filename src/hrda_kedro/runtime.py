@@ -94,7 +94,7 @@ def resolve_device(runtime: RuntimeParams, rank: int = 0) -> DeviceSetup:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
+        raise ParameterError(
             f"parameter runtime.device: {runtime.device!r} asked for, but CUDA is not available"
         )
     device = torch.device(name)

@@ -39,6 +39,7 @@ from hrda_kedro.data.labels import CITYSCAPES_CLASSES, NUM_CLASSES, LabelMapping
 from hrda_kedro.data.layouts import DatasetSpec, Pair, find_pairs
 from hrda_kedro.data.streets import SPLIT_DOMAINS, StreetsConfig, read_fingerprint, write_benchmark
 from hrda_kedro.data.validation import LabelFormat, check_label, read_image, read_raw_label
+from hrda_kedro.params import ParameterError
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class SplitSizes:
     def check(self, path: str) -> None:
         for split in SPLITS:
             if getattr(self, split) < 0:
-                raise ValueError(
+                raise ParameterError(
                     f"parameter {path}.{split}: expected a count >= 0, got {getattr(self, split)}"
                 )
 
@@ -79,11 +80,11 @@ class EmbeddedSettings:
 
     def check(self, path: str) -> None:
         if not 0.0 <= self.domain_shift <= 1.0:
-            raise ValueError(
+            raise ParameterError(
                 f"parameter {path}.domain_shift: expected 0 (no shift) .. 1 (full shift), got {self.domain_shift}"
             )
         if self.height < 16 or self.width < 32:
-            raise ValueError(
+            raise ParameterError(
                 f"parameter {path}.height/width: expected at least 16 x 32 pixels, got {self.height} x {self.width}"
             )
 
@@ -110,11 +111,11 @@ class IngestionSettings:
 
     def check(self, path: str) -> None:
         if self.workers < 1:
-            raise ValueError(
+            raise ParameterError(
                 f"parameter {path}.workers: expected a positive integer, got {self.workers}"
             )
         if self.samples_per_domain < 1:
-            raise ValueError(
+            raise ParameterError(
                 f"parameter {path}.samples_per_domain: expected a positive integer, got {self.samples_per_domain}"
             )
 
@@ -130,7 +131,7 @@ class IngestionDatasets:
     def check(self, path: str) -> None:
         for split in ("source_train", "target_val"):
             if not getattr(self, split).labels:
-                raise ValueError(
+                raise ParameterError(
                     f"parameter {path}.{split}.labels: {split} needs labels, expected true"
                 )
 

@@ -32,6 +32,7 @@ from hrda_kedro.data.labels import (
     mapping_from_class_map,
 )
 from hrda_kedro.data.validation import LabelFormat, check_folder
+from hrda_kedro.params import ParameterError
 
 Kind = Literal["embedded", "gta5", "synthia", "cityscapes", "folder"]
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -47,7 +48,7 @@ class ResizeSpec:
 
     def check(self, path: str) -> None:
         if self.width < 1 or self.height < 1:
-            raise ValueError(
+            raise ParameterError(
                 f"parameter {path}: expected a positive width and height, got {self.width}x{self.height}"
             )
 
@@ -77,33 +78,33 @@ class DatasetSpec:
 
     def check(self, path: str) -> None:
         if self.kind != "embedded" and not self.root:
-            raise ValueError(
+            raise ParameterError(
                 f"parameter {path}.root: required for kind {self.kind!r}, expected a folder path"
             )
         if self.kind == "embedded" and self.root is not None:
-            raise ValueError(
+            raise ParameterError(
                 f"parameter {path}.root: not used by kind 'embedded' (see ingestion.embedded.root), expected null"
             )
         if self.kind == "cityscapes" and self.subset not in ("train", "val", "test"):
-            raise ValueError(
+            raise ParameterError(
                 f"parameter {path}.subset: expected train | val | test for Cityscapes, got {self.subset!r}"
             )
         if self.limit is not None and self.limit < 1:
-            raise ValueError(
+            raise ParameterError(
                 f"parameter {path}.limit: expected null or a positive integer, got {self.limit}"
             )
         if self.kind == "folder":
             if self.labels and not isinstance(self.class_map, dict):
-                raise ValueError(
+                raise ParameterError(
                     f"parameter {path}.class_map: required for kind 'folder', expected a mapping"
                 )
             if self.labels:
                 try:
                     self.mapping()
                 except ValueError as err:
-                    raise ValueError(f"parameter {path}.class_map: {err}") from err
+                    raise ParameterError(f"parameter {path}.class_map: {err}") from err
         elif self.class_map is not None:
-            raise ValueError(
+            raise ParameterError(
                 f"parameter {path}.class_map: only used with kind 'folder', got kind {self.kind!r}"
             )
 
