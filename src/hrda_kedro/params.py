@@ -657,21 +657,10 @@ def check_run(parameters: Mapping[str, Any], groups: typing.Collection[str]) -> 
             f"expected at most {len(CITYSCAPES_CLASSES)} (the Cityscapes class table that "
             f"labels, reports and predictions use), got {classes}",
         )
-    if model is not None and has("evaluation"):
-        evaluation = parse(EvaluationParams, parameters["evaluation"], "evaluation")
-        subsets = {f"class_subsets.{k}": v or [] for k, v in evaluation.class_subsets.items()}
-        for key, ids in {"small_classes": evaluation.small_classes, **subsets}.items():
-            bad = [c for c in ids if not 0 <= c < classes]
-            _require(
-                not bad,
-                f"evaluation.{key}",
-                f"class ids {bad} are outside 0..{classes - 1} (model.network.num_classes = "
-                f"{classes}); expected trainIds of the model's classes",
-            )
-    if not has("ingestion_datasets"):
-        return
-    datasets = parse(IngestionDatasets, parameters["ingestion_datasets"], "ingestion_datasets")
-    if model is not None:
+    datasets = None
+    if has("ingestion_datasets"):
+        datasets = parse(IngestionDatasets, parameters["ingestion_datasets"], "ingestion_datasets")
+    if model is not None and datasets is not None:
         for split in SPLITS:
             spec = getattr(datasets, split)
             if not spec.labels:
@@ -686,7 +675,18 @@ def check_run(parameters: Mapping[str, Any], groups: typing.Collection[str]) -> 
                 f"the {spec.kind} labels of ingestion_datasets.{split} hold trainIds up to "
                 f"{top}, so expected at least {top + 1} classes, got {classes}",
             )
-    if not has("ingestion"):
+    if model is not None and has("evaluation"):
+        evaluation = parse(EvaluationParams, parameters["evaluation"], "evaluation")
+        subsets = {f"class_subsets.{k}": v or [] for k, v in evaluation.class_subsets.items()}
+        for key, ids in {"small_classes": evaluation.small_classes, **subsets}.items():
+            bad = [c for c in ids if not 0 <= c < classes]
+            _require(
+                not bad,
+                f"evaluation.{key}",
+                f"class ids {bad} are outside 0..{classes - 1} (model.network.num_classes = "
+                f"{classes}); expected trainIds of the model's classes",
+            )
+    if datasets is None or not has("ingestion"):
         return
     embedded = parse(IngestionSettings, parameters["ingestion"], "ingestion").embedded
     for split in ("source_train", "target_train"):
@@ -706,10 +706,10 @@ def check_run(parameters: Mapping[str, Any], groups: typing.Collection[str]) -> 
                 f"images{where}; expected at most the image size",
             )
         if split == "target_train" and has("self_training"):
-            labels = parse(SelfTrainingParams, parameters["self_training"], "self_training")
-            if labels.pseudo_labels.margins_reference_size is None:
+            training = parse(SelfTrainingParams, parameters["self_training"], "self_training")
+            if training.pseudo_labels.margins_reference_size is None:
                 check_margins(
-                    labels.pseudo_labels.margins, size, "self_training.pseudo_labels", where
+                    training.pseudo_labels.margins, size, "self_training.pseudo_labels", where
                 )
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from PIL import Image, PngImagePlugin
 
@@ -139,8 +140,9 @@ CASES = [
              _params({"ingestion_datasets": {"source_train": {"kindd": "gta5"}}}), ParameterError,
              r"^parameter ingestion_datasets\.source_train\.kindd: unknown key \(did you mean "
              r"'kind'\?\)"),
-    BadInput("group that is not a mapping", P, "warmup", _local({"warmup": [1, 2]}),
-             ParameterError, r"^parameter warmup: expected a mapping, got \[1, 2\]"),
+    BadInput("misspelt group in a new parameters file", P, "warmup",
+             _local({"modle": {"network": {"num_classes": 19}}}), ParameterError,
+             r"^parameter modle: unknown parameter group \(did you mean 'model'\?\)"),
     # checks that came too late: class ids
     BadInput("fewer classes than the label ids", P, "warmup",
              _params({"model": {"network": {"num_classes": 10}}}), ParameterError,
@@ -383,37 +385,63 @@ def test_in_training_checkpoint_missing_state_is_named(
     assert_unchanged(before, project / "data")
 
 
-@pytest.mark.parametrize("change", ["domain shift", "one image redrawn"])
-def test_stage_trains_again_when_its_data_change(
-    change: str,
+def _model(project: Path, stage: str) -> dict[str, torch.Tensor]:
+    return load_checkpoint(latest_version(project / "data" / "06_models" / stage / "model.pt"))[
+        "model"
+    ]
+
+
+def _differ(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_rounds_train_again_when_the_target_images_change(
     reference: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Same parameters, same image counts, other pixels: the warmup must not "resume" the
-    finished model of the old data (it did: the fingerprint held only the counts)."""
+    """``domain_shift`` redraws every target image (same names, same counts). The fingerprint
+    held only the counts, so the rounds "resumed" and returned the models of the old images;
+    the source images are drawn the same at any shift, so the warmup rightly resumes."""
     project = copy_project(reference, tmp_path / "project", in_progress=True)
     monkeypatch.chdir(project)
-    model = project / "data" / "06_models" / "source_only" / "model.pt"
-    old = load_checkpoint(latest_version(model))["model"]
-    params: Params = {}
-    if change == "domain shift":
-        params = {"ingestion": {"embedded": {"domain_shift": 0.9}}}
-        run_in_process(project, "ingestion", params)
-    else:
-        run_in_process(project, "ingestion")  # manifests of the copy's own files
-        manifest = pd.read_csv(project / "data" / "05_model_input" / "source_train_manifest.csv")
-        image = Path(manifest["image_path"][0])
-        pixels = np.asarray(Image.open(image)).copy()
-        pixels[:8] = 255 - pixels[:8]
-        Image.fromarray(pixels).save(image)
-        run_in_process(project, "ingestion")
+    params = {"ingestion": {"embedded": {"domain_shift": 0.9}}}
+    run_in_process(project, "ingestion", params)
     with caplog.at_level(logging.INFO, logger="hrda_kedro"):
         run_in_process(project, "warmup", params)
-    assert re.search(r"warmup: .*state\.pt was trained on other data; starting afresh", caplog.text)
-    new = load_checkpoint(latest_version(model))["model"]
-    assert any(not np.array_equal(old[k].numpy(), new[k].numpy()) for k in old)
+        run_in_process(project, "self_training", params)
+    assert "warmup: resuming at iteration 6" in caplog.text
+    for stage in ("round_1", "round_2"):
+        assert re.search(
+            rf"{stage}: \S+state\.pt was trained on other data(?: and input_model)?; starting afresh",
+            caplog.text,
+        ), stage
+        assert _differ(_model(project, stage), _model(reference, stage))
+
+
+def test_warmup_trains_again_when_one_source_image_changes(
+    reference: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One source image rewritten in place (same name, size and count): trained afresh."""
+    project = copy_project(reference, tmp_path / "project", in_progress=True)
+    monkeypatch.chdir(project)
+    run_in_process(project, "ingestion")  # manifests of the copy's own files
+    manifest = pd.read_csv(project / "data" / "05_model_input" / "source_train_manifest.csv")
+    image = Path(manifest["image_path"][0])
+    pixels = np.asarray(Image.open(image)).copy()
+    pixels[:8] = 255 - pixels[:8]
+    Image.fromarray(pixels).save(image)
+    run_in_process(project, "ingestion")
+    with caplog.at_level(logging.INFO, logger="hrda_kedro"):
+        run_in_process(project, "warmup")
+    assert re.search(
+        r"warmup: \S+state\.pt was trained on other data; starting afresh", caplog.text
+    )
+    assert _differ(_model(project, "source_only"), _model(reference, "source_only"))
 
 
 def test_unchanged_data_in_another_folder_resumes(
