@@ -44,7 +44,7 @@ class ProjectHooks:
             if group in parameters:
                 parse(cls, parameters[group], group)
         check_run(parameters, [g for g in groups if g in parameters])
-        if "predict" in parameters:
+        if "predict" in parameters and "params:predict" in pipeline.inputs():
             check_outside_outputs(parameters["predict"], _replaced_folders(pipeline, catalog))
         from kedro.framework.project import pipelines as registered
 
