@@ -32,12 +32,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from hrda_kedro.data import DataError
 from hrda_kedro.data.labels import CITYSCAPES_CLASSES, NUM_CLASSES, LabelMapping
 from hrda_kedro.data.layouts import DatasetSpec, Pair, find_pairs
-from hrda_kedro.data.streets import SPLIT_DOMAINS, StreetsConfig, read_fingerprint, write_benchmark
+from hrda_kedro.data.streets import (
+    SPLIT_DOMAINS,
+    StreetsConfig,
+    read_fingerprint,
+    save_png,
+    write_benchmark,
+)
 from hrda_kedro.data.validation import LabelFormat, check_label, read_image, read_raw_label
 from hrda_kedro.params import ParameterError
 
@@ -286,17 +291,6 @@ class _LabelCache:
                 ) from err
 
 
-def _write_label(train_ids: np.ndarray, out: Path) -> None:
-    """Cache a converted label; a full disk names the file (Pillow's error does not)."""
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(train_ids).save(out)
-    except OSError as err:
-        raise OSError(
-            err.errno, f"cannot write the converted label ({err.strerror or err})", str(out)
-        ) from err
-
-
 def _check_pair(
     pair: Pair, mapping: LabelMapping, label_format: LabelFormat, out: Path | None
 ) -> dict[str, Any]:
@@ -309,7 +303,8 @@ def _check_pair(
         check_label(raw, pair.label, (height, width), pair.image, mapping)
         train_ids = mapping.convert(raw)
         if out is not None:
-            _write_label(train_ids, out)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            save_png(train_ids, out, "the converted label")
         counts = np.bincount(train_ids.ravel(), minlength=256)[:NUM_CLASSES]
         record.update(label=_stamp(pair.label), counts=[int(c) for c in counts])
     record["content_sha256"] = _content_digest(pair.image, pair.label)

@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -804,8 +805,16 @@ def _write_one(root: Path, config: StreetsConfig, split: str, index: int) -> Non
         config.domain_shift,
     )
     name = f"{index:05d}.png"
-    Image.fromarray(image).save(root / split / "images" / name, compress_level=1)
-    Image.fromarray(label).save(root / split / "labels" / name)
+    save_png(image, root / split / "images" / name, "a drawn image", compress_level=1)
+    save_png(label, root / split / "labels" / name, "a drawn label")
+
+
+def save_png(pixels: np.ndarray, path: Path, what: str, **options: Any) -> None:
+    """Save with Pillow; its write errors (a full disk) name no file, these do."""
+    try:
+        Image.fromarray(pixels).save(path, **options)
+    except OSError as err:
+        raise OSError(err.errno, f"cannot write {what} ({err.strerror or err})", str(path)) from err
 
 
 def write_benchmark(root: Path, config: StreetsConfig, workers: int = 1) -> None:
