@@ -112,17 +112,17 @@ def cli() -> None:
     """Project commands of hrda-kedro."""
 
 
-cli.add_command(
-    click.Command(
-        name="run",
-        params=[
-            *kedro_run.params,
-            click.Option(
-                ["--verbose", "-v"], is_flag=True, help="Show the full traceback of any error."
-            ),
-        ],
-        callback=_run,
-        help=kedro_run.help,
-        short_help=kedro_run.short_help,
-    )
+# Module level: ``python -m hrda_kedro`` (Kedro's find_run_command) takes ``cli.run``.
+run = click.Command(
+    name="run",
+    params=[
+        *kedro_run.params,
+        click.Option(
+            ["--verbose", "-v"], is_flag=True, help="Show the full traceback of any error."
+        ),
+    ],
+    callback=_run,
+    help=kedro_run.help,
+    short_help=kedro_run.short_help,
 )
+cli.add_command(run)
