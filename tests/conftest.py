@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
 import torch
+
+from tests import process_guard
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,6 +33,20 @@ TINY_PARAMS = {
     "self_training": {"iterations": 2, "log_every": 1, "checkpoint_every": 1},
     "evaluation": {"progress_bar": False},
 }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind():
+    """The suite leaves no process running: leftovers are listed, ended, and fail the run."""
+    watching = process_guard.become_subreaper()
+    yield
+    if not watching:
+        return
+    alive = process_guard.leftovers(grace_seconds=15)
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    process_guard.reap()
+    assert not alive, f"processes left behind by the tests (now killed): {alive}"
 
 
 @pytest.fixture

@@ -8,7 +8,13 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from hrda_kedro.params import PARAMETER_GROUPS, parse
+from hrda_kedro.params import (
+    PARAMETER_GROUPS,
+    check_group_names,
+    check_outside_outputs,
+    check_run,
+    parse,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -66,5 +72,24 @@ class ProjectHooks:
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         """Parse the parameters of the nodes to run; a bad value stops the run before any work."""
         parameters = catalog.load("parameters") if "parameters" in catalog else {}
+        check_group_names(parameters)
         validated = validate_run_parameters(pipeline, parameters)
+        check_run(parameters, validated)
+        if "predict" in validated:
+            check_outside_outputs(parameters["predict"], _replaced_folders(pipeline, catalog))
+        from kedro.framework.project import pipelines as registered
+
+        from hrda_kedro.datasets.report_sets import check_report_sets, saved_together
+
+        check_report_sets(pipeline.inputs(), saved_together(registered.values()), catalog)
         logger.info("parameters validated: %s", ", ".join(validated) or "none")
+
+
+def _replaced_folders(pipeline: Any, catalog: Any) -> list[str]:
+    """Folders the run's outputs empty before writing (partitioned datasets, overwrite)."""
+    folders = []
+    for name in pipeline.all_outputs():
+        dataset = catalog.get(name) if name in catalog else None
+        if getattr(dataset, "_overwrite", False):
+            folders.append(str(dataset._describe()["path"]))
+    return folders

@@ -15,6 +15,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 T = TypeVar("T")
@@ -217,6 +218,13 @@ class NetworkParams:
     def output_stride(self) -> int:
         return 4 if self.architecture == "daformer" else 8
 
+    @property
+    def min_input_size(self) -> int:
+        """Smallest input side the encoder takes: MiT's first stage (1/4 resolution)
+        reduces its attention keys by a stride-8 convolution, so it needs 4 x 8 pixels;
+        ResNet-101 needs one pixel per output-stride step."""
+        return 32 if self.encoder.startswith("mit") else self.output_stride
+
 
 @dataclass
 class HRDAParams:
@@ -278,6 +286,28 @@ class ModelParams:
             value = getattr(inf, name)
             if value is not None:
                 _positive_pair(value, f"{path}.inference.{name}")
+        # The network sees the context (and each inference window) at 1/scale and the detail
+        # crop at full resolution; below the encoder's minimum it fails inside torch.
+        least = self.network.min_input_size
+        window = inf.window or h.context_crop
+        for key, size, factor in (
+            ("hrda.context_crop", h.context_crop, h.scale),
+            ("hrda.detail_crop", h.detail_crop, 1),
+            ("inference.window", window, h.scale),
+        ):
+            _require(
+                min(size) // factor >= least,
+                f"{path}.{key}",
+                f"the encoder {self.network.encoder!r} needs inputs of at least {least} pixels "
+                f"a side; {list(size)}{f' / scale {factor}' if factor > 1 else ''} is smaller "
+                f"(expected at least {least * factor} a side)",
+            )
+        _require(
+            window[0] >= h.detail_crop[0] and window[1] >= h.detail_crop[1],
+            f"{path}.inference.window",
+            f"the inference window {list(window)} must hold the detail crop "
+            f"{list(h.detail_crop)} (expected at least that size)",
+        )
         _require(
             inf.window_batch >= 1,
             f"{path}.inference.window_batch",
@@ -357,6 +387,27 @@ class PseudoLabelParams:
             f"{path}.margins",
             f"expected non-negative pixels, got {list(self.margins)}",
         )
+        if self.margins_reference_size is not None:
+            _positive_pair(self.margins_reference_size, f"{path}.margins_reference_size")
+            check_margins(
+                self.margins, self.margins_reference_size, path, " (margins_reference_size)"
+            )
+
+
+def check_margins(
+    margins: tuple[int, int, int, int], image_hw: tuple[int, int], path: str, where: str = ""
+) -> None:
+    """Margins (top, bottom, left, right) must leave pixels of an ``image_hw`` image: bands
+    that cover it would give every pseudo-label the weight 0, silently, at every step."""
+    top, bottom, left, right = margins
+    height, width = image_hw
+    _require(
+        top + bottom < height and left + right < width,
+        f"{path}.margins",
+        f"the margins {list(margins)} (top, bottom, left, right) cover the whole "
+        f"{height}x{width} (HxW) image{where}, so every pseudo-label would get weight 0; "
+        "expected top + bottom < height and left + right < width",
+    )
 
 
 @dataclass
@@ -509,6 +560,11 @@ class EvaluationParams:
             f"expected at least 1, got {self.qualitative_images}",
         )
         _require(bool(self.class_subsets), f"{path}.class_subsets", "needs at least one subset")
+        _require(
+            self.max_images is None or self.max_images >= 1,
+            f"{path}.max_images",
+            f"expected null (all images) or >= 1, got {self.max_images}",
+        )
         for name, subset in self.class_subsets.items():
             if subset is not None:
                 _require(
@@ -607,3 +663,123 @@ class AblationParams:
                 f"{path}.{key}",
                 f"trainIds expected, got {classes}",
             )
+
+
+# --------------------------------------------------------------------------- whole runs
+
+# Every top-level group a parameters*.yml (or --params) may hold; anything else is a typo.
+TOP_LEVEL_GROUPS: tuple[str, ...] = (
+    "runtime",
+    "model",
+    "warmup",
+    "self_training",
+    "evaluation",
+    "predict",
+    "ingestion",
+    "ingestion_datasets",
+    "ablations",
+)
+
+
+def check_group_names(parameters: Mapping[str, Any]) -> None:
+    """Refuse a top-level group nobody reads (``warmpu:``): it would vanish silently."""
+    for key in parameters:
+        if key not in TOP_LEVEL_GROUPS:
+            close = difflib.get_close_matches(str(key), TOP_LEVEL_GROUPS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ParameterError(
+                f"parameter {key}: unknown parameter group{hint}, set in conf/*/parameters*.yml "
+                f"or --params; known groups: {', '.join(TOP_LEVEL_GROUPS)}"
+            )
+
+
+def check_run(parameters: Mapping[str, Any], groups: typing.Collection[str]) -> None:
+    """Checks across groups, for the ``groups`` a run uses (each already valid on its own).
+
+    What can be known before the first step is checked before it: class ids against the
+    class count and the class table, crops and margins against the embedded benchmark's
+    image size (folders of images are checked against their manifests before training).
+    """
+    # Imported here: the data layer pulls in numpy and cityscapesscripts.
+    from hrda_kedro.data.ingest import SPLITS, IngestionDatasets, IngestionSettings
+    from hrda_kedro.data.labels import CITYSCAPES_CLASSES
+
+    def has(*names: str) -> bool:
+        return all(n in groups and n in parameters for n in names)
+
+    model = parse(ModelParams, parameters["model"], "model") if has("model") else None
+    if model is not None:
+        classes = model.network.num_classes
+        _require(
+            classes <= len(CITYSCAPES_CLASSES),
+            "model.network.num_classes",
+            f"expected at most {len(CITYSCAPES_CLASSES)} (the Cityscapes class table that "
+            f"labels, reports and predictions use), got {classes}",
+        )
+    datasets = None
+    if has("ingestion_datasets"):
+        datasets = parse(IngestionDatasets, parameters["ingestion_datasets"], "ingestion_datasets")
+    if model is not None and datasets is not None:
+        for split in SPLITS:
+            spec = getattr(datasets, split)
+            if not spec.labels:
+                continue
+            mapping = spec.mapping()
+            top = max(
+                (t for t in (int(mapping.lut[i]) for i in mapping.known_ids) if t < 255), default=0
+            )
+            _require(
+                top < classes,
+                "model.network.num_classes",
+                f"the {spec.kind} labels of ingestion_datasets.{split} hold trainIds up to "
+                f"{top}, so expected at least {top + 1} classes, got {classes}",
+            )
+    if model is not None and has("evaluation"):
+        evaluation = parse(EvaluationParams, parameters["evaluation"], "evaluation")
+        subsets = {f"class_subsets.{k}": v or [] for k, v in evaluation.class_subsets.items()}
+        for key, ids in {"small_classes": evaluation.small_classes, **subsets}.items():
+            bad = [c for c in ids if not 0 <= c < classes]
+            _require(
+                not bad,
+                f"evaluation.{key}",
+                f"class ids {bad} are outside 0..{classes - 1} (model.network.num_classes = "
+                f"{classes}); expected trainIds of the model's classes",
+            )
+    if datasets is None or not has("ingestion"):
+        return
+    embedded = parse(IngestionSettings, parameters["ingestion"], "ingestion").embedded
+    for split in ("source_train", "target_train"):
+        spec = getattr(datasets, split)
+        if spec.kind != "embedded":
+            continue  # a folder's image sizes are known only to its manifest
+        size = (embedded.height, embedded.width)
+        if spec.resize is not None:
+            size = spec.resize.load_size(*size)
+        where = f" of ingestion_datasets.{split} (ingestion.embedded height, width)"
+        if model is not None:
+            crop = model.hrda.context_crop
+            _require(
+                crop[0] <= size[0] and crop[1] <= size[1],
+                "model.hrda.context_crop",
+                f"the context crop {list(crop)} (HxW) does not fit in the {size[0]}x{size[1]} "
+                f"images{where}; expected at most the image size",
+            )
+        if split == "target_train" and has("self_training"):
+            training = parse(SelfTrainingParams, parameters["self_training"], "self_training")
+            if training.pseudo_labels.margins_reference_size is None:
+                check_margins(
+                    training.pseudo_labels.margins, size, "self_training.pseudo_labels", where
+                )
+
+
+def check_outside_outputs(predict: Mapping[str, Any], replaced: typing.Iterable[str]) -> None:
+    """``predict.input_dir`` must not lie in a folder the run empties before writing to it."""
+    inputs = Path(parse(PredictParams, predict, "predict").input_dir).absolute()
+    for folder in replaced:
+        out = Path(folder).absolute()
+        _require(
+            not (inputs == out or inputs.is_relative_to(out) or out.is_relative_to(inputs)),
+            "predict.input_dir",
+            f"{inputs} overlaps the output folder {out}, which each predict run empties; "
+            "expected a folder outside the outputs (e.g. data/01_raw/predict_inputs)",
+        )

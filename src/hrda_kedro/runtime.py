@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from hrda_kedro.data import DataError
 from hrda_kedro.data.labels import CITYSCAPES_CLASSES
 from hrda_kedro.data.torch_datasets import ManifestDataset
 from hrda_kedro.hrda.checkpoint import CheckpointError
@@ -30,7 +31,16 @@ from hrda_kedro.hrda.model import HRDAModel
 from hrda_kedro.hrda.networks import build_network
 from hrda_kedro.hrda.networks.config import NetworkConfig
 from hrda_kedro.hrda.uda.trainer import DeviceSetup
-from hrda_kedro.params import ModelParams, NetworkParams, RuntimeParams, TrainingParams, parse
+from hrda_kedro.params import (
+    ModelParams,
+    NetworkParams,
+    ParameterError,
+    PseudoLabelParams,
+    RuntimeParams,
+    TrainingParams,
+    check_margins,
+    parse,
+)
 
 LABEL_SUFFIX = "_label"
 CONFIDENCE_SUFFIX = "_confidence"
@@ -84,7 +94,7 @@ def resolve_device(runtime: RuntimeParams, rank: int = 0) -> DeviceSetup:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
+        raise ParameterError(
             f"parameter runtime.device: {runtime.device!r} asked for, but CUDA is not available"
         )
     device = torch.device(name)
@@ -217,10 +227,57 @@ def check_compatible(
             )
 
 
-def fingerprint(*parts: Any) -> str:
-    """A stable hash of JSON-able parts (parameters, input identities)."""
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def fingerprint(**parts: Any) -> str:
+    """Stable hashes of named JSON-able parts, ``data=1a2b... parameters=3c4d...``.
+
+    A stage resumes only from a checkpoint of the same fingerprint; when they differ the
+    trainer names the parts that changed, so the log says why a stage re-runs.
+    """
+    return " ".join(
+        f"{name}={hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]}"
+        for name, value in sorted(parts.items())
+    )
+
+
+def check_images_fit(
+    manifest: pd.DataFrame, model: ModelParams, split: str, margins: PseudoLabelParams | None = None
+) -> None:
+    """Before the first step: the context crop fits in every image (and the margins leave
+    pixels of it), for data sets whose sizes only their manifests know (folders)."""
+    if not len(manifest):
+        return
+    heights, widths = manifest["load_height"].astype(int), manifest["load_width"].astype(int)
+    smallest = (int(heights.min()), int(widths.min()))
+    crop = model.hrda.context_crop
+    if crop[0] > smallest[0] or crop[1] > smallest[1]:
+        at = int(((heights < crop[0]) | (widths < crop[1])).to_numpy().argmax())
+        raise ParameterError(
+            f"parameter model.hrda.context_crop: the context crop {list(crop)} (HxW) does not "
+            f"fit in {manifest['image_path'].iloc[at]} of {split}, loaded at "
+            f"{heights.iloc[at]}x{widths.iloc[at]}; expected at most the smallest image "
+            f"({smallest[0]}x{smallest[1]}): lower the crop or resize the data set"
+        )
+    if margins is not None and margins.margins_reference_size is None:
+        check_margins(
+            margins.margins, smallest, "self_training.pseudo_labels", f" of {split} (smallest)"
+        )
+
+
+# What a manifest row's training data are: the files' bytes and the size they are loaded at
+# (not their paths: a project moved to another disk resumes).
+_CONTENT_COLUMNS = ("name", "content_sha256", "load_height", "load_width")
+
+
+def manifest_digest(manifest: pd.DataFrame) -> str:
+    """sha256 of a manifest's data content, so that a stage re-runs when its images change."""
+    missing = [c for c in _CONTENT_COLUMNS if c not in manifest.columns]
+    if missing:
+        raise DataError(
+            f"manifest without the columns {missing}: written by an older version; expected "
+            "one written by the ingestion pipeline, re-run it (kedro run --pipeline=ingestion)"
+        )
+    rows = manifest[list(_CONTENT_COLUMNS)].astype(str).to_numpy().tolist()
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
 
 
 # --------------------------------------------------------------------------- data

@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,7 +105,7 @@ def run_stage(job: StageJob) -> StageResult:
     try:
         mp.spawn(
             _worker,
-            args=(job, devices, nnodes, f"tcp://{address}:{port}"),
+            args=(job, devices, nnodes, f"tcp://{address}:{port}", os.getpid()),
             nprocs=devices,
             join=True,
         )
@@ -121,8 +123,30 @@ def run_stage(job: StageJob) -> StageResult:
     )
 
 
-def _worker(local_rank: int, job: StageJob, devices: int, nnodes: int, init_method: str) -> None:
+def exit_with_parent(parent_pid: int, poll_seconds: float = 1.0) -> threading.Thread:
+    """End this process as soon as ``parent_pid`` is no longer its parent.
+
+    torch's spawn asks the kernel for SIGINT on the parent's death, but a worker waiting in
+    a collective (gloo, NCCL) never gets to handle it and would hold its memory, GPU memory
+    included, forever. A watcher thread polls instead and exits hard: the in-training
+    checkpoint on disk is whole (it is written atomically), nothing else is lost.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    watcher = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
+    watcher.start()
+    return watcher
+
+
+def _worker(
+    local_rank: int, job: StageJob, devices: int, nnodes: int, init_method: str, parent_pid: int
+) -> None:
     """One rank: the device is picked by the local rank, the backend by the device."""
+    exit_with_parent(parent_pid)
     node_rank = int(os.environ.get("NODE_RANK", "0"))
     rank = node_rank * devices + local_rank
     world_size = devices * nnodes

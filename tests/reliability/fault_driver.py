@@ -11,6 +11,9 @@ kills it with SIGKILL at a known point instead of after a guessed delay:
 - ``stop-at-load:PART``: when a checkpoint whose path holds PART is first read (``round_1``:
   after round 1's model was saved, when the next node wants it).
 
+- ``stop-in-draw``: inside the drawing of the embedded benchmark, after its first image,
+  until the file ``<marker>.release`` exists (so that a SIGTERM's clean-up can finish).
+
 ``file-size:BYTES`` caps the size of every file the run writes (``RLIMIT_FSIZE``, SIGXFSZ
 ignored): the kernel fails each write past BYTES with EFBIG, mid-file, as a full disk fails
 one with ENOSPC. No root, no special file system, and every writer (ours, pandas, Pillow)
@@ -24,6 +27,7 @@ import resource
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +84,25 @@ def _stop_at_load(part: str) -> None:
     checkpoint_dataset.from_bytes = from_bytes
 
 
+def _stop_in_draw() -> None:
+    from hrda_kedro.data import streets
+
+    real = streets._write_one
+    calls = [0]
+
+    def write_one(*args: Any) -> None:
+        real(*args)
+        calls[0] += 1
+        if calls[0] == 1:
+            marker = Path(os.environ["HRDA_FAULT_MARKER"])
+            marker.write_text("reached\n")
+            release = marker.with_name(marker.name + ".release")
+            while not release.exists():
+                time.sleep(0.05)
+
+    streets._write_one = write_one
+
+
 def _cap_file_size(size: int) -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (size, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
@@ -89,6 +112,7 @@ FAULTS = {
     "stop-in-step": lambda arg: _stop_in_step(int(arg)),
     "stop-in-write": _stop_in_write,
     "stop-at-load": _stop_at_load,
+    "stop-in-draw": lambda arg: _stop_in_draw(),
     "file-size": lambda arg: _cap_file_size(int(arg)),
 }
 

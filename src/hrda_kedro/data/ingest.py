@@ -32,20 +32,26 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from hrda_kedro.data import DataError
 from hrda_kedro.data.labels import CITYSCAPES_CLASSES, NUM_CLASSES, LabelMapping
 from hrda_kedro.data.layouts import DatasetSpec, Pair, find_pairs
-from hrda_kedro.data.streets import SPLIT_DOMAINS, StreetsConfig, read_fingerprint, write_benchmark
+from hrda_kedro.data.streets import (
+    SPLIT_DOMAINS,
+    StreetsConfig,
+    read_fingerprint,
+    save_png,
+    write_benchmark,
+)
 from hrda_kedro.data.validation import LabelFormat, check_label, read_image, read_raw_label
+from hrda_kedro.params import ParameterError
 
 logger = logging.getLogger(__name__)
 
 SPLITS = tuple(SPLIT_DOMAINS)
 MANIFEST_COLUMNS = (
     "name", "image_path", "label_path", "original_label_path", "height", "width",
-    "load_height", "load_width", "domain", "split", "dataset",
+    "load_height", "load_width", "domain", "split", "dataset", "content_sha256",
 )  # fmt: skip
 INDEX_FILE = "index.json"
 
@@ -61,7 +67,7 @@ class SplitSizes:
     def check(self, path: str) -> None:
         for split in SPLITS:
             if getattr(self, split) < 0:
-                raise ValueError(
+                raise ParameterError(
                     f"parameter {path}.{split}: expected a count >= 0, got {getattr(self, split)}"
                 )
 
@@ -79,11 +85,11 @@ class EmbeddedSettings:
 
     def check(self, path: str) -> None:
         if not 0.0 <= self.domain_shift <= 1.0:
-            raise ValueError(
+            raise ParameterError(
                 f"parameter {path}.domain_shift: expected 0 (no shift) .. 1 (full shift), got {self.domain_shift}"
             )
         if self.height < 16 or self.width < 32:
-            raise ValueError(
+            raise ParameterError(
                 f"parameter {path}.height/width: expected at least 16 x 32 pixels, got {self.height} x {self.width}"
             )
 
@@ -110,11 +116,11 @@ class IngestionSettings:
 
     def check(self, path: str) -> None:
         if self.workers < 1:
-            raise ValueError(
+            raise ParameterError(
                 f"parameter {path}.workers: expected a positive integer, got {self.workers}"
             )
         if self.samples_per_domain < 1:
-            raise ValueError(
+            raise ParameterError(
                 f"parameter {path}.samples_per_domain: expected a positive integer, got {self.samples_per_domain}"
             )
 
@@ -130,7 +136,7 @@ class IngestionDatasets:
     def check(self, path: str) -> None:
         for split in ("source_train", "target_val"):
             if not getattr(self, split).labels:
-                raise ValueError(
+                raise ParameterError(
                     f"parameter {path}.{split}.labels: {split} needs labels, expected true"
                 )
 
@@ -144,6 +150,28 @@ class IngestionResult:
     report: dict[str, Any]
 
 
+def _remove_abandoned(final: Path) -> None:
+    """Remove staging folders next to ``final`` left by runs that were killed (SIGKILL,
+    power loss: no clean-up ran); those of live processes are in use and stay."""
+    for folder in final.parent.glob(f".{final.name}.*-*-*"):
+        kind, _, rest = folder.name[len(final.name) + 2 :].partition("-")
+        pid = rest.partition("-")[0]
+        if kind not in ("staging", "old") or not pid.isdigit() or _alive(int(pid)):
+            continue
+        logger.info("Removing %s, left by a run that was stopped", folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 class _Staging:
     """Hidden folders next to their destinations, moved into place by :meth:`commit`."""
 
@@ -151,7 +179,9 @@ class _Staging:
         self._folders: list[tuple[Path, Path, bool]] = []  # (staged, final, replace whole)
 
     def folder(self, final: Path, replace_whole: bool) -> Path:
-        staged = final.parent / f".{final.name}.staging-{uuid.uuid4().hex[:8]}"
+        _remove_abandoned(final)
+        # The pid tells a later run whether the folder is still in use (concurrent runs).
+        staged = final.parent / f".{final.name}.staging-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         staged.mkdir(parents=True)
         self._folders.append((staged, final, replace_whole))
         return staged
@@ -166,7 +196,7 @@ class _Staging:
     def commit(self) -> None:
         for staged, final, replace_whole in self._folders:
             if replace_whole:
-                old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+                old = final.parent / f".{final.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
                 if final.exists():
                     final.rename(old)
                 staged.rename(final)
@@ -185,6 +215,15 @@ class _Staging:
         for staged, _, _ in self._folders:
             shutil.rmtree(staged, ignore_errors=True)
         self._folders.clear()
+
+
+def _content_digest(*paths: Path | None) -> str:
+    """sha256 of the files' bytes: what training resumes on (paths may move, bytes not)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        if path is not None:
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
 
 
 def _stamp(path: Path) -> list[int]:
@@ -218,6 +257,7 @@ class _LabelCache:
             record is None
             or record["image_path"] != image_path
             or record["image"] != _stamp(pair.image)
+            or "content_sha256" not in record
         ):
             return None
         if pair.label is not None:
@@ -240,7 +280,15 @@ class _LabelCache:
     def stage_index(self) -> None:
         if self.changed:
             payload = {"mapping": self.mapping.fingerprint, "records": self.records}
-            (self.staged_folder() / INDEX_FILE).write_text(json.dumps(payload))
+            path = self.staged_folder() / INDEX_FILE
+            try:
+                path.write_text(json.dumps(payload))
+            except OSError as err:
+                raise OSError(
+                    err.errno,
+                    f"cannot write the label cache index ({err.strerror or err})",
+                    str(path),
+                ) from err
 
 
 def _check_pair(
@@ -256,9 +304,10 @@ def _check_pair(
         train_ids = mapping.convert(raw)
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(train_ids).save(out)
+            save_png(train_ids, out, "the converted label")
         counts = np.bincount(train_ids.ravel(), minlength=256)[:NUM_CLASSES]
         record.update(label=_stamp(pair.label), counts=[int(c) for c in counts])
+    record["content_sha256"] = _content_digest(pair.image, pair.label)
     return record
 
 
@@ -362,6 +411,7 @@ def _ingest_split(
             "original_label_path": None if pair.label is None else str(staging.final_path(pair.label)),
             "height": height, "width": width, "load_height": load_h, "load_width": load_w,
             "domain": SPLIT_DOMAINS[split], "split": split, "dataset": spec.kind,
+            "content_sha256": record["content_sha256"],
         })  # fmt: skip
     manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
     counts_df = pd.DataFrame(

@@ -17,6 +17,7 @@ problems reported with the file they concern.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +32,7 @@ from hrda_kedro.data.labels import (
     mapping_from_class_map,
 )
 from hrda_kedro.data.validation import LabelFormat, check_folder
+from hrda_kedro.params import ParameterError
 
 Kind = Literal["embedded", "gta5", "synthia", "cityscapes", "folder"]
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -46,7 +48,7 @@ class ResizeSpec:
 
     def check(self, path: str) -> None:
         if self.width < 1 or self.height < 1:
-            raise ValueError(
+            raise ParameterError(
                 f"parameter {path}: expected a positive width and height, got {self.width}x{self.height}"
             )
 
@@ -76,33 +78,33 @@ class DatasetSpec:
 
     def check(self, path: str) -> None:
         if self.kind != "embedded" and not self.root:
-            raise ValueError(
+            raise ParameterError(
                 f"parameter {path}.root: required for kind {self.kind!r}, expected a folder path"
             )
         if self.kind == "embedded" and self.root is not None:
-            raise ValueError(
+            raise ParameterError(
                 f"parameter {path}.root: not used by kind 'embedded' (see ingestion.embedded.root), expected null"
             )
         if self.kind == "cityscapes" and self.subset not in ("train", "val", "test"):
-            raise ValueError(
+            raise ParameterError(
                 f"parameter {path}.subset: expected train | val | test for Cityscapes, got {self.subset!r}"
             )
         if self.limit is not None and self.limit < 1:
-            raise ValueError(
+            raise ParameterError(
                 f"parameter {path}.limit: expected null or a positive integer, got {self.limit}"
             )
         if self.kind == "folder":
             if self.labels and not isinstance(self.class_map, dict):
-                raise ValueError(
+                raise ParameterError(
                     f"parameter {path}.class_map: required for kind 'folder', expected a mapping"
                 )
             if self.labels:
                 try:
                     self.mapping()
                 except ValueError as err:
-                    raise ValueError(f"parameter {path}.class_map: {err}") from err
+                    raise ParameterError(f"parameter {path}.class_map: {err}") from err
         elif self.class_map is not None:
-            raise ValueError(
+            raise ParameterError(
                 f"parameter {path}.class_map: only used with kind 'folder', got kind {self.kind!r}"
             )
 
@@ -180,21 +182,51 @@ def _folders(spec: DatasetSpec, root: Path) -> _Folders:
     )  # fmt: skip
 
 
-def _scan(folder: Path, suffixes: tuple[str, ...], strip: str, recursive: bool) -> dict[str, Path]:
+def printable(path: Path) -> str:
+    """A path as text that any console and CSV can hold (undecodable bytes as ``\\xNN``)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _scan(
+    folder: Path, suffixes: tuple[str, ...], strip: str, recursive: bool
+) -> tuple[dict[str, Path], list[DataError]]:
     """``{name: path}`` of the files ending in one of ``suffixes``; names drop it and ``strip``.
 
-    Names keep sub-folders (Cityscapes cities) so that they stay unique.
+    Names keep sub-folders (Cityscapes cities) so that they stay unique. A name two files
+    would share (``a.png`` and ``a.jpg``) and a file name that is not UTF-8 (no CSV or
+    report can hold it) are problems, like unpaired files: neither file is used.
     """
-    found = {}
-    for path in folder.rglob("*") if recursive else folder.iterdir():
+    found: dict[str, Path] = {}
+    problems, clashing = [], set()
+    for path in sorted(folder.rglob("*") if recursive else folder.iterdir()):
         suffix = next((s for s in suffixes if path.name.lower().endswith(s.lower())), None)
         if suffix is None or not path.is_file():
+            continue
+        if printable(path) != str(path):
+            problems.append(
+                DataError(
+                    f"{printable(path)}: the file name is not valid UTF-8; expected UTF-8 "
+                    "file names (rename the file)"
+                )
+            )
             continue
         stem = path.name[: len(path.name) - len(suffix)]
         if strip and stem.endswith(strip):
             stem = stem[: len(stem) - len(strip)]
-        found[(path.parent.relative_to(folder) / stem).as_posix()] = path
-    return found
+        name = (path.parent.relative_to(folder) / stem).as_posix()
+        if name in found:
+            clashing.add(name)
+            problems.append(
+                DataError(
+                    f"{path}: has the same name {name!r} as {found[name]}, so one would hide "
+                    "the other; expected one file per name (rename or remove one of them)"
+                )
+            )
+            continue
+        found[name] = path
+    for name in clashing:
+        del found[name]
+    return found, problems
 
 
 def find_pairs(spec: DatasetSpec, root: Path) -> tuple[list[Pair], list[DataError]]:
@@ -204,14 +236,17 @@ def find_pairs(spec: DatasetSpec, root: Path) -> tuple[list[Pair], list[DataErro
     """
     where = _folders(spec, root)
     check_folder(where.images, f"the {spec.kind} images ({where.expected_image('*')})")
-    images = _scan(where.images, where.image_suffixes, where.image_strip, where.recursive)
+    images, problems = _scan(where.images, where.image_suffixes, where.image_strip, where.recursive)
     if not spec.labels:
         return [Pair(where.prefix + name, images[name], None) for name in sorted(images)][
             : spec.limit
-        ], []
+        ], problems
     check_folder(where.labels, f"the {spec.kind} labels ({where.expected_label('*')})")
-    labels = _scan(where.labels, (where.label_suffix,), where.label_strip, where.recursive)
-    pairs, problems = [], []
+    labels, label_problems = _scan(
+        where.labels, (where.label_suffix,), where.label_strip, where.recursive
+    )
+    problems += label_problems
+    pairs = []
     for name in sorted(images.keys() | labels.keys())[: spec.limit]:
         if name not in labels:
             problems.append(

@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -804,8 +805,16 @@ def _write_one(root: Path, config: StreetsConfig, split: str, index: int) -> Non
         config.domain_shift,
     )
     name = f"{index:05d}.png"
-    Image.fromarray(image).save(root / split / "images" / name, compress_level=1)
-    Image.fromarray(label).save(root / split / "labels" / name)
+    save_png(image, root / split / "images" / name, "a drawn image", compress_level=1)
+    save_png(label, root / split / "labels" / name, "a drawn label")
+
+
+def save_png(pixels: np.ndarray, path: Path, what: str, **options: Any) -> None:
+    """Save with Pillow; its write errors (a full disk) name no file, these do."""
+    try:
+        Image.fromarray(pixels).save(path, **options)
+    except OSError as err:
+        raise OSError(err.errno, f"cannot write {what} ({err.strerror or err})", str(path)) from err
 
 
 def write_benchmark(root: Path, config: StreetsConfig, workers: int = 1) -> None:
@@ -815,8 +824,11 @@ def write_benchmark(root: Path, config: StreetsConfig, workers: int = 1) -> None
         for sub in ("images", "labels"):
             (root / split / sub).mkdir(parents=True, exist_ok=True)
         jobs += [(split, i) for i in range(count)]
-    with ThreadPoolExecutor(max(1, workers)) as pool:
+    pool = ThreadPoolExecutor(max(1, workers))
+    try:
         list(pool.map(lambda job: _write_one(root, config, *job), jobs))
+    finally:  # stopped (SIGTERM, an error): do not draw the queued images first
+        pool.shutdown(wait=True, cancel_futures=True)
     payload = {"fingerprint": config.fingerprint(), "version": GENERATOR_VERSION, **asdict(config)}
     (root / FINGERPRINT_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
     logger.info("Drew %d embedded street scenes into %s", len(jobs), root)

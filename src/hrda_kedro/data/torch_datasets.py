@@ -34,7 +34,7 @@ def _read(path: str, kind: str) -> np.ndarray:
     try:
         with Image.open(path) as file:
             return np.array(file.convert("RGB") if kind == "image" else file)
-    except (OSError, SyntaxError, ValueError) as err:
+    except Exception as err:  # Pillow's many error types: see data.validation._DECODE_ERRORS
         raise DataError(
             f"{path}: cannot read this {kind} ({err}); expected the file the ingestion "
             "pipeline checked: it was moved, deleted or changed since, re-run ingestion"

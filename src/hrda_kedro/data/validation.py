@@ -22,6 +22,12 @@ from hrda_kedro.data.labels import LabelMapping
 
 RGB_IMAGE = "an 8-bit RGB image"
 
+# Pillow reports a bad file with many exception types (OSError, ValueError, SyntaxError,
+# EOFError, struct.error, DecompressionBombError for oversized images, ValueError
+# "Decompressed data too large" for a huge PNG text chunk...). Whatever it raises while
+# opening or decoding one file means that file is unreadable, so all are caught and named.
+_DECODE_ERRORS = (Exception,)
+
 
 class LabelFormat(Enum):
     """How the raw ids of a data set's label files are stored."""
@@ -75,14 +81,18 @@ def _open(path: Path, expected: str) -> Image.Image:
         raise DataError(f"{path}: empty file (0 bytes); expected {expected}")
     try:
         return Image.open(path)
-    except (UnidentifiedImageError, OSError) as err:
+    except UnidentifiedImageError as err:
         raise DataError(f"{path}: not a readable image ({err}); expected {expected}") from err
+    except _DECODE_ERRORS as err:
+        raise DataError(
+            f"{path}: not a readable image ({type(err).__name__}: {err}); expected {expected}"
+        ) from err
 
 
 def _decode(image: Image.Image, path: Path, expected: str) -> np.ndarray:
     try:
         image.load()
-    except (OSError, SyntaxError, ValueError) as err:
+    except _DECODE_ERRORS as err:
         raise DataError(
             f"{path}: cannot decode, truncated or corrupt ({err}); expected {expected}"
         ) from err
@@ -116,17 +126,26 @@ def read_image_as_rgb(path: Path) -> np.ndarray:
     expected = "a readable image (PNG or JPEG)"
     with _open(path, expected) as file:
         _decode(file, path, expected)
-        image = ImageOps.exif_transpose(file)
-        if image.mode.startswith("I"):  # 16-bit grayscale PNG (I;16, or I in older Pillow)
-            pixels = np.clip(np.asarray(image).astype(np.int64) >> 8, 0, 255).astype(np.uint8)
-            return np.repeat(pixels[..., None], 3, axis=2)
-        if image.mode == "P" and "transparency" in image.info:
-            image = image.convert("RGBA")
-        if image.mode in ("RGBA", "LA", "PA"):
-            rgba = image.convert("RGBA")
-            background = Image.new("RGBA", rgba.size, (*_BACKGROUND, 255))
-            image = Image.alpha_composite(background, rgba)
-        return np.array(image.convert("RGB"))  # writable, unlike np.asarray of an image
+        try:
+            return _as_rgb(file)
+        except _DECODE_ERRORS as err:  # a broken EXIF block or palette, e.g.
+            raise DataError(
+                f"{path}: cannot convert to RGB ({type(err).__name__}: {err}); expected {expected}"
+            ) from err
+
+
+def _as_rgb(file: Image.Image) -> np.ndarray:
+    image = ImageOps.exif_transpose(file)
+    if image.mode.startswith("I"):  # 16-bit grayscale PNG (I;16, or I in older Pillow)
+        pixels = np.clip(np.asarray(image).astype(np.int64) >> 8, 0, 255).astype(np.uint8)
+        return np.repeat(pixels[..., None], 3, axis=2)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*_BACKGROUND, 255))
+        image = Image.alpha_composite(background, rgba)
+    return np.array(image.convert("RGB"))  # writable, unlike np.asarray of an image
 
 
 def read_raw_label(path: Path, label_format: LabelFormat) -> np.ndarray:
@@ -139,7 +158,7 @@ def read_raw_label(path: Path, label_format: LabelFormat) -> np.ndarray:
                 raise DataError(f"{path}: a {image.format} file; expected {expected}")
             try:
                 data = _decode_png16(path)
-            except RuntimeError as err:
+            except _DECODE_ERRORS as err:
                 raise DataError(
                     f"{path}: cannot decode, truncated or corrupt ({err}); expected {expected}"
                 ) from err

@@ -39,7 +39,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from hrda_kedro.hrda import normalize
-from hrda_kedro.hrda.checkpoint import load_checkpoint, save_checkpoint
+from hrda_kedro.hrda.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from hrda_kedro.hrda.losses import hrda_loss
 from hrda_kedro.hrda.model import HRDAModel
 from hrda_kedro.hrda.networks.base import SegmentationNetwork
@@ -493,7 +493,15 @@ class Trainer:
         if checkpoint_path is not None and checkpoint_path.is_file():
             state = load_checkpoint(checkpoint_path)
             if state.get("fingerprint") == fingerprint:
-                self.load_state_dict(state)
+                try:
+                    self.load_state_dict(state)
+                except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
+                    what = f"no {err.args[0]!r}" if isinstance(err, KeyError) else str(err)
+                    raise CheckpointError(
+                        f"{checkpoint_path}: cannot resume from this in-training checkpoint "
+                        f"({type(err).__name__}: {what}); expected a complete checkpoint written "
+                        "by hrda-kedro: move it away to train this stage afresh"
+                    ) from err
                 logger.info(
                     "%s: resuming at iteration %d from %s",
                     self.stage,
@@ -502,9 +510,10 @@ class Trainer:
                 )
             else:
                 logger.info(
-                    "%s: %s belongs to other inputs or parameters; starting afresh",
+                    "%s: %s was trained on other %s; starting afresh",
                     self.stage,
                     checkpoint_path,
+                    _changed_parts(str(state.get("fingerprint", "")), fingerprint),
                 )
         if self.iteration >= params.iterations:
             return self._result()
@@ -625,3 +634,11 @@ def history_from_columns(columns: dict[str, list[float]]) -> list[dict[str, floa
         return []
     length = len(next(iter(columns.values())))
     return [{k: v[i] for k, v in columns.items()} for i in range(length)]
+
+
+def _changed_parts(old: str, new: str) -> str:
+    """Which named parts of two ``name=digest ...`` fingerprints differ, for the log."""
+    before = dict(part.partition("=")[::2] for part in old.split())
+    after = dict(part.partition("=")[::2] for part in new.split())
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    return " and ".join(changed) if changed and before else "inputs or parameters"

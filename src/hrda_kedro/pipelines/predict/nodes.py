@@ -20,6 +20,7 @@ from PIL import Image
 
 from hrda_kedro.data import DataError
 from hrda_kedro.data.labels import colorize
+from hrda_kedro.data.layouts import printable
 from hrda_kedro.data.validation import check_folder, read_image_as_rgb
 from hrda_kedro.datasets.checkpoint_dataset import CheckpointDataset
 from hrda_kedro.hrda import normalize
@@ -72,6 +73,11 @@ def list_inputs(predict: dict[str, Any]) -> pd.DataFrame:
     readable, sizes = [], []
     for path in images:
         try:
+            if printable(path) != str(path):  # no CSV nor output name can hold it
+                raise DataError(
+                    f"{printable(path)}: the file name is not valid UTF-8; expected UTF-8 "
+                    "file names (rename the file)"
+                )
             pixels = read_image_as_rgb(path)
         except DataError as err:
             if not params.skip_bad_files:

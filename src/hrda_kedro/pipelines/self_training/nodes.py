@@ -25,8 +25,10 @@ from hrda_kedro.runtime import (
     CONFIDENCE_SUFFIX,
     LABEL_SUFFIX,
     check_compatible,
+    check_images_fit,
     fingerprint,
     image_dataset,
+    manifest_digest,
     model_from_checkpoint,
     network_config,
     partition_id,
@@ -184,6 +186,10 @@ def train_round(
     source = input_model_name(input_model)
     _, trained_params = model_from_checkpoint(input_model, source)
     check_compatible(trained_params, model_params, source)
+    check_images_fit(source_train_manifest, model_params, "source_train")
+    check_images_fit(
+        target_train_manifest, model_params, "target_train", train_params.pseudo_labels
+    )
     source, counts = source_datasets(source_train_manifest, source_class_pixel_counts, train_params)
     offline = train_params.pseudo_labels.source == "offline"
     target = target_dataset(
@@ -204,12 +210,9 @@ def train_round(
         imagenet_network=imagenet_network(model_params, train_params),
         checkpoint_path=Path(runtime_params.work_dir) / stage / "state.pt",
         fingerprint=fingerprint(
-            model,
-            self_training,
-            runtime_params.seed,
-            state_digest(input_model["model"]),
-            len(source_train_manifest),
-            len(target_train_manifest),
+            parameters=(model, self_training, runtime_params.seed),
+            input_model=state_digest(input_model["model"]),
+            data=(manifest_digest(source_train_manifest), manifest_digest(target_train_manifest)),
         ),
     )
     result = run_stage(job)

@@ -9,7 +9,12 @@ from typing import Any
 import pandas as pd
 
 from hrda_kedro.params import ModelParams, RuntimeParams, TrainingParams, parse
-from hrda_kedro.runtime import fingerprint, source_datasets
+from hrda_kedro.runtime import (
+    check_images_fit,
+    fingerprint,
+    manifest_digest,
+    source_datasets,
+)
 from hrda_kedro.stages import StageJob, checkpoint_payload, run_stage
 
 logger = logging.getLogger(__name__)
@@ -29,6 +34,7 @@ def train_source_only(
     model_params = parse(ModelParams, model, "model")
     train_params = parse(TrainingParams, warmup, "warmup")
     runtime_params = parse(RuntimeParams, runtime, "runtime")
+    check_images_fit(source_train_manifest, model_params, "source_train")
     source, counts = source_datasets(source_train_manifest, source_class_pixel_counts, train_params)
     job = StageJob(
         stage="warmup",
@@ -42,7 +48,10 @@ def train_source_only(
         init_teacher=None,
         imagenet_network=None,
         checkpoint_path=Path(runtime_params.work_dir) / "warmup" / "state.pt",
-        fingerprint=fingerprint(model, warmup, runtime_params.seed, len(source_train_manifest)),
+        fingerprint=fingerprint(
+            parameters=(model, warmup, runtime_params.seed),
+            data=manifest_digest(source_train_manifest),
+        ),
     )
     result = run_stage(job)
     # A 0-iteration warmup (the paper recipe adapts from ImageNet weights) logs no step; the

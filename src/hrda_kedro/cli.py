@@ -1,0 +1,128 @@
+"""Project CLI: Kedro's own ``kedro run``, with errors a user can act on.
+
+Kedro loads ``<package>.cli`` and lets its ``cli`` group override built-in commands (see
+https://docs.kedro.org/en/stable/extend/common_use_cases/). ``run`` here takes every option
+of Kedro's ``run`` and calls it, so it behaves the same, except:
+
+- a bad parameter, data file or checkpoint (:class:`ParameterError`, :class:`DataError`,
+  :class:`CheckpointError`, also under Kedro's ``DatasetError``) prints its one-line message
+  and what to do, not a framed traceback of 100+ lines; the traceback goes to the log
+  file (``info.log``), or to the console with ``--verbose``;
+- an unknown ``--pipeline``/``--pipelines`` name lists the pipelines that exist.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import traceback
+from typing import IO, Any
+
+import click
+from kedro.framework.cli.project import run as kedro_run
+from kedro.io.core import DatasetError
+
+from hrda_kedro.data import DataError
+from hrda_kedro.hrda.checkpoint import CheckpointError
+from hrda_kedro.params import ParameterError
+
+logger = logging.getLogger(__name__)
+
+_KNOWN = (ParameterError, DataError, CheckpointError)
+_ADVICE = {
+    ParameterError: "fix this key in conf/<env>/parameters*.yml (conf/base, conf/local) or "
+    "in --params, then run again",
+    DataError: "fix, replace or remove this file or folder (ingestion.skip_bad_files or "
+    "predict.skip_bad_files: true leaves bad files out), then run again",
+    CheckpointError: "use a checkpoint written by hrda-kedro for this configuration (or move "
+    "this one away to train afresh), then run again",
+}
+
+
+class ShortError(click.ClickException):
+    """``Type: message`` of the error as raised, then what to do; exit status 1."""
+
+    def __init__(self, shown: Exception, cause: Exception, where_traceback: str) -> None:
+        super().__init__(str(shown))
+        self.shown, self.cause, self.where_traceback = shown, cause, where_traceback
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        advice = next(v for k, v in _ADVICE.items() if isinstance(self.cause, k))
+        click.echo(f"{type(self.shown).__name__}: {self.shown}", file=file, err=True)
+        click.echo(f"What to do: {advice}. {self.where_traceback}", file=file, err=True)
+
+
+def _our_cause(error: BaseException | None) -> Exception | None:
+    """Our own error: ``error`` itself, or its cause under Kedro's ``DatasetError``."""
+    while error is not None:
+        if isinstance(error, _KNOWN):
+            return error
+        if not isinstance(error, DatasetError):
+            return None
+        error = error.__cause__
+    return None
+
+
+def _to_log_file(error: BaseException) -> str:
+    """Write the traceback to the log file handlers only (not the console); say where."""
+    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, "%s", (text,), None)
+    for handler in files:
+        handler.handle(record)
+    if not files:
+        return "Run with --verbose for the full traceback."
+    return f"Full traceback: {' and '.join(h.baseFilename for h in files)} (or run with --verbose)."
+
+
+def _check_pipeline_names(names: list[str]) -> None:
+    """Kedro's own message suggests close names only; list every pipeline instead."""
+    from kedro.framework.project import pipelines
+
+    for name in names:
+        if name not in pipelines.keys():  # noqa: SIM118 - a lazy mapping
+            known = sorted(n for n in pipelines.keys() if n != "__default__")
+            raise click.UsageError(
+                f"no pipeline named {name!r}; the pipelines are: {', '.join(known)} (default: uda)"
+            )
+
+
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM (a scheduler's time limit, ``kill``) ends the run as an exception would:
+    staging folders and temporary files are removed, finished outputs are kept."""
+    logger.warning("Stopped by signal %d; cleaning up", signum)
+    raise SystemExit(128 + signum)
+
+
+def _run(verbose: bool, **options: Any) -> Any:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    names = [options["pipeline"]] if options.get("pipeline") else list(options["pipelines"])
+    _check_pipeline_names(names)
+    try:
+        return kedro_run.callback(**options)
+    except Exception as exc:
+        cause = _our_cause(exc)
+        if cause is None or verbose:
+            raise
+        raise ShortError(exc, cause, _to_log_file(exc)) from exc
+
+
+@click.group(name="hrda_kedro")
+def cli() -> None:
+    """Project commands of hrda-kedro."""
+
+
+# Module level: ``python -m hrda_kedro`` (Kedro's find_run_command) takes ``cli.run``.
+run = click.Command(
+    name="run",
+    params=[
+        *kedro_run.params,
+        click.Option(
+            ["--verbose", "-v"], is_flag=True, help="Show the full traceback of any error."
+        ),
+    ],
+    callback=_run,
+    help=kedro_run.help,
+    short_help=kedro_run.short_help,
+)
+cli.add_command(run)

@@ -1,0 +1,199 @@
+"""Second round of faults, and what a user reads when a run stops.
+
+SIGTERM (a scheduler's time limit) and SIGKILL in the middle of drawing the benchmark, of
+training and of saving a report set; a full disk while caching converted labels. Nothing
+written before the fault may be lost, nothing half-written may be left behind, and a
+report set mixed by a kill must never be read as one. Then the console: a bad parameter
+prints its message and what to do, not a framed traceback.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from hrda_kedro.hrda.checkpoint import load_checkpoint
+from tests.reliability.helpers import (
+    assert_kept,
+    assert_unchanged,
+    check_readable,
+    copy_project,
+    final_error,
+    flat,
+    kedro,
+    latest_version,
+    run_in_process,
+    snapshot,
+)
+from tests.reliability.test_bad_inputs import _gta
+
+
+def start_and_stop(project: Path, fault: str, args: tuple[str, ...], sig: int) -> int:
+    """Start ``kedro run ARGS`` with ``fault``; send ``sig`` once it is parked; its status."""
+    marker = project / "fault.reached"
+    marker.unlink(missing_ok=True)
+    process = kedro(project, *args, fault=fault, wait=False)
+    while not marker.exists():
+        assert process.poll() is None, f"the run ended before reaching {fault}"
+        time.sleep(0.05)
+    os.kill(process.pid, sig)
+    if sig == signal.SIGTERM:
+        time.sleep(0.5)
+        (project / "fault.reached.release").write_text("")  # lets the parked thread go
+    return process.wait(timeout=300)
+
+
+def last_output(project: Path) -> str:
+    return sorted(project.glob("run-*.out"))[-1].read_text()
+
+
+def staging_folders(project: Path) -> list[Path]:
+    return sorted(
+        p for p in (project / "data").rglob(".*") if ".staging-" in p.name or ".old-" in p.name
+    )
+
+
+REDRAW = ("--pipeline", "ingestion", "--params", "ingestion.embedded.seed=5")
+
+
+def test_sigterm_while_drawing_the_benchmark(reference: Path, tmp_path: Path) -> None:
+    """SIGTERM mid-draw: exit 143, the staging folder removed, the old benchmark kept."""
+    project = copy_project(reference, tmp_path / "project")
+    before = snapshot(project / "data")
+    status = start_and_stop(project, "stop-in-draw", REDRAW, signal.SIGTERM)
+    assert status == 128 + signal.SIGTERM, last_output(project)[-3000:]
+    assert "Stopped by signal 15; cleaning up" in last_output(project)
+    assert staging_folders(project) == []
+    assert_unchanged(before, project / "data")
+
+
+def test_sigkill_while_drawing_is_cleaned_up_by_the_next_run(
+    reference: Path, tmp_path: Path
+) -> None:
+    """SIGKILL mid-draw leaves a staging folder (nothing can run); the next run removes it."""
+    project = copy_project(reference, tmp_path / "project")
+    before = snapshot(project / "data")
+    status = start_and_stop(project, "stop-in-draw", REDRAW, signal.SIGKILL)
+    assert status == -signal.SIGKILL
+    left = staging_folders(project)
+    assert len(left) == 1 and left[0].name.startswith(".embedded.staging-")
+    assert_kept(before, project / "data")  # the abandoned folder is the only change
+    result = kedro(project, *REDRAW)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert re.search(r"Removing .*\.embedded\.staging-\d+-\w+, left by a run that was stopped",
+                     flat(result.stdout))  # fmt: skip
+    assert staging_folders(project) == []
+    assert check_readable(project / "data" / "01_raw") > 0
+
+
+def test_sigterm_in_training_keeps_the_checkpoint_and_resumes(
+    reference: Path, tmp_path: Path
+) -> None:
+    project = copy_project(reference, tmp_path / "project")
+    status = start_and_stop(project, "stop-in-step:4", ("--pipeline", "warmup"), signal.SIGTERM)
+    assert status == 128 + signal.SIGTERM, last_output(project)[-3000:]
+    state = load_checkpoint(project / "data" / "06_models" / "in_progress" / "warmup" / "state.pt")
+    assert state["iteration"] == 2
+    result = kedro(project, "--pipeline", "warmup")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "warmup: resuming at iteration 2" in result.stdout
+    model = "data/06_models/source_only/model.pt"
+    ours = load_checkpoint(latest_version(project / model))["model"]
+    theirs = load_checkpoint(latest_version(reference / model))["model"]
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+
+
+def test_kill_between_two_report_saves_is_not_read_as_one_set(
+    reference: Path, tmp_path: Path
+) -> None:
+    """Killed after the mIoU table and before per-class IoU: "latest" of each now comes from
+    two runs. Redrawing the figures from them must stop and say so."""
+    project = copy_project(reference, tmp_path / "project")
+    reports = project / "data" / "08_reporting"
+    status = start_and_stop(
+        project, "stop-in-write:per_class_iou.csv", ("--pipeline", "evaluation"), signal.SIGKILL
+    )
+    assert status == -signal.SIGKILL
+    tables = [
+        latest_version(reports / n).parent.name for n in ("miou_table.csv", "per_class_iou.csv")
+    ]
+    assert tables[0] > tables[1], "the kill did not fall between the two saves"
+    before = snapshot(project / "data")
+    result = kedro(project, "--pipeline", "evaluation", "--tags", "reports")
+    assert result.returncode == 1
+    message = final_error(result.stdout)
+    assert re.match(
+        r"DataError: per_class_iou: the latest saved versions of the outputs saved together "
+        r"come from different runs \(evaluation_summary \S+, miou_table \S+, per_class_iou \S+\): "
+        r"a run stopped between two saves; expected one run's set",
+        message,
+    ), message
+    assert "Running node" not in result.stdout
+    assert_unchanged(before, project / "data")
+
+
+def test_full_disk_while_caching_converted_labels_names_the_file(
+    trained: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GTA5 labels are converted to trainIds and cached; Pillow's ENOSPC names no file."""
+    params = _gta(trained, lambda root: None)
+    real = Image.Image.save
+
+    def save(image: Image.Image, fp: object, *args: object, **kwargs: object) -> None:
+        if "trainid_labels" in str(fp):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(image, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    before = snapshot(trained / "data")
+    with pytest.raises(OSError) as info:
+        run_in_process(trained, "ingestion", params)
+    assert info.value.errno == errno.ENOSPC
+    assert re.search(r"cannot write the converted label \(No space left on device\): "
+                     r"'.*trainid_labels/\.gta5-user data ü-\w+\.staging-\d+-\w+/labels/"
+                     r"00001\.png'", str(info.value)), str(info.value)  # fmt: skip
+    assert staging_folders(trained) == []
+    assert_unchanged(before, trained / "data")
+
+
+# --------------------------------------------------------------------------- the console
+
+
+def test_cli_bad_parameter_prints_a_short_message(trained: Path) -> None:
+    before = snapshot(trained / "data")
+    result = kedro(trained, "--params", "warmpu.iterations=2")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout and "╭" not in result.stdout
+    tail = result.stdout.strip().splitlines()[-2:]
+    assert tail[0].startswith(
+        "ParameterError: parameter warmpu: unknown parameter group (did you mean 'warmup'?)"
+    ), tail
+    assert tail[1].startswith("What to do: fix this key in conf/<env>/parameters*.yml"), tail
+    assert tail[1].endswith("info.log (or run with --verbose).")
+    log = (trained / "info.log").read_text()
+    assert "Traceback (most recent call last)" in log and "ParameterError: parameter warmpu" in log
+    assert_unchanged(before, trained / "data")
+
+
+def test_cli_verbose_shows_the_traceback(trained: Path) -> None:
+    result = kedro(trained, "--params", "warmpu.iterations=2", "--verbose")
+    assert result.returncode == 1
+    assert "Traceback" in result.stdout
+    assert "ParameterError: parameter warmpu: unknown parameter group" in flat(result.stdout)
+
+
+def test_cli_unknown_pipeline_lists_the_pipelines(trained: Path) -> None:
+    result = kedro(trained, "--pipeline", "nosuch")
+    assert result.returncode == 2
+    assert (
+        "Error: no pipeline named 'nosuch'; the pipelines are: ablations, evaluation, "
+        "ingestion, predict, self_training, uda, warmup (default: uda)"
+    ) in flat(result.stdout)
