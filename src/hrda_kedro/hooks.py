@@ -10,6 +10,7 @@ from kedro.framework.hooks import hook_impl
 
 from hrda_kedro.params import (
     PARAMETER_GROUPS,
+    ParameterError,
     check_group_names,
     check_outside_outputs,
     check_run,
@@ -74,7 +75,7 @@ class ProjectHooks:
         parameters = catalog.load("parameters") if "parameters" in catalog else {}
         check_group_names(parameters)
         validated = validate_run_parameters(pipeline, parameters)
-        check_run(parameters, validated)
+        check_run(parameters, [*validated, *_data_groups_for_checks(parameters, validated)])
         if "predict" in validated:
             check_outside_outputs(parameters["predict"], _replaced_folders(pipeline, catalog))
         from kedro.framework.project import pipelines as registered
@@ -83,6 +84,24 @@ class ProjectHooks:
 
         check_report_sets(pipeline.inputs(), saved_together(registered.values()), catalog)
         logger.info("parameters validated: %s", ", ".join(validated) or "none")
+
+
+def _data_groups_for_checks(parameters: Mapping[str, Any], validated: list[str]) -> list[str]:
+    """The ingestion groups a run does not read but its cross-group checks may consult (the
+    image size and label kind of the data a warmup trains on), when they are valid: a
+    pipeline not run must never stop a run, but its valid settings still describe the data.
+    """
+    from hrda_kedro.data.ingest import IngestionDatasets, IngestionSettings
+
+    usable = []
+    for group, cls in (("ingestion", IngestionSettings), ("ingestion_datasets", IngestionDatasets)):
+        if group in parameters and group not in validated:
+            try:
+                parse(cls, parameters[group], group)
+            except ParameterError:
+                continue
+            usable.append(group)
+    return usable
 
 
 def _replaced_folders(pipeline: Any, catalog: Any) -> list[str]:

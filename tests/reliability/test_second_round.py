@@ -132,11 +132,11 @@ CASES = [
              _params({"self_training": {"pseudo_labels": {"treshold": 0.9}}}), ParameterError,
              r"^parameter self_training\.pseudo_labels\.treshold: unknown key \(did you mean "
              r"'threshold'\?\)"),
-    BadInput("misspelt ingestion key", P, "warmup",
+    BadInput("misspelt ingestion key", P, "ingestion",
              _params({"ingestion": {"embedded": {"domain_shfit": 0.9}}}), ParameterError,
              r"^parameter ingestion\.embedded\.domain_shfit: unknown key \(did you mean "
              r"'domain_shift'\?\)"),
-    BadInput("misspelt data set key", P, "warmup",
+    BadInput("misspelt data set key", P, "ingestion",
              _params({"ingestion_datasets": {"source_train": {"kindd": "gta5"}}}), ParameterError,
              r"^parameter ingestion_datasets\.source_train\.kindd: unknown key \(did you mean "
              r"'kind'\?\)"),
