@@ -488,13 +488,22 @@ def ingest(settings: IngestionSettings, datasets: IngestionDatasets) -> Ingestio
         "extra_targets": {name: split_reports[name] for name in extra},
         "seconds": round(time.perf_counter() - start, 2),
     }
-    result = {split: manifests.get(split, empty_manifest()) for split in SPLITS}
-    result["extra_targets"] = (
-        pd.concat([manifests[name] for name in extra], ignore_index=True)
-        if extra
-        else empty_manifest()
+    no_counts = pd.DataFrame(columns=["image_path", *CITYSCAPES_CLASSES])
+    return IngestionResult(
+        _by_split(manifests, extra, empty_manifest()), _by_split(counts, extra, no_counts), report
     )
-    return IngestionResult(result, counts, report)
+
+
+def _by_split(
+    tables: dict[str, pd.DataFrame], extra: list[str], empty: pd.DataFrame
+) -> dict[str, pd.DataFrame]:
+    """One table per split (``empty`` for a split without data) and ``extra_targets``: the
+    extra targets' tables one after the other."""
+    result = {split: tables.get(split, empty) for split in SPLITS}
+    result["extra_targets"] = (
+        pd.concat([tables[name] for name in extra], ignore_index=True) if extra else empty
+    )
+    return result
 
 
 def class_frequencies(class_pixel_counts: pd.DataFrame) -> pd.DataFrame:
