@@ -92,17 +92,13 @@ def evaluate_model(
         logger.info("evaluated %s on %d %s images", stage, count, target)
         return {"images": count, "confusion": {m: cm.tolist() for m, cm in matrices.items()}}
 
+    primary = confusions(target_val_manifest, PRIMARY_TARGET)
     extra = extra_targets_manifest if extra_targets_manifest is not None else pd.DataFrame()
     targets = {
         str(name): confusions(rows, str(name))
         for name, rows in (extra.groupby("split", sort=False) if len(extra) else ())
     }
-    return {
-        "model": stage,
-        "mode": net.mode,
-        **confusions(target_val_manifest, PRIMARY_TARGET),
-        "targets": targets,
-    }
+    return {"model": stage, "mode": net.mode, **primary, "targets": targets}
 
 
 def build_miou_report(
