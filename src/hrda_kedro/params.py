@@ -531,7 +531,11 @@ class SelfTrainingParams(TrainingParams):
         _require(
             self.iterations >= 1, f"{path}.iterations", f"expected >= 1, got {self.iterations}"
         )
-        _require(self.rounds >= 1, f"{path}.rounds", f"expected >= 1, got {self.rounds}")
+        _require(
+            self.rounds >= 0,
+            f"{path}.rounds",
+            f"expected >= 0 (0: source-only, no self-training), got {self.rounds}",
+        )
         _require(
             0.0 <= self.ema_alpha < 1.0,
             f"{path}.ema_alpha",

@@ -47,9 +47,10 @@ def _run_parameters() -> Mapping[str, Any]:
 
 
 def _rounds(parameters: Mapping[str, Any]) -> int:
-    """``self_training.rounds``, read leniently: a bad value is reported at run start."""
+    """``self_training.rounds`` (0: source-only), read leniently: a bad value is reported at
+    run start."""
     try:
-        return max(int(parameters["self_training"]["rounds"]), 1)
+        return max(int(parameters["self_training"]["rounds"]), 0)
     except (KeyError, TypeError, ValueError):
         return 1
 

@@ -37,6 +37,7 @@ from hrda_kedro.data import DataError
 from hrda_kedro.data.labels import CITYSCAPES_CLASSES, NUM_CLASSES, LabelMapping
 from hrda_kedro.data.layouts import DatasetSpec, Pair, find_pairs
 from hrda_kedro.data.streets import (
+    CONDITION_SUBSETS,
     SPLIT_DOMAINS,
     StreetsConfig,
     read_fingerprint,
@@ -93,7 +94,8 @@ class EmbeddedSettings:
                 f"parameter {path}.height/width: expected at least 16 x 32 pixels, got {self.height} x {self.width}"
             )
 
-    def streets_config(self) -> StreetsConfig:
+    def streets_config(self, conditions: tuple[str, ...] = ()) -> StreetsConfig:
+        """The generator's configuration; ``conditions``: condition subsets to draw as well."""
         sizes = {split: getattr(self.sizes, split) for split in SPLITS}
         return StreetsConfig(
             seed=self.seed,
@@ -101,6 +103,7 @@ class EmbeddedSettings:
             width=self.width,
             domain_shift=self.domain_shift,
             sizes=sizes,
+            conditions=conditions,
         )
 
 
@@ -127,11 +130,17 @@ class IngestionSettings:
 
 @dataclass(frozen=True)
 class IngestionDatasets:
-    """The ``ingestion_datasets`` parameter group: one data set per split."""
+    """The ``ingestion_datasets`` parameter group: one data set per split.
+
+    ``target_train`` is null for source-only training (domain generalization: no target
+    images at all). ``extra_targets`` are further labelled target sets, evaluated like
+    ``target_val`` and reported each under its name.
+    """
 
     source_train: DatasetSpec
-    target_train: DatasetSpec
+    target_train: DatasetSpec | None
     target_val: DatasetSpec
+    extra_targets: dict[str, DatasetSpec] = field(default_factory=dict)
 
     def check(self, path: str) -> None:
         for split in ("source_train", "target_val"):
@@ -139,6 +148,38 @@ class IngestionDatasets:
                 raise ParameterError(
                     f"parameter {path}.{split}.labels: {split} needs labels, expected true"
                 )
+        for name, spec in self.extra_targets.items():
+            where = f"{path}.extra_targets.{name}"
+            if not name.isidentifier() or name in SPLITS:
+                raise ParameterError(
+                    f"parameter {where}: a target name must be a Python identifier (letters, "
+                    f"digits, _) other than {', '.join(SPLITS)}: it names the report's rows"
+                )
+            if not spec.labels:
+                raise ParameterError(
+                    f"parameter {where}.labels: evaluation needs labels, expected true"
+                )
+            if spec.kind == "embedded" and spec.subset is None:
+                raise ParameterError(
+                    f"parameter {where}.subset: required for an embedded extra target, expected "
+                    f"e.g. target_val_night"
+                )
+
+    def all_specs(self) -> dict[str, tuple[DatasetSpec, str]]:
+        """Every configured data set: ``{split or extra-target name: (spec, domain)}``.
+
+        Embedded splits read their own subset unless told otherwise.
+        """
+        specs: dict[str, tuple[DatasetSpec, str]] = {}
+        for split in SPLITS:
+            spec = getattr(self, split)
+            if spec is not None:
+                if spec.kind == "embedded":
+                    spec = replace(spec, subset=spec.subset or split)
+                specs[split] = (spec, SPLIT_DOMAINS[split])
+        for name, spec in self.extra_targets.items():
+            specs[name] = (spec, "target")
+        return specs
 
 
 @dataclass
@@ -328,14 +369,14 @@ def _cache_folder(cache_dir: Path, kind: str, root: Path) -> Path:
 
 
 def _prepare_embedded(
-    settings: IngestionSettings, staging: _Staging
+    settings: IngestionSettings, staging: _Staging, conditions: tuple[str, ...]
 ) -> tuple[Path, dict[str, Any]]:
     """The folder to read the embedded benchmark from, drawing it (staged) when needed."""
     final = Path(settings.embedded.root).absolute()
-    config = settings.embedded.streets_config()
+    config = settings.embedded.streets_config(conditions)
     complete = all(
         len(list((final / split / sub).glob("*.png"))) == count
-        for split, count in config.sizes.items()
+        for split, count in config.subset_sizes().items()
         for sub in ("images", "labels")
     )
     info = {"root": str(final), "fingerprint": config.fingerprint()}
@@ -355,6 +396,7 @@ def _ingest_split(
     cache: _LabelCache,
     settings: IngestionSettings,
     staging: _Staging,
+    domain: str,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     pairs, problems = find_pairs(spec, root)
     skipped: list[dict[str, str]] = []
@@ -410,7 +452,7 @@ def _ingest_split(
             "label_path": None if label_path is None else str(label_path),
             "original_label_path": None if pair.label is None else str(staging.final_path(pair.label)),
             "height": height, "width": width, "load_height": load_h, "load_width": load_w,
-            "domain": SPLIT_DOMAINS[split], "split": split, "dataset": spec.kind,
+            "domain": domain, "split": split, "dataset": spec.kind,
             "content_sha256": record["content_sha256"],
         })  # fmt: skip
     manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
@@ -442,24 +484,31 @@ def _ingest_split(
     return manifest, counts_df, report
 
 
+def empty_manifest() -> pd.DataFrame:
+    """A manifest without rows (no target images, or no extra targets)."""
+    return pd.DataFrame(columns=list(MANIFEST_COLUMNS))
+
+
 def ingest(settings: IngestionSettings, datasets: IngestionDatasets) -> IngestionResult:
-    """Check every split, convert and cache labels, then commit all new files at once."""
+    """Check every split, convert and cache labels, then commit all new files at once.
+
+    The manifests are the three splits' (``target_train``'s without rows when it is null)
+    and ``extra_targets``: the rows of every extra target, ``split`` holding its name.
+    """
     start = time.perf_counter()
     staging = _Staging()
     cache_dir = Path(settings.cache_dir).absolute()
     manifests, counts, split_reports = {}, {}, {}
     embedded_report = None
     try:
-        specs = {split: getattr(datasets, split) for split in SPLITS}
-        specs = {
-            s: replace(v, subset=v.subset or s) if v.kind == "embedded" else v
-            for s, v in specs.items()
-        }
+        specs = datasets.all_specs()
+        embedded = [spec for spec, _ in specs.values() if spec.kind == "embedded"]
         embedded_root = None
-        if any(spec.kind == "embedded" for spec in specs.values()):
-            embedded_root, embedded_report = _prepare_embedded(settings, staging)
+        if embedded:
+            conditions = tuple(sorted({s.subset for s in embedded} & set(CONDITION_SUBSETS)))
+            embedded_root, embedded_report = _prepare_embedded(settings, staging, conditions)
         caches: dict[Path, _LabelCache] = {}
-        for split, spec in specs.items():
+        for split, (spec, domain) in specs.items():
             if spec.kind == "embedded":
                 root, final_root = embedded_root, Path(settings.embedded.root).absolute()
             else:
@@ -468,7 +517,7 @@ def ingest(settings: IngestionSettings, datasets: IngestionDatasets) -> Ingestio
             if folder not in caches:
                 caches[folder] = _LabelCache(folder, spec.mapping(), staging)
             manifests[split], counts[split], split_reports[split] = _ingest_split(
-                split, spec, root, caches[folder], settings, staging
+                split, spec, root, caches[folder], settings, staging, domain
             )
         for cache in caches.values():
             cache.stage_index()
@@ -476,13 +525,30 @@ def ingest(settings: IngestionSettings, datasets: IngestionDatasets) -> Ingestio
     except BaseException:
         staging.rollback()
         raise
+    extra = list(datasets.extra_targets)
     report = {
         "embedded": embedded_report,
         "skip_bad_files": settings.skip_bad_files,
-        "splits": split_reports,
+        "splits": {split: split_reports[split] for split in SPLITS if split in split_reports},
+        "extra_targets": {name: split_reports[name] for name in extra},
         "seconds": round(time.perf_counter() - start, 2),
     }
-    return IngestionResult(manifests, counts, report)
+    no_counts = pd.DataFrame(columns=["image_path", *CITYSCAPES_CLASSES])
+    return IngestionResult(
+        _by_split(manifests, extra, empty_manifest()), _by_split(counts, extra, no_counts), report
+    )
+
+
+def _by_split(
+    tables: dict[str, pd.DataFrame], extra: list[str], empty: pd.DataFrame
+) -> dict[str, pd.DataFrame]:
+    """One table per split (``empty`` for a split without data) and ``extra_targets``: the
+    extra targets' tables one after the other."""
+    result = {split: tables.get(split, empty) for split in SPLITS}
+    result["extra_targets"] = (
+        pd.concat([tables[name] for name in extra], ignore_index=True) if extra else empty
+    )
+    return result
 
 
 def class_frequencies(class_pixel_counts: pd.DataFrame) -> pd.DataFrame:

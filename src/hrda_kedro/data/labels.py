@@ -166,3 +166,33 @@ def palette() -> np.ndarray:
 def colorize(label: np.ndarray) -> np.ndarray:
     """TrainId map ``(H, W)`` -> RGB ``(H, W, 3)`` in the Cityscapes palette."""
     return palette()[np.asarray(label, dtype=np.uint8)]
+
+
+# Mapillary Vistas v1.2: 66 classes, ids 0-65 in 8-bit label PNGs (id 65 = unlabeled). The
+# 25 ids below carry a Cityscapes class, as in the official HRDA conversion
+# (tools/convert_datasets/mapillary.py); every other id is ignored. The table with the
+# Mapillary names is in docs/benchmarks.md.
+MAPILLARY_CLASSES: dict[int, str] = {
+    13: "construction--flat--road", 24: "marking--general", 41: "object--manhole",
+    2: "construction--barrier--curb", 15: "construction--flat--sidewalk",
+    17: "construction--structure--building", 6: "construction--barrier--wall",
+    3: "construction--barrier--fence", 45: "object--support--pole",
+    47: "object--support--utility-pole", 48: "object--traffic-light",
+    50: "object--traffic-sign--front", 30: "nature--vegetation", 29: "nature--terrain",
+    27: "nature--sky", 19: "human--person", 20: "human--rider--bicyclist",
+    21: "human--rider--motorcyclist", 22: "human--rider--other-rider",
+    55: "object--vehicle--car", 61: "object--vehicle--truck", 54: "object--vehicle--bus",
+    58: "object--vehicle--on-rails", 57: "object--vehicle--motorcycle",
+    52: "object--vehicle--bicycle",
+}  # fmt: skip
+MAPILLARY_ID_TO_TRAIN_ID: dict[int, int] = {
+    13: 0, 24: 0, 41: 0, 2: 1, 15: 1, 17: 2, 6: 3, 3: 4, 45: 5, 47: 5, 48: 6, 50: 7,
+    30: 8, 29: 9, 27: 10, 19: 11, 20: 12, 21: 12, 22: 12, 55: 13, 61: 14, 54: 15,
+    58: 16, 57: 17, 52: 18,
+}  # fmt: skip
+MAPILLARY_MAPPING = LabelMapping(
+    "mapillary",
+    _lut(MAPILLARY_ID_TO_TRAIN_ID),
+    frozenset(range(66)),
+    "Mapillary Vistas v1.2 class ids 0-65 (<subset>/labels/*.png)",
+)

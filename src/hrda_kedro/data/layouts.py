@@ -8,6 +8,15 @@ Supported layouts (``kind``):
 - ``synthia``: ``<root>/RGB/*.png`` + ``<root>/GT/LABELS/*.png`` (16-bit, ids in channel 1);
 - ``cityscapes``: ``<root>/leftImg8bit/<subset>/<city>/*_leftImg8bit.png`` +
   ``<root>/gtFine/<subset>/<city>/*_gtFine_labelIds.png``;
+- ``acdc``: ``<root>/rgb_anon/<condition>/<subset>/<sequence>/*_rgb_anon.png`` +
+  ``<root>/gt/<condition>/<subset>/<sequence>/*_gt_labelTrainIds.png`` (trainIds), for each
+  selected condition (fog, night, rain, snow);
+- ``dark_zurich``: ``<root>/rgb_anon/<subset>/night/<sequence>/*_rgb_anon.png`` +
+  ``<root>/gt/<subset>/night/<sequence>/*_gt_labelTrainIds.png`` (trainIds; val only);
+- ``bdd100k``: ``<root>/images/10k/<subset>/*.jpg`` + ``<root>/labels/sem_seg/masks/<subset>/*.png``
+  (trainIds);
+- ``mapillary``: ``<root>/<subset>/images/*.jpg`` + ``<root>/<subset>/labels/*.png`` (Vistas
+  v1.2 ids 0-65, mapped to trainIds as the official HRDA conversion does);
 - ``folder``: ``<root>/<image_dir>/*.{png,jpg,jpeg}`` + ``<root>/<label_dir>/*.png`` with a
   ``class_map`` from raw label values to trainIds or Cityscapes class names.
 
@@ -26,16 +35,30 @@ from hrda_kedro.data import DataError
 from hrda_kedro.data.labels import (
     CITYSCAPES_MAPPING,
     GTA5_MAPPING,
+    MAPILLARY_MAPPING,
     SYNTHIA_MAPPING,
     TRAIN_ID_MAPPING,
     LabelMapping,
     mapping_from_class_map,
 )
+from hrda_kedro.data.streets import EMBEDDED_SUBSETS
 from hrda_kedro.data.validation import LabelFormat, check_folder
 from hrda_kedro.params import ParameterError
 
-Kind = Literal["embedded", "gta5", "synthia", "cityscapes", "folder"]
+Kind = Literal[
+    "embedded", "gta5", "synthia", "cityscapes", "acdc", "dark_zurich", "bdd100k", "mapillary",
+    "folder",
+]  # fmt: skip
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+# The subsets (split folders) each data set ships; ``subset`` must name one of them.
+SUBSETS: dict[str, tuple[str, ...]] = {
+    "cityscapes": ("train", "val", "test"),
+    "acdc": ("train", "val", "test"),
+    "dark_zurich": ("train", "val", "test"),
+    "bdd100k": ("train", "val", "test"),
+    "mapillary": ("training", "validation", "testing"),
+}
+ACDC_CONDITIONS = ("fog", "night", "rain", "snow")
 
 
 @dataclass(frozen=True)
@@ -66,7 +89,7 @@ class DatasetSpec:
 
     kind: Kind
     root: str | None = None  # not used by ``embedded`` (see ingestion.embedded.root)
-    subset: str | None = None  # Cityscapes: train | val; embedded: defaults to the split's name
+    subset: str | None = None  # see SUBSETS; embedded: defaults to the split's name
     labels: bool = True  # false: images only (allowed for target_train)
     resize: ResizeSpec | None = None
     limit: int | None = None  # take the first N pairs (sorted by name)
@@ -75,6 +98,7 @@ class DatasetSpec:
     image_suffix: str = ""  # folder only: stripped from image names before pairing
     label_suffix: str = ""  # folder only: stripped from label names before pairing
     class_map: Any = None  # folder only: {raw value: trainId | class name | "ignore"}
+    conditions: list[str] | None = None  # acdc only: fog | night | rain | snow (null: all four)
 
     def check(self, path: str) -> None:
         if self.kind != "embedded" and not self.root:
@@ -85,10 +109,31 @@ class DatasetSpec:
             raise ParameterError(
                 f"parameter {path}.root: not used by kind 'embedded' (see ingestion.embedded.root), expected null"
             )
-        if self.kind == "cityscapes" and self.subset not in ("train", "val", "test"):
+        if self.kind in SUBSETS and self.subset not in SUBSETS[self.kind]:
             raise ParameterError(
-                f"parameter {path}.subset: expected train | val | test for Cityscapes, got {self.subset!r}"
+                f"parameter {path}.subset: expected {' | '.join(SUBSETS[self.kind])} for "
+                f"{self.kind}, got {self.subset!r}"
             )
+        if (
+            self.kind == "embedded"
+            and self.subset is not None
+            and self.subset not in EMBEDDED_SUBSETS
+        ):
+            raise ParameterError(
+                f"parameter {path}.subset: expected one of the embedded benchmark's subsets "
+                f"{' | '.join(EMBEDDED_SUBSETS)}, got {self.subset!r}"
+            )
+        if self.conditions is not None:
+            if self.kind != "acdc":
+                raise ParameterError(
+                    f"parameter {path}.conditions: only used with kind 'acdc', got kind {self.kind!r}"
+                )
+            bad = [c for c in self.conditions if c not in ACDC_CONDITIONS]
+            if bad or not self.conditions or len(set(self.conditions)) != len(self.conditions):
+                raise ParameterError(
+                    f"parameter {path}.conditions: expected null (all) or distinct conditions of "
+                    f"{' | '.join(ACDC_CONDITIONS)}, got {self.conditions!r}"
+                )
         if self.limit is not None and self.limit < 1:
             raise ParameterError(
                 f"parameter {path}.limit: expected null or a positive integer, got {self.limit}"
@@ -121,6 +166,10 @@ class DatasetSpec:
             "gta5": GTA5_MAPPING,
             "synthia": SYNTHIA_MAPPING,
             "cityscapes": CITYSCAPES_MAPPING,
+            "acdc": TRAIN_ID_MAPPING,
+            "dark_zurich": TRAIN_ID_MAPPING,
+            "bdd100k": TRAIN_ID_MAPPING,
+            "mapillary": MAPILLARY_MAPPING,
         }[self.kind]
 
     @property
@@ -157,29 +206,80 @@ class _Folders:
         return f"{self.images / name}{self.image_strip}{'|'.join(self.image_suffixes)}"
 
 
-def _folders(spec: DatasetSpec, root: Path) -> _Folders:
+def _folders(spec: DatasetSpec, root: Path) -> list[_Folders]:
+    """Where the images and labels of ``spec`` live: one entry per folder pair to scan."""
+    subset = str(spec.subset)
     if spec.kind == "embedded":
-        base = root / str(spec.subset)
-        return _Folders(
-            base / "images", base / "labels", (".png",), ".png", prefix=f"{spec.subset}/"
-        )
+        base = root / subset
+        return [_Folders(base / "images", base / "labels", (".png",), ".png", prefix=f"{subset}/")]
     if spec.kind == "gta5":
-        return _Folders(root / "images", root / "labels", (".png",), ".png")
+        return [_Folders(root / "images", root / "labels", (".png",), ".png")]
     if spec.kind == "synthia":
-        return _Folders(root / "RGB", root / "GT" / "LABELS", (".png",), ".png")
+        return [_Folders(root / "RGB", root / "GT" / "LABELS", (".png",), ".png")]
     if spec.kind == "cityscapes":
-        return _Folders(
-            root / "leftImg8bit" / str(spec.subset),
-            root / "gtFine" / str(spec.subset),
-            ("_leftImg8bit.png",),
-            "_gtFine_labelIds.png",
-            recursive=True,
-            prefix=f"{spec.subset}/",
-        )
-    return _Folders(
-        root / spec.image_dir, root / spec.label_dir, IMAGE_EXTENSIONS, ".png",
-        image_strip=spec.image_suffix, label_strip=spec.label_suffix,
-    )  # fmt: skip
+        return [
+            _Folders(
+                root / "leftImg8bit" / subset,
+                root / "gtFine" / subset,
+                ("_leftImg8bit.png",),
+                "_gtFine_labelIds.png",
+                recursive=True,
+                prefix=f"{subset}/",
+            )
+        ]
+    if spec.kind == "acdc":
+        return [
+            _Folders(
+                root / "rgb_anon" / condition / subset,
+                root / "gt" / condition / subset,
+                ("_rgb_anon.png",),
+                "_gt_labelTrainIds.png",
+                recursive=True,
+                prefix=f"{subset}/{condition}/",
+            )
+            for condition in spec.conditions or ACDC_CONDITIONS
+        ]
+    if spec.kind == "dark_zurich":
+        return [
+            _Folders(
+                root / "rgb_anon" / subset / "night",
+                root / "gt" / subset / "night",
+                ("_rgb_anon.png",),
+                "_gt_labelTrainIds.png",
+                recursive=True,
+                prefix=f"{subset}/",
+            )
+        ]
+    if spec.kind == "bdd100k":
+        return [
+            _Folders(
+                root / "images" / "10k" / subset,
+                root / "labels" / "sem_seg" / "masks" / subset,
+                (".jpg",),
+                ".png",
+                prefix=f"{subset}/",
+            )
+        ]
+    if spec.kind == "mapillary":
+        return [
+            _Folders(
+                root / subset / "images",
+                root / subset / "labels",
+                (".jpg",),
+                ".png",
+                prefix=f"{subset}/",
+            )  # fmt: skip
+        ]
+    return [
+        _Folders(
+            root / spec.image_dir,
+            root / spec.label_dir,
+            IMAGE_EXTENSIONS,
+            ".png",
+            image_strip=spec.image_suffix,
+            label_strip=spec.label_suffix,
+        )  # fmt: skip
+    ]
 
 
 def printable(path: Path) -> str:
@@ -234,32 +334,39 @@ def find_pairs(spec: DatasetSpec, root: Path) -> tuple[list[Pair], list[DataErro
 
     A missing folder raises at once: there is nothing to skip to.
     """
-    where = _folders(spec, root)
-    check_folder(where.images, f"the {spec.kind} images ({where.expected_image('*')})")
-    images, problems = _scan(where.images, where.image_suffixes, where.image_strip, where.recursive)
+    images: dict[str, tuple[_Folders, Path]] = {}
+    labels: dict[str, tuple[_Folders, Path]] = {}
+    problems: list[DataError] = []
+    for where in _folders(spec, root):
+        check_folder(where.images, f"the {spec.kind} images ({where.expected_image('*')})")
+        found, bad = _scan(where.images, where.image_suffixes, where.image_strip, where.recursive)
+        images.update({where.prefix + name: (where, path) for name, path in found.items()})
+        problems += bad
+        if spec.labels:
+            check_folder(where.labels, f"the {spec.kind} labels ({where.expected_label('*')})")
+            found, bad = _scan(
+                where.labels, (where.label_suffix,), where.label_strip, where.recursive
+            )
+            labels.update({where.prefix + name: (where, path) for name, path in found.items()})
+            problems += bad
     if not spec.labels:
-        return [Pair(where.prefix + name, images[name], None) for name in sorted(images)][
+        return [Pair(name, images[name][1], None) for name in sorted(images)][
             : spec.limit
         ], problems
-    check_folder(where.labels, f"the {spec.kind} labels ({where.expected_label('*')})")
-    labels, label_problems = _scan(
-        where.labels, (where.label_suffix,), where.label_strip, where.recursive
-    )
-    problems += label_problems
     pairs = []
     for name in sorted(images.keys() | labels.keys())[: spec.limit]:
+        where, path = images.get(name) or labels[name]
+        local = name[len(where.prefix) :]
         if name not in labels:
             problems.append(
-                DataError(
-                    f"{images[name]}: image without a label; expected {where.expected_label(name)}"
-                )
+                DataError(f"{path}: image without a label; expected {where.expected_label(local)}")
             )
         elif name not in images:
             problems.append(
                 DataError(
-                    f"{labels[name]}: label without an image; expected an image {where.expected_image(name)}"
+                    f"{path}: label without an image; expected an image {where.expected_image(local)}"
                 )
             )
         else:
-            pairs.append(Pair(where.prefix + name, images[name], labels[name]))
+            pairs.append(Pair(name, images[name][1], labels[name][1]))
     return pairs, problems

@@ -18,6 +18,11 @@ built to carry the two phenomena HRDA is about:
 Labels are Cityscapes trainIds. Every image has its own generator seeded from
 ``(seed, split, index)``, so a split is identical byte for byte whatever the order or the
 number of threads that draw it.
+
+Besides the three splits, the target-val scenes can be drawn again under another
+*condition* (``target_val_night``: the same scenes and labels, at night), a second labelled
+target set for evaluating on several targets without a download. It is drawn only when
+asked for and never changes the other splits.
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ logger = logging.getLogger(__name__)
 GENERATOR_VERSION = 3
 # The splits of the benchmark and the domain each one is drawn from.
 SPLIT_DOMAINS = {"source_train": "source", "target_train": "target", "target_val": "target"}
+# Further renderings of a split's scenes under a condition: subset -> (split, condition).
+CONDITION_SUBSETS = {"target_val_night": ("target_val", "night")}
+EMBEDDED_SUBSETS: tuple[str, ...] = (*SPLIT_DOMAINS, *CONDITION_SUBSETS)
 # Every trainId is drawn in both domains.
 STREET_CLASSES: tuple[int, ...] = tuple(range(NUM_CLASSES))
 FINGERPRINT_FILE = "fingerprint.json"
@@ -276,11 +284,23 @@ class StreetsConfig:
     sizes: dict[str, int] = field(
         default_factory=lambda: {"source_train": 200, "target_train": 200, "target_val": 40}
     )
+    conditions: tuple[str, ...] = ()  # subsets of CONDITION_SUBSETS to draw as well
 
     def fingerprint(self) -> str:
-        """Hash of the configuration and the generator version."""
-        payload = json.dumps({"version": GENERATOR_VERSION, **asdict(self)}, sort_keys=True)
+        """Hash of the configuration and the generator version.
+
+        Without conditions it is the hash it was before they existed, so a benchmark drawn
+        then is not redrawn.
+        """
+        config = asdict(self)
+        if not self.conditions:
+            del config["conditions"]
+        payload = json.dumps({"version": GENERATOR_VERSION, **config}, sort_keys=True)
         return hashlib.sha1(payload.encode()).hexdigest()
+
+    def subset_sizes(self) -> dict[str, int]:
+        """Images per drawn subset: the splits, then each condition (as many as its split)."""
+        return {**self.sizes, **{c: self.sizes[CONDITION_SUBSETS[c][0]] for c in self.conditions}}
 
 
 class _Scene:
@@ -791,19 +811,54 @@ def render_street(
     return scene.finish(), scene.label
 
 
+def render_night(image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The scene of ``image`` at night: uint8 RGB ``(H, W, 3)`` from the day image and its label.
+
+    Dim bluish moonlight over a dark sky, traffic lights that glow, and the stronger sensor
+    noise and blur of a long exposure; the labels stay those of the day image.
+    """
+    linear = (image.astype(np.float32) / np.float32(255)) ** np.float32(2.2)
+    moon = np.asarray((0.55, 0.7, 1.1), np.float32) * np.float32(rng.uniform(0.07, 0.11))
+    night = linear * moon
+    night[label == SKY] *= np.float32(0.3)
+    lit = label == LIGHT
+    if lit.any():
+        lamp = np.asarray(((1.0, 0.25, 0.1), (0.2, 1.0, 0.4), (1.0, 0.7, 0.1)), np.float32)
+        colour = lamp[rng.integers(len(lamp))]
+        mask = Image.fromarray(lit.astype(np.uint8) * np.uint8(255))
+        glow = np.asarray(mask.filter(ImageFilter.GaussianBlur(3)), np.float32) / np.float32(255)
+        night += (np.float32(0.9) * lit + np.float32(1.5) * glow)[..., None] * colour
+    out = np.clip(night, 0, 1) ** np.float32(1 / 2.2) * np.float32(255)
+    out += rng.standard_normal(out.shape, dtype=np.float32) * np.float32(6.0)
+    out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    return np.asarray(Image.fromarray(out).filter(ImageFilter.GaussianBlur(0.6)))
+
+
+CONDITIONS: dict[str, Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray]] = {
+    "night": render_night
+}
+
+
 def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
     """The generator of one image, independent of every other image."""
     return np.random.default_rng([seed, list(SPLIT_DOMAINS).index(split), index])
 
 
 def _write_one(root: Path, config: StreetsConfig, split: str, index: int) -> None:
+    base, condition = CONDITION_SUBSETS.get(split, (split, None))
     image, label = render_street(
-        SPLIT_DOMAINS[split],
+        SPLIT_DOMAINS[base],
         config.height,
         config.width,
-        image_rng(config.seed, split, index),
+        image_rng(config.seed, base, index),
         config.domain_shift,
     )
+    if condition is not None:
+        # Its own stream (after the splits' ones), so the scene itself is drawn as in ``base``.
+        rng = np.random.default_rng(
+            [config.seed, len(SPLIT_DOMAINS) + list(CONDITION_SUBSETS).index(split), index]
+        )
+        image = CONDITIONS[condition](image, label, rng)
     name = f"{index:05d}.png"
     save_png(image, root / split / "images" / name, "a drawn image", compress_level=1)
     save_png(label, root / split / "labels" / name, "a drawn label")
@@ -818,9 +873,9 @@ def save_png(pixels: np.ndarray, path: Path, what: str, **options: Any) -> None:
 
 
 def write_benchmark(root: Path, config: StreetsConfig, workers: int = 1) -> None:
-    """Draw every split into ``root/<split>/{images,labels}/NNNNN.png`` plus the fingerprint."""
+    """Draw every subset into ``root/<subset>/{images,labels}/NNNNN.png`` plus the fingerprint."""
     jobs = []
-    for split, count in config.sizes.items():
+    for split, count in config.subset_sizes().items():
         for sub in ("images", "labels"):
             (root / split / sub).mkdir(parents=True, exist_ok=True)
         jobs += [(split, i) for i in range(count)]
@@ -830,6 +885,8 @@ def write_benchmark(root: Path, config: StreetsConfig, workers: int = 1) -> None
     finally:  # stopped (SIGTERM, an error): do not draw the queued images first
         pool.shutdown(wait=True, cancel_futures=True)
     payload = {"fingerprint": config.fingerprint(), "version": GENERATOR_VERSION, **asdict(config)}
+    if not config.conditions:
+        del payload["conditions"]
     (root / FINGERPRINT_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
     logger.info("Drew %d embedded street scenes into %s", len(jobs), root)
 

@@ -40,6 +40,9 @@ from hrda_kedro.runtime import (
 logger = logging.getLogger(__name__)
 
 
+PRIMARY_TARGET = "target_val"
+
+
 @torch.no_grad()
 def evaluate_model(
     checkpoint: dict[str, Any],
@@ -47,67 +50,84 @@ def evaluate_model(
     model: dict[str, Any],
     evaluation: dict[str, Any],
     runtime: dict[str, Any],
+    extra_targets_manifest: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Confusion matrices of one model on target val, for each prediction mode.
 
-    The student is evaluated (not the EMA teacher), as in the paper.
+    The same for every extra target (the rows of ``extra_targets_manifest``, grouped by
+    their ``split``), under ``targets``. The student is evaluated (not the EMA teacher),
+    as in the paper.
     """
     model_params = parse(ModelParams, model, "model")
     eval_params = parse(EvaluationParams, evaluation, "evaluation")
     setup = resolve_device(parse(RuntimeParams, runtime, "runtime"))
-    net, trained = model_from_checkpoint(checkpoint, str(checkpoint.get("stage")))
-    check_compatible(trained, model_params, str(checkpoint.get("stage")), fields=("num_classes",))
-    net = net.to(setup.device).eval()
-    data = labelled_dataset(target_val_manifest)
-    count = len(data) if eval_params.max_images is None else min(len(data), eval_params.max_images)
-    num_classes = trained.network.num_classes
-    trained_mode = net.mode
-    matrices: dict[str, torch.Tensor] = {}
     stage = str(checkpoint.get("stage"))
-    for index in tqdm(range(count), desc=f"evaluate {stage}", disable=not eval_params.progress_bar):
-        item = data[index]
-        image = normalize(item["image"].unsqueeze(0).to(setup.device))
-        with setup.autocast():
-            branches = predict_full_image_branches(
-                net,
-                image,
-                model_params.window,
-                model_params.stride,
-                batch_size=model_params.inference.window_batch,
-            )
-        for mode in eval_params.predictions:
-            if mode in branches:
-                pred = branches[mode].argmax(dim=1)[0].cpu()
-                cm = confusion_matrix(pred, item["label"], num_classes)
-                matrices[mode] = matrices.get(mode, 0) + cm
-    logger.info("evaluated %s on %d target-val images", stage, count)
-    return {
-        "model": stage,
-        "mode": trained_mode,
-        "images": count,
-        "confusion": {m: cm.tolist() for m, cm in matrices.items()},
+    net, trained = model_from_checkpoint(checkpoint, stage)
+    check_compatible(trained, model_params, stage, fields=("num_classes",))
+    net = net.to(setup.device).eval()
+
+    def confusions(manifest: pd.DataFrame, target: str) -> dict[str, Any]:
+        data = labelled_dataset(manifest.reset_index(drop=True))
+        limit = eval_params.max_images
+        count = len(data) if limit is None else min(len(data), limit)
+        matrices: dict[str, torch.Tensor] = {}
+        for index in tqdm(
+            range(count), desc=f"evaluate {stage} on {target}", disable=not eval_params.progress_bar
+        ):
+            item = data[index]
+            image = normalize(item["image"].unsqueeze(0).to(setup.device))
+            with setup.autocast():
+                branches = predict_full_image_branches(
+                    net,
+                    image,
+                    model_params.window,
+                    model_params.stride,
+                    batch_size=model_params.inference.window_batch,
+                )
+            for mode in eval_params.predictions:
+                if mode in branches:
+                    pred = branches[mode].argmax(dim=1)[0].cpu()
+                    cm = confusion_matrix(pred, item["label"], trained.network.num_classes)
+                    matrices[mode] = matrices.get(mode, 0) + cm
+        logger.info("evaluated %s on %d %s images", stage, count, target)
+        return {"images": count, "confusion": {m: cm.tolist() for m, cm in matrices.items()}}
+
+    primary = confusions(target_val_manifest, PRIMARY_TARGET)
+    extra = extra_targets_manifest if extra_targets_manifest is not None else pd.DataFrame()
+    targets = {
+        str(name): confusions(rows, str(name))
+        for name, rows in (extra.groupby("split", sort=False) if len(extra) else ())
     }
+    return {"model": stage, "mode": net.mode, **primary, "targets": targets}
 
 
 def build_miou_report(
     evaluation: dict[str, Any], *evaluations: dict[str, Any]
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """mIoU table (one row per model, prediction and class subset), per-class IoU, summary.
+    """mIoU table (one row per target, model, prediction and class subset), per-class IoU
+    (one row per target, model and prediction), summary.
 
-    The summary is the JSON form of both tables (``miou_table``, ``per_class_iou``) plus
-    the class subsets used, for tools that read JSON rather than CSV.
+    ``target`` is ``target_val`` or an extra target's name. The summary is the JSON form of
+    both tables (``miou_table``, ``per_class_iou``) plus the class subsets used, for tools
+    that read JSON rather than CSV.
     """
     eval_params = parse(EvaluationParams, evaluation, "evaluation")
     rows = []
     per_class = []
-    for result in evaluations:
-        for prediction, cm_list in result["confusion"].items():
+    scored = [
+        (target, result["model"], scores)
+        for result in evaluations
+        for target, scores in [(PRIMARY_TARGET, result), *result.get("targets", {}).items()]
+    ]
+    for target, model_name, scores in scored:
+        for prediction, cm_list in scores["confusion"].items():
             cm = torch.tensor(cm_list, dtype=torch.int64)
             names = CITYSCAPES_CLASSES[: cm.shape[0]]
             for subset_name, subset in eval_params.class_subsets.items():
                 summary = summarize(cm, names, class_subset=subset)
                 row = {
-                    "model": result["model"],
+                    "target": target,
+                    "model": model_name,
                     "prediction": prediction,
                     "classes": subset_name,
                     "miou": summary["miou"],
@@ -124,7 +144,9 @@ def build_miou_report(
                 )
                 rows.append(row)
             full = summarize(cm, names)
-            per_class.append({"model": result["model"], "prediction": prediction, **full["iou"]})
+            per_class.append(
+                {"target": target, "model": model_name, "prediction": prediction, **full["iou"]}
+            )
     table = pd.DataFrame(rows)
     per_class_table = pd.DataFrame(per_class)
     summary = {
@@ -140,8 +162,9 @@ def build_miou_report(
     for row in rows:
         if row["prediction"] == "fused" and row["classes"] == next(iter(eval_params.class_subsets)):
             logger.info(
-                "%s: mIoU %.2f (small classes %.2f)",
+                "%s on %s: mIoU %.2f (small classes %.2f)",
                 row["model"],
+                row["target"],
                 100 * row["miou"],
                 100 * row["small_class_miou"],
             )
@@ -149,9 +172,12 @@ def build_miou_report(
 
 
 def plot_per_class_iou(per_class_iou: pd.DataFrame, evaluation: dict[str, Any]) -> Figure:
-    """Per-class IoU of the fused predictions, models side by side, small classes singled out."""
+    """Per-class IoU of the fused predictions on target val, models side by side, small
+    classes singled out."""
     eval_params = parse(EvaluationParams, evaluation, "evaluation")
     small = [CITYSCAPES_CLASSES[c] for c in eval_params.small_classes]
+    if "target" in per_class_iou.columns:
+        per_class_iou = per_class_iou[per_class_iou["target"] == PRIMARY_TARGET]
     return per_class_iou_figure(per_class_iou, small)
 
 

@@ -1,4 +1,5 @@
-"""The ``evaluation`` pipeline: every model of the run on target val, then the reports.
+"""The ``evaluation`` pipeline: every model of the run on target val (and on each extra
+target), then the reports.
 
 Report nodes carry the ``reports`` tag and read only persisted datasets (tables,
 histories, pseudo-label quality, checkpoints), so ``kedro run --pipeline=evaluation
@@ -82,13 +83,14 @@ def create_pipeline(rounds: int = 1, **kwargs) -> Pipeline:
     nodes = [
         Node(
             evaluate_model,
-            inputs=[
-                dataset,
-                "target_val_manifest",
-                "params:model",
-                "params:evaluation",
-                "params:runtime",
-            ],
+            inputs={
+                "checkpoint": dataset,
+                "target_val_manifest": "target_val_manifest",
+                "extra_targets_manifest": "extra_targets_manifest",
+                "model": "params:model",
+                "evaluation": "params:evaluation",
+                "runtime": "params:runtime",
+            },
             outputs=f"{name}_evaluation",
             name=f"evaluate_{name}",
             tags=["evaluation"],

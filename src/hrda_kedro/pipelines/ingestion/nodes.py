@@ -39,9 +39,13 @@ def plot_samples(
     target_train_manifest: pd.DataFrame,
     ingestion: dict[str, Any],
 ) -> Figure:
-    """Samples of both domains with their labels in the Cityscapes palette."""
+    """Samples of both domains with their labels in the Cityscapes palette.
+
+    Source-only runs (no target-train images) show the source alone.
+    """
     settings = parse(IngestionSettings, ingestion, "ingestion")
+    manifests = {"source": source_train_manifest, "target": target_train_manifest}
     return samples_figure(
-        {"source": source_train_manifest, "target": target_train_manifest},
+        {domain: manifest for domain, manifest in manifests.items() if len(manifest)},
         settings.samples_per_domain,
     )

@@ -16,6 +16,7 @@ OUTPUTS = (
     "source_train_manifest",
     "target_train_manifest",
     "target_val_manifest",
+    "extra_targets_manifest",
     "source_class_pixel_counts",
     "ingestion_report",
 )

@@ -89,6 +89,12 @@ def materialize_pseudo_labels(
     Uses the input checkpoint's EMA teacher (its student if it has none) with full-image
     multi-resolution sliding-window inference, as at test time.
     """
+    if target_train_manifest.empty:
+        raise ValueError(
+            "target_train_manifest has no images (ingestion_datasets.target_train is null): "
+            "self-training needs target images; expected self_training.rounds: 0 for "
+            "source-only training, or a target_train data set"
+        )
     model_params = parse(ModelParams, model, "model")
     runtime_params = parse(RuntimeParams, runtime, "runtime")
     source = input_model_name(input_model)
