@@ -53,6 +53,10 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             try:
                 return _convert(value, option, path)
             except ParameterError:
+                # A mapping given for a dataclass option has the right shape: its own
+                # check's message (``expected a positive size``) is the one to show.
+                if dataclasses.is_dataclass(option) and isinstance(value, Mapping):
+                    raise
                 continue
         raise ParameterError(f"parameter {path}: expected {_describe(tp)}, got {value!r}")
     if origin is Literal:
@@ -726,7 +730,7 @@ def check_run(parameters: Mapping[str, Any], groups: typing.Collection[str]) -> 
     if model is not None and datasets is not None:
         for split in SPLITS:
             spec = getattr(datasets, split)
-            if not spec.labels:
+            if spec is None or not spec.labels:  # gta_dg has no target_train
                 continue
             mapping = spec.mapping()
             top = max(
@@ -754,7 +758,7 @@ def check_run(parameters: Mapping[str, Any], groups: typing.Collection[str]) -> 
     embedded = parse(IngestionSettings, parameters["ingestion"], "ingestion").embedded
     for split in ("source_train", "target_train"):
         spec = getattr(datasets, split)
-        if spec.kind != "embedded":
+        if spec is None or spec.kind != "embedded":
             continue  # a folder's image sizes are known only to its manifest
         size = (embedded.height, embedded.width)
         if spec.resize is not None:
