@@ -73,6 +73,50 @@ def sliding_window_boxes(
     ]
 
 
+def window_crops(
+    images: torch.Tensor,
+    window_hw: tuple[int, int],
+    stride_hw: tuple[int, int],
+    output_stride: int,
+) -> tuple[list[Box], list[Box]]:
+    """The sliding windows over ``images`` and their boxes on the stride-``o`` grid.
+
+    The image size, the stride and the (clamped) window must be multiples of
+    ``output_stride`` so that every window lands on whole output cells. Crop ``i`` of a
+    batch is window ``i // B`` of image ``i % B`` (:func:`cut_crops`).
+    """
+    if images.dim() != 4:
+        raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(images.shape)}")
+    image_h, image_w = images.shape[-2:]
+    boxes = sliding_window_boxes((image_h, image_w), window_hw, stride_hw)
+    box_h, box_w = boxes[0].height, boxes[0].width
+    if any(v % output_stride for v in (image_h, image_w, box_h, box_w, *stride_hw)):
+        raise ValueError(
+            f"image size {image_h}x{image_w}, window {box_h}x{box_w} and stride {stride_hw} "
+            f"must be multiples of output_stride={output_stride}"
+        )
+    return boxes, [box.scaled_down(output_stride) for box in boxes]
+
+
+def cut_crops(images: torch.Tensor, boxes: list[Box], indices: range) -> torch.Tensor:
+    """Crops ``indices`` of all windows of all images, window-major: ``(len(indices), 3, h, w)``."""
+    num_images = images.shape[0]
+    return torch.stack([boxes[i // num_images].crop(images[i % num_images]) for i in indices])
+
+
+def stitch_grid(
+    logits: torch.Tensor, grid_boxes: list[Box], num_images: int, grid_hw: tuple[int, int]
+) -> torch.Tensor:
+    """Average window-major crop logits ``(windows * B, C, h, w)`` into ``(B, C, *grid_hw)``."""
+    logits = logits.unflatten(0, (len(grid_boxes), num_images))
+    total = logits.new_zeros((num_images, logits.shape[2], *grid_hw))
+    counts = logits.new_zeros((1, 1, *grid_hw))
+    for window, grid_box in enumerate(grid_boxes):
+        total[..., grid_box.top : grid_box.bottom, grid_box.left : grid_box.right] += logits[window]
+        counts[..., grid_box.top : grid_box.bottom, grid_box.left : grid_box.right] += 1
+    return total / counts
+
+
 def sliding_window_grid(
     predict_fn: PredictFn,
     images: torch.Tensor,
@@ -89,28 +133,19 @@ def sliding_window_grid(
     None). The image size, the stride and the (clamped) window must be multiples of
     ``output_stride`` so that every window lands on whole output cells.
     """
-    if images.dim() != 4:
-        raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(images.shape)}")
     if batch_size is not None and batch_size <= 0:
         raise ValueError(f"batch_size must be positive or None, got {batch_size}")
+    boxes, grid_boxes = window_crops(images, window_hw, stride_hw, output_stride)
     num_images = images.shape[0]
     image_h, image_w = images.shape[-2:]
-    boxes = sliding_window_boxes((image_h, image_w), window_hw, stride_hw)
     box_h, box_w = boxes[0].height, boxes[0].width
-    if any(v % output_stride for v in (image_h, image_w, box_h, box_w, *stride_hw)):
-        raise ValueError(
-            f"image size {image_h}x{image_w}, window {box_h}x{box_w} and stride {stride_hw} "
-            f"must be multiples of output_stride={output_stride}"
-        )
-    grid_boxes = [box.scaled_down(output_stride) for box in boxes]
-    # Crop i is window i // B of image i % B; crops are cut per chunk to bound memory.
+    # Crops are cut per chunk to bound memory.
     num_crops = len(boxes) * num_images
     chunk = num_crops if batch_size is None else batch_size
-    outputs = []
-    for start in range(0, num_crops, chunk):
-        indices = range(start, min(start + chunk, num_crops))
-        crops = torch.stack([boxes[i // num_images].crop(images[i % num_images]) for i in indices])
-        outputs.append(predict_fn(crops))
+    outputs = [
+        predict_fn(cut_crops(images, boxes, range(start, min(start + chunk, num_crops))))
+        for start in range(0, num_crops, chunk)
+    ]
     logits = torch.cat(outputs)
     expected = (box_h // output_stride, box_w // output_stride)
     if logits.shape[0] != num_crops or tuple(logits.shape[-2:]) != expected:
@@ -118,14 +153,8 @@ def sliding_window_grid(
             f"predict_fn returned shape {tuple(logits.shape[1:])} per crop for {box_h}x{box_w} "
             f"crops; expected spatial size {expected} (output_stride={output_stride})"
         )
-    logits = logits.unflatten(0, (len(boxes), num_images))
     grid_hw = (image_h // output_stride, image_w // output_stride)
-    total = logits.new_zeros((num_images, logits.shape[2], *grid_hw))
-    counts = logits.new_zeros((1, 1, *grid_hw))
-    for window, grid_box in enumerate(grid_boxes):
-        total[..., grid_box.top : grid_box.bottom, grid_box.left : grid_box.right] += logits[window]
-        counts[..., grid_box.top : grid_box.bottom, grid_box.left : grid_box.right] += 1
-    return total / counts
+    return stitch_grid(logits, grid_boxes, num_images, grid_hw)
 
 
 def sliding_window_logits(
