@@ -322,14 +322,20 @@ def worker_result(payload: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def run_worker(script: Path, config: dict[str, Any], timeout: float | None = None) -> dict:
+def run_worker(
+    script: Path,
+    config: dict[str, Any],
+    timeout: float | None = None,
+    env: dict[str, str] | None = None,
+) -> dict:
     """Run ``script --worker <json>`` in a fresh interpreter and return its result.
 
     A fresh process per measurement keeps peak-memory figures from mixing and gives each
-    variant a cold allocator. On failure the worker's stderr tail is in ``error``.
+    variant a cold allocator. ``env`` adds environment variables. On failure the worker's
+    stderr tail is in ``error``.
     """
     cmd = [sys.executable, str(script), "--worker", json.dumps(config)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     try:
         proc = subprocess.run(
             cmd,
