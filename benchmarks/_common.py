@@ -167,6 +167,127 @@ def timed_calls(fn: Any, device: Any, warmup: int, repeats: int) -> list[float]:
     return times
 
 
+# --------------------------------------------------------------------------- FLOPs
+
+
+def _conv_backward_flops(
+    grad_out_shape: Any,
+    x_shape: Any,
+    w_shape: Any,
+    _bias: Any,
+    _stride: Any,
+    _padding: Any,
+    _dilation: Any,
+    transposed: bool,
+    _output_padding: Any,
+    groups: int,
+    output_mask: Any,
+    out_shape: Any,
+    **_: Any,
+) -> int:
+    """``convolution_backward`` FLOPs with grouped convolutions counted right.
+
+    torch's formula (2.14) counts the weight gradient of a grouped convolution as if every
+    input channel met every output channel, ``groups`` times too much: for the depthwise
+    3x3 convolutions of MiT's Mix-FFN that is 10 to 100 times the true count (fixed
+    upstream in pytorch/pytorch#183405, not in the torch we run). The weight gradient costs
+    what the forward costs: ``2 * B * out_pixels * C_out * C_in/groups * k``; so does the
+    input gradient, which torch's formula already gets right.
+    """
+    from math import prod
+
+    from torch.utils.flop_counter import conv_flop_count
+
+    x_shape, w_shape, grad_out_shape = list(x_shape), list(w_shape), list(grad_out_shape)
+    if transposed:
+        out_pixels = prod(x_shape[2:])  # a transposed conv's work runs over its input grid
+    else:
+        out_pixels = prod(grad_out_shape[2:])
+    per_pass = 2 * x_shape[0] * out_pixels * prod(w_shape)
+    flops = 0
+    if output_mask[0]:
+        flops += conv_flop_count(grad_out_shape, w_shape, list(out_shape[0]), not transposed)
+    if output_mask[1]:
+        flops += per_pass
+    return flops
+
+
+def _cpu_attention_flops(query: Any, key: Any, value: Any, *_: Any, **__: Any) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(list(query), list(key), list(value))
+
+
+def _cpu_attention_backward_flops(
+    grad_out: Any, query: Any, key: Any, value: Any, *_: Any, **__: Any
+) -> int:
+    from torch.utils.flop_counter import sdpa_backward_flop_count
+
+    return sdpa_backward_flop_count(list(grad_out), list(query), list(key), list(value))
+
+
+def count_flops(fn: Any) -> tuple[int, dict[str, int]]:
+    """FLOPs of one call of ``fn`` (multiply-adds x 2) and their split per operator.
+
+    ``torch.utils.flop_counter.FlopCounterMode`` with two gaps of torch 2.14 closed: the
+    grouped-convolution backward (:func:`_conv_backward_flops`) and the CPU kernels of
+    ``scaled_dot_product_attention``, which it does not count at all (it knows only the
+    CUDA ones). Only matmuls, convolutions and attention count; elementwise work does not.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    aten = torch.ops.aten
+    mapping = {
+        aten.convolution_backward: _conv_backward_flops,
+        aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops,
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_attention_backward_flops,
+    }
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+        fn()
+    per_op = {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
+    return counter.get_total_flops(), per_op
+
+
+def measured_peaks(device: Any, dtype: Any = None, repeats: int = 5) -> dict[str, float]:
+    """Achieved GFLOP/s of a large matmul and a large 3x3 convolution, with this process's
+    threads and matmul settings: the ceiling a training step's rate is compared with.
+
+    ``dtype`` (default float32) is the precision the step computes in (bf16 for autocast).
+    CPU: ``2048 x 2048 @ 2048 x 2048`` and a 3x3, 128 -> 128 channel convolution of a
+    ``(8, 128, 64, 64)`` batch; GPU: 8192-sided matmul and a 256-channel ``(32, 256, 128,
+    128)`` batch. Best of ``repeats`` calls.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    device = torch.device(device)
+    dtype = dtype or torch.float32
+    if device.type == "cuda":
+        side, conv_shape, channels = 8192, (32, 256, 128, 128), 256
+    else:
+        side, conv_shape, channels = 2048, (8, 128, 64, 64), 128
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(side, side, generator=gen).to(device, dtype)
+    b = torch.randn(side, side, generator=gen).to(device, dtype)
+    x = torch.randn(*conv_shape, generator=gen).to(device, dtype)
+    w = torch.randn(channels, channels, 3, 3, generator=gen).to(device, dtype)
+    batch, _, height, width = conv_shape
+    calls = {
+        "matmul": (lambda: a @ b, 2 * side**3),
+        "conv3x3": (
+            lambda: F.conv2d(x, w, padding=1),
+            2 * batch * height * width * channels * channels * 9,
+        ),
+    }
+    peaks = {}
+    with torch.inference_mode():
+        for name, (call, flops) in calls.items():
+            best = min(timed_calls(call, device, warmup=2, repeats=repeats))
+            peaks[f"{name}_gflops"] = flops / best / 1e9
+    return peaks
+
+
 # --------------------------------------------------------------------------- host memory
 
 HOST_MEMORY_CHOICES = ("keep", "release")
@@ -201,14 +322,20 @@ def worker_result(payload: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def run_worker(script: Path, config: dict[str, Any], timeout: float | None = None) -> dict:
+def run_worker(
+    script: Path,
+    config: dict[str, Any],
+    timeout: float | None = None,
+    env: dict[str, str] | None = None,
+) -> dict:
     """Run ``script --worker <json>`` in a fresh interpreter and return its result.
 
     A fresh process per measurement keeps peak-memory figures from mixing and gives each
-    variant a cold allocator. On failure the worker's stderr tail is in ``error``.
+    variant a cold allocator. ``env`` adds environment variables. On failure the worker's
+    stderr tail is in ``error``.
     """
     cmd = [sys.executable, str(script), "--worker", json.dumps(config)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     try:
         proc = subprocess.run(
             cmd,

@@ -30,8 +30,12 @@ the process's peak RSS, ``VmHWM``, see ``_common.py`` for why not ``ru_maxrss``)
 ``step_mem_mb`` is the peak minus the baseline, i.e. what training needs on top of the
 resident weights and batch (gradients, AdamW state, activations, temporaries).
 FLOPs of one step (forward + backward; the optimizer's elementwise work is not counted)
-are counted with ``torch.utils.flop_counter.FlopCounterMode``; ``tflops`` is that count
-divided by the median step time and ``peak_share`` its share of ``--peak-tflops``.
+are counted with ``torch.utils.flop_counter.FlopCounterMode``, corrected where torch 2.14
+miscounts (grouped-convolution backward, CPU attention: ``_common.count_flops``);
+``tflops`` is that count divided by the median step time. The same worker, with the same
+threads, then measures a large matmul and a large 3x3 convolution (``_common.measured_peaks``):
+``matmul_share`` and ``conv_share`` are the step's rate as a share of each, the distance to
+what this hardware reaches; ``peak_share`` is the share of a data-sheet ``--peak-tflops``.
 """
 
 from __future__ import annotations
@@ -67,12 +71,12 @@ DEFAULTS: dict[str, Any] = {
 }  # fmt: skip
 TABLE_COLUMNS = (
     "precision", "variant", "network_input", "median_s", "min_s", "peak_mb", "step_mem_mb",
-    "gflop", "tflops", "peak_share", "first_step_s",
+    "gflop", "tflops", "matmul_share", "conv_share", "peak_share", "first_step_s",
 )  # fmt: skip
 CSV_COLUMNS = (
     *TABLE_COLUMNS, "description", "encoder", "batch", "context", "detail", "scale",
     "channels_last", "device", "cpu", "gpu", "torch", "threads", "host_memory", "compile", "steps", "warmup",
-    "mem_source", "times_s", "error",
+    "mem_source", "matmul_gflops", "conv3x3_gflops", "times_s", "error",
 )  # fmt: skip
 
 
@@ -230,7 +234,6 @@ def _uda_step(cfg: dict[str, Any], variant: str, device: Any, dtype: Any) -> Any
 def worker(cfg: dict[str, Any]) -> dict[str, Any]:
     common.apply_host_memory(cfg["host_memory"])
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
@@ -266,9 +269,8 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
     memory = common.DeviceMemory(device)
     times = common.timed_calls(step_timing_the_first, device, cfg["warmup"], cfg["steps"])
     peak = memory.peak_mb()
-    with FlopCounterMode(display=False) as counter:
-        step()
-    flops = counter.get_total_flops()
+    flops, flops_per_op = common.count_flops(step)
+    peaks = common.measured_peaks(device, dtype)
     info = common.machine_info(str(device))
     profile = _profile_table(step, device, cfg["profile"]) if cfg["profile"] else ""
     return {
@@ -279,6 +281,8 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
         "step_mem_mb": peak - memory.baseline_mb,
         "mem_source": memory.source,
         "flops": flops,
+        "flops_per_op": flops_per_op,
+        **peaks,
         "first_step_s": first_step_s[0],
         "profile": profile,
     }
@@ -503,6 +507,11 @@ def main(argv: list[str] | None = None) -> int:
             row["gflop"] = good[0]["flops"] / 1e9
             row["first_step_s"] = max(r["first_step_s"] for r in good)
             row["tflops"] = good[0]["flops"] / row["median_s"] / 1e12
+            for peak in ("matmul", "conv3x3"):
+                # The best peak any worker of this row saw: the ceiling on this machine.
+                best = max(r[f"{peak}_gflops"] for r in good)
+                row[f"{peak}_gflops"] = best
+                row[f"{peak.removesuffix('3x3')}_share"] = row["tflops"] * 1e3 / best
             if args.peak_tflops:
                 row["peak_share"] = row["tflops"] / args.peak_tflops
         rows.append(row)

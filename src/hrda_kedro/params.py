@@ -250,6 +250,7 @@ class InferenceParams:
     stride: tuple[int, int] | None = None
     window_batch: int = 4
     hr_window_batch: int | None = None
+    window_weights: Literal["uniform", "tapered"] = "uniform"
 
 
 @dataclass
@@ -592,6 +593,7 @@ class PredictParams:
     overlay_alpha: float = 0.5
     skip_bad_files: bool = False
     window_batch: int | None = None
+    window_weights: Literal["uniform", "tapered"] | None = None
 
     def check(self, path: str) -> None:
         _require(

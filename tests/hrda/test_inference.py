@@ -11,10 +11,13 @@ import torch.nn.functional as F
 from hrda_kedro.hrda.crops import Box
 from hrda_kedro.hrda.inference import (
     predict_full_image,
+    predict_full_image_labels,
     predict_full_image_with_attention,
     sliding_window_boxes,
     sliding_window_grid,
     sliding_window_logits,
+    upsample_in_bands,
+    window_weight_map,
 )
 from hrda_kedro.hrda.model import HRDAModel
 from tests.hrda.test_model import NUM_CLASSES, CellNet
@@ -198,3 +201,78 @@ def test_branches_from_one_pass_equal_separate_mode_predictions() -> None:
             expected[name] = predict_full_image(model, images, (64, 64), (32, 32))
     for name, logits in expected.items():
         torch.testing.assert_close(branches[name], logits, rtol=1e-5, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize(
+    ("mode", "attention"), [("hrda", True), ("hrda", False), ("lr_only", True)]
+)
+def test_streamed_labels_equal_the_argmax_of_the_full_logits(mode: str, attention: bool) -> None:
+    model = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16), mode=mode).eval()
+    images = torch.randn(2, 3, 150, 70, generator=torch.Generator().manual_seed(11))
+    done: list[tuple[int, int]] = []
+    labels, maps = predict_full_image_labels(
+        model,
+        images,
+        (32, 32),
+        (16, 16),
+        batch_size=5,
+        attention=attention,
+        progress=lambda i, n: done.append((i, n)),
+    )
+    logits, full_maps = predict_full_image_with_attention(model, images, (32, 32), (16, 16))
+    assert torch.equal(labels, logits.argmax(dim=1))  # band by band
+    if attention and mode == "hrda":
+        torch.testing.assert_close(maps, full_maps.gather(1, labels[:, None])[:, 0])
+    else:
+        assert maps is None
+    # padded to 152 x 72: 9 x 4 windows x 2 images = 72 crops in batches of 5, reported
+    assert done[-1] == (72, 72) and len(done) == 15
+
+
+def test_band_upsampling_equals_upsampling_the_whole_grid() -> None:
+    grid = torch.randn(1, 4, 37, 11, generator=torch.Generator().manual_seed(12))
+    whole = F.interpolate(grid, scale_factor=4, mode="bilinear", align_corners=False)
+    for band_cells in (1, 5, 16, 64):
+        bands = upsample_in_bands(grid, 4, (146, 41), lambda band: band, band_cells)
+        # The same interpolation weights; only the kernel's vector path may round differently.
+        torch.testing.assert_close(bands, whole[..., :146, :41], rtol=0, atol=1e-6)
+
+
+def test_uniform_window_weights_are_the_plain_average_and_the_default() -> None:
+    model = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16)).eval()
+    images = torch.randn(1, 3, 45, 70, generator=torch.Generator().manual_seed(13))
+    default = predict_full_image(model, images, (32, 32), (16, 16))
+    uniform = predict_full_image(model, images, (32, 32), (16, 16), window_weights="uniform")
+    assert torch.equal(default, uniform)
+    assert window_weight_map((4, 4), "uniform") is None
+    with pytest.raises(ValueError, match="tapered"):
+        window_weight_map((4, 4), "hann")
+
+
+def test_tapered_weights_are_a_positive_centred_normalised_average() -> None:
+    weight = window_weight_map((4, 6), "tapered")
+    assert weight.shape == (4, 6) and (weight > 0).all()
+    assert torch.equal(weight, weight.flip(0)) and torch.equal(weight, weight.flip(1))
+    assert weight[1:3, 2:4].min() == weight.max()  # the centre cells count most
+    # Windows that all predict the same constant stitch to exactly that constant: the
+    # weights are normalised by their sum wherever windows overlap.
+    constant = torch.full((1, 1, 8, 8), 2.5)
+    grid = sliding_window_grid(
+        lambda crops: constant.expand(crops.shape[0], 1, 8, 8),
+        torch.zeros(2, 3, 40, 56),
+        (32, 32),
+        (16, 16),
+        4,
+        window_weights="tapered",
+    )
+    torch.testing.assert_close(grid, torch.full((2, 1, 10, 14), 2.5))
+
+
+def test_tapered_weights_keep_a_translation_equivariant_net_exact() -> None:
+    """Every window of CellNet sees the same cell values: any weighting reproduces them."""
+    net = CellNet()
+    images = torch.randn(1, 3, 48, 80, generator=torch.Generator().manual_seed(14))
+    tapered = sliding_window_logits(
+        net, images, (32, 32), (16, 16), output_stride=4, window_weights="tapered"
+    )
+    torch.testing.assert_close(tapered, whole_image_logits(net, images))

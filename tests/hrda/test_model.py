@@ -397,6 +397,38 @@ def test_predict_window_chunks_hr_windows_with_the_same_result() -> None:
     torch.testing.assert_close(chunked.fused, whole.fused)
 
 
+def test_predict_window_shares_one_encoder_call_when_lr_and_hr_crops_have_the_same_size() -> None:
+    # LR window 16 x 16 = detail size: 2 LR windows + 2 x 9 HR crops in one encoder call.
+    window = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(8))
+    shared_model = make().eval()  # in training, CellNet (BatchNorm-like) keeps two calls
+    shared = shared_model.predict_window(window)
+    separate_model = make(hr_window_batch=18).eval()  # chunks bound memory: branches apart
+    separate = separate_model.predict_window(window)
+    assert shared_model.network.extract_calls == [20]
+    assert separate_model.network.extract_calls == [18, 2]
+    for name in ("fused", "context", "detail", "attention"):
+        torch.testing.assert_close(getattr(shared, name), getattr(separate, name))
+    torch.testing.assert_close(shared.context_features, separate.context_features)
+
+
+def test_the_teachers_shared_encoder_call_gives_the_same_pseudo_labels() -> None:
+    from hrda_kedro.hrda.networks import NetworkConfig, build_network
+
+    def teacher(hr_window_batch: int | None) -> HRDAModel:
+        torch.manual_seed(0)
+        network = build_network(
+            NetworkConfig(encoder="mit-nano", decoder_embed_dim=16, attention_embed_dim=16)
+        )
+        model = HRDAModel(network, scale=2, detail_hw=(64, 64), hr_window_batch=hr_window_batch)
+        return model.eval()
+
+    window = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(9))
+    with torch.inference_mode():
+        shared, separate = teacher(None).predict_window(window), teacher(18).predict_window(window)
+    torch.testing.assert_close(shared.fused, separate.fused, rtol=1e-4, atol=1e-5)
+    assert torch.equal(shared.fused.argmax(1), separate.fused.argmax(1))
+
+
 def test_predict_window_modes() -> None:
     window = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(6))
     lr = make(mode="lr_only").predict_window(window)

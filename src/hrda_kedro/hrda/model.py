@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from hrda_kedro.hrda.crops import Box
-from hrda_kedro.hrda.inference import sliding_window_grid
+from hrda_kedro.hrda.inference import cut_crops, sliding_window_grid, stitch_grid, window_crops
 from hrda_kedro.hrda.networks.base import SegmentationNetwork
 
 MODES = ("hrda", "lr_only", "hr_only", "fixed_attention")
@@ -263,6 +264,46 @@ class HRDAModel(nn.Module):
         hr_mask = lr_mask.bool().repeat_interleave(s, dim=-2).repeat_interleave(s, dim=-1)
         return torch.where(hr_mask, inside, self._upscale(context))
 
+    def _hr_stride(self) -> tuple[int, int]:
+        """HR sliding-window stride: half the detail size, a multiple of ``o``."""
+        stride = self.output_stride
+        return cast(
+            tuple[int, int], tuple(max(stride, v // 2 // stride * stride) for v in self.detail_hw)
+        )
+
+    def _shared_window_pass(
+        self, window_hr: torch.Tensor
+    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor | None, torch.Tensor] | None:
+        """Features, context logits, attention and stitched detail logits from one encoder call.
+
+        With HRDA's recipe the LR window (``H/s x W/s``) and the HR sliding crops have the
+        same size, so -- as in the training pass -- one encoder call on the LR windows and
+        all HR crops stacked gives the same features as separate calls, with fewer and
+        larger kernels. None when that does not hold (other sizes, ``hr_window_batch``
+        chunks that bound memory, single-branch modes, or an encoder that mixes samples in
+        training mode); the caller then runs the branches apart.
+        """
+        lr_hw = tuple(v // self.scale for v in window_hr.shape[-2:])
+        if (
+            self.mode not in ("hrda", "fixed_attention")
+            or self.hr_window_batch is not None
+            or lr_hw != self.detail_hw
+            or (self.network.training and not self.network.batch_independent_encoder)
+        ):
+            return None
+        boxes, grid_boxes = window_crops(
+            window_hr, self.detail_hw, self._hr_stride(), self.output_stride
+        )
+        num_windows = window_hr.shape[0]
+        crops = cut_crops(window_hr, boxes, range(len(boxes) * num_windows))
+        features = self.network.extract(torch.cat([self._downscale(window_hr), crops]))
+        context_features = [f[:num_windows] for f in features]
+        crop_logits = self.network.segment([f[num_windows:] for f in features])
+        grid_hw = tuple(v // self.output_stride for v in window_hr.shape[-2:])
+        detail = stitch_grid(crop_logits, grid_boxes, num_windows, cast(tuple[int, int], grid_hw))
+        context, attention = self._context_heads(context_features)
+        return context_features, context, attention, detail
+
     def predict_window(self, window_hr: torch.Tensor) -> MultiResOutput:
         """Prediction of whole HR windows ``(N, 3, H, W)``, used for pseudo-labels and tests.
 
@@ -273,21 +314,22 @@ class HRDAModel(nn.Module):
         single HR crop of its own size.
         """
         self._check_hr_size(window_hr, "window_hr")
-        if self.mode != "lr_only":
-            stride = self.output_stride
-            hr_stride = tuple(max(stride, v // 2 // stride * stride) for v in self.detail_hw)
-            detail = sliding_window_grid(
-                self.network,
-                window_hr,
-                self.detail_hw,
-                hr_stride,
-                stride,
-                batch_size=self.hr_window_batch,
-            )
-        if self.mode == "hr_only":
-            return MultiResOutput(detail, None, detail, None, None)
-
-        features, context, attention = self._context_pass(window_hr)
+        shared = self._shared_window_pass(window_hr)
+        if shared is not None:
+            features, context, attention, detail = shared
+        else:
+            if self.mode != "lr_only":
+                detail = sliding_window_grid(
+                    self.network,
+                    window_hr,
+                    self.detail_hw,
+                    self._hr_stride(),
+                    self.output_stride,
+                    batch_size=self.hr_window_batch,
+                )
+            if self.mode == "hr_only":
+                return MultiResOutput(detail, None, detail, None, None)
+            features, context, attention = self._context_pass(window_hr)
         if attention is None:
             return MultiResOutput(self._upscale(context), context, None, None, features)
         fused = self._fuse(context, attention, detail)

@@ -83,6 +83,7 @@ def evaluate_model(
                     model_params.window,
                     model_params.stride,
                     batch_size=model_params.inference.window_batch,
+                    window_weights=model_params.inference.window_weights,
                 )
             for mode in eval_params.predictions:
                 if mode in branches:
@@ -233,7 +234,12 @@ def plot_qualitative_grid(
         for name, net in nets.items():
             with setup.autocast():
                 logits, attention = predict_full_image_with_attention(
-                    net, image, window, stride, batch_size=batch
+                    net,
+                    image,
+                    window,
+                    stride,
+                    batch_size=batch,
+                    window_weights=model_params.inference.window_weights,
                 )
             prediction = logits.argmax(dim=1)
             views[name] = ModelView(

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
 from hrda_kedro.data import DataError
 from hrda_kedro.data.labels import colorize
@@ -24,7 +25,7 @@ from hrda_kedro.data.layouts import printable
 from hrda_kedro.data.validation import check_folder, read_image_as_rgb
 from hrda_kedro.datasets.checkpoint_dataset import CheckpointDataset
 from hrda_kedro.hrda import normalize
-from hrda_kedro.hrda.inference import predict_full_image, predict_full_image_with_attention
+from hrda_kedro.hrda.inference import predict_full_image_labels
 from hrda_kedro.params import PredictParams, RuntimeParams, parse
 from hrda_kedro.runtime import model_from_checkpoint, resolve_device
 
@@ -157,7 +158,8 @@ def segment_images(
     255 = all HR detail.
     """
     params = parse(PredictParams, predict, "predict")
-    setup = resolve_device(parse(RuntimeParams, runtime, "runtime"))
+    runtime_params = parse(RuntimeParams, runtime, "runtime")
+    setup = resolve_device(runtime_params)
     checkpoint, path = load_checkpoint_file(params.checkpoint)
     model, trained = model_from_checkpoint(checkpoint, str(path))
     model = model.to(setup.device).eval()
@@ -166,6 +168,7 @@ def segment_images(
         logger.warning("the model (mode %s) has no scale attention: no maps written", model.mode)
         attention = False
     batch_size = params.window_batch or trained.inference.window_batch
+    window_weights = params.window_weights or trained.inference.window_weights
     logger.info(
         "predicting with %s (stage %s, mode %s) on %s",
         path,
@@ -181,22 +184,32 @@ def segment_images(
         start = time.perf_counter()
         pixels = torch.from_numpy(read_image_as_rgb(Path(row["image_path"])))
         image = normalize(pixels.permute(2, 0, 1).unsqueeze(0).to(setup.device))
-        with setup.autocast():
-            if attention:
-                logits, weights = predict_full_image_with_attention(
-                    model, image, trained.window, trained.stride, batch_size
-                )
-            else:
-                logits = predict_full_image(
-                    model, image, trained.window, trained.stride, batch_size
-                )
-        label = logits.argmax(dim=1)[0]
+        windows = tqdm(
+            desc=f"{row['partition_id']} windows",
+            leave=False,
+            disable=not runtime_params.progress_bar,
+        )
+
+        def progress(done: int, total: int) -> None:
+            windows.total = total
+            windows.update(done - windows.n)
+
+        with setup.autocast(), windows:
+            # Labels band by band: the full-resolution logits of a large photo never exist.
+            label, weights = predict_full_image_labels(
+                model,
+                image,
+                trained.window,
+                trained.stride,
+                batch_size,
+                attention=attention,
+                window_weights=window_weights,
+                progress=progress,
+            )
+        label = label[0]
         outputs = {"label": Image.fromarray(label.to(torch.uint8).cpu().numpy())}
-        if attention:
-            weights = weights[0].float()
-            if weights.shape[0] > 1:  # class-wise: the attention of the predicted class
-                weights = weights.gather(0, label.unsqueeze(0))
-            scaled = (weights[0].clamp(0, 1) * 255).round().to(torch.uint8)
+        if weights is not None:
+            scaled = (weights[0].float().clamp(0, 1) * 255).round().to(torch.uint8)
             outputs["attention"] = Image.fromarray(scaled.cpu().numpy())
         logger.info(
             "segmented %d/%d %s (%dx%d) in %.1f s",

@@ -114,6 +114,7 @@ def materialize_pseudo_labels(
                 model_params.window,
                 model_params.stride,
                 batch_size=model_params.inference.window_batch,
+                window_weights=model_params.inference.window_weights,
             )
         probs = torch.softmax(logits.float(), dim=1)
         confidence, label = probs.max(dim=1)

@@ -1,0 +1,254 @@
+"""How much each phase slows down when other processes compete for the CPU.
+
+A phase that runs on ``T`` torch threads next to ``L`` busy competing threads on ``C``
+cores gets about ``C * T / (T + L)`` cores instead of ``min(T, C)``; it should slow down by
+no more than that share (``fair_slowdown``). A phase whose threads wait for each other at
+every parallel region (OpenMP barriers, spin-waiting) can slow down far more: one
+descheduled thread stalls the others for a whole scheduler time slice.
+
+Phases (the project's CPU configuration, random weights, synthetic 256x512 images):
+
+- ``materialize``: what pseudo-label materialization does per image,
+  ``predict_full_image`` with ``window_batch`` windows per call, then softmax and argmax;
+- ``evaluate``: ``predict_full_image_branches`` (fused, context, detail) per image;
+- ``train``: one self-training ``Trainer.step`` of HRDA (teacher, source, mix, AdamW, EMA).
+
+``--wait-policy`` compares how idle OpenMP threads wait: ``passive`` (asleep; what the
+project sets, see ``hrda_kedro/__init__.py``) and ``default`` (libgomp's own: spin for a
+while, then sleep; the worker gets an empty ``OMP_WAIT_POLICY``, which libgomp ignores).
+
+Method: for every thread setting, each phase runs in a fresh process twice, quiet and next
+to ``--load`` competing processes started just before it and killed after (``spin``: a
+Python busy loop; ``torch``: repeated 512x512 matmuls with torch's default threads, like
+another training run). ``slowdown`` = loaded median / quiet median, measured back to back
+in one run; ``nvcsw`` / ``nivcsw`` are the voluntary / involuntary context switches of
+the phase's process per unit of work (``getrusage``). The quiet run is only as quiet as
+the machine: run it where nothing else runs, or read the ratios with the load column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as common  # noqa: E402 - the benchmarks folder is not a package
+
+PHASES = ("materialize", "evaluate", "train")
+TABLE_COLUMNS = (
+    "phase", "threads", "wait_policy", "load", "quiet_s", "loaded_s", "slowdown", "fair_slowdown",
+    "quiet_nvcsw", "loaded_nvcsw", "loaded_nivcsw", "loadavg",
+)  # fmt: skip
+CSV_COLUMNS = (
+    *TABLE_COLUMNS, "units", "cpu", "torch", "quiet_times_s",
+    "loaded_times_s", "error",
+)  # fmt: skip
+WAIT_POLICIES = {"passive": "PASSIVE", "default": ""}
+LOADS = {
+    "spin": "while True: pass",
+    "torch": ("import torch\na = torch.randn(512, 512)\nwhile True:\n    a = (a @ a).tanh_()"),
+}
+
+
+# --------------------------------------------------------------------------- worker
+
+
+def _phase(name: str) -> Any:
+    """One unit of the phase's work, as a callable."""
+    import torch
+
+    from hrda_kedro.hrda.inference import predict_full_image, predict_full_image_branches
+
+    if name == "train":
+        import train_step
+
+        cfg = {
+            **train_step.DEFAULTS,
+            "context": (256, 256),
+            "detail": (128, 128),
+            "channels_last": False,
+        }
+        return train_step._uda_step(cfg, "uda_hrda", torch.device("cpu"), None)
+    import train_step
+
+    cfg = {**train_step.DEFAULTS, "detail": (128, 128)}
+    model = train_step._model(cfg, "hrda").eval()
+    image = torch.randn(1, 3, 256, 512, generator=torch.Generator().manual_seed(0))
+
+    @torch.no_grad()
+    def materialize() -> None:
+        logits = predict_full_image(model, image, (256, 256), (128, 128), batch_size=4)
+        confidence, label = torch.softmax(logits, dim=1).max(dim=1)
+        label.to(torch.uint8).numpy()
+        (confidence * 255).round().to(torch.uint8).numpy()
+
+    @torch.no_grad()
+    def evaluate() -> None:
+        branches = predict_full_image_branches(model, image, (256, 256), (128, 128), 4)
+        for logits in branches.values():
+            logits.argmax(dim=1)
+
+    return {"materialize": materialize, "evaluate": evaluate}[name]
+
+
+def worker(cfg: dict[str, Any]) -> dict[str, Any]:
+    common.apply_host_memory("keep")
+    import torch
+
+    if cfg["threads"]:
+        torch.set_num_threads(cfg["threads"])
+    unit = _phase(cfg["phase"])
+    for _ in range(cfg["warmup"]):
+        unit()
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    times = []
+    for _ in range(cfg["repeats"]):
+        tic = time.perf_counter()
+        unit()
+        times.append(time.perf_counter() - tic)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        **common.machine_info("cpu"),
+        "times_s": times,
+        "nvcsw": (after.ru_nvcsw - before.ru_nvcsw) / cfg["repeats"],
+        "nivcsw": (after.ru_nivcsw - before.ru_nivcsw) / cfg["repeats"],
+    }
+
+
+# --------------------------------------------------------------------------- parent
+
+
+def _start_load(kind: str, count: int) -> list[subprocess.Popen]:
+    return [
+        subprocess.Popen(
+            [sys.executable, "-c", LOADS[kind]],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(count)
+    ]
+
+
+def _stop_load(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        process.kill()
+    for process in processes:
+        process.wait()
+
+
+def _load_threads(kind: str, count: int) -> int:
+    return count * (1 if kind == "spin" else os.cpu_count() or 1)
+
+
+def _fair_slowdown(threads: int, competing: int) -> float:
+    cores = os.cpu_count() or 1
+    threads = threads or cores
+    quiet = min(threads, cores)
+    loaded = min(threads, cores * threads / (threads + competing))
+    return quiet / loaded
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Slowdown of each phase next to a competing CPU load, against the quiet run.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--phases", default=",".join(PHASES), help="comma list of " + ", ".join(PHASES)
+    )
+    parser.add_argument(
+        "--threads", default="0", help="comma list of torch thread counts (0: torch's default)"
+    )
+    parser.add_argument(
+        "--wait-policy",
+        default="passive",
+        dest="wait_policy",
+        help="comma list of OpenMP wait policies: passive, default (libgomp's spin-then-sleep)",
+    )
+    parser.add_argument("--load", type=int, default=2, help="competing processes")
+    parser.add_argument("--load-kind", choices=sorted(LOADS), default="torch", dest="load_kind")
+    parser.add_argument("--repeats", type=int, default=5, help="timed units per run")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed units first")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per worker")
+    parser.add_argument("--out", type=Path, help="CSV path (default benchmarks/results/...)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.worker:
+        common.worker_result(worker(json.loads(args.worker)))
+        return 0
+    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    if unknown := [p for p in phases if p not in PHASES]:
+        raise SystemExit(f"unknown phase: {unknown}")
+    competing = _load_threads(args.load_kind, args.load)
+    rows = []
+    info: dict[str, Any] = {}
+    policies = [p.strip() for p in args.wait_policy.split(",") if p.strip()]
+    if unknown := [p for p in policies if p not in WAIT_POLICIES]:
+        raise SystemExit(f"unknown wait policy: {unknown}")
+    settings = [
+        (threads, phase, policy)
+        for threads in (int(t) for t in args.threads.split(","))
+        for phase in phases
+        for policy in policies
+    ]
+    for threads, phase, policy in settings:
+        cfg = {"phase": phase, "threads": threads, "repeats": args.repeats,
+               "warmup": args.warmup}  # fmt: skip
+        env = {"OMP_WAIT_POLICY": WAIT_POLICIES[policy]}
+        quiet = common.run_worker(Path(__file__), cfg, args.timeout, env)
+        load = _start_load(args.load_kind, args.load)
+        try:
+            loaded = common.run_worker(Path(__file__), cfg, args.timeout, env)
+        finally:
+            _stop_load(load)
+        row: dict[str, Any] = {
+            "phase": phase,
+            "threads": threads or os.cpu_count(),
+            "wait_policy": policy,
+            "load": f"{args.load} {args.load_kind} ({competing} threads)",
+            "fair_slowdown": _fair_slowdown(threads, competing),
+            "units": args.repeats,
+            "loadavg": f"{os.getloadavg()[0]:.1f}",
+        }
+        error = quiet.get("error") or loaded.get("error")
+        if error:
+            row["error"] = error
+        else:
+            info = quiet
+            row["quiet_s"] = common.median(quiet["times_s"])
+            row["loaded_s"] = common.median(loaded["times_s"])
+            row["slowdown"] = row["loaded_s"] / row["quiet_s"]
+            row["quiet_nvcsw"] = quiet["nvcsw"]
+            row["loaded_nvcsw"] = loaded["nvcsw"]
+            row["loaded_nivcsw"] = loaded["nivcsw"]
+            row["quiet_times_s"] = ";".join(f"{t:.4f}" for t in quiet["times_s"])
+            row["loaded_times_s"] = ";".join(f"{t:.4f}" for t in loaded["times_s"])
+            row.update(cpu=quiet["cpu"], torch=quiet["torch"])
+        rows.append(row)
+    out = args.out or common.RESULTS_DIR / "busy_cpu.csv"
+    title = (
+        f"Slowdown next to {args.load} competing {args.load_kind} processes\n"
+        f"machine: {info.get('cpu', '?')} | torch {info.get('torch', '?')} | "
+        f"{datetime.now():%Y-%m-%d %H:%M}"
+    )
+    notes = [
+        f"ERROR {r['phase']} threads {r['threads']}: {r['error']}" for r in rows if "error" in r
+    ]
+    common.emit(title, rows, TABLE_COLUMNS, CSV_COLUMNS, out, notes)
+    return 1 if any("error" in r for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
