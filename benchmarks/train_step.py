@@ -87,7 +87,7 @@ def _describe(
     variant: str, context: tuple[int, int], detail: tuple[int, int], s: int
 ) -> tuple[str, str]:
     lr = (context[0] // s, context[1] // s)
-    base = variant.removeprefix("uda_")
+    base = variant.removeprefix("uda_").removesuffix("_mic")
     network_input = {
         "lr_only": f"LR {common.fmt_hw(lr)}",
         "naive_hr": f"HR {common.fmt_hw(context)}",
@@ -100,10 +100,13 @@ def _describe(
         "hrda": f"HRDA: LR context + HR detail {common.fmt_hw(detail)}, attention fusion",
     }[base]
     if variant.startswith("uda_"):
-        network_input += " (x2 passes + teacher)"
+        mic = variant.endswith("_mic")
+        network_input += " (x3 passes + teacher)" if mic else " (x2 passes + teacher)"
         description = (
             "self-training Trainer.step: EMA-teacher pseudo-labels, source pass, ClassMix + "
-            f"strong augmentation, mix pass, AdamW, EMA; model = {description}"
+            "strong augmentation, mix pass, "
+            + ("MIC masked-target pass, " if mic else "")
+            + f"AdamW, EMA; model = {description}"
         )
     return network_input, description
 
@@ -123,7 +126,7 @@ def _model(cfg: dict[str, Any], variant: str) -> Any:
             attention_embed_dim=cfg["embed_dim"],
         )
     )
-    base = variant.removeprefix("uda_")
+    base = variant.removeprefix("uda_").removesuffix("_mic")
     scale = 1 if base == "naive_hr" else cfg["scale"]
     mode = "hrda" if base == "hrda" else "lr_only"
     if cfg.get("compile"):
@@ -190,7 +193,7 @@ def _uda_step(cfg: dict[str, Any], variant: str, device: Any, dtype: Any) -> Any
     from hrda_kedro.params import HRDAParams, SelfTrainingParams, parse
 
     model = _model(cfg, variant)
-    base = variant.removeprefix("uda_")
+    base = variant.removeprefix("uda_").removesuffix("_mic")
     context = tuple(cfg["context"])
     hrda = HRDAParams(
         scale=1 if base == "naive_hr" else cfg["scale"],
@@ -207,6 +210,12 @@ def _uda_step(cfg: dict[str, Any], variant: str, device: Any, dtype: Any) -> Any
             "log_every": 100_000,
             "checkpoint_every": 100_000,
             "rare_class_sampling": {"enabled": False},
+            # MIC's official 16 x 16 mask cells per crop (64 px on 1024 crops).
+            "mic": {
+                "enabled": variant.endswith("_mic"),
+                "mask_block_size": max(1, context[0] // 16),
+                "mask_block_reference_size": None,
+            },
         },
         "self_training",
     )
@@ -363,6 +372,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     uda.add_argument("--no-uda", action="store_false", dest="uda")
     parser.add_argument(
+        "--mic",
+        action="store_true",
+        help="with --uda, also time the HRDA self-training step with MIC (uda_hrda_mic)",
+    )
+    parser.add_argument(
         "--peak-tflops",
         type=float,
         dest="peak_tflops",
@@ -415,10 +429,8 @@ def _ratio(a: float | None, b: float | None) -> float:
 def _ratio_notes(rows: list[dict[str, Any]]) -> list[str]:
     notes = []
     for precision in dict.fromkeys(r["precision"] for r in rows):
+        by = {r["variant"]: r for r in rows if r["precision"] == precision and not r.get("error")}
         for prefix in ("", "uda_"):
-            by = {
-                r["variant"]: r for r in rows if r["precision"] == precision and not r.get("error")
-            }
             hrda = by.get(f"{prefix}hrda")
             if hrda is None:
                 continue
@@ -432,6 +444,14 @@ def _ratio_notes(rows: list[dict[str, Any]]) -> list[str]:
                     f"{_ratio(hrda['peak_mb'], ref['peak_mb']):.2f}x, step memory "
                     f"{_ratio(hrda['step_mem_mb'], ref['step_mem_mb']):.2f}x{goal}"
                 )
+        mic, hrda = (by.get(v) for v in ("uda_hrda_mic", "uda_hrda"))
+        if mic is not None and hrda is not None:
+            notes.append(
+                f"{precision} uda_hrda_mic / uda_hrda (the cost of MIC): time "
+                f"{_ratio(mic['median_s'], hrda['median_s']):.2f}x, peak "
+                f"{_ratio(mic['peak_mb'], hrda['peak_mb']):.2f}x, step memory "
+                f"{_ratio(mic['step_mem_mb'], hrda['step_mem_mb']):.2f}x"
+            )
     return notes
 
 
@@ -450,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown precision/variant: {bad}")
     if settings["uda"]:
         variants += [f"uda_{v}" for v in variants]
+        if args.mic and "hrda" in variants:
+            variants.append("uda_hrda_mic")
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     info: dict[str, Any] = {}
     for _ in range(args.rounds):  # rounds interleave the variants against machine drift
