@@ -5,9 +5,12 @@ it (then it scores 0 on the *source* images it was trained on, too), or it learn
 the domain shift loses it. This script tells them apart. For each trained model of a
 project (``source_only``, ``round_1``, ``round_2`` by default, read through the project's
 Kedro catalog, so versioned checkpoints resolve as in a run) it predicts the first
-``--images`` images of ``source_train`` (labels seen in training) and of ``target_val`` with
-the fused HRDA sliding-window prediction and prints, per small class, the IoU, the share of
-ground-truth pixels and the share of predicted pixels. Run it after ``kedro run
+``--images`` images of ``source_train`` (labels seen in training), of ``source_val`` and of
+``target_val`` with the fused HRDA sliding-window prediction and prints, per small class,
+the IoU, the share of ground-truth pixels and the share of predicted pixels. ``source_val``
+exists only for the embedded benchmark: fresh source images drawn by its generator after
+the last ``source_train`` index (never trained on), so that the source-only model's
+source-val vs. target-val mIoU measures the domain gap. Run it after ``kedro run
 --pipeline=uda`` in the project folder (``--project``, default: this repository).
 """
 
@@ -23,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as common  # noqa: E402 - the benchmarks folder is not a package
 
 SMALL_CLASSES = ("pole", "traffic light", "traffic sign", "person", "rider")
-SPLITS = ("source_train", "target_val")
+SPLITS = ("source_train", "source_val", "target_val")
 TABLE_COLUMNS = (
     "model", "split", "images", "miou", *(f"iou {c}" for c in SMALL_CLASSES),
     *(f"gt% {c}" for c in SMALL_CLASSES), *(f"pred% {c}" for c in SMALL_CLASSES),
@@ -34,6 +37,28 @@ CSV_COLUMNS = (*TABLE_COLUMNS, "project", "cpu", "torch", "threads")
 def _catalog_name(model: str) -> str:
     """The catalog entry of a trained model: ``source_only_model``, ``round_N.model``."""
     return "source_only_model" if model == "source_only" else f"{model}.model"
+
+
+def _source_val(embedded: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    """Fresh source images of the embedded benchmark, after the last source_train index."""
+    import torch
+
+    from hrda_kedro.data.streets import image_rng, render_street
+
+    first = embedded["sizes"]["source_train"]
+    items = []
+    for index in range(first, first + count):
+        rng = image_rng(embedded["seed"], "source_train", index)
+        image, label = render_street(
+            "source", embedded["height"], embedded["width"], rng, embedded["domain_shift"]
+        )
+        items.append(
+            {
+                "image": torch.from_numpy(image.copy()).permute(2, 0, 1),
+                "label": torch.from_numpy(label.astype("int64")),
+            }
+        )
+    return items
 
 
 def measure(project: Path, models: list[str], images: int) -> list[dict[str, Any]]:
@@ -52,7 +77,14 @@ def measure(project: Path, models: list[str], images: int) -> list[dict[str, Any
     with KedroSession.create(project_path=project) as session:
         catalog = session.load_context().catalog
         params = parse(ModelParams, catalog.load("params:model"), "model")
-        data = {split: labelled_dataset(catalog.load(f"{split}_manifest")) for split in SPLITS}
+        data: dict[str, Any] = {
+            split: labelled_dataset(catalog.load(f"{split}_manifest"))
+            for split in ("source_train", "target_val")
+        }
+        datasets = catalog.load("params:ingestion_datasets")
+        if datasets["source_train"]["kind"] == "embedded":
+            data["source_val"] = _source_val(catalog.load("params:ingestion")["embedded"], images)
+        data = {split: data[split] for split in SPLITS if split in data}
         checkpoints = {name: catalog.load(_catalog_name(name)) for name in models}
     num_classes = len(CITYSCAPES_CLASSES)
     index = [CITYSCAPES_CLASSES.index(c) for c in SMALL_CLASSES]
