@@ -11,6 +11,7 @@ import ctypes
 import os
 import sys
 import time
+from multiprocessing import resource_tracker
 from pathlib import Path
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -51,11 +52,16 @@ def reap() -> None:
 
 
 def leftovers(grace_seconds: float) -> dict[int, str]:
-    """Children still alive after ``grace_seconds`` (workers poll for their parent)."""
+    """Children still alive after ``grace_seconds`` (workers poll for their parent).
+
+    This process's own multiprocessing resource tracker is not one: it lives as long as
+    the process that started it and ends with it.
+    """
+    own_tracker = getattr(resource_tracker._resource_tracker, "_pid", None)
     deadline = time.monotonic() + grace_seconds
     while True:
         reap()
-        alive = children()
+        alive = {pid: cmd for pid, cmd in children().items() if pid != own_tracker}
         if not alive or time.monotonic() > deadline:
             return alive
         time.sleep(0.2)

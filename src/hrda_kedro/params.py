@@ -49,6 +49,9 @@ def _describe(tp: Any) -> str:
 def _convert(value: Any, tp: Any, path: str) -> Any:
     origin = get_origin(tp)
     if origin in (typing.Union, types.UnionType):
+        for option in get_args(tp):  # a mapping for a dataclass option: its own checks speak
+            if dataclasses.is_dataclass(option) and isinstance(value, Mapping):
+                return _convert(value, option, path)
         for option in get_args(tp):
             try:
                 return _convert(value, option, path)
