@@ -56,10 +56,6 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             try:
                 return _convert(value, option, path)
             except ParameterError:
-                # A mapping given for a dataclass option has the right shape: its own
-                # check's message (``expected a positive size``) is the one to show.
-                if dataclasses.is_dataclass(option) and isinstance(value, Mapping):
-                    raise
                 continue
         raise ParameterError(f"parameter {path}: expected {_describe(tp)}, got {value!r}")
     if origin is Literal:
