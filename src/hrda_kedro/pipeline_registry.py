@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -58,14 +59,19 @@ def register_pipelines() -> dict[str, Pipeline]:
     """Register the project's pipelines."""
     parameters = _run_parameters()
     rounds = _rounds(parameters)
-    pipelines = {
-        "ingestion": ingestion.create_pipeline(),
-        "warmup": warmup.create_pipeline(),
-        "self_training": self_training.create_pipeline(rounds=rounds),
-        "evaluation": evaluation.create_pipeline(rounds=rounds),
-        "predict": predict.create_pipeline(),
-        "ablations": ablations.create_pipeline(parameters),
-    }
+    # Kedro warns when a node reads a dotted dataset name outside its namespace; ours are
+    # all Kedro namespaces (``round_1.model`` feeds round 2 and the evaluation), not
+    # hand-made dots, so the warning would only repeat on every command.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="One or more dataset names contain '.'")
+        pipelines = {
+            "ingestion": ingestion.create_pipeline(),
+            "warmup": warmup.create_pipeline(),
+            "self_training": self_training.create_pipeline(rounds=rounds),
+            "evaluation": evaluation.create_pipeline(rounds=rounds),
+            "predict": predict.create_pipeline(),
+            "ablations": ablations.create_pipeline(parameters),
+        }
     uda = Pipeline([])
     for name in ("ingestion", "warmup", "self_training", "evaluation"):
         uda += pipelines[name]

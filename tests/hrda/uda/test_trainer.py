@@ -161,3 +161,27 @@ def test_history_records_the_lr_each_step_used() -> None:
     lrs = [row["lr"] for row in history]
     # linear decay to 0 over 6 steps, read before each step: 1e-3 * (1 - i / 6)
     assert lrs == pytest.approx([1e-3 * (1 - i / 6) for i in range(6)], rel=1e-6)
+
+
+def test_every_log_interval_writes_a_plain_line_and_reaches_on_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Logs redirected to a file show progress (no bar there); trackers get every row once."""
+    params = parse(
+        TrainingParams,
+        {"iterations": 5, "log_every": 2, "optimizer": {"lr": 1e-3, "warmup_iters": 0}},
+        "warmup",
+    )
+    trainer = _trainer(params)
+    received: list[tuple[str, list[float]]] = []
+    trainer.on_log = lambda stage, rows: received.append(
+        (stage, [row["iteration"] for row in rows])
+    )
+    with caplog.at_level("INFO", logger="hrda_kedro.hrda.uda.trainer"):
+        history = trainer.run().history
+    lines = [r.getMessage() for r in caplog.records if " it/s, ETA " in r.getMessage()]
+    assert [line.split()[1] for line in lines] == ["2/5", "4/5", "5/5"]
+    assert all(" loss " in line and " lr " in line for line in lines)
+    assert lines[-1].endswith("ETA 0:00:00")
+    assert received == [("train", [1.0, 2.0]), ("train", [3.0, 4.0]), ("train", [5.0])]
+    assert len(history) == 5
