@@ -29,6 +29,7 @@ import torch.multiprocessing as mp
 from torch.multiprocessing.spawn import ProcessException
 from torch.utils.data import Dataset
 
+from hrda_kedro.data.labels import CITYSCAPES_CLASSES
 from hrda_kedro.hrda.checkpoint import load_checkpoint
 from hrda_kedro.hrda.networks.base import SegmentationNetwork
 from hrda_kedro.hrda.uda.trainer import (
@@ -85,6 +86,7 @@ def _make_trainer(
         rank=rank,
         world_size=world_size,
         progress_bar=job.runtime.progress_bar,
+        class_names=CITYSCAPES_CLASSES[: job.model_params.network.num_classes],
     )
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,9 +110,12 @@ class Trainer:
         world_size: int = 1,
         progress_bar: bool = True,
         on_log: Callable[[str, list[dict[str, float]]], None] | None = None,
+        class_names: Sequence[str] | None = None,
     ) -> None:
         """``on_log(stage, rows)`` receives, on rank 0, the history rows added every
-        ``log_every`` steps (experiment trackers hook in here)."""
+        ``log_every`` steps (experiment trackers hook in here); ``class_names`` name the
+        classes in the rare-class sampling log."""
+        self.class_names = class_names
         self.params = params
         self.hr_loss_weight = hrda.hr_loss_weight
         self.uda = isinstance(params, SelfTrainingParams)
@@ -206,6 +209,7 @@ class Trainer:
                 temperature=rcs_params.temperature,
                 min_pixels=min_pixels,
                 generator=self.data_generator,
+                class_names=self.class_names,
             )
             min_crop = max(1, min_pixels // 2)
         return CropStream(
