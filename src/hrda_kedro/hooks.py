@@ -44,3 +44,46 @@ class ProjectHooks:
             "parameters validated: %s",
             ", ".join(g for g in parameters if isinstance(parameters[g], dict)),
         )
+
+
+class LauncherHooks:
+    """One writer per run: stop under torchrun; on several machines, node 0 runs the pipeline
+    and every other node only trains the stages node 0 hands it (:mod:`hrda_kedro.launch`)."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        from hrda_kedro import launch  # imported late: torch only when several nodes
+
+        where = launch.cluster()  # raises LauncherError under torchrun & co.
+        if where.nnodes == 1:
+            return
+        logger.info(
+            "node %d of %d (%s): %s",
+            where.node_rank,
+            where.nnodes,
+            where.source,
+            "runs the pipeline and writes every output"
+            if where.node_rank == 0
+            else "trains the stages node 0 hands over; runs no other node, writes nothing",
+        )
+        launch.stage_channel(where)
+        if where.node_rank > 0:
+            from hrda_kedro.stages import serve_stages
+
+            served = serve_stages(where)
+            logger.info("node %d: node 0 is done after %d training stages", where.node_rank, served)
+            raise SystemExit(0)  # this node's part of the run is over; node 0 ran the pipeline
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        from hrda_kedro import launch
+
+        launch.close_channel()
+
+    @hook_impl
+    def on_pipeline_error(
+        self, error: Exception, run_params: dict[str, Any], pipeline: Any, catalog: Any
+    ) -> None:
+        from hrda_kedro import launch
+
+        launch.close_channel()  # the other nodes stop waiting
