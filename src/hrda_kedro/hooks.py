@@ -87,3 +87,39 @@ class LauncherHooks:
         from hrda_kedro import launch
 
         launch.close_channel()  # the other nodes stop waiting
+
+
+class TrackingHooks:
+    """With the ``mlflow`` extra: results, reports and the final model into the MLflow run
+    kedro-mlflow opens (:mod:`hrda_kedro.tracking`); without it, nothing happens."""
+
+    def __init__(self) -> None:
+        self._last_model: str | None = None
+
+    @hook_impl
+    def before_node_run(self, node: Any) -> None:
+        from hrda_kedro import tracking
+
+        tracking.enter_node(node.namespace)
+
+    @hook_impl
+    def after_node_run(self, node: Any, catalog: Any, outputs: dict[str, Any]) -> None:
+        from hrda_kedro import tracking
+
+        tracking.log_outputs(outputs, catalog)
+        models = [
+            name
+            for name in outputs
+            if not name.startswith("ablations.")
+            and (name == "source_only_model" or name.endswith(".model"))
+        ]
+        if models:
+            self._last_model = models[-1]
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        from hrda_kedro import tracking
+
+        if self._last_model is not None:
+            tracking.log_model(catalog, self._last_model)
+        tracking.end_nested_runs()

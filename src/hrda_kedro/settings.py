@@ -3,7 +3,7 @@
 import warnings
 
 from hrda_kedro.datasets.atomic_files import use_atomic_local_writes
-from hrda_kedro.hooks import LauncherHooks, ProjectHooks
+from hrda_kedro.hooks import LauncherHooks, ProjectHooks, TrackingHooks
 
 # Harmless third-party warnings that every run printed (14 lines each) before the first node:
 # Kedro's config loader calls an OmegaConf API that OmegaConf has deprecated; `--pipeline`
@@ -15,7 +15,7 @@ warnings.filterwarnings("ignore", message=r"Option '--pipeline' is deprecated")
 # A full disk or a crash mid-save must not leave a truncated report under its real name.
 use_atomic_local_writes()
 
-HOOKS = (ProjectHooks(), LauncherHooks())
+HOOKS = (ProjectHooks(), LauncherHooks(), TrackingHooks())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

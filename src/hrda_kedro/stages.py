@@ -21,7 +21,8 @@ import logging
 import logging.config
 import os
 import socket
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ import torch.multiprocessing as mp
 from torch.multiprocessing.spawn import ProcessException
 from torch.utils.data import Dataset
 
+from hrda_kedro import tracking
 from hrda_kedro.data.labels import CITYSCAPES_CLASSES
 from hrda_kedro.hrda.checkpoint import load_checkpoint
 from hrda_kedro.hrda.networks.base import SegmentationNetwork
@@ -65,6 +67,7 @@ class StageJob:
     imagenet_network: SegmentationNetwork | None
     checkpoint_path: Path
     fingerprint: str
+    on_log: Callable[[str, list[dict[str, float]]], None] | None = None  # rank 0's history rows
 
 
 def _make_trainer(
@@ -90,6 +93,7 @@ def _make_trainer(
         rank=rank,
         world_size=world_size,
         progress_bar=job.runtime.progress_bar,
+        on_log=job.on_log,
         class_names=CITYSCAPES_CLASSES[: job.model_params.network.num_classes],
     )
 
@@ -97,6 +101,8 @@ def _make_trainer(
 def run_stage(job: StageJob) -> StageResult:
     """Train one stage, resuming from ``job.checkpoint_path`` when it matches the job."""
     where = cluster()
+    if job.on_log is None:  # with the mlflow extra and an active run: log the history there
+        job = replace(job, on_log=tracking.stage_logger())
     devices = job.runtime.devices
     if devices * where.nnodes == 1 or job.train_params.iterations == 0:  # 0: no checkpoint
         return _make_trainer(job, rank=0, world_size=1).run(job.checkpoint_path, job.fingerprint)

@@ -21,6 +21,7 @@ from hrda_kedro.hrda.inference import (
 from hrda_kedro.hrda.metrics import confusion_matrix, summarize
 from hrda_kedro.hrda.model import HRDAModel
 from hrda_kedro.params import EvaluationParams, ModelParams, RuntimeParams, parse
+from hrda_kedro.progress import LogProgress
 from hrda_kedro.reports.figures import (
     ModelView,
     QualitativeSample,
@@ -64,6 +65,7 @@ def evaluate_model(
     trained_mode = net.mode
     matrices: dict[str, torch.Tensor] = {}
     stage = str(checkpoint.get("stage"))
+    progress = LogProgress(count, f"evaluate {stage} on target val")
     for index in tqdm(range(count), desc=f"evaluate {stage}", disable=not eval_params.progress_bar):
         item = data[index]
         image = normalize(item["image"].unsqueeze(0).to(setup.device))
@@ -80,6 +82,7 @@ def evaluate_model(
                 pred = branches[mode].argmax(dim=1)[0].cpu()
                 cm = confusion_matrix(pred, item["label"], num_classes)
                 matrices[mode] = matrices.get(mode, 0) + cm
+        progress.update()
     logger.info("evaluated %s on %d target-val images", stage, count)
     return {
         "model": stage,
