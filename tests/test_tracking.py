@@ -29,7 +29,7 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 def test_without_an_active_run_nothing_is_logged(store) -> None:
     assert tracking.stage_logger() is None
-    tracking.log_outputs({"miou_table": pd.DataFrame()}, catalog=None)  # no error, no run
+    tracking.log_saved("miou_table", pd.DataFrame(), catalog=None)  # no error, no run
 
 
 def test_training_rows_survive_pickling_into_a_worker(store) -> None:
@@ -50,16 +50,10 @@ def test_ablation_runs_nest_under_the_study(store) -> None:
     with mlflow.start_run() as study:
         for variant, miou in (("hrda", 0.3), ("daformer", 0.2)):
             tracking.enter_node(f"ablations.{variant}.seed_1.round_1")
-            tracking.log_outputs({f"ablations.{variant}.seed_1.metrics": {"miou": miou}}, None)
+            tracking.log_saved(f"ablations.{variant}.seed_1.metrics", {"miou": miou}, None)
         tracking.enter_node(None)
-        tracking.log_outputs(
-            {
-                "miou_table": pd.DataFrame(
-                    [{"model": "round_1", "prediction": "fused", "classes": "all", "miou": 0.4}]
-                )
-            },
-            None,
-        )
+        table = [{"model": "round_1", "prediction": "fused", "classes": "all", "miou": 0.4}]
+        tracking.log_saved("miou_table", pd.DataFrame(table), None)
         tracking.end_nested_runs()
     children = store.search_runs(
         [study.info.experiment_id], f"tags.mlflow.parentRunId = '{study.info.run_id}'"

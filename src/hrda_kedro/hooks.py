@@ -94,7 +94,12 @@ class TrackingHooks:
     kedro-mlflow opens (:mod:`hrda_kedro.tracking`); without it, nothing happens."""
 
     def __init__(self) -> None:
+        self._catalog: Any = None
         self._last_model: str | None = None
+
+    @hook_impl
+    def after_catalog_created(self, catalog: Any) -> None:
+        self._catalog = catalog
 
     @hook_impl
     def before_node_run(self, node: Any) -> None:
@@ -103,18 +108,15 @@ class TrackingHooks:
         tracking.enter_node(node.namespace)
 
     @hook_impl
-    def after_node_run(self, node: Any, catalog: Any, outputs: dict[str, Any]) -> None:
+    def after_dataset_saved(self, dataset_name: str, data: Any) -> None:
+        """Files exist only now: ``after_node_run`` comes before the outputs are saved."""
         from hrda_kedro import tracking
 
-        tracking.log_outputs(outputs, catalog)
-        models = [
-            name
-            for name in outputs
-            if not name.startswith("ablations.")
-            and (name == "source_only_model" or name.endswith(".model"))
-        ]
-        if models:
-            self._last_model = models[-1]
+        tracking.log_saved(dataset_name, data, self._catalog)
+        if not dataset_name.startswith("ablations.") and (
+            dataset_name == "source_only_model" or dataset_name.endswith(".model")
+        ):
+            self._last_model = dataset_name
 
     @hook_impl
     def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:

@@ -139,22 +139,21 @@ def stage_logger() -> StageLogger | None:
     return StageLogger(mlflow.get_tracking_uri(), run_id)
 
 
-def log_outputs(outputs: Mapping[str, Any], catalog: Any) -> None:
-    """After a node: metrics from its results, its report files as artifacts."""
+def log_saved(name: str, data: Any, catalog: Any) -> None:
+    """After a dataset was saved: metrics from results, report files as artifacts."""
     run_id = current_run_id()
     if run_id is None:
         return
     client = _client()
-    for name, data in outputs.items():
-        if name == "miou_table":
-            client.log_batch(run_id, metrics=list(_miou_metrics(data.to_dict("records"))))
-        elif name.endswith(".metrics") and isinstance(data, Mapping):
-            numbers = {k: v for k, v in data.items() if _is_number(v)}
-            for key, value in numbers.items():
-                client.log_metric(run_id, key, float(value))
-        path = _report_file(catalog, name)
-        if path is not None:
-            client.log_artifact(run_id, str(path), artifact_path="reports")
+    if name == "miou_table":
+        client.log_batch(run_id, metrics=list(_miou_metrics(data.to_dict("records"))))
+    elif name.endswith(".metrics") and isinstance(data, Mapping):
+        numbers = {k: v for k, v in data.items() if _is_number(v)}
+        for key, value in numbers.items():
+            client.log_metric(run_id, key, float(value))
+    path = _report_file(catalog, name)
+    if path is not None:
+        client.log_artifact(run_id, str(path), artifact_path="reports")
 
 
 def log_model(catalog: Any, name: str) -> None:
