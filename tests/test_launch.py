@@ -15,6 +15,20 @@ from hrda_kedro.hrda.checkpoint import load_checkpoint
 from hrda_kedro.launch import Cluster, LauncherError, detect_cluster
 from tests.conftest import TINY_PARAMS
 
+PLAIN_LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(levelname)s %(name)s %(message)s"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "stream": "ext://sys.stdout",
+        }
+    },
+    "loggers": {"kedro": {"level": "INFO"}, "hrda_kedro": {"level": "INFO"}},
+    "root": {"handlers": ["console"]},
+}
 SRUN = {"SLURM_JOB_ID": "7", "SLURM_NNODES": "2", "SLURM_STEP_NUM_NODES": "2"}
 
 
@@ -94,6 +108,9 @@ def test_two_localhost_nodes_train_identical_teachers_with_one_writer(
     env = {**os.environ, "NNODES": "2", "MASTER_ADDR": "127.0.0.1"}
     env |= {"MASTER_PORT": str(_free_port_pair()), "KEDRO_DISABLE_TELEMETRY": "1"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
+    plain = project_copy / "plain_logging.yml"  # one line per record: Rich wraps and pads
+    plain.write_text(yaml.safe_dump(PLAIN_LOGGING))
+    env["KEDRO_LOGGING_CONFIG"] = str(plain)
     command = [sys.executable, "-m", "kedro", "run", "--pipeline=uda"]
     nodes = [
         subprocess.Popen(
@@ -109,8 +126,9 @@ def test_two_localhost_nodes_train_identical_teachers_with_one_writer(
     logs = [node.communicate(timeout=1800)[0] for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
     assert "node 1 of 2 (NNODES/NODE_RANK): trains the stages" in logs[1]
-    assert "node 0 is done after 2 training stages" in " ".join(logs[1].split())
+    assert "node 1: node 0 is done after 2 training stages" in logs[1]
     assert "Running node" not in logs[1] and "Saving data" not in logs[1]
+    assert "Running node: train_source_only" in logs[0]
 
     data = project_copy / "data"
     # One writer: each versioned output holds exactly one version, not one per node.

@@ -21,7 +21,16 @@ from typing import Any
 from kedro.config import OmegaConfigLoader
 from kedro.pipeline import Pipeline
 
-from hrda_kedro.pipelines import ablations, evaluation, ingestion, predict, self_training, warmup
+from hrda_kedro.pipelines import (
+    ablations,
+    evaluation,
+    export,
+    ingestion,
+    predict,
+    self_training,
+    warmup,
+)
+from hrda_kedro.pipelines.export.pipeline import create_onnx_pipeline
 from hrda_kedro.settings import CONFIG_LOADER_ARGS
 
 logger = logging.getLogger(__name__)
@@ -71,6 +80,8 @@ def register_pipelines() -> dict[str, Pipeline]:
             "evaluation": evaluation.create_pipeline(rounds=rounds),
             "predict": predict.create_pipeline(),
             "ablations": ablations.create_pipeline(parameters),
+            "export": export.create_pipeline(model=f"round_{rounds}.model"),
+            "export_onnx": create_onnx_pipeline(model=f"round_{rounds}.model"),
         }
     uda = Pipeline([])
     for name in ("ingestion", "warmup", "self_training", "evaluation"):

@@ -22,6 +22,8 @@ from hrda_kedro.data import DataError
 from hrda_kedro.data.labels import colorize
 from hrda_kedro.data.validation import check_folder, read_image_as_rgb
 from hrda_kedro.datasets.checkpoint_dataset import CheckpointDataset
+from hrda_kedro.datasets.export_datasets import CONFIG_FILE, WEIGHTS_FILE, ExportedModelDataset
+from hrda_kedro.export import checkpoint_from_export
 from hrda_kedro.hrda import normalize
 from hrda_kedro.hrda.inference import predict_full_image, predict_full_image_with_attention
 from hrda_kedro.params import PredictParams, RuntimeParams, parse
@@ -95,12 +97,17 @@ def list_inputs(predict: dict[str, Any]) -> pd.DataFrame:
 
 
 def load_checkpoint_file(path: str) -> tuple[dict[str, Any], Path]:
-    """A checkpoint file, or the latest version in a versioned checkpoint folder.
+    """A checkpoint file, the latest version in a versioned checkpoint folder, or an
+    exported model (a folder with ``model.safetensors`` and ``config.json``).
 
     Versioned catalog datasets store ``<path>/<timestamp>/<file name>``; timestamps sort
     in time order, as Kedro resolves them.
     """
     target = Path(path)
+    export = target.parent if target.suffix == ".safetensors" else target
+    if (export / WEIGHTS_FILE).is_file() and (export / CONFIG_FILE).is_file():
+        exported = ExportedModelDataset(filepath=str(export)).load()
+        return checkpoint_from_export(exported["weights"], exported["config"], str(export)), export
     if target.is_dir():
         versions = sorted(p for p in target.glob(f"*/{target.name}") if p.is_file())
         if not versions:
