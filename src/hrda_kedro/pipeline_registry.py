@@ -78,7 +78,7 @@ def register_pipelines() -> dict[str, Pipeline]:
             "warmup": warmup.create_pipeline(),
             "self_training": self_training.create_pipeline(rounds=rounds),
             "evaluation": evaluation.create_pipeline(rounds=rounds),
-            "predict": predict.create_pipeline(),
+            "predict": predict.create_pipeline(model=f"round_{rounds}.model"),
             "ablations": ablations.create_pipeline(parameters),
             "export": export.create_pipeline(model=f"round_{rounds}.model"),
             "export_onnx": create_onnx_pipeline(model=f"round_{rounds}.model"),

@@ -148,7 +148,10 @@ class _LazyOutputs:
 
 
 def segment_images(
-    predict_manifest: pd.DataFrame, predict: dict[str, Any], runtime: dict[str, Any]
+    predict_manifest: pd.DataFrame,
+    predict: dict[str, Any],
+    runtime: dict[str, Any],
+    catalog_model: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Callable[[], Image.Image]], dict[str, Callable[[], Image.Image]]]:
     """TrainId label PNGs and, if asked for, scale-attention maps of every listed image.
 
@@ -159,7 +162,16 @@ def segment_images(
     """
     params = parse(PredictParams, predict, "predict")
     setup = resolve_device(parse(RuntimeParams, runtime, "runtime"))
-    checkpoint, path = load_checkpoint_file(params.checkpoint)
+    if params.checkpoint is not None:  # a path wins over the catalog's model
+        checkpoint, path = load_checkpoint_file(params.checkpoint)
+    elif catalog_model is not None:
+        stage = catalog_model.get("stage", "model")
+        checkpoint, path = catalog_model, f"the catalog's {stage} checkpoint"
+    else:
+        raise DataError(
+            "parameter predict.checkpoint: expected a checkpoint path (this predict pipeline "
+            "reads no model dataset)"
+        )
     model, trained = model_from_checkpoint(checkpoint, str(path))
     model = model.to(setup.device).eval()
     attention = params.attention
