@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 # pseudo-labels between stages (minutes to hours at Cityscapes scale).
 STAGE_WAIT = timedelta(hours=48)
 _DONE = b"done"
+ACK_WAIT = timedelta(minutes=5)  # how long node 0 waits for the others to hear "done"
 
 TORCHRUN_VARIABLES = ("TORCHELASTIC_RUN_ID", "LOCAL_RANK", "WORLD_SIZE")
 HOW_TO_LAUNCH = (
@@ -158,7 +159,20 @@ class StageChannel:
         """Nodes > 0: wait for the next stage; ``None`` once node 0 is done."""
         data = self.store.get(f"stage/{self.count}")
         self.count += 1
-        return None if data == _DONE else pickle.loads(data)  # noqa: S301 - node 0 of this job
+        if data == _DONE:
+            self.store.set(f"done/{self.cluster.node_rank}", b"")  # node 0 may now exit
+            return None
+        return pickle.loads(data)  # noqa: S301 - node 0 of this job
+
+    def finish(self) -> None:
+        """Node 0: say the run is over and wait until every node heard it (the store lives
+        in this process: exiting at once would cut the others off mid-read)."""
+        self.send(None)
+        others = [f"done/{rank}" for rank in range(1, self.cluster.nnodes)]
+        try:
+            self.store.wait(others, ACK_WAIT)
+        except Exception as exc:  # noqa: BLE001 - a node that died already cannot answer
+            logger.warning("not every node confirmed the end of the run: %s", exc)
 
 
 _channel: StageChannel | None = None
@@ -176,5 +190,5 @@ def close_channel() -> None:
     """Node 0: tell the other nodes the run is over."""
     global _channel  # noqa: PLW0603 - one run per process
     if _channel is not None and _channel.cluster.node_rank == 0:
-        _channel.send(None)
+        _channel.finish()
     _channel = None
