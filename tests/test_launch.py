@@ -6,13 +6,14 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 import yaml
 
 from hrda_kedro.hrda.checkpoint import load_checkpoint
-from hrda_kedro.launch import Cluster, LauncherError, detect_cluster
+from hrda_kedro.launch import Cluster, LauncherError, StageChannel, detect_cluster
 from tests.conftest import TINY_PARAMS
 
 PLAIN_LOGGING = {
@@ -79,6 +80,27 @@ def test_explicit_nodes_win_and_are_checked() -> None:
     assert detect_cluster(env) == Cluster(2, 1, "a", 1, "NNODES/NODE_RANK")
     with pytest.raises(LauncherError, match=r"node rank 2 of 2"):
         detect_cluster({"NNODES": "2", "NODE_RANK": "2"})
+
+
+def test_stages_reach_the_other_node_and_the_end_waits_for_it() -> None:
+    """The hand-over protocol alone: node 0 sends two stages and the end, node 1 receives."""
+    port = _free_port_pair()
+    node0 = StageChannel(Cluster(2, 0, "127.0.0.1", port, "test"))
+    node1 = StageChannel(Cluster(2, 1, "127.0.0.1", port, "test"))
+    received: list[object] = []
+
+    def serve() -> None:
+        while (job := node1.receive()) is not None:
+            received.append(job)
+
+    worker = threading.Thread(target=serve)
+    worker.start()
+    node0.send({"stage": "warmup"})
+    node0.send({"stage": "round_1"})
+    node0.finish()  # returns once node 1 confirmed
+    worker.join(timeout=60)
+    assert not worker.is_alive()
+    assert received == [{"stage": "warmup"}, {"stage": "round_1"}]
 
 
 def _free_port_pair() -> int:
