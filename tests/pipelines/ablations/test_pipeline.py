@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from kedro.config import OmegaConfigLoader
-from kedro.io import DataCatalog
+from kedro.io import DataCatalog, SharedMemoryDataCatalog
 from kedro.pipeline import Pipeline
 from kedro.runner import ParallelRunner, SequentialRunner
 
@@ -209,7 +209,7 @@ def test_variants_and_seeds_run_in_parallel(tmp_path, monkeypatch) -> None:
     parameters = deep_merge(tiny_parameters(), {"ablations": {"seeds": [1]}})
     pipeline = create_pipeline(parameters=parameters)
     loader = OmegaConfigLoader(str(PROJECT / "conf"), base_env="base", default_run_env="local")
-    catalog = DataCatalog.from_config(loader["catalog"])
+    catalog = SharedMemoryDataCatalog.from_config(loader["catalog"])  # what kedro run builds
     for name in pipeline.inputs():
         catalog[name] = parameters[name.removeprefix("params:")]
     ParallelRunner(max_workers=2).run(pipeline, catalog)
