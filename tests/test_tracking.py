@@ -94,3 +94,11 @@ def test_a_tracked_uda_run_reads_back(project_copy: Path) -> None:
     assert {"miou_table.csv", "per_class_iou.png", "qualitative.png"} <= reports
     models = [Path(a.path).name for a in client.list_artifacts(run.info.run_id, "model")]
     assert models == ["model.pt"]
+
+
+def test_other_nodes_discard_their_own_run(store) -> None:
+    """On nodes > 0 of a multi-machine run, node 0's run is the record; theirs goes."""
+    run = mlflow.start_run()
+    tracking.discard_active_run()
+    assert mlflow.active_run() is None
+    assert store.get_run(run.info.run_id).info.lifecycle_stage == "deleted"

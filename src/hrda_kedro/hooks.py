@@ -68,8 +68,10 @@ class LauncherHooks:
         )
         launch.stage_channel(where)
         if where.node_rank > 0:
+            from hrda_kedro import tracking
             from hrda_kedro.stages import serve_stages
 
+            tracking.discard_active_run()  # node 0's run is the run's record
             served = serve_stages(where)
             logger.info("node %d: node 0 is done after %d training stages", where.node_rank, served)
             raise SystemExit(0)  # this node's part of the run is over; node 0 ran the pipeline

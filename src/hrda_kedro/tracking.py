@@ -72,6 +72,17 @@ def current_run_id() -> str | None:
     return _nested_runs[_current_namespace]
 
 
+def discard_active_run() -> None:
+    """Nodes > 0 of a multi-machine run: kedro-mlflow opened a run there too, but node 0's
+    run holds everything (its rank 0 logs the training), so this one is deleted."""
+    run_id = parent_run_id()
+    if run_id is not None:
+        mlflow = _mlflow()
+        assert mlflow is not None
+        mlflow.end_run()
+        mlflow.MlflowClient().delete_run(run_id)
+
+
 def _client() -> Any:
     mlflow = _mlflow()
     assert mlflow is not None
