@@ -82,8 +82,11 @@ def test_explicit_nodes_win_and_are_checked() -> None:
         detect_cluster({"NNODES": "2", "NODE_RANK": "2"})
 
 
-def test_stages_reach_the_other_node_and_the_end_waits_for_it() -> None:
+def test_stages_reach_the_other_node_and_the_end_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The hand-over protocol alone: node 0 sends two stages and the end, node 1 receives."""
+    monkeypatch.chdir(tmp_path)  # the signing key file lands here
     port = _free_port_pair()
     node0 = StageChannel(Cluster(2, 0, "127.0.0.1", port, "test"))
     node1 = StageChannel(Cluster(2, 1, "127.0.0.1", port, "test"))
@@ -98,9 +101,23 @@ def test_stages_reach_the_other_node_and_the_end_waits_for_it() -> None:
     node0.send({"stage": "warmup"})
     node0.send({"stage": "round_1"})
     node0.finish()  # returns once node 1 confirmed
+    assert (tmp_path / ".stage_channel_key").stat().st_mode & 0o777 == 0o600
     worker.join(timeout=60)
     assert not worker.is_alive()
     assert received == [{"stage": "warmup"}, {"stage": "round_1"}]
+
+
+def test_a_message_not_signed_by_node_0_is_refused_before_unpickling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    port = _free_port_pair()
+    node0 = StageChannel(Cluster(2, 0, "127.0.0.1", port, "test"))
+    node1 = StageChannel(Cluster(2, 1, "127.0.0.1", port, "test"))
+    node0.store.set("stage/0", b"x" * 32 + b"cos\nsystem\n(S'touch pwned'\ntR.")  # a forged pickle
+    with pytest.raises(LauncherError, match="not signed by node 0 of this run"):
+        node1.receive()
+    assert not Path("pwned").exists()
 
 
 def _free_port_pair() -> int:

@@ -18,12 +18,16 @@ Launchers that start ``kedro run`` several times themselves are recognised:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import pickle
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -32,6 +36,9 @@ logger = logging.getLogger(__name__)
 # pseudo-labels between stages (minutes to hours at Cityscapes scale).
 STAGE_WAIT = timedelta(hours=48)
 _DONE = b"done"
+_SIGNATURE = 32  # bytes of an HMAC-SHA256
+# The run's signing key, in the project folder that every node shares (git-ignored).
+KEY_FILE = Path(".stage_channel_key")
 ACK_WAIT = timedelta(minutes=5)  # how long node 0 waits for the others to hear "done"
 
 TORCHRUN_VARIABLES = ("TORCHELASTIC_RUN_ID", "LOCAL_RANK", "WORLD_SIZE")
@@ -131,15 +138,25 @@ class StageChannel:
     """Node 0 hands each training stage (a pickled ``StageJob``) to the other nodes.
 
     A ``torch.distributed.TCPStore`` served by node 0: stage ``k`` is the key ``stage/k``;
-    the value ``done`` ends the run. The jobs are pickles, as every other object that
-    crosses ranks in ``torch.distributed`` (``all_gather_object``): the store's port must
-    be reachable by the job's machines only.
+    the value ``done`` ends the run. A job holds data sets and lazy file readers, which
+    only pickle can carry; so that nothing else that reaches the port is ever unpickled,
+    every message is signed (HMAC-SHA256) with a key node 0 draws for the run and writes,
+    readable by its user only, to ``KEY_FILE`` in the project folder, which every node
+    shares (as it shares ``runtime.work_dir``). A message with a wrong signature stops the
+    node before it is unpickled.
     """
 
     def __init__(self, where: Cluster) -> None:
         from torch.distributed import TCPStore  # torch is imported only when several nodes
 
         self.cluster = where
+        self._key: bytes | None = None
+        if where.node_rank == 0:  # a fresh key per run, before any message is sent
+            self._key = secrets.token_bytes(32)
+            KEY_FILE.unlink(missing_ok=True)
+            descriptor = os.open(KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(self._key)
         self.store = TCPStore(
             where.master_addr,
             where.control_port,
@@ -150,19 +167,32 @@ class StageChannel:
         )
         self.count = 0
 
+    def _sign(self, data: bytes) -> bytes:
+        if self._key is None:  # nodes > 0: node 0 wrote it before sending the first message
+            self._key = KEY_FILE.read_bytes()
+        return hmac.new(self._key, data, hashlib.sha256).digest()
+
     def send(self, job: Any | None) -> None:
         """Node 0: the next stage (``None``: the run is over)."""
-        self.store.set(f"stage/{self.count}", _DONE if job is None else pickle.dumps(job))
+        data = _DONE if job is None else pickle.dumps(job)
+        self.store.set(f"stage/{self.count}", self._sign(data) + data)
         self.count += 1
 
     def receive(self) -> Any | None:
         """Nodes > 0: wait for the next stage; ``None`` once node 0 is done."""
-        data = self.store.get(f"stage/{self.count}")
+        message = self.store.get(f"stage/{self.count}")
         self.count += 1
+        signature, data = message[:_SIGNATURE], message[_SIGNATURE:]
+        if not hmac.compare_digest(signature, self._sign(data)):
+            raise LauncherError(
+                f"node {self.cluster.node_rank}: a stage message on port "
+                f"{self.cluster.control_port} is not signed by node 0 of this run (another "
+                f"job on that port, or {KEY_FILE.resolve()} not on storage all nodes share?)"
+            )
         if data == _DONE:
             self.store.set(f"done/{self.cluster.node_rank}", b"")  # node 0 may now exit
             return None
-        return pickle.loads(data)  # noqa: S301 - node 0 of this job
+        return pickle.loads(data)  # noqa: S301 - signed by node 0 of this run, checked above
 
     def finish(self) -> None:
         """Node 0: say the run is over and wait until every node heard it (the store lives
