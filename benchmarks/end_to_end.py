@@ -134,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="OMP_NUM_THREADS/MKL_NUM_THREADS for the run (0: torch's default); "
                         "on a shared, oversubscribed CPU 1 can be several times faster")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=3 * 3600)
-    parser.add_argument("--out", type=Path, help="CSV path (default benchmarks/results/...)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="CSV path (default: benchmarks/results/end_to_end_<pipeline>_<device>[_params]_<start time>.csv)",
+    )
     args = parser.parse_args(argv)
 
     kedro_args = [f"--pipeline={args.pipeline}"]
@@ -182,7 +186,12 @@ def main(argv: list[str] | None = None) -> int:
         {**base, "item": f"  node {name}", "seconds": seconds, "share": seconds / wall}
         for name, seconds in nodes
     ]
-    name = f"end_to_end_{common.slug(args.pipeline)}_{device}" + ("_params" if args.params else "")
+    # Stamped with the start time: a new run never overwrites a recorded (committed) result.
+    name = (
+        f"end_to_end_{common.slug(args.pipeline)}_{device}"
+        + ("_params" if args.params else "")
+        + f"_{started:%Y%m%d-%H%M%S}"
+    )
     out = args.out or common.RESULTS_DIR / f"{name}.csv"
     title = (
         f"End to end: kedro run --pipeline={args.pipeline} {'(fresh data dir)' if args.fresh else '(in place)'}"

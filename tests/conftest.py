@@ -64,7 +64,7 @@ def project_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "project"
     root.mkdir()
     shutil.copy(PROJECT_ROOT / "pyproject.toml", root)
-    shutil.copy(PROJECT_ROOT / ".telemetry", root)
+    (root / ".telemetry").write_text("consent: false\n")  # the test's own decision, no prompt
     shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
     (root / "conf" / "local").mkdir()
     (root / "src").mkdir()  # bootstrap_project wants one; the package itself is installed

@@ -106,5 +106,10 @@ def test_kedro_viz_lists_our_pipelines_nodes_and_rounds(project_copy: Path) -> N
     assert {"miou_table", "qualitative_figure", "source_only_model"} <= datasets
     parameters = {node["name"] for node in graph["nodes"] if node["type"] == "parameters"}
     assert {"params:model", "params:evaluation"} <= parameters
+    # Layers are shown (kedro viz drops them all when they form a cycle), in data-flow order.
+    layers = graph["layers"]
+    assert {"model_input", "models", "model_output", "reporting"} <= set(layers)
+    assert layers.index("model_input") < layers.index("models") < layers.index("reporting")
+    assert {"export", "export_onnx"} <= {p["id"] for p in graph["pipelines"]}
     pipelines = {p["id"] for p in graph["pipelines"]}
     assert {"ingestion", "warmup", "self_training", "evaluation", "uda"} <= pipelines

@@ -4,6 +4,7 @@
 """
 
 import os
+import warnings
 
 # OpenMP threads that have no work wait asleep, not spinning. With spinning (libgomp's
 # default), each of torch's intra-op threads burns its time slice at every barrier, and on
@@ -15,3 +16,13 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1"
+
+# Harmless third-party warnings that printed 14 lines each before the first node of every
+# run: Kedro's config loader calls an OmegaConf API that OmegaConf has deprecated;
+# `--pipeline` still works (the README notes the newer `--pipelines`); MLflow (optional
+# extra) asks for type hints in a class of its own. Filtered by message, so any other warning
+# still shows. Here, not in settings.py: Kedro imports the package before it runs a command,
+# but the settings only when first read, which with plugins installed is after the warnings.
+warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")
+warnings.filterwarnings("ignore", message=r"Option '--pipeline' is deprecated")
+warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method")

@@ -112,3 +112,86 @@ def _replaced_folders(pipeline: Any, catalog: Any) -> list[str]:
         if getattr(dataset, "_overwrite", False):
             folders.append(str(dataset._describe()["path"]))
     return folders
+
+
+class LauncherHooks:
+    """One writer per run: stop under torchrun; on several machines, node 0 runs the pipeline
+    and every other node only trains the stages node 0 hands it (:mod:`hrda_kedro.launch`)."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        from hrda_kedro import launch  # imported late: torch only when several nodes
+
+        where = launch.cluster()  # raises LauncherError under torchrun & co.
+        if where.nnodes == 1:
+            return
+        logger.info(
+            "node %d of %d (%s): %s",
+            where.node_rank,
+            where.nnodes,
+            where.source,
+            "runs the pipeline and writes every output"
+            if where.node_rank == 0
+            else "trains the stages node 0 hands over; runs no other node, writes nothing",
+        )
+        launch.stage_channel(where)
+        if where.node_rank > 0:
+            from hrda_kedro import tracking
+            from hrda_kedro.stages import serve_stages
+
+            tracking.discard_active_run()  # node 0's run is the run's record
+            served = serve_stages(where)
+            logger.info("node %d: node 0 is done after %d training stages", where.node_rank, served)
+            raise SystemExit(0)  # this node's part of the run is over; node 0 ran the pipeline
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        from hrda_kedro import launch
+
+        launch.close_channel()
+
+    @hook_impl
+    def on_pipeline_error(
+        self, error: Exception, run_params: dict[str, Any], pipeline: Any, catalog: Any
+    ) -> None:
+        from hrda_kedro import launch
+
+        launch.close_channel()  # the other nodes stop waiting
+
+
+class TrackingHooks:
+    """With the ``mlflow`` extra: results, reports and the final model into the MLflow run
+    kedro-mlflow opens (:mod:`hrda_kedro.tracking`); without it, nothing happens."""
+
+    def __init__(self) -> None:
+        self._catalog: Any = None
+        self._last_model: str | None = None
+
+    @hook_impl
+    def after_catalog_created(self, catalog: Any) -> None:
+        self._catalog = catalog
+
+    @hook_impl
+    def before_node_run(self, node: Any) -> None:
+        from hrda_kedro import tracking
+
+        tracking.enter_node(node.namespace)
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any) -> None:
+        """Files exist only now: ``after_node_run`` comes before the outputs are saved."""
+        from hrda_kedro import tracking
+
+        tracking.log_saved(dataset_name, data, self._catalog)
+        if not dataset_name.startswith("ablations.") and (
+            dataset_name == "source_only_model" or dataset_name.endswith(".model")
+        ):
+            self._last_model = dataset_name
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        from hrda_kedro import tracking
+
+        if self._last_model is not None:
+            tracking.log_model(catalog, self._last_model)
+        tracking.end_nested_runs()

@@ -587,7 +587,7 @@ class PredictParams:
     """Segmenting a folder of own images (``predict``)."""
 
     input_dir: str = "data/01_raw/predict_inputs"
-    checkpoint: str = "data/06_models/round_2/model.pt"
+    checkpoint: str | None = None  # None: the model dataset the pipeline reads
     attention: bool = False
     overlay_alpha: float = 0.5
     skip_bad_files: bool = False

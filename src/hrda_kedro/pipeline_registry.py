@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,16 @@ from typing import Any
 from kedro.config import OmegaConfigLoader
 from kedro.pipeline import Pipeline
 
-from hrda_kedro.pipelines import ablations, evaluation, ingestion, predict, self_training, warmup
+from hrda_kedro.pipelines import (
+    ablations,
+    evaluation,
+    export,
+    ingestion,
+    predict,
+    self_training,
+    warmup,
+)
+from hrda_kedro.pipelines.export.pipeline import create_onnx_pipeline
 from hrda_kedro.settings import CONFIG_LOADER_ARGS
 
 logger = logging.getLogger(__name__)
@@ -59,14 +69,21 @@ def register_pipelines() -> dict[str, Pipeline]:
     """Register the project's pipelines."""
     parameters = _run_parameters()
     rounds = _rounds(parameters)
-    pipelines = {
-        "ingestion": ingestion.create_pipeline(),
-        "warmup": warmup.create_pipeline(),
-        "self_training": self_training.create_pipeline(rounds=rounds),
-        "evaluation": evaluation.create_pipeline(rounds=rounds),
-        "predict": predict.create_pipeline(),
-        "ablations": ablations.create_pipeline(parameters),
-    }
+    # Kedro warns when a node reads a dotted dataset name outside its namespace; ours are
+    # all Kedro namespaces (``round_1.model`` feeds round 2 and the evaluation), not
+    # hand-made dots, so the warning would only repeat on every command.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="One or more dataset names contain '.'")
+        pipelines = {
+            "ingestion": ingestion.create_pipeline(),
+            "warmup": warmup.create_pipeline(),
+            "self_training": self_training.create_pipeline(rounds=rounds),
+            "evaluation": evaluation.create_pipeline(rounds=rounds),
+            "predict": predict.create_pipeline(model=f"round_{rounds}.model"),
+            "ablations": ablations.create_pipeline(parameters),
+            "export": export.create_pipeline(model=f"round_{rounds}.model"),
+            "export_onnx": create_onnx_pipeline(model=f"round_{rounds}.model"),
+        }
     uda = Pipeline([])
     for name in ("ingestion", "warmup", "self_training", "evaluation"):
         uda += pipelines[name]

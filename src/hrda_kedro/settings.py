@@ -1,12 +1,12 @@
 """Project settings (see https://docs.kedro.org/en/stable/configure/configuration_basics/)."""
 
 from hrda_kedro.datasets.atomic_files import use_atomic_local_writes
-from hrda_kedro.hooks import ProjectHooks
+from hrda_kedro.hooks import LauncherHooks, ProjectHooks, TrackingHooks
 
 # A full disk or a crash mid-save must not leave a truncated report under its real name.
 use_atomic_local_writes()
 
-HOOKS = (ProjectHooks(),)
+HOOKS = (ProjectHooks(), LauncherHooks(), TrackingHooks())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

@@ -9,18 +9,22 @@ in-training checkpoint, only rank 0 writes it, and the parent process reads the 
 state from it.
 
 Several machines: run the same ``kedro run`` on each with ``MASTER_ADDR``,
-``MASTER_PORT``, ``NNODES`` and ``NODE_RANK`` set; ranks are ``NODE_RANK * devices +
-local rank``; ``runtime.work_dir`` must be storage that all machines share.
+``MASTER_PORT``, ``NNODES`` and ``NODE_RANK`` set (or under ``srun``, see
+:mod:`hrda_kedro.launch`); ranks are ``NODE_RANK * devices + local rank``;
+``runtime.work_dir`` must be storage that all machines share. Node 0 runs the pipeline and
+hands each stage to the other nodes, which only train (:func:`serve_stages`).
 """
 
 from __future__ import annotations
 
 import logging
+import logging.config
 import os
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,8 @@ import torch.multiprocessing as mp
 from torch.multiprocessing.spawn import ProcessException
 from torch.utils.data import Dataset
 
+from hrda_kedro import tracking
+from hrda_kedro.data.labels import CITYSCAPES_CLASSES
 from hrda_kedro.hrda.checkpoint import load_checkpoint
 from hrda_kedro.hrda.networks.base import SegmentationNetwork
 from hrda_kedro.hrda.uda.trainer import (
@@ -40,6 +46,7 @@ from hrda_kedro.hrda.uda.trainer import (
     history_from_columns,
     history_to_columns,
 )
+from hrda_kedro.launch import Cluster, cluster, stage_channel
 from hrda_kedro.params import ModelParams, RuntimeParams, TrainingParams
 from hrda_kedro.runtime import build_model, load_weights, model_params_dict, resolve_device
 
@@ -62,6 +69,7 @@ class StageJob:
     imagenet_network: SegmentationNetwork | None
     checkpoint_path: Path
     fingerprint: str
+    on_log: Callable[[str, list[dict[str, float]]], None] | None = None  # rank 0's history rows
 
 
 def _make_trainer(
@@ -87,30 +95,22 @@ def _make_trainer(
         rank=rank,
         world_size=world_size,
         progress_bar=job.runtime.progress_bar,
+        on_log=job.on_log,
+        class_names=CITYSCAPES_CLASSES[: job.model_params.network.num_classes],
     )
 
 
 def run_stage(job: StageJob) -> StageResult:
     """Train one stage, resuming from ``job.checkpoint_path`` when it matches the job."""
+    where = cluster()
+    if job.on_log is None:  # with the mlflow extra and an active run: log the history there
+        job = replace(job, on_log=tracking.stage_logger())
     devices = job.runtime.devices
-    nnodes = int(os.environ.get("NNODES", "1"))
-    if devices * nnodes == 1 or job.train_params.iterations == 0:  # 0: no checkpoint to read
+    if devices * where.nnodes == 1 or job.train_params.iterations == 0:  # 0: no checkpoint
         return _make_trainer(job, rank=0, world_size=1).run(job.checkpoint_path, job.fingerprint)
-    if nnodes > 1 and not {"MASTER_ADDR", "MASTER_PORT"} <= set(os.environ):
-        raise ValueError(f"NNODES={nnodes}: set MASTER_ADDR and MASTER_PORT on every machine")
-    # Read here, not in the workers, so that each stage of one run gets a port of its own.
-    address = os.environ.get("MASTER_ADDR", "127.0.0.1")
-    port = int(os.environ.get("MASTER_PORT") or _free_port())
-    logger.info("%s: starting %d worker processes x %d node(s)", job.stage, devices, nnodes)
-    try:
-        mp.spawn(
-            _worker,
-            args=(job, devices, nnodes, f"tcp://{address}:{port}", os.getpid()),
-            nprocs=devices,
-            join=True,
-        )
-    except ProcessException as exc:
-        raise RuntimeError(f"{job.stage}: data-parallel worker failed: {exc}") from exc
+    if where.nnodes > 1:
+        stage_channel(where).send(job)  # the other nodes start their ranks for it
+    _spawn_workers(job, where)
     state = load_checkpoint(job.checkpoint_path)
     if state.get("teacher") is not None:
         digest = state["ranks"][0]["teacher_digest"]
@@ -142,14 +142,69 @@ def exit_with_parent(parent_pid: int, poll_seconds: float = 1.0) -> threading.Th
     return watcher
 
 
+def serve_stages(where: Cluster) -> int:
+    """Nodes > 0: train every stage node 0 hands over, until it is done; returns the count.
+
+    These nodes run no pipeline node and write no catalog output: node 0 is the only writer.
+    """
+    channel = stage_channel(where)
+    served = 0
+    while (job := channel.receive()) is not None:
+        logger.info("node %d: training %s for node 0", where.node_rank, job.stage)
+        _spawn_workers(job, where)
+        served += 1
+    return served
+
+
+def _spawn_workers(job: StageJob, where: Cluster) -> None:
+    devices = job.runtime.devices
+    # Read here, not in the workers, so that each stage of one run gets a port of its own.
+    port = where.master_port or _free_port()
+    logger.info("%s: starting %d worker processes x %d node(s)", job.stage, devices, where.nnodes)
+    try:
+        mp.spawn(
+            _worker,
+            args=(
+                job,
+                devices,
+                where,
+                f"tcp://{where.master_addr}:{port}",
+                _logging_config(),
+                os.getpid(),
+            ),
+            nprocs=devices,
+            join=True,
+        )
+    except ProcessException as exc:
+        raise RuntimeError(f"{job.stage}: data-parallel worker failed: {exc}") from exc
+
+
+def _logging_config() -> dict[str, Any] | None:
+    """The parent's Kedro logging configuration, for rank 0 of the spawned workers."""
+    try:
+        from kedro.framework.project import LOGGING
+    except ImportError:  # pragma: no cover - kedro is a dependency
+        return None
+    return dict(LOGGING.data) or None
+
+
 def _worker(
-    local_rank: int, job: StageJob, devices: int, nnodes: int, init_method: str, parent_pid: int
+    local_rank: int,
+    job: StageJob,
+    devices: int,
+    where: Cluster,
+    init_method: str,
+    logging_config: dict[str, Any] | None,
+    parent_pid: int,
 ) -> None:
     """One rank: the device is picked by the local rank, the backend by the device."""
     exit_with_parent(parent_pid)
-    node_rank = int(os.environ.get("NODE_RANK", "0"))
-    rank = node_rank * devices + local_rank
-    world_size = devices * nnodes
+    rank = where.node_rank * devices + local_rank
+    world_size = devices * where.nnodes
+    if rank == 0 and logging_config:  # a spawned process starts without handlers
+        logging.config.dictConfig(logging_config)
+    elif rank != 0:  # only rank 0 logs progress; warnings and errors still show
+        logging.getLogger("hrda_kedro").setLevel(logging.WARNING)
     setup = resolve_device(job.runtime, rank=local_rank)
     if setup.device.type == "cuda":
         torch.cuda.set_device(setup.device)

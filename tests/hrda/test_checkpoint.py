@@ -87,3 +87,16 @@ def test_pickle_protocol_error_type_is_wrapped(tmp_path: Path) -> None:
     path.write_bytes(pickle.dumps({"format": "hrda-kedro/1", "x": _Exploit()}))
     with pytest.raises(CheckpointError):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_checkpoint_gets_the_permissions_of_any_other_output(tmp_path: Path, umask: int) -> None:
+    """Not mkstemp's 0600: a team on shared storage must be able to read the models."""
+    old = os.umask(umask)
+    try:
+        save_checkpoint(tmp_path / "model.pt", {"model": {"w": torch.zeros(2)}})
+        (tmp_path / "plain.csv").write_text("a\n")
+    finally:
+        os.umask(old)
+    mode = (tmp_path / "model.pt").stat().st_mode & 0o777
+    assert mode == (tmp_path / "plain.csv").stat().st_mode & 0o777 == 0o666 & ~umask

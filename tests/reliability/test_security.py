@@ -127,9 +127,19 @@ FORBIDDEN = {
 }  # fmt: skip
 
 
+# The one exception: the multi-machine stage hand-over unpickles a job only after checking
+# its HMAC with the run's key (tests/test_launch.py: a forged message is refused).
+SIGNED_UNPICKLING = ("src/hrda_kedro/launch.py:", "pickle.loads")
+
+
 def test_no_eval_exec_shell_or_import_by_name_in_src() -> None:
     calls = _source_calls()
-    forbidden = [f"{where} {name}" for where, name, _ in calls if name in FORBIDDEN]
+    forbidden = [
+        f"{where} {name}"
+        for where, name, _ in calls
+        if name in FORBIDDEN
+        and not (where.startswith(SIGNED_UNPICKLING[0]) and name == SIGNED_UNPICKLING[1])
+    ]
     shells = [
         f"{where} {name}"
         for where, name, call in calls

@@ -46,6 +46,7 @@ from hrda_kedro.data.streets import (
 )
 from hrda_kedro.data.validation import LabelFormat, check_label, read_image, read_raw_label
 from hrda_kedro.params import ParameterError
+from hrda_kedro.progress import LogProgress
 
 logger = logging.getLogger(__name__)
 
@@ -419,7 +420,9 @@ def _ingest_split(
     pool = ThreadPoolExecutor(settings.workers)
     try:
         outcomes = pool.map(lambda p: _checked(p, cache.mapping, spec.label_format, out_dir), todo)
+        progress = LogProgress(len(todo), f"{split}: checked")
         for pair, outcome in zip(todo, outcomes, strict=True):
+            progress.update()
             if isinstance(outcome, DataError):
                 reject(outcome)
                 records.pop(pair.name)

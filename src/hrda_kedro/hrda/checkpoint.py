@@ -28,12 +28,25 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable, unsafe or of another model."""
 
 
+def _umask() -> int:
+    """The process umask (reading it means setting it; set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary sibling file and an atomic rename."""
+    """Write ``data`` to ``path`` via a temporary sibling file and an atomic rename.
+
+    The file gets the permissions a plain ``open(path, "wb")`` would give (``0666`` less the
+    umask, as every other output), not ``mkstemp``'s private ``0600``: checkpoints on shared
+    storage must be readable by the team.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

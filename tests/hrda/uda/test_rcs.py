@@ -149,3 +149,12 @@ def test_select_crop_keeps_the_last_draw_after_ten_redraws() -> None:
     box = select_crop_for_class(_label(), 5, sample, min_crop_pixels=10, max_tries=10)
     assert len(calls) == 11
     assert box == _Box(4, 0, 4)
+
+
+def test_the_log_names_the_classes(caplog: pytest.LogCaptureFixture) -> None:
+    counts = torch.tensor([[100, 5, 0], [50, 8, 1]])  # pole and rider never reach 10 pixels
+    with caplog.at_level("INFO", logger="hrda_kedro.hrda.uda.rcs"):
+        RareClassSampler(counts, min_pixels=10, class_names=["road", "pole", "rider"])
+    text = caplog.text
+    assert "classes pole, rider have no image" in text
+    assert "road 1.000, pole 0.000, rider 0.000" in text

@@ -204,3 +204,27 @@ def test_source_crops_get_the_official_rules_and_target_crops_none() -> None:
     assert trainer.source_stream.spec.cat_max_ratio == 0.75
     assert trainer.target_stream is not None and trainer.target_stream.rcs is None
     assert trainer.target_stream.spec.cat_max_ratio == 1.0
+
+
+def test_every_log_interval_writes_a_plain_line_and_reaches_on_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Logs redirected to a file show progress (no bar there); trackers get every row once."""
+    params = parse(
+        TrainingParams,
+        {"iterations": 5, "log_every": 2, "optimizer": {"lr": 1e-3, "warmup_iters": 0}},
+        "warmup",
+    )
+    trainer = _trainer(params)
+    received: list[tuple[str, list[float]]] = []
+    trainer.on_log = lambda stage, rows: received.append(
+        (stage, [row["iteration"] for row in rows])
+    )
+    with caplog.at_level("INFO", logger="hrda_kedro.hrda.uda.trainer"):
+        history = trainer.run().history
+    lines = [r.getMessage() for r in caplog.records if " it/s, ETA " in r.getMessage()]
+    assert [line.split()[1] for line in lines] == ["2/5", "4/5", "5/5"]
+    assert all(" loss " in line and " lr " in line for line in lines)
+    assert lines[-1].endswith("ETA 0:00:00")
+    assert received == [("train", [1.0, 2.0]), ("train", [3.0, 4.0]), ("train", [5.0])]
+    assert len(history) == 5

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 from kedro.config import OmegaConfigLoader
-from kedro.io import DataCatalog
+from kedro.io import DataCatalog, SharedMemoryDataCatalog
 from kedro.pipeline import Pipeline
-from kedro.runner import SequentialRunner
+from kedro.runner import ParallelRunner, SequentialRunner
 
 from hrda_kedro.params import ParameterError
 from hrda_kedro.pipelines.ablations import create_pipeline
@@ -200,3 +200,20 @@ def test_tiny_study_writes_every_variant_and_seed(tmp_path, monkeypatch) -> None
     written = [p.stat().st_mtime_ns for p in states]
     SequentialRunner().run(pipeline.only_nodes_with_namespaces(["ablations.hrda.seed_1"]), catalog)
     assert [p.stat().st_mtime_ns for p in states] == written
+
+
+@pytest.mark.slow
+def test_variants_and_seeds_run_in_parallel(tmp_path, monkeypatch) -> None:
+    """Independent runs: ``kedro run --pipeline=ablations --runner=ParallelRunner`` works."""
+    monkeypatch.chdir(tmp_path)
+    parameters = deep_merge(tiny_parameters(), {"ablations": {"seeds": [1]}})
+    pipeline = create_pipeline(parameters=parameters)
+    loader = OmegaConfigLoader(str(PROJECT / "conf"), base_env="base", default_run_env="local")
+    catalog = SharedMemoryDataCatalog.from_config(loader["catalog"])  # what kedro run builds
+    for name in pipeline.inputs():
+        catalog[name] = parameters[name.removeprefix("params:")]
+    ParallelRunner(max_workers=2).run(pipeline, catalog)
+
+    runs = catalog.load("ablation_table").query("seed != 'mean'")
+    assert sorted(runs["variant"]) == sorted(VARIANTS)
+    assert runs["miou"].notna().all()

@@ -28,7 +28,7 @@ def test_report_nodes_write_every_report(tmp_path: Path, monkeypatch: pytest.Mon
     for name in FIGURES:
         files = list(reporting.glob(f"{name}.png/*/{name}.png"))  # versioned
         assert len(files) == 1, name
-        image = catalog.load(f"{name}_figure@pillow")
+        image = catalog.load(f"{name}_figure")
         assert image.width > 400 and image.height > 200
     table = catalog.load("miou_table")
     assert set(table["model"]) == {"source_only", "round_1", "round_2"}

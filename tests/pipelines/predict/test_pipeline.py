@@ -177,5 +177,19 @@ def test_shipped_parameters_default_to_the_last_rounds_model() -> None:
         runtime_params={"self_training": {"rounds": 3}},
     )
     predict = loader["parameters"]["predict"]
-    assert predict["checkpoint"] == "data/06_models/round_3/model.pt"
+    assert predict["checkpoint"] is None  # the catalog's last-round model, below
     assert predict["input_dir"] == "data/01_raw/predict_inputs"
+
+
+def test_predict_reads_the_last_rounds_model_through_the_catalog(project: Path) -> None:
+    """``--load-versions`` and kedro viz see the model; no path parameter is needed."""
+    write_inputs(project / "inputs")
+    save_checkpoint(project / "data")  # data/06_models/round_1/model.pt/<version>/model.pt
+    config = OmegaConfigLoader(str(PROJECT / "conf"), base_env="base", default_run_env="local")
+    catalog = DataCatalog.from_config(config["catalog"])
+    catalog["params:predict"] = {"input_dir": "inputs", "checkpoint": None}
+    catalog["params:runtime"] = RUNTIME
+    pipeline = create_pipeline(model="round_1.model")
+    assert "round_1.model" in pipeline.inputs()
+    SequentialRunner().run(pipeline, catalog)
+    assert len(list((project / "data/07_model_output/predict/labels").rglob("*.png"))) == 9

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -79,7 +79,9 @@ class RareClassSampler:
         temperature: float = 0.01,
         min_pixels: int = RCS_MIN_PIXELS,
         generator: torch.Generator | None = None,
+        class_names: Sequence[str] | None = None,
     ) -> None:
+        """``class_names`` name the classes in the log (ids otherwise)."""
         counts = torch.as_tensor(class_pixel_counts, dtype=torch.float64)
         if counts.ndim != 2 or counts.shape[0] == 0:
             raise ValueError(
@@ -94,13 +96,18 @@ class RareClassSampler:
         self.images_per_class: list[torch.Tensor] = [
             torch.nonzero(eligible[:, c]).flatten() for c in range(counts.shape[1])
         ]
+        names = (
+            list(class_names)
+            if class_names is not None and len(class_names) == counts.shape[1]
+            else [str(c) for c in range(counts.shape[1])]
+        )
         probs = rare_class_probabilities(counts.sum(dim=0), temperature)
         has_images = eligible.any(dim=0)
         dropped = torch.nonzero((probs > 0) & ~has_images).flatten().tolist()
         if dropped:
             logger.warning(
                 "RCS: classes %s have no image with >= %d pixels and are never sampled",
-                dropped,
+                ", ".join(names[c] for c in dropped),
                 min_pixels,
             )
         probs = probs * has_images
@@ -111,7 +118,9 @@ class RareClassSampler:
         self.probabilities = probs / probs.sum()
         logger.info(
             "RCS class probabilities: %s",
-            ", ".join(f"{c}:{p:.3f}" for c, p in enumerate(self.probabilities.tolist())),
+            ", ".join(
+                f"{n} {p:.3f}" for n, p in zip(names, self.probabilities.tolist(), strict=True)
+            ),
         )
 
     def sample(self) -> tuple[int, int]:

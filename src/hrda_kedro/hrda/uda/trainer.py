@@ -24,7 +24,7 @@ import dataclasses
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,7 +109,13 @@ class Trainer:
         rank: int = 0,
         world_size: int = 1,
         progress_bar: bool = True,
+        on_log: Callable[[str, list[dict[str, float]]], None] | None = None,
+        class_names: Sequence[str] | None = None,
     ) -> None:
+        """``on_log(stage, rows)`` receives, on rank 0, the history rows added every
+        ``log_every`` steps (experiment trackers hook in here); ``class_names`` name the
+        classes in the rare-class sampling log."""
+        self.class_names = class_names
         self.params = params
         self.hr_loss_weight = hrda.hr_loss_weight
         self.uda = isinstance(params, SelfTrainingParams)
@@ -118,6 +124,7 @@ class Trainer:
         self.rank = rank
         self.world_size = world_size
         self.progress_bar = progress_bar and rank == 0
+        self.on_log = on_log if rank == 0 else None
         self.model = model.to(setup.device)
         if setup.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -195,6 +202,7 @@ class Trainer:
                 self.imagenet_network.requires_grad_(False)
         self.iteration = 0
         self.history: list[dict[str, float]] = []
+        self._reported = 0  # history rows already logged and passed to on_log
         self._pending_lrs: list[float] = []  # lr of each step not yet written to history
 
     # ------------------------------------------------------------------ data
@@ -218,6 +226,7 @@ class Trainer:
                 temperature=rcs_params.temperature,
                 min_pixels=min_pixels,
                 generator=self.data_generator,
+                class_names=self.class_names,
             )
             if rcs_params.min_crop_ratio > 0:  # official: 0 keeps the first crop
                 min_crop = min_pixels * rcs_params.min_crop_ratio
@@ -515,6 +524,7 @@ class Trainer:
                     checkpoint_path,
                     _changed_parts(str(state.get("fingerprint", "")), fingerprint),
                 )
+        self._reported = len(self.history)  # a resumed run's rows were reported before
         if self.iteration >= params.iterations:
             return self._result()
 
@@ -544,6 +554,7 @@ class Trainer:
                     self._flush(pending, elapsed)
                     bar.update(len(pending))
                     bar.set_postfix(self._postfix())
+                    self._report()
                     pending = []
                     tic = time.perf_counter()
                 if checkpoint_path is not None and (
@@ -588,6 +599,33 @@ class Trainer:
             record.update(zip(names, row, strict=True))
             self.history.append(record)
 
+    def _report(self) -> None:
+        """A plain log line on rank 0 (logs redirected to a file or a scheduler show the
+        progress the bar shows on a terminal), then the rows added since to ``on_log``."""
+        rows, self._reported = self.history[self._reported :], len(self.history)
+        if self.rank != 0 or not rows:
+            return
+        last = rows[-1]
+        per_step = max(last["seconds"], 1e-9)
+        remaining = self.params.iterations - self.iteration
+        terms = " ".join(
+            f"{k} {last[k]:.4f}"
+            for k in ("loss", "source_fused", "mix_fused", "feature_distance", "pseudo_weight")
+            if k in last
+        )
+        logger.info(
+            "%s: %d/%d %s lr %.2e | %.2f it/s, ETA %s",
+            self.stage,
+            self.iteration,
+            self.params.iterations,
+            terms,
+            last["lr"],
+            1.0 / per_step,
+            _duration(remaining * per_step),
+        )
+        if self.on_log is not None:
+            self.on_log(self.stage, rows)
+
     def _postfix(self) -> dict[str, str]:
         last = self.history[-1]
         shown = {
@@ -610,6 +648,13 @@ class Trainer:
             history=list(self.history),
             iterations=self.iteration,
         )
+
+
+def _duration(seconds: float) -> str:
+    """``h:mm:ss``, as the progress bar shows its ETA."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
 def state_digest(state: dict[str, torch.Tensor]) -> str:

@@ -21,6 +21,7 @@ from hrda_kedro.hrda.inference import (
 from hrda_kedro.hrda.metrics import confusion_matrix, summarize
 from hrda_kedro.hrda.model import HRDAModel
 from hrda_kedro.params import EvaluationParams, ModelParams, RuntimeParams, parse
+from hrda_kedro.progress import LogProgress
 from hrda_kedro.reports.figures import (
     ModelView,
     QualitativeSample,
@@ -71,6 +72,7 @@ def evaluate_model(
         limit = eval_params.max_images
         count = len(data) if limit is None else min(len(data), limit)
         matrices: dict[str, torch.Tensor] = {}
+        progress = LogProgress(count, f"evaluate {stage} on {target}")
         for index in tqdm(
             range(count), desc=f"evaluate {stage} on {target}", disable=not eval_params.progress_bar
         ):
@@ -90,6 +92,7 @@ def evaluate_model(
                     pred = branches[mode].argmax(dim=1)[0].cpu()
                     cm = confusion_matrix(pred, item["label"], trained.network.num_classes)
                     matrices[mode] = matrices.get(mode, 0) + cm
+            progress.update()
         logger.info("evaluated %s on %d %s images", stage, count, target)
         return {"images": count, "confusion": {m: cm.tolist() for m, cm in matrices.items()}}
 

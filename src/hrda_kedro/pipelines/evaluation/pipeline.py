@@ -36,7 +36,7 @@ def report_nodes(rounds: int) -> list[Node]:
         Node(
             plot_per_class_iou,
             inputs=["per_class_iou", "params:evaluation"],
-            outputs="per_class_iou_figure@matplotlib",
+            outputs="per_class_iou_figure",
             name="plot_per_class_iou",
             tags=tags,
         ),
@@ -46,7 +46,7 @@ def report_nodes(rounds: int) -> list[Node]:
                 "source_only": "source_only_history",
                 **{name: f"{name}.training_history" for name in names[1:]},
             },
-            outputs="training_curves_figure@matplotlib",
+            outputs="training_curves_figure",
             name="plot_training_curves",
             tags=tags,
         ),
@@ -60,7 +60,7 @@ def report_nodes(rounds: int) -> list[Node]:
                 "source_only": "source_only_model",
                 **({last: f"{last}.model"} if rounds else {}),
             },
-            outputs="qualitative_figure@matplotlib",
+            outputs="qualitative_figure",
             name="plot_qualitative_grid",
             tags=tags,
         ),
@@ -70,7 +70,7 @@ def report_nodes(rounds: int) -> list[Node]:
             Node(
                 report_pseudo_label_quality,
                 inputs={name: f"{name}.pseudo_label_quality" for name in names[1:]},
-                outputs=["pseudo_label_quality_table", "pseudo_label_quality_figure@matplotlib"],
+                outputs=["pseudo_label_quality_table", "pseudo_label_quality_figure"],
                 name="report_pseudo_label_quality",
                 tags=tags,
             )

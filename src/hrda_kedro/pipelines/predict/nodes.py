@@ -24,6 +24,8 @@ from hrda_kedro.data.labels import colorize
 from hrda_kedro.data.layouts import printable
 from hrda_kedro.data.validation import check_folder, read_image_as_rgb
 from hrda_kedro.datasets.checkpoint_dataset import CheckpointDataset
+from hrda_kedro.datasets.export_datasets import CONFIG_FILE, WEIGHTS_FILE, ExportedModelDataset
+from hrda_kedro.export import checkpoint_from_export
 from hrda_kedro.hrda import normalize
 from hrda_kedro.hrda.inference import predict_full_image_labels
 from hrda_kedro.params import PredictParams, RuntimeParams, parse
@@ -102,12 +104,17 @@ def list_inputs(predict: dict[str, Any]) -> pd.DataFrame:
 
 
 def load_checkpoint_file(path: str) -> tuple[dict[str, Any], Path]:
-    """A checkpoint file, or the latest version in a versioned checkpoint folder.
+    """A checkpoint file, the latest version in a versioned checkpoint folder, or an
+    exported model (a folder with ``model.safetensors`` and ``config.json``).
 
     Versioned catalog datasets store ``<path>/<timestamp>/<file name>``; timestamps sort
     in time order, as Kedro resolves them.
     """
     target = Path(path)
+    export = target.parent if target.suffix == ".safetensors" else target
+    if (export / WEIGHTS_FILE).is_file() and (export / CONFIG_FILE).is_file():
+        exported = ExportedModelDataset(filepath=str(export)).load()
+        return checkpoint_from_export(exported["weights"], exported["config"], str(export)), export
     if target.is_dir():
         versions = sorted(p for p in target.glob(f"*/{target.name}") if p.is_file())
         if not versions:
@@ -148,7 +155,10 @@ class _LazyOutputs:
 
 
 def segment_images(
-    predict_manifest: pd.DataFrame, predict: dict[str, Any], runtime: dict[str, Any]
+    predict_manifest: pd.DataFrame,
+    predict: dict[str, Any],
+    runtime: dict[str, Any],
+    catalog_model: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Callable[[], Image.Image]], dict[str, Callable[[], Image.Image]]]:
     """TrainId label PNGs and, if asked for, scale-attention maps of every listed image.
 
@@ -160,7 +170,16 @@ def segment_images(
     params = parse(PredictParams, predict, "predict")
     runtime_params = parse(RuntimeParams, runtime, "runtime")
     setup = resolve_device(runtime_params)
-    checkpoint, path = load_checkpoint_file(params.checkpoint)
+    if params.checkpoint is not None:  # a path wins over the catalog's model
+        checkpoint, path = load_checkpoint_file(params.checkpoint)
+    elif catalog_model is not None:
+        stage = catalog_model.get("stage", "model")
+        checkpoint, path = catalog_model, f"the catalog's {stage} checkpoint"
+    else:
+        raise DataError(
+            "parameter predict.checkpoint: expected a checkpoint path (this predict pipeline "
+            "reads no model dataset)"
+        )
     model, trained = model_from_checkpoint(checkpoint, str(path))
     model = model.to(setup.device).eval()
     attention = params.attention

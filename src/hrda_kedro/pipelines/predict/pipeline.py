@@ -7,7 +7,9 @@ from kedro.pipeline import Node, Pipeline
 from .nodes import draw_overlays, list_inputs, segment_images
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def create_pipeline(model: str | None = None, **kwargs) -> Pipeline:
+    """``model``: the checkpoint dataset to segment with when ``predict.checkpoint`` is null
+    (the registry passes the last round's, so ``--load-versions`` and kedro viz see it)."""
     return Pipeline(
         [
             Node(
@@ -18,7 +20,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 segment_images,
-                inputs=["predict_manifest", "params:predict", "params:runtime"],
+                inputs=["predict_manifest", "params:predict", "params:runtime"]
+                + ([model] if model else []),
                 outputs=["predict_labels", "predict_attention"],
                 name="segment_images",
             ),

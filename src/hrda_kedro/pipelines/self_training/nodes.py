@@ -21,6 +21,7 @@ from hrda_kedro.hrda.networks import build_network
 from hrda_kedro.hrda.networks.base import SegmentationNetwork
 from hrda_kedro.hrda.uda.trainer import state_digest
 from hrda_kedro.params import ModelParams, RuntimeParams, SelfTrainingParams, parse
+from hrda_kedro.progress import LogProgress
 from hrda_kedro.runtime import (
     CONFIDENCE_SUFFIX,
     LABEL_SUFFIX,
@@ -62,13 +63,17 @@ class _PseudoLabelWriter:
     prediction is kept in memory, whatever the size of the data set.
     """
 
-    def __init__(self, predict: Callable[[int], tuple[np.ndarray, np.ndarray]]) -> None:
+    def __init__(
+        self, predict: Callable[[int], tuple[np.ndarray, np.ndarray]], progress: LogProgress
+    ) -> None:
         self._predict = predict
+        self._progress = progress
         self._cached: tuple[int, tuple[np.ndarray, np.ndarray]] | None = None
 
     def _get(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         if self._cached is None or self._cached[0] != index:
             self._cached = (index, self._predict(index))
+            self._progress.update()
         return self._cached[1]
 
     def label(self, index: int) -> Image.Image:
@@ -123,7 +128,8 @@ def materialize_pseudo_labels(
             (confidence[0] * 255).round().to(torch.uint8).cpu().numpy(),
         )
 
-    writer = _PseudoLabelWriter(predict)
+    progress = LogProgress(len(target_train_manifest), f"pseudo-labels of {source}")
+    writer = _PseudoLabelWriter(predict, progress)
     partitions: dict[str, Callable[[], Image.Image]] = {}
     for index, path in enumerate(target_train_manifest["image_path"]):
         pid = partition_id(path)

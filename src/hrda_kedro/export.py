@@ -1,0 +1,95 @@
+"""Deployable forms of a trained model: safetensors weights + JSON config, and ONNX.
+
+A training checkpoint carries the optimiser-free student, the EMA teacher, the history and
+the configuration in one ``torch.save`` file. For deployment:
+
+- ``model.safetensors`` (the student's weights; no pickle at all) and ``config.json``
+  (``model_params``, stage, iterations): ``predict`` loads the pair like a checkpoint;
+- an ONNX graph of the *window predictor*: one HR window in, the fused logits out (the LR
+  context pass, the HR detail crops sliding over the window and the scale-attention fusion,
+  all in the graph), for runtimes without PyTorch. Full images are tiled into windows
+  around it, as :mod:`hrda_kedro.hrda.inference` does.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+
+from hrda_kedro.hrda.checkpoint import CheckpointError
+from hrda_kedro.hrda.model import HRDAModel
+from hrda_kedro.runtime import model_from_checkpoint
+
+EXPORT_FORMAT = "hrda-kedro-export/1"
+
+
+class WindowPredictor(nn.Module):
+    """``(N, 3, H, W)`` normalised HR windows -> fused logits ``(N, C, H / o, W / o)``."""
+
+    def __init__(self, model: HRDAModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, window_hr: torch.Tensor) -> torch.Tensor:
+        return self.model.predict_window(window_hr).fused
+
+
+def export_weights(checkpoint: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The student's weights (contiguous, as safetensors requires) and the JSON config."""
+    if "model_params" not in checkpoint or "model" not in checkpoint:
+        raise CheckpointError("export: not a trained-model checkpoint (no model_params/model)")
+    weights = {k: v.detach().cpu().contiguous() for k, v in checkpoint["model"].items()}
+    config = {
+        "format": EXPORT_FORMAT,
+        "stage": checkpoint.get("stage"),
+        "iterations": checkpoint.get("iterations"),
+        "model_params": checkpoint["model_params"],
+    }
+    return weights, config
+
+
+def checkpoint_from_export(
+    weights: dict[str, torch.Tensor], config: dict[str, Any], source: str
+) -> dict[str, Any]:
+    """The checkpoint form ``model_from_checkpoint`` reads, from an exported pair."""
+    if not isinstance(config, dict) or config.get("format") != EXPORT_FORMAT:
+        raise CheckpointError(
+            f"{source}: config.json is not an hrda-kedro export (expected format {EXPORT_FORMAT!r})"
+        )
+    return {
+        "stage": config.get("stage"),
+        "iterations": config.get("iterations"),
+        "model_params": config["model_params"],
+        "model": weights,
+    }
+
+
+def onnx_window_predictor(checkpoint: dict[str, Any], opset: int = 17) -> bytes:
+    """ONNX bytes of the checkpoint's window predictor, for one window of the inference size.
+
+    Exported with the TorchScript-based exporter (``dynamo=False``): the sliding windows
+    are a fixed set of crops for a fixed window size, which tracing records exactly; the
+    dynamo exporter would need onnxscript.
+    """
+    model, params = model_from_checkpoint(checkpoint, "export")
+    predictor = WindowPredictor(model.eval()).eval()
+    window = torch.zeros(1, 3, *params.window)
+    buffer = io.BytesIO()
+    # Tracing warns at every shape check it turns into a constant: for a fixed window size
+    # those are constants, which is what the fixed-size graph records.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        torch.onnx.export(
+            predictor,
+            (window,),
+            buffer,
+            dynamo=False,
+            opset_version=opset,
+            input_names=["window"],
+            output_names=["fused_logits"],
+        )
+    return buffer.getvalue()

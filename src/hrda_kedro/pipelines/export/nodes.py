@@ -1,0 +1,39 @@
+"""Nodes of the ``export`` and ``export_onnx`` pipelines (thin: see :mod:`hrda_kedro.export`)."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from typing import Any
+
+from hrda_kedro.export import export_weights, onnx_window_predictor
+
+logger = logging.getLogger(__name__)
+
+
+def export_model(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The student's weights as safetensors and its configuration as JSON."""
+    weights, config = export_weights(checkpoint)
+    logger.info(
+        "exporting %s (%d tensors, %.1f M parameters)",
+        config["stage"],
+        len(weights),
+        sum(w.numel() for w in weights.values()) / 1e6,
+    )
+    return {"weights": weights, "config": config}
+
+
+def export_onnx(checkpoint: dict[str, Any]) -> bytes:
+    """The window predictor as an ONNX graph (needs the ``export`` extra: onnx)."""
+    if importlib.util.find_spec("onnx") is None:
+        raise ImportError(
+            'the ONNX export needs the onnx package: pip install -e ".[export]" '
+            "(the safetensors export, `kedro run --pipeline=export`, does not)"
+        )
+    graph = onnx_window_predictor(checkpoint)
+    logger.info(
+        "exported the window predictor of %s to ONNX (%.1f MB)",
+        checkpoint.get("stage"),
+        len(graph) / 1e6,
+    )
+    return graph

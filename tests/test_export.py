@@ -1,0 +1,93 @@
+"""Deployable exports: safetensors + JSON that predict loads, ONNX parity in onnxruntime."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hrda_kedro.datasets.export_datasets import ExportedModelDataset
+from hrda_kedro.export import WindowPredictor
+from hrda_kedro.hrda import normalize
+from hrda_kedro.hrda.checkpoint import CheckpointError
+from hrda_kedro.hrda.uda.trainer import StageResult
+from hrda_kedro.params import ModelParams, parse
+from hrda_kedro.pipelines.export.nodes import export_model, export_onnx
+from hrda_kedro.pipelines.predict.nodes import load_checkpoint_file
+from hrda_kedro.runtime import build_model, model_from_checkpoint
+from hrda_kedro.stages import checkpoint_payload
+from tests.tiny_data import TinySegmentationSet
+
+MODEL = {
+    "network": {"encoder": "mit-nano", "decoder_embed_dim": 16, "attention_embed_dim": 16},
+    "hrda": {"context_crop": [64, 64], "detail_crop": [32, 32]},
+}
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture
+def checkpoint() -> dict:
+    """A round checkpoint of a tiny model with random (not initial) weights."""
+    params = parse(ModelParams, MODEL, "model")
+    torch.manual_seed(0)
+    model = build_model(params)
+    with torch.no_grad():
+        for tensor in model.parameters():
+            tensor.add_(torch.randn_like(tensor) * 0.05)
+    return checkpoint_payload(
+        StageResult(model=model.state_dict(), teacher=None), params, "round_2"
+    )
+
+
+def _window(params: ModelParams) -> torch.Tensor:
+    """One image of the tiny data set, cropped to the inference window and normalised."""
+    image = TinySegmentationSet(1, seed=5)[0]["image"][:, : params.window[0], : params.window[1]]
+    return normalize(image.unsqueeze(0).float())
+
+
+def test_predict_loads_the_safetensors_export_as_the_checkpoint(
+    checkpoint: dict, tmp_path: Path
+) -> None:
+    folder = tmp_path / "export"
+    ExportedModelDataset(filepath=str(folder)).save(export_model(checkpoint))
+    config = json.loads((folder / "config.json").read_text())
+    assert config["stage"] == "round_2" and config["model_params"] == checkpoint["model_params"]
+
+    for path in (folder, folder / "model.safetensors"):  # the folder or its weights file
+        loaded, where = load_checkpoint_file(str(path))
+        assert where == folder
+        exported, params = model_from_checkpoint(loaded, "export")
+        original, _ = model_from_checkpoint(checkpoint, "checkpoint")
+        window = _window(params)
+        with torch.no_grad():
+            assert torch.equal(
+                exported.eval().predict_window(window).fused,
+                original.eval().predict_window(window).fused,
+            )
+
+
+def test_a_foreign_config_is_refused(checkpoint: dict, tmp_path: Path) -> None:
+    folder = tmp_path / "export"
+    ExportedModelDataset(filepath=str(folder)).save(export_model(checkpoint))
+    (folder / "config.json").write_text('{"format": "something else"}')
+    with pytest.raises(CheckpointError, match=r"config\.json is not an hrda-kedro export"):
+        load_checkpoint_file(str(folder))
+
+
+def test_onnx_window_predictor_matches_torch_on_one_image(checkpoint: dict) -> None:
+    """LR context, HR detail crops and attention fusion, all in the graph; CPU runtime."""
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(export_onnx(checkpoint), providers=["CPUExecutionProvider"])
+    model, params = model_from_checkpoint(checkpoint, "checkpoint")
+    window = _window(params)
+    (onnx_logits,) = session.run(None, {"window": window.numpy()})
+    with torch.no_grad():
+        torch_logits = WindowPredictor(model.eval())(window).numpy()
+    assert onnx_logits.shape == torch_logits.shape == (1, 19, 16, 16)
+    np.testing.assert_allclose(onnx_logits, torch_logits, atol=1e-4, rtol=1e-4)
+    assert (onnx_logits.argmax(1) == torch_logits.argmax(1)).all()

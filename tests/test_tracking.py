@@ -1,0 +1,104 @@
+"""MLflow tracking (optional extra), against a real local MLflow store: metrics read back."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hrda_kedro import tracking
+from tests.conftest import TINY_PARAMS
+
+mlflow = pytest.importorskip("mlflow")
+pytest.importorskip("kedro_mlflow")
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A fresh SQLite-backed store; no run left open afterwards."""
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    yield mlflow.MlflowClient(uri)
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    tracking.end_nested_runs()
+
+
+def test_without_an_active_run_nothing_is_logged(store) -> None:
+    assert tracking.stage_logger() is None
+    tracking.log_saved("miou_table", pd.DataFrame(), catalog=None)  # no error, no run
+
+
+def test_training_rows_survive_pickling_into_a_worker(store) -> None:
+    with mlflow.start_run() as run:
+        logger = pickle.loads(pickle.dumps(tracking.stage_logger()))  # as mp.spawn does
+        rows = [
+            {"iteration": float(i), "loss": 2.0 - i / 10, "lr": 1e-3, "seconds": 0.5}
+            for i in (1, 2, 3)
+        ]
+        logger("round_1", rows)
+    history = store.get_metric_history(run.info.run_id, "round_1/loss")
+    assert [(m.step, m.value) for m in history] == [(1, 1.9), (2, 1.8), (3, 1.7)]
+    speed = store.get_metric_history(run.info.run_id, "round_1/it_per_s")
+    assert [m.value for m in speed] == [2.0, 2.0, 2.0]
+
+
+def test_ablation_runs_nest_under_the_study(store) -> None:
+    with mlflow.start_run() as study:
+        for variant, miou in (("hrda", 0.3), ("daformer", 0.2)):
+            tracking.enter_node(f"ablations.{variant}.seed_1.round_1")
+            tracking.log_saved(f"ablations.{variant}.seed_1.metrics", {"miou": miou}, None)
+        tracking.enter_node(None)
+        table = [{"model": "round_1", "prediction": "fused", "classes": "all", "miou": 0.4}]
+        tracking.log_saved("miou_table", pd.DataFrame(table), None)
+        tracking.end_nested_runs()
+    children = store.search_runs(
+        [study.info.experiment_id], f"tags.mlflow.parentRunId = '{study.info.run_id}'"
+    )
+    found = {
+        (r.data.params["variant"], r.data.params["seed"], r.data.metrics["miou"]) for r in children
+    }
+    assert found == {("hrda", "1", 0.3), ("daformer", "1", 0.2)}
+    assert store.get_run(study.info.run_id).data.metrics == {"miou/round_1/fused": 0.4}
+
+
+@pytest.mark.slow
+def test_a_tracked_uda_run_reads_back(project_copy: Path) -> None:
+    """kedro-mlflow's own hook opens the run; the project's hooks and trainer fill it."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    params = {**TINY_PARAMS, "self_training": {**TINY_PARAMS["self_training"], "rounds": 1}}
+    bootstrap_project(project_copy)
+    with KedroSession.create(project_path=project_copy, runtime_params=params) as session:
+        session.run(pipeline_names=["uda"])
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+
+    client = mlflow.MlflowClient(f"sqlite:///{project_copy / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("hrda_kedro")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.data.params["warmup.iterations"] == "3"  # flattened parameters
+    assert run.data.params["model.hrda.detail_crop"] == "[32, 32]"
+    loss = client.get_metric_history(run.info.run_id, "warmup/loss")
+    assert [m.step for m in loss] == [1, 2, 3]
+    for name in ("round_1/mix_fused", "round_1/pseudo_weight", "round_1/it_per_s", "round_1/lr"):
+        assert len(client.get_metric_history(run.info.run_id, name)) == 2, name
+    for model in ("source_only", "round_1"):
+        for prediction in ("fused", "context", "detail"):
+            assert 0 <= run.data.metrics[f"miou/{model}/{prediction}"] <= 1
+    reports = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "reports")}
+    assert {"miou_table.csv", "per_class_iou.png", "qualitative.png"} <= reports
+    models = [Path(a.path).name for a in client.list_artifacts(run.info.run_id, "model")]
+    assert models == ["model.pt"]
+
+
+def test_other_nodes_discard_their_own_run(store) -> None:
+    """On nodes > 0 of a multi-machine run, node 0's run is the record; theirs goes."""
+    run = mlflow.start_run()
+    tracking.discard_active_run()
+    assert mlflow.active_run() is None
+    assert store.get_run(run.info.run_id).info.lifecycle_stage == "deleted"
