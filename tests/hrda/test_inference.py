@@ -252,8 +252,9 @@ def test_uniform_window_weights_are_the_plain_average_and_the_default() -> None:
 def test_tapered_weights_are_a_positive_centred_normalised_average() -> None:
     weight = window_weight_map((4, 6), "tapered")
     assert weight.shape == (4, 6) and (weight > 0).all()
-    assert torch.allclose(weight, weight.flip(0)) and torch.allclose(weight, weight.flip(1))
-    assert weight[1:3, 2:4].min() == weight.max()  # the centre cells count most
+    torch.testing.assert_close(weight, weight.flip(0))
+    torch.testing.assert_close(weight, weight.flip(1))
+    torch.testing.assert_close(weight[1:3, 2:4].min(), weight.max())  # the centre counts most
     # Windows that all predict the same constant stitch to exactly that constant: the
     # weights are normalised by their sum wherever windows overlap.
     constant = torch.full((1, 1, 8, 8), 2.5)
