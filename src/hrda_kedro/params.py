@@ -754,6 +754,14 @@ def check_run(parameters: Mapping[str, Any], groups: typing.Collection[str]) -> 
                 f"class ids {bad} are outside 0..{classes - 1} (model.network.num_classes = "
                 f"{classes}); expected trainIds of the model's classes",
             )
+    if datasets is not None and datasets.target_train is None and has("self_training"):
+        rounds = parse(SelfTrainingParams, parameters["self_training"], "self_training").rounds
+        _require(
+            rounds == 0,
+            "ingestion_datasets.target_train",
+            f"self-training ({rounds} round(s)) needs target images, got null; set a target "
+            "data set, or self_training.rounds: 0 for source-only training (as gta_dg)",
+        )
     if datasets is None or not has("ingestion"):
         return
     embedded = parse(IngestionSettings, parameters["ingestion"], "ingestion").embedded

@@ -198,6 +198,10 @@ CASES = [
              r"'64x64'"),
     BadInput("scale 0", P, "warmup", _params({"model": {"hrda": {"scale": 0}}}),
              ParameterError, r"^parameter model\.hrda\.scale: expected >= 1, got 0"),
+    BadInput("self-training without target images", P, "self_training",
+             _params({"ingestion_datasets": {"target_train": None}}), ParameterError,
+             r"^parameter ingestion_datasets\.target_train: self-training \(2 round\(s\)\) "
+             r"needs target images, got null"),
     BadInput("margins that cover the images", P, "self_training",
              _params({"self_training": {"pseudo_labels": {"margins": [40, 40, 0, 0]}}}),
              ParameterError, r"^parameter self_training\.pseudo_labels\.margins: the margins "
