@@ -72,3 +72,14 @@ def project_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "1")
     os.environ.pop("KEDRO_ENV", None)
     return root
+
+
+@pytest.fixture(autouse=True)
+def no_mlflow_run_left_active():
+    """Each test starts with no MLflow run active in the process, as a new ``kedro run``
+    does (with the mlflow extra installed, kedro-mlflow reuses an active run)."""
+    from hrda_kedro import tracking
+
+    tracking.end_active_runs()
+    yield
+    tracking.end_active_runs()

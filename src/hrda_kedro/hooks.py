@@ -72,6 +72,13 @@ class ProjectHooks:
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         """Parse the parameters of the nodes to run; a bad value stops the run before any work."""
+        from hrda_kedro import tracking
+
+        with tracking.run_ends_on_error():
+            self._check_run(pipeline, catalog)
+
+    @staticmethod
+    def _check_run(pipeline: Any, catalog: Any) -> None:
         parameters = catalog.load("parameters") if "parameters" in catalog else {}
         check_group_names(parameters)
         validated = validate_run_parameters(pipeline, parameters)
@@ -120,9 +127,10 @@ class LauncherHooks:
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        from hrda_kedro import launch  # imported late: torch only when several nodes
+        from hrda_kedro import launch, tracking  # imported late: torch only when several nodes
 
-        where = launch.cluster()  # raises LauncherError under torchrun & co.
+        with tracking.run_ends_on_error():
+            where = launch.cluster()  # raises LauncherError under torchrun & co.
         if where.nnodes == 1:
             return
         logger.info(

@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,32 @@ def end_nested_runs() -> None:
             client.set_terminated(run_id)
     _nested_runs.clear()
     _current_namespace = None
+
+
+@contextmanager
+def run_ends_on_error() -> Iterator[None]:
+    """End kedro-mlflow's run (status FAILED) when a run-start check stops the run.
+
+    kedro-mlflow opens the run in its own ``before_pipeline_run`` and ends it in
+    ``on_pipeline_error``, which Kedro calls only for errors in nodes: a run stopped by a
+    run-start check would leave its MLflow run active in the process, and the next session
+    there (a notebook) would log its parameters into that one and fail.
+    """
+    try:
+        yield
+    except BaseException:
+        end_active_runs("FAILED")
+        raise
+
+
+def end_active_runs(status: str = "KILLED") -> None:
+    """End every MLflow run active in this process (nested ablation runs first)."""
+    mlflow = _mlflow()
+    if mlflow is None:
+        return
+    end_nested_runs()
+    while mlflow.active_run() is not None:
+        mlflow.end_run(status=status)
 
 
 @dataclass(frozen=True)
