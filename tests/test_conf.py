@@ -104,7 +104,8 @@ def test_every_environment_validates_for_every_pipeline(env: str | None) -> None
         if not pipeline.nodes:  # self_training with rounds: 0 (gta_dg) has nothing to run
             continue
         validated = validate_run_parameters(pipeline, parameters)
-        assert validated, name
+        reads = any(i == "parameters" or i.startswith("params:") for i in pipeline.inputs())
+        assert validated or not reads, name  # export reads only the model
     # Each pipeline validates what its nodes read, and nothing of the pipelines not run.
     expected = {
         "runtime", "model", "warmup", "self_training", "evaluation", "ingestion",

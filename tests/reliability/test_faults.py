@@ -173,7 +173,7 @@ def test_full_disk_while_saving_a_report_keeps_the_previous_one(
     assert result.returncode == 1
     error = final_error(result.stdout)
     assert re.match(
-        r"DatasetError: ingestion_samples: Failed while saving data to dataset .*MatplotlibDataset"
+        r"DatasetError: ingestion_samples: Failed while saving data to dataset .*FigureDataset"
         r"\(filepath=.*"
         r"ingestion_samples\.png.* \[Errno 27\] File too large",
         error,

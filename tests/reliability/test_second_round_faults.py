@@ -195,5 +195,5 @@ def test_cli_unknown_pipeline_lists_the_pipelines(trained: Path) -> None:
     assert result.returncode == 2
     assert (
         "Error: no pipeline named 'nosuch'; the pipelines are: ablations, evaluation, "
-        "ingestion, predict, self_training, uda, warmup (default: uda)"
+        "export, export_onnx, ingestion, predict, self_training, uda, warmup (default: uda)"
     ) in flat(result.stdout)

@@ -294,7 +294,7 @@ class HRDAModel(nn.Module):
         boxes, grid_boxes = window_crops(
             window_hr, self.detail_hw, self._hr_stride(), self.output_stride
         )
-        num_windows = window_hr.shape[0]
+        num_windows = int(window_hr.shape[0])  # a plain int also when traced (ONNX export)
         crops = cut_crops(window_hr, boxes, range(len(boxes) * num_windows))
         features = self.network.extract(torch.cat([self._downscale(window_hr), crops]))
         context_features = [f[:num_windows] for f in features]
