@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
+from hrda_kedro.hrda.config import ConfigError
+
 T = TypeVar("T")
 
 
@@ -132,10 +134,13 @@ def parse(cls: type[T], mapping: Mapping[str, Any] | None, path: str) -> T:
             raise ParameterError(
                 f"parameter {path}.{key}: required, expected {_describe(hints[f.name])}"
             )
-    obj = cls(**kwargs)
-    check = getattr(obj, "check", None)
-    if check is not None:
-        check(path)
+    try:
+        obj = cls(**kwargs)  # library configs check their ranges in __post_init__
+        check = getattr(obj, "check", None)
+        if check is not None:
+            check(path)
+    except ConfigError as err:
+        raise ParameterError(f"parameter {path}.{err.key}: {err.message}") from None
     return obj
 
 
