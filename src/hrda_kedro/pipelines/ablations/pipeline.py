@@ -19,7 +19,7 @@ from kedro.pipeline import Node, Pipeline
 from hrda_kedro.params import AblationParams, AblationVariant, ParameterError, parse
 from hrda_kedro.pipelines import ingestion
 from hrda_kedro.pipelines.evaluation.pipeline import evaluation_node
-from hrda_kedro.pipelines.self_training.pipeline import round_names, rounds_pipeline
+from hrda_kedro.pipelines.self_training.pipeline import final_model, rounds_pipeline
 from hrda_kedro.pipelines.templates import GROUPS, bind, instance
 from hrda_kedro.pipelines.warmup.pipeline import warmup_template
 
@@ -37,7 +37,7 @@ def run_template(variant: str, seed: int, rounds: int) -> Pipeline:
     """Train and evaluate one variant with one seed (``rounds = 0``: source-only), from the
     ``warmup``, round and evaluation templates fed with the variant's parameters."""
     groups = [group for group in GROUPS if rounds or group != "self_training"]
-    final_model = f"{round_names(rounds)[-1]}.model" if rounds else "source_only_model"
+    model = final_model(rounds)
     variant_node = Node(
         bind(variant_parameters, variant=variant, seed=seed),
         inputs=list(PARAMETERS),
@@ -47,11 +47,11 @@ def run_template(variant: str, seed: int, rounds: int) -> Pipeline:
     evaluation = Pipeline(
         [
             evaluation_node(
-                final_model, "evaluation", "evaluate", VARIANT_PARAMETERS, extra_targets=False
+                model, "evaluation", "evaluate", VARIANT_PARAMETERS, extra_targets=False
             ),
             Node(
                 bind(run_metrics, variant=variant, seed=seed),
-                inputs=["evaluation", final_model, "params:ablations"],
+                inputs=["evaluation", model, "params:ablations"],
                 outputs="metrics",
                 name="run_metrics",
                 tags=["evaluation"],

@@ -55,6 +55,11 @@ def round_names(rounds: int) -> list[str]:
     return [f"round_{r}" for r in range(1, rounds + 1)]
 
 
+def final_model(rounds: int) -> str:
+    """The checkpoint dataset of the last of ``rounds`` rounds (0: the warmup's)."""
+    return f"{round_names(rounds)[-1]}.model" if rounds else "source_only_model"
+
+
 def rounds_pipeline(rounds: int, parameters: Mapping[str, str] = PARAMETERS) -> Pipeline:
     """Chain ``rounds`` rounds, namespaced ``round_<k>``: round 1 starts from
     ``source_only_model``, round ``k`` from ``round_<k-1>.model``."""
