@@ -111,7 +111,8 @@ def test_cycles_are_found() -> None:
 
 
 def test_no_import_cycle_among_project_modules() -> None:
-    assert cycles(import_graph()) == []
+    found = cycles(import_graph())
+    assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
 
 
 def test_the_library_imports_nothing_of_the_project_outside_it_nor_kedro() -> None:
@@ -123,7 +124,7 @@ def test_the_library_imports_nothing_of_the_project_outside_it_nor_kedro() -> No
         if name.split(".")[0] == "kedro"
         or (name.startswith(f"{PACKAGE}.") and _outside_library(name))
     }
-    assert sorted(offending) == []
+    assert not offending, "; ".join(sorted(offending))
 
 
 def _outside_library(name: str) -> bool:
