@@ -14,7 +14,7 @@ from hrda_kedro.params import (
     parse,
 )
 from hrda_kedro.pipeline_registry import _rounds
-from hrda_kedro.settings import CONFIG_LOADER_ARGS
+from hrda_kedro.run_config import CONFIG_LOADER_ARGS
 from tests.conftest import PROJECT_ROOT
 
 

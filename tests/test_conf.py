@@ -15,7 +15,7 @@ from hrda_kedro.params import (
     SelfTrainingParams,
     parse,
 )
-from hrda_kedro.settings import CONFIG_LOADER_ARGS
+from hrda_kedro.run_config import CONFIG_LOADER_ARGS
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -85,12 +85,8 @@ def _environment(env: str | None) -> tuple[dict, dict]:
         default_run_env=env or "base",  # base alone: conf/local is a user's, not shipped
         merge_strategy=CONFIG_LOADER_ARGS["merge_strategy"],
     )
-    pipeline_registry.use_config_loader(loader)
-    try:
-        pipelines = pipeline_registry.register_pipelines()
-    finally:
-        pipeline_registry.use_config_loader(None)
-    return loader["parameters"], pipelines
+    parameters = loader["parameters"]
+    return parameters, pipeline_registry.register_pipelines(parameters)
 
 
 def test_environments_are_discovered() -> None:

@@ -1,4 +1,16 @@
-"""Project hooks: validate the parameters of the nodes about to run, before the first one."""
+"""Project hooks: set a run up, validate the parameters of the nodes about to run before
+the first one, hand training stages between machines, report to MLflow.
+
+Kedro calls them in this order: ``after_context_created`` (the registry's view of the
+run's parameters, atomic local writes), ``after_catalog_created``, the pipelines are
+built, ``before_pipeline_run`` (the launcher, then parameter validation), then per node
+``before_node_run`` and ``after_dataset_saved``, and ``after_pipeline_run`` or
+``on_pipeline_error``. Within one hook, Kedro calls the classes of ``settings.HOOKS``
+last to first.
+
+Every ``kedro`` command imports this module (through the settings), so what pulls in torch
+(the parameter classes, the data layer, the launcher) is imported where a hook needs it.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +20,8 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from hrda_kedro.params import (
-    PARAMETER_GROUPS,
-    ParameterError,
-    check_group_names,
-    check_outside_outputs,
-    check_run,
-    parse,
-)
+from hrda_kedro.datasets.atomic_files import use_atomic_local_writes
+from hrda_kedro.run_config import use_config_loader
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +47,8 @@ def validate_run_parameters(pipeline: Any, parameters: Mapping[str, Any]) -> lis
     ``predict`` in a training run) are left alone: they must never stop a run. The ablation
     study's variants are validated as merged, like the nodes will see them.
     """
-    # Imported here, not at module level: the data layer pulls in torch(vision), and
-    # the hooks module is imported by every kedro command.
     from hrda_kedro.data.ingest import IngestionDatasets, IngestionSettings
+    from hrda_kedro.params import PARAMETER_GROUPS, parse
 
     classes = {
         **PARAMETER_GROUPS,
@@ -64,10 +69,18 @@ def validate_run_parameters(pipeline: Any, parameters: Mapping[str, Any]) -> lis
 class ProjectHooks:
     @hook_impl
     def after_context_created(self, context: Any) -> None:
-        """Let the pipeline registry read structural parameters (the number of rounds)."""
-        from hrda_kedro import pipeline_registry  # imported late: it pulls in torch
+        """Set the run up before any pipeline or catalog dataset exists: the registry reads
+        the structural parameters (the number of rounds) of this session's configuration,
+        and every local save of the run is atomic (a full disk or a crash mid-save must not
+        leave a truncated report under its real name)."""
+        use_config_loader(context.config_loader)
+        use_atomic_local_writes()
 
-        pipeline_registry.use_config_loader(context.config_loader)
+    @hook_impl
+    def before_node_run(self) -> None:
+        """Atomic writes in ``ParallelRunner``'s spawned workers too: they create no context,
+        but their partitioned datasets make a file system per partition they save."""
+        use_atomic_local_writes()
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
@@ -79,6 +92,8 @@ class ProjectHooks:
 
     @staticmethod
     def _check_run(pipeline: Any, catalog: Any) -> None:
+        from hrda_kedro.params import check_group_names, check_outside_outputs, check_run
+
         parameters = catalog.load("parameters") if "parameters" in catalog else {}
         check_group_names(parameters)
         validated = validate_run_parameters(pipeline, parameters)
@@ -99,6 +114,7 @@ def _data_groups_for_checks(parameters: Mapping[str, Any], validated: list[str])
     pipeline not run must never stop a run, but its valid settings still describe the data.
     """
     from hrda_kedro.data.ingest import IngestionDatasets, IngestionSettings
+    from hrda_kedro.params import ParameterError, parse
 
     usable = []
     for group, cls in (("ingestion", IngestionSettings), ("ingestion_datasets", IngestionDatasets)):

@@ -11,14 +11,10 @@ such as ``uda``.
 
 from __future__ import annotations
 
-import logging
-import os
 import warnings
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from kedro.config import OmegaConfigLoader
 from kedro.pipeline import Pipeline
 
 from hrda_kedro.pipelines import (
@@ -31,29 +27,7 @@ from hrda_kedro.pipelines import (
     warmup,
 )
 from hrda_kedro.pipelines.export.pipeline import create_onnx_pipeline
-from hrda_kedro.settings import CONFIG_LOADER_ARGS
-
-logger = logging.getLogger(__name__)
-
-_config_loader: Any = None
-
-
-def use_config_loader(config_loader: Any) -> None:
-    """Called by the project hook with the active session's configuration."""
-    global _config_loader  # noqa: PLW0603 - one active Kedro context per process
-    _config_loader = config_loader
-
-
-def _run_parameters() -> Mapping[str, Any]:
-    """The run's parameters; outside a session (e.g. ``kedro registry list``), ./conf's,
-    loaded with the project's own loader settings (environments merged over base)."""
-    if _config_loader is not None:
-        return _config_loader["parameters"]
-    conf = Path(os.environ.get("KEDRO_CONF_SOURCE", Path.cwd() / "conf"))
-    if not conf.is_dir():
-        return {}
-    args = {**CONFIG_LOADER_ARGS, "default_run_env": os.environ.get("KEDRO_ENV", "local")}
-    return OmegaConfigLoader(conf_source=str(conf), **args)["parameters"]
+from hrda_kedro.run_config import run_parameters
 
 
 def _rounds(parameters: Mapping[str, Any]) -> int:
@@ -65,9 +39,11 @@ def _rounds(parameters: Mapping[str, Any]) -> int:
         return 1
 
 
-def register_pipelines() -> dict[str, Pipeline]:
-    """Register the project's pipelines."""
-    parameters = _run_parameters()
+def register_pipelines(parameters: Mapping[str, Any] | None = None) -> dict[str, Pipeline]:
+    """Register the project's pipelines, shaped by ``parameters`` (Kedro passes none: the
+    run's, :func:`hrda_kedro.run_config.run_parameters`)."""
+    if parameters is None:
+        parameters = run_parameters()
     rounds = _rounds(parameters)
     # Kedro warns when a node reads a dotted dataset name outside its namespace; ours are
     # all Kedro namespaces (``round_1.model`` feeds round 2 and the evaluation), not

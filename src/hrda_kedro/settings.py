@@ -1,17 +1,12 @@
-"""Project settings (see https://docs.kedro.org/en/stable/configure/configuration_basics/)."""
+"""Project settings (see https://docs.kedro.org/en/stable/configure/configuration_basics/).
 
-from hrda_kedro.datasets.atomic_files import use_atomic_local_writes
+Importing this module changes nothing in the process: what a run needs set up (atomic
+local writes, the registry's view of the run's parameters) is done by the hooks.
+"""
+
 from hrda_kedro.hooks import LauncherHooks, ProjectHooks, TrackingHooks
-
-# A full disk or a crash mid-save must not leave a truncated report under its real name.
-use_atomic_local_writes()
+from hrda_kedro.run_config import CONFIG_LOADER_ARGS
 
 HOOKS = (ProjectHooks(), LauncherHooks(), TrackingHooks())
 
-CONFIG_LOADER_ARGS = {
-    "base_env": "base",
-    "default_run_env": "local",
-    # Environments (gta2cs, synthia2cs, local) state only what differs from base: nested
-    # parameter keys are merged, not replaced whole.
-    "merge_strategy": {"parameters": "soft"},
-}
+__all__ = ["CONFIG_LOADER_ARGS", "HOOKS"]

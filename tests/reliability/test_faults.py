@@ -206,7 +206,7 @@ def test_full_disk_while_saving_each_kind_of_output(
     """The project's own catalog entries (CSV, JSON, PNG partitions, checkpoint, versioned
     or not), saved once, then again with every write past 8 KiB failing."""
     monkeypatch.chdir(tmp_path)
-    use_atomic_local_writes()  # what the project settings do for a kedro run
+    use_atomic_local_writes()  # what the project hook does for a kedro run
     config = OmegaConfigLoader(str(reference / "conf"), base_env="base", default_run_env="local")
 
     def catalog() -> DataCatalog:  # a new one per save: a new version for versioned entries

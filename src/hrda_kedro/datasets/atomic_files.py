@@ -102,7 +102,9 @@ class AtomicLocalFileSystem(LocalFileSystem):
 def use_atomic_local_writes() -> None:
     """Make ``fsspec.filesystem("file")`` (and ``"local"``) the atomic local file system.
 
-    Called from the project settings, before any catalog dataset is created.
+    Called by the project hooks when a run's context is created, before any catalog dataset
+    exists, and before each node (``ParallelRunner``'s spawned workers create no context).
+    Registering again is harmless.
     """
     for protocol in ("file", "local"):
         fsspec.register_implementation(protocol, AtomicLocalFileSystem, clobber=True)

@@ -136,12 +136,31 @@ def test_bad_ablation_parameters_are_named_at_run_start(overrides, message) -> N
 
 def test_one_namespace_per_variant_and_seed_with_rounds_only_where_adapting() -> None:
     pipeline = create_pipeline(parameters=shipped_parameters())
-    namespaces = {n.namespace for n in pipeline.nodes if n.namespace}
-    assert namespaces == {f"ablations.{v}.seed_{s}" for v in VARIANTS for s in (1, 2)}
+    runs = {".".join(n.namespace.split(".")[:3]) for n in pipeline.nodes if n.namespace}
+    assert runs == {f"ablations.{v}.seed_{s}" for v in VARIANTS for s in (1, 2)}
     source_only = [n.name for n in pipeline.nodes if n.namespace == "ablations.source_only.seed_1"]
     assert not any("round_" in name for name in source_only)
-    assert "ablations.hrda.seed_2.round_1_train" in {n.name for n in pipeline.nodes}
+    # A run's rounds are the self-training round template, nested as in ``uda``.
+    names = {n.name: n for n in pipeline.nodes}
+    train = names["ablations.hrda.seed_2.round_1.train"]
+    assert train.namespace == "ablations.hrda.seed_2.round_1"
+    assert train.func.keywords == {"stage": "round_1"}
     assert pipeline.outputs() >= {"ablation_table", "ablation_summary"}
+
+
+def test_runs_are_built_from_the_uda_templates() -> None:
+    """A node added to the warmup, a round or the evaluation is in every ablation run."""
+    from hrda_kedro.pipeline_registry import register_pipelines
+
+    parameters = shipped_parameters()
+    registered = register_pipelines(parameters)
+    ablation = {n.name for n in registered["ablations"].nodes}
+    run = "ablations.hrda.seed_1."
+    for pipeline in ("warmup", "self_training"):
+        for node in registered[pipeline].nodes:
+            if not node.name.startswith("round_2."):  # the variant adapts for one round
+                assert run + node.name in ablation, node.name
+    assert run + "evaluate" in ablation
 
 
 def test_registry_lists_predict_and_ablations_outside_uda(monkeypatch) -> None:

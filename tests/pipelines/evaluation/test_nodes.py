@@ -18,7 +18,7 @@ from hrda_kedro.data.labels import (
 from hrda_kedro.hrda.metrics import iou_per_class
 from hrda_kedro.params import EvaluationParams, parse
 from hrda_kedro.pipelines.evaluation.nodes import build_miou_report
-from hrda_kedro.settings import CONFIG_LOADER_ARGS
+from hrda_kedro.run_config import CONFIG_LOADER_ARGS
 from tests.conftest import PROJECT_ROOT
 from tests.pipelines.evaluation.fabricate import evaluation
 

@@ -1,142 +1,69 @@
 """The ``ablations`` pipeline: ingestion, then one namespaced run per variant and seed.
 
 Each run ``ablations.<variant>.seed_<n>`` instantiates :func:`run_template`: derive the
-variant's parameters, source-only warmup, ``rounds`` self-training rounds (none for a
-variant with ``adapt: false``), evaluation on target val, one table row. The variants,
+variant's parameters, then the ``warmup`` template, ``rounds`` instances of the
+self-training round template (none for a variant with ``adapt: false``) and the evaluation
+template, all reading the variant's parameters, then one table row. The variants,
 the seeds and each variant's number of rounds shape the graph, so they are read from the
 run's configuration when the pipeline is registered.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from kedro.pipeline import Node, Pipeline
 
 from hrda_kedro.params import AblationParams, AblationVariant, ParameterError, parse
 from hrda_kedro.pipelines import ingestion
-from hrda_kedro.pipelines.evaluation.nodes import evaluate_model
-from hrda_kedro.pipelines.self_training.nodes import (
-    assess_pseudo_labels,
-    materialize_pseudo_labels,
-    train_round,
-)
-from hrda_kedro.pipelines.warmup.nodes import train_source_only
+from hrda_kedro.pipelines.evaluation.pipeline import evaluation_node
+from hrda_kedro.pipelines.self_training.pipeline import final_model, rounds_pipeline
+from hrda_kedro.pipelines.templates import GROUPS, bind, instance
+from hrda_kedro.pipelines.warmup.pipeline import warmup_template
 
 from .nodes import build_ablation_table, deep_merge, run_metrics, variant_parameters
 
 logger = logging.getLogger(__name__)
 
-SHARED_INPUTS = (
-    "source_train_manifest",
-    "source_class_pixel_counts",
-    "target_train_manifest",
-    "target_val_manifest",
-)
-PARAMETERS = (
-    "params:ablations",
-    "params:model",
-    "params:warmup",
-    "params:self_training",
-    "params:evaluation",
-    "params:runtime",
-)
-
-
-def _bind(func: Callable[..., Any], **kwargs: Any) -> Callable[..., Any]:
-    """``functools.partial`` that keeps the function's name for Kedro's logs and viz."""
-    return functools.update_wrapper(functools.partial(func, **kwargs), func)
+# What the variant parameters node reads: the study and the run's groups it merges onto.
+PARAMETERS = ("params:ablations", *(f"params:{group}" for group in GROUPS))
+# The templates read the variant's groups, which that node derives.
+VARIANT_PARAMETERS = {group: f"variant_{group}" for group in GROUPS}
 
 
 def run_template(variant: str, seed: int, rounds: int) -> Pipeline:
-    """Train and evaluate one variant with one seed (``rounds = 0``: source-only)."""
-    groups = ["model", "warmup", "evaluation", "runtime"] + (["self_training"] if rounds else [])
-    nodes = [
-        Node(
-            _bind(variant_parameters, variant=variant, seed=seed),
-            inputs=list(PARAMETERS),
-            outputs={group: f"variant_{group}" for group in groups},
-            name="variant_parameters",
-        ),
-        Node(
-            train_source_only,
-            inputs=[
-                "source_train_manifest",
-                "source_class_pixel_counts",
-                "variant_model",
-                "variant_warmup",
-                "variant_runtime",
-            ],
-            outputs=["source_only_model", "source_only_history"],
-            name="train_source_only",
-            tags=["training"],
-        ),
-    ]
-    previous = "source_only_model"
-    for index in range(1, rounds + 1):
-        name = f"round_{index}"
-        nodes += [
-            Node(
-                materialize_pseudo_labels,
-                inputs=[previous, "target_train_manifest", "variant_model", "variant_runtime"],
-                outputs=f"{name}.pseudo_labels",
-                name=f"{name}_materialize_pseudo_labels",
+    """Train and evaluate one variant with one seed (``rounds = 0``: source-only), from the
+    ``warmup``, round and evaluation templates fed with the variant's parameters."""
+    groups = [group for group in GROUPS if rounds or group != "self_training"]
+    model = final_model(rounds)
+    variant_node = Node(
+        bind(variant_parameters, variant=variant, seed=seed),
+        inputs=list(PARAMETERS),
+        outputs={group: VARIANT_PARAMETERS[group] for group in groups},
+        name="variant_parameters",
+    )
+    evaluation = Pipeline(
+        [
+            evaluation_node(
+                model, "evaluation", "evaluate", VARIANT_PARAMETERS, extra_targets=False
             ),
             Node(
-                assess_pseudo_labels,
-                inputs=[
-                    f"{name}.pseudo_labels",
-                    "target_train_manifest",
-                    "variant_model",
-                    "variant_self_training",
-                ],
-                outputs=f"{name}.pseudo_label_quality",
-                name=f"{name}_assess_pseudo_labels",
-            ),
-            Node(
-                train_round,
-                inputs=[
-                    previous,
-                    "source_train_manifest",
-                    "source_class_pixel_counts",
-                    "target_train_manifest",
-                    f"{name}.pseudo_labels",
-                    "variant_model",
-                    "variant_self_training",
-                    "variant_runtime",
-                ],
-                outputs=[f"{name}.model", f"{name}.training_history"],
-                name=f"{name}_train",
-                tags=["training"],
+                bind(run_metrics, variant=variant, seed=seed),
+                inputs=["evaluation", model, "params:ablations"],
+                outputs="metrics",
+                name="run_metrics",
+                tags=["evaluation"],
             ),
         ]
-        previous = f"{name}.model"
-    nodes += [
-        Node(
-            evaluate_model,
-            inputs=[
-                previous,
-                "target_val_manifest",
-                "variant_model",
-                "variant_evaluation",
-                "variant_runtime",
-            ],
-            outputs="evaluation",
-            name="evaluate",
-            tags=["evaluation"],
-        ),
-        Node(
-            _bind(run_metrics, variant=variant, seed=seed),
-            inputs=["evaluation", previous, "params:ablations"],
-            outputs="metrics",
-            name="run_metrics",
-            tags=["evaluation"],
-        ),
-    ]
-    return Pipeline(nodes)
+    )
+    return (
+        Pipeline([variant_node])
+        + warmup_template(VARIANT_PARAMETERS)
+        + rounds_pipeline(rounds, VARIANT_PARAMETERS)
+        + evaluation
+    )
 
 
 def _variant_rounds(
@@ -179,13 +106,7 @@ def create_pipeline(parameters: Mapping[str, Any] | None = None, **kwargs: Any) 
         rounds = _variant_rounds(parameters, settings, spec)
         for seed in settings.seeds:
             namespace = f"ablations.{variant}.seed_{seed}"
-            template = run_template(variant, seed, rounds)
-            pipeline += Pipeline(
-                template,
-                namespace=namespace,
-                inputs={name: name for name in SHARED_INPUTS if name in template.inputs()},
-                parameters=set(PARAMETERS),
-            )
+            pipeline += instance(run_template(variant, seed, rounds), namespace)
             metrics.append(f"{namespace}.metrics")
     return pipeline + _table_pipeline(metrics)
 

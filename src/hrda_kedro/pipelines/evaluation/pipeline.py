@@ -8,7 +8,12 @@ histories, pseudo-label quality, checkpoints), so ``kedro run --pipeline=evaluat
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from kedro.pipeline import Node, Pipeline
+
+from hrda_kedro.pipelines.templates import PARAMETERS
 
 from .nodes import (
     build_miou_report,
@@ -25,6 +30,32 @@ def model_datasets(rounds: int) -> dict[str, str]:
     models = {"source_only": "source_only_model"}
     models.update({f"round_{r}": f"round_{r}.model" for r in range(1, rounds + 1)})
     return models
+
+
+def evaluation_node(
+    checkpoint: str,
+    output: str,
+    name: str,
+    parameters: Mapping[str, str] = PARAMETERS,
+    extra_targets: bool = True,
+) -> Node:
+    """Evaluate the model of ``checkpoint`` on target val (and, with ``extra_targets``, on
+    every extra target); ``parameters``: group -> the dataset holding it."""
+    targets = {"extra_targets_manifest": "extra_targets_manifest"} if extra_targets else {}
+    return Node(
+        evaluate_model,
+        inputs={
+            "checkpoint": checkpoint,
+            "target_val_manifest": "target_val_manifest",
+            **targets,
+            "model": parameters["model"],
+            "evaluation": parameters["evaluation"],
+            "runtime": parameters["runtime"],
+        },
+        outputs=output,
+        name=name,
+        tags=["evaluation"],
+    )
 
 
 def report_nodes(rounds: int) -> list[Node]:
@@ -78,23 +109,10 @@ def report_nodes(rounds: int) -> list[Node]:
     return nodes
 
 
-def create_pipeline(rounds: int = 1, **kwargs) -> Pipeline:
+def create_pipeline(rounds: int = 1, **kwargs: Any) -> Pipeline:
     models = model_datasets(rounds)
     nodes = [
-        Node(
-            evaluate_model,
-            inputs={
-                "checkpoint": dataset,
-                "target_val_manifest": "target_val_manifest",
-                "extra_targets_manifest": "extra_targets_manifest",
-                "model": "params:model",
-                "evaluation": "params:evaluation",
-                "runtime": "params:runtime",
-            },
-            outputs=f"{name}_evaluation",
-            name=f"evaluate_{name}",
-            tags=["evaluation"],
-        )
+        evaluation_node(dataset, f"{name}_evaluation", f"evaluate_{name}")
         for name, dataset in models.items()
     ]
     nodes.append(

@@ -43,13 +43,6 @@ from hrda_kedro.stages import StageJob, checkpoint_payload, run_stage
 logger = logging.getLogger(__name__)
 
 
-def next_stage(input_model: dict[str, Any]) -> str:
-    """``source_only`` -> ``round_1`` -> ``round_2`` ...: rounds are named by their input."""
-    stage = str(input_model.get("stage", "source_only"))
-    index = int(stage.split("_")[1]) if stage.startswith("round_") else 0
-    return f"round_{index + 1}"
-
-
 def input_model_name(input_model: dict[str, Any]) -> str:
     """How errors name the input checkpoint: by its stage, which names its catalog entry."""
     return f"input model ({input_model.get('stage', 'no stage recorded')})"
@@ -190,12 +183,17 @@ def train_round(
     model: dict[str, Any],
     self_training: dict[str, Any],
     runtime: dict[str, Any],
+    *,
+    stage: str,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Adapt to the target domain for one round, starting from the input model and teacher."""
+    """Adapt to the target domain for one round, starting from the input model and teacher.
+
+    ``stage`` (``round_<k>``, bound by the template) names the round's work folder and its
+    checkpoint.
+    """
     model_params = parse(ModelParams, model, "model")
     train_params = parse(SelfTrainingParams, self_training, "self_training")
     runtime_params = parse(RuntimeParams, runtime, "runtime")
-    stage = next_stage(input_model)
     source = input_model_name(input_model)
     _, trained_params = model_from_checkpoint(input_model, source)
     check_compatible(trained_params, model_params, source)

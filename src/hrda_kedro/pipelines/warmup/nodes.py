@@ -26,10 +26,14 @@ def train_source_only(
     model: dict[str, Any],
     warmup: dict[str, Any],
     runtime: dict[str, Any],
+    *,
+    stage: str,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Train the source-only model: the baseline reports compare against and round 1 starts from.
 
     ``warmup.iterations: 0`` is allowed and hands on the initial (e.g. ImageNet) weights.
+    ``stage`` (bound by the template) names the stage's work folder; the model is
+    ``source_only``.
     """
     model_params = parse(ModelParams, model, "model")
     train_params = parse(TrainingParams, warmup, "warmup")
@@ -37,7 +41,7 @@ def train_source_only(
     check_images_fit(source_train_manifest, model_params, "source_train")
     source, counts = source_datasets(source_train_manifest, source_class_pixel_counts, train_params)
     job = StageJob(
-        stage="warmup",
+        stage=stage,
         model_params=model_params,
         train_params=train_params,
         runtime=runtime_params,
@@ -47,7 +51,7 @@ def train_source_only(
         init_model=None,
         init_teacher=None,
         imagenet_network=None,
-        checkpoint_path=Path(runtime_params.work_dir) / "warmup" / "state.pt",
+        checkpoint_path=Path(runtime_params.work_dir) / stage / "state.pt",
         fingerprint=fingerprint(
             parameters=(model, warmup, runtime_params.seed),
             data=manifest_digest(source_train_manifest),

@@ -1,0 +1,47 @@
+"""The configuration a Kedro run reads: the loader's settings and the run's parameters.
+
+Some parameters shape the graph (the number of rounds, the ablation variants), so the
+pipeline registry needs them; Kedro calls ``register_pipelines()`` without arguments,
+after its ``after_context_created`` hooks. The project hook hands the session's config
+loader over here (:func:`use_config_loader`), so that the graph follows ``--env`` and
+``--params``; outside a session (``kedro registry list``), ``./conf`` is read with the same
+loader settings. Kept apart from ``settings.py`` and the registry so that neither imports
+the other.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from kedro.config import OmegaConfigLoader
+
+CONFIG_LOADER_ARGS: dict[str, Any] = {
+    "base_env": "base",
+    "default_run_env": "local",
+    # Environments (gta2cs, synthia2cs, local) state only what differs from base: nested
+    # parameter keys are merged, not replaced whole.
+    "merge_strategy": {"parameters": "soft"},
+}
+
+_config_loader: Any = None
+
+
+def use_config_loader(config_loader: Any) -> None:
+    """Called by the project hook with the active session's configuration."""
+    global _config_loader  # noqa: PLW0603 - one active Kedro context per process
+    _config_loader = config_loader
+
+
+def run_parameters() -> Mapping[str, Any]:
+    """The run's parameters: the active session's, else ``./conf``'s (``KEDRO_ENV`` over
+    base), else none."""
+    if _config_loader is not None:
+        return _config_loader["parameters"]
+    conf = Path(os.environ.get("KEDRO_CONF_SOURCE", Path.cwd() / "conf"))
+    if not conf.is_dir():
+        return {}
+    args = {**CONFIG_LOADER_ARGS, "default_run_env": os.environ.get("KEDRO_ENV", "local")}
+    return OmegaConfigLoader(conf_source=str(conf), **args)["parameters"]
