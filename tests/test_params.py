@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from hrda_kedro.hrda.model_config import ModelConfig
 from hrda_kedro.params import (
     EvaluationParams,
-    ModelParams,
     ParameterError,
     RuntimeParams,
     SelfTrainingParams,
@@ -16,7 +16,7 @@ from hrda_kedro.params import (
 
 
 def test_defaults_are_the_paper_recipe() -> None:
-    model = parse(ModelParams, {}, "model")
+    model = parse(ModelConfig, {}, "model")
     assert model.network.encoder == "mit-b5"
     assert model.hrda.context_crop == (1024, 1024)
     assert model.hrda.detail_crop == (512, 512)
@@ -60,22 +60,22 @@ def test_defaults_are_the_paper_recipe() -> None:
             r"warmup\.precision: expected one of 'auto' \| 'fp32' \| 'bf16'",
         ),
         (
-            ModelParams,
+            ModelConfig,
             {"network": {"encoder": "vit"}},
             r"warmup\.network\.encoder: expected one of",
         ),
         (
-            ModelParams,
+            ModelConfig,
             {"network": {"architecture": "deeplabv2"}},
             r"warmup\.network\.encoder: deeplabv2 needs resnet101",
         ),
         (
-            ModelParams,
+            ModelConfig,
             {"hrda": {"context_crop": [256, 256], "detail_crop": [512, 128]}},
             r"warmup\.hrda\.detail_crop: the detail crop \[512, 128\] must fit inside",
         ),
         (
-            ModelParams,
+            ModelConfig,
             {"hrda": {"context_crop": [250, 256]}},
             r"context_crop: expected multiples of scale x output stride = 8",
         ),

@@ -20,7 +20,7 @@ from hrda_kedro.params import RuntimeParams
 _FAULTS_SCRIPT = textwrap.dedent(
     """
     import json, resource, sys, torch
-    from hrda_kedro.runtime import keep_freed_host_memory
+    from hrda_kedro.runtime.memory import keep_freed_host_memory
     if sys.argv[1] == "keep":
         assert keep_freed_host_memory()
     from hrda_kedro.hrda.inference import predict_full_image

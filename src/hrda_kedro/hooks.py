@@ -9,11 +9,11 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 
 from hrda_kedro.params import (
-    PARAMETER_GROUPS,
     ParameterError,
     check_group_names,
     check_outside_outputs,
     check_run,
+    parameter_groups,
     parse,
 )
 
@@ -41,15 +41,7 @@ def validate_run_parameters(pipeline: Any, parameters: Mapping[str, Any]) -> lis
     ``predict`` in a training run) are left alone: they must never stop a run. The ablation
     study's variants are validated as merged, like the nodes will see them.
     """
-    # Imported here, not at module level: the data layer pulls in torch(vision), and
-    # the hooks module is imported by every kedro command.
-    from hrda_kedro.data.ingest import IngestionDatasets, IngestionSettings
-
-    classes = {
-        **PARAMETER_GROUPS,
-        "ingestion": IngestionSettings,
-        "ingestion_datasets": IngestionDatasets,
-    }
+    classes = parameter_groups()
     groups = groups_read(pipeline.inputs(), parameters)
     for group in groups:
         if group in classes:
