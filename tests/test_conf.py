@@ -135,7 +135,9 @@ def test_a_pipeline_not_run_never_stops_a_run() -> None:
     validate_run_parameters(pipelines["uda"], parameters)  # neither is read by uda
     with pytest.raises(ParameterError, match=r"ablations\.variants\.naive_hr\.model\.hrda"):
         validate_run_parameters(pipelines["ablations"], parameters)
-    with pytest.raises(ParameterError, match=r"predict\.overlay_alpha: expected 0\.\.1"):
+    with pytest.raises(
+        ParameterError, match=r"predict\.overlay_alpha: expected 0 <= value <= 1, got 7"
+    ):
         validate_run_parameters(pipelines["predict"], parameters)
 
 
