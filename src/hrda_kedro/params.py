@@ -417,10 +417,10 @@ class EvaluationParams(Config):
             f"expected null (all images) or >= 1, got {self.max_images}",
         )
         for name, subset in self.class_subsets.items():
-            _require_train_ids(subset, f"class_subsets.{name}")
+            _check_train_ids(subset, f"class_subsets.{name}")
 
 
-def _require_train_ids(classes: list[int] | None, key: str) -> None:
+def _check_train_ids(classes: list[int] | None, key: str) -> None:
     require(all(0 <= c < 255 for c in classes or []), key, f"trainIds expected, got {classes}")
 
 
@@ -513,8 +513,8 @@ class AblationParams(Config):
                 "a variant name must be a Python identifier (letters, digits, _): it names "
                 "a namespace and a folder",
             )
-        _require_train_ids(self.small_classes, "small_classes")
-        _require_train_ids(self.class_subset, "class_subset")
+        _check_train_ids(self.small_classes, "small_classes")
+        _check_train_ids(self.class_subset, "class_subset")
 
 
 # --------------------------------------------------------------------------- whole runs
