@@ -112,6 +112,12 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     raise ParameterError(f"parameter {path}: expected {_describe(tp)}, got {value!r}")
 
 
+def _did_you_mean(key: Any, known: typing.Iterable[str]) -> str:
+    """`` (did you mean 'iterations'?)`` for the known name closest to a mistyped ``key``."""
+    close = difflib.get_close_matches(str(key), list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def parse(cls: type[T], mapping: Mapping[str, Any] | None, path: str) -> T:
     """Build dataclass ``cls`` from ``mapping``; errors name ``path.key``."""
     mapping = {} if mapping is None else mapping
@@ -122,10 +128,9 @@ def parse(cls: type[T], mapping: Mapping[str, Any] | None, path: str) -> T:
     fields = {f.metadata.get("key", f.name): f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key in mapping:
         if key not in fields:
-            close = difflib.get_close_matches(str(key), fields, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ParameterError(
-                f"parameter {path}.{key}: unknown key{hint}; known keys: {', '.join(fields)}"
+                f"parameter {path}.{key}: unknown key{_did_you_mean(key, fields)}; known keys: "
+                f"{', '.join(fields)}"
             )
     kwargs = {}
     for key, f in fields.items():
@@ -537,11 +542,10 @@ def check_group_names(parameters: Mapping[str, Any]) -> None:
     """Refuse a top-level group nobody reads (``warmpu:``): it would vanish silently."""
     for key in parameters:
         if key not in TOP_LEVEL_GROUPS:
-            close = difflib.get_close_matches(str(key), TOP_LEVEL_GROUPS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ParameterError(
-                f"parameter {key}: unknown parameter group{hint}, set in conf/*/parameters*.yml "
-                f"or --params; known groups: {', '.join(TOP_LEVEL_GROUPS)}"
+                f"parameter {key}: unknown parameter group{_did_you_mean(key, TOP_LEVEL_GROUPS)}"
+                f", set in conf/*/parameters*.yml or --params; known groups: "
+                f"{', '.join(TOP_LEVEL_GROUPS)}"
             )
 
 
