@@ -11,6 +11,7 @@ tests/hrda/test_checkpoint.py; the table in docs/reliability.md lists them all.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from collections.abc import Callable
@@ -122,8 +123,7 @@ def _rewrite_checkpoint(project: Path, **network: Any) -> Params:
     checkpoint = load_checkpoint(_source_only(project))
     checkpoint.pop("format")
     model = parse(ModelConfig, checkpoint["model_params"], "model")
-    for key, value in network.items():
-        setattr(model.network, key, value)
+    model.network = dataclasses.replace(model.network, **network)
     checkpoint.update(
         model=build_model(model).state_dict(), teacher=None, model_params=model_params_dict(model)
     )
