@@ -308,7 +308,7 @@ def add_host_memory_option(parser: Any) -> None:
 def apply_host_memory(mode: str) -> None:
     """In a worker, before any tensor exists: the project's host-memory setting, or not."""
     if mode == "keep":
-        from hrda_kedro.runtime import keep_freed_host_memory
+        from hrda_kedro.runtime.memory import keep_freed_host_memory
 
         keep_freed_host_memory()
 

@@ -269,12 +269,13 @@ def _datasets(cfg: dict[str, Any], tmp: Path) -> tuple[Any, Any]:
         )
     root = Path(cfg["embedded_root"])
     if cfg["draw"]:
-        from hrda_kedro.data.streets import StreetsConfig, write_benchmark
+        from hrda_kedro.data.streets import SplitSizes, StreetsConfig, write_benchmark
 
         root = tmp / "embedded"
-        sizes = {"source_train": cfg["draw"], "target_train": cfg["draw"], "target_val": 0}
+        sizes = SplitSizes(source_train=cfg["draw"], target_train=cfg["draw"], target_val=0)
         height, width = cfg["image"]
-        write_benchmark(root, StreetsConfig(seed=0, height=height, width=width, sizes=sizes))
+        config = StreetsConfig(seed=0, height=height, width=width, domain_shift=1.0, sizes=sizes)
+        write_benchmark(root, config)
     return (
         PngFolderSet(root / "source_train", cache=cfg["cache"]),
         PngFolderSet(root / "target_train", labels=False, cache=cfg["cache"]),
@@ -284,15 +285,11 @@ def _datasets(cfg: dict[str, Any], tmp: Path) -> tuple[Any, Any]:
 def worker(cfg: dict[str, Any]) -> dict[str, Any]:
     import torch
 
+    from hrda_kedro.hrda.model_config import ModelConfig
     from hrda_kedro.hrda.uda.trainer import Trainer
-    from hrda_kedro.params import (
-        ModelParams,
-        RuntimeParams,
-        SelfTrainingParams,
-        TrainingParams,
-        parse,
-    )
-    from hrda_kedro.runtime import build_model, resolve_device
+    from hrda_kedro.params import RuntimeParams, SelfTrainingParams, TrainingParams, parse
+    from hrda_kedro.runtime.devices import resolve_device
+    from hrda_kedro.runtime.models import build_model
 
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
@@ -315,7 +312,7 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
             target["encoder"] = value
         else:
             target[f"{key}_crop"] = list(value)
-    model_params = parse(ModelParams, model_dict, "model")
+    model_params = parse(ModelConfig, model_dict, "model")
     stage_key = "warmup" if cfg["stage"] == "source-only" else "self_training"
     stage = json.loads(json.dumps(conf[stage_key]))
     stage["iterations"] = cfg["iterations"]

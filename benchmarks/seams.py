@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     from hrda_kedro.hrda.inference import predict_full_image
     from hrda_kedro.hrda.metrics import confusion_matrix, summarize
     from hrda_kedro.pipelines.predict.nodes import load_checkpoint_file
-    from hrda_kedro.runtime import labelled_dataset, model_from_checkpoint
+    from hrda_kedro.runtime.models import model_from_checkpoint
+    from hrda_kedro.runtime.training_data import labelled_dataset
 
     if args.threads:
         torch.set_num_threads(args.threads)

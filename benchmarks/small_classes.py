@@ -70,13 +70,15 @@ def measure(project: Path, models: list[str], images: int) -> list[dict[str, Any
     from hrda_kedro.hrda import normalize
     from hrda_kedro.hrda.inference import predict_full_image
     from hrda_kedro.hrda.metrics import confusion_matrix, iou_per_class
-    from hrda_kedro.params import ModelParams, parse
-    from hrda_kedro.runtime import labelled_dataset, model_from_checkpoint
+    from hrda_kedro.hrda.model_config import ModelConfig
+    from hrda_kedro.params import parse
+    from hrda_kedro.runtime.models import model_from_checkpoint
+    from hrda_kedro.runtime.training_data import labelled_dataset
 
     bootstrap_project(project)
     with KedroSession.create(project_path=project) as session:
         catalog = session.load_context().catalog
-        params = parse(ModelParams, catalog.load("params:model"), "model")
+        params = parse(ModelConfig, catalog.load("params:model"), "model")
         data: dict[str, Any] = {
             split: labelled_dataset(catalog.load(f"{split}_manifest"))
             for split in ("source_train", "target_val")

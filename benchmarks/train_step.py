@@ -189,13 +189,14 @@ def _plain_step(cfg: dict[str, Any], variant: str, device: Any, autocast: Any) -
 
 def _uda_step(cfg: dict[str, Any], variant: str, device: Any, dtype: Any) -> Any:
     """A real Trainer on a synthetic source/target set; returns one ``Trainer.step``."""
+    from hrda_kedro.hrda.model_config import HRDAConfig
     from hrda_kedro.hrda.uda.trainer import DeviceSetup, Trainer
-    from hrda_kedro.params import HRDAParams, SelfTrainingParams, parse
+    from hrda_kedro.params import SelfTrainingParams, parse
 
     model = _model(cfg, variant)
     base = variant.removeprefix("uda_").removesuffix("_mic")
     context = tuple(cfg["context"])
-    hrda = HRDAParams(
+    hrda = HRDAConfig(
         scale=1 if base == "naive_hr" else cfg["scale"],
         context_crop=context,
         detail_crop=tuple(cfg["detail"]),

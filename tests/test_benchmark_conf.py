@@ -6,13 +6,8 @@ import pytest
 from kedro.config import OmegaConfigLoader
 
 from hrda_kedro.data.ingest import IngestionDatasets
-from hrda_kedro.params import (
-    PARAMETER_GROUPS,
-    ModelParams,
-    SelfTrainingParams,
-    TrainingParams,
-    parse,
-)
+from hrda_kedro.hrda.model_config import ModelConfig
+from hrda_kedro.params import PARAMETER_GROUPS, SelfTrainingParams, TrainingParams, parse
 from hrda_kedro.pipeline_registry import _rounds
 from hrda_kedro.run_config import CONFIG_LOADER_ARGS
 from tests.conftest import PROJECT_ROOT
@@ -33,7 +28,7 @@ def test_groups_validate_and_the_model_is_the_papers(env: str) -> None:
     parameters = _parameters(env)
     for group, cls in {**PARAMETER_GROUPS, "ingestion_datasets": IngestionDatasets}.items():
         parse(cls, parameters[group], group)
-    model = parse(ModelParams, parameters["model"], "model")
+    model = parse(ModelConfig, parameters["model"], "model")
     assert model.network.encoder == "mit-b5" and model.network.pretrained
     assert model.hrda.context_crop == (1024, 1024) and model.hrda.detail_crop == (512, 512)
     assert model.window == (1024, 1024) and model.stride == (512, 512)

@@ -8,13 +8,8 @@ import pytest
 from kedro.config import OmegaConfigLoader
 
 from hrda_kedro.hooks import validate_run_parameters
-from hrda_kedro.params import (
-    PARAMETER_GROUPS,
-    ModelParams,
-    ParameterError,
-    SelfTrainingParams,
-    parse,
-)
+from hrda_kedro.hrda.model_config import ModelConfig
+from hrda_kedro.params import PARAMETER_GROUPS, ParameterError, SelfTrainingParams, parse
 from hrda_kedro.run_config import CONFIG_LOADER_ARGS
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -40,7 +35,7 @@ def test_every_parameter_group_validates(env: str) -> None:
 @pytest.mark.parametrize("env", ["gta2cs", "synthia2cs"])
 def test_paper_recipe(env: str) -> None:
     parameters = _parameters(env)
-    model = parse(ModelParams, parameters["model"], "model")
+    model = parse(ModelConfig, parameters["model"], "model")
     train = parse(SelfTrainingParams, parameters["self_training"], "self_training")
     assert model.network.encoder == "mit-b5" and model.network.decoder_embed_dim == 256
     assert model.hrda.context_crop == (1024, 1024) and model.hrda.detail_crop == (512, 512)
@@ -119,8 +114,8 @@ def test_recipe_ablations_are_scaled_to_the_recipe(env: str) -> None:
     from hrda_kedro.pipelines.ablations.nodes import variant_groups
 
     parameters, _ = _environment(env)
-    naive = parse(ModelParams, variant_groups(parameters, "naive_hr")["model"], "model")
-    hrda = parse(ModelParams, variant_groups(parameters, "hrda")["model"], "model")
+    naive = parse(ModelConfig, variant_groups(parameters, "naive_hr")["model"], "model")
+    hrda = parse(ModelConfig, variant_groups(parameters, "hrda")["model"], "model")
     # The paper's naive HR: a 768 full-resolution crop, 1.5x HRDA's 512 detail side.
     assert naive.hrda.scale == 1 and naive.hrda.context_crop == (768, 768)
     assert naive.window == (768, 768) and hrda.window == (1024, 1024)
@@ -136,7 +131,9 @@ def test_a_pipeline_not_run_never_stops_a_run() -> None:
     validate_run_parameters(pipelines["uda"], parameters)  # neither is read by uda
     with pytest.raises(ParameterError, match=r"ablations\.variants\.naive_hr\.model\.hrda"):
         validate_run_parameters(pipelines["ablations"], parameters)
-    with pytest.raises(ParameterError, match=r"predict\.overlay_alpha: expected 0\.\.1"):
+    with pytest.raises(
+        ParameterError, match=r"predict\.overlay_alpha: expected 0 <= value <= 1, got 7"
+    ):
         validate_run_parameters(pipelines["predict"], parameters)
 
 

@@ -13,11 +13,12 @@ from hrda_kedro.datasets.export_datasets import ExportedModelDataset
 from hrda_kedro.export import WindowPredictor
 from hrda_kedro.hrda import normalize
 from hrda_kedro.hrda.checkpoint import CheckpointError
+from hrda_kedro.hrda.model_config import ModelConfig
 from hrda_kedro.hrda.uda.trainer import StageResult
-from hrda_kedro.params import ModelParams, parse
+from hrda_kedro.params import parse
 from hrda_kedro.pipelines.export.nodes import export_model, export_onnx
 from hrda_kedro.pipelines.predict.nodes import load_checkpoint_file
-from hrda_kedro.runtime import build_model, model_from_checkpoint
+from hrda_kedro.runtime.models import build_model, model_from_checkpoint
 from hrda_kedro.stages import checkpoint_payload
 from tests.tiny_data import TinySegmentationSet
 
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture
 def checkpoint() -> dict:
     """A round checkpoint of a tiny model with random (not initial) weights."""
-    params = parse(ModelParams, MODEL, "model")
+    params = parse(ModelConfig, MODEL, "model")
     torch.manual_seed(0)
     model = build_model(params)
     with torch.no_grad():
@@ -43,7 +44,7 @@ def checkpoint() -> dict:
     )
 
 
-def _window(params: ModelParams) -> torch.Tensor:
+def _window(params: ModelConfig) -> torch.Tensor:
     """One image of the tiny data set, cropped to the inference window and normalised."""
     image = TinySegmentationSet(1, seed=5)[0]["image"][:, : params.window[0], : params.window[1]]
     return normalize(image.unsqueeze(0).float())

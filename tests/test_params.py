@@ -4,27 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from hrda_kedro.data.ingest import IngestionSettings
+from hrda_kedro.hrda.model_config import ModelConfig
 from hrda_kedro.params import (
     EvaluationParams,
-    ModelParams,
     ParameterError,
     RuntimeParams,
     SelfTrainingParams,
     TrainingParams,
     parse,
 )
-
-
-def test_defaults_are_the_paper_recipe() -> None:
-    model = parse(ModelParams, {}, "model")
-    assert model.network.encoder == "mit-b5"
-    assert model.hrda.context_crop == (1024, 1024)
-    assert model.hrda.detail_crop == (512, 512)
-    assert model.hrda.hr_loss_weight == 0.1
-    assert model.window == (1024, 1024) and model.stride == (512, 512)
-    train = parse(SelfTrainingParams, {}, "self_training")
-    assert train.iterations == 40000 and train.optimizer.lr == 6e-5
-    assert train.pseudo_labels.threshold == 0.968
 
 
 @pytest.mark.parametrize(
@@ -60,26 +49,51 @@ def test_defaults_are_the_paper_recipe() -> None:
             r"warmup\.precision: expected one of 'auto' \| 'fp32' \| 'bf16'",
         ),
         (
-            ModelParams,
+            ModelConfig,
             {"network": {"encoder": "vit"}},
             r"warmup\.network\.encoder: expected one of",
         ),
         (
-            ModelParams,
+            ModelConfig,
             {"network": {"architecture": "deeplabv2"}},
             r"warmup\.network\.encoder: deeplabv2 needs resnet101",
         ),
         (
-            ModelParams,
+            ModelConfig,
             {"hrda": {"context_crop": [256, 256], "detail_crop": [512, 128]}},
             r"warmup\.hrda\.detail_crop: the detail crop \[512, 128\] must fit inside",
         ),
         (
-            ModelParams,
+            ModelConfig,
             {"hrda": {"context_crop": [250, 256]}},
             r"context_crop: expected multiples of scale x output stride = 8",
         ),
+        (
+            ModelConfig,
+            {"hrda": {"fixed_attention": 1.5}},
+            r"^parameter warmup\.hrda\.fixed_attention: expected 0 <= value <= 1, got 1\.5$",
+        ),
+        (
+            ModelConfig,
+            {"hrda": {"hr_loss_weight": -1}},
+            r"^parameter warmup\.hrda\.hr_loss_weight: expected 0 <= value <= 1, got -1\.0$",
+        ),
+        (
+            ModelConfig,
+            {"inference": {"hr_window_batch": 0}},
+            r"^parameter warmup\.inference\.hr_window_batch: expected >= 1, got 0$",
+        ),
         (EvaluationParams, {"predictions": ["context"]}, r"predictions: must include 'fused'"),
+        (
+            EvaluationParams,
+            {"qualitative_images": 0},
+            r"^parameter warmup\.qualitative_images: expected >= 1, got 0$",
+        ),
+        (
+            IngestionSettings,
+            {"embedded": {"sizes": {"target_val": -1}}},
+            r"^parameter warmup\.embedded\.sizes\.target_val: expected >= 0, got -1$",
+        ),
         (
             SelfTrainingParams,
             {"feature_distance": {"enabled": True}},

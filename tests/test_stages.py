@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from hrda_kedro.hrda.checkpoint import load_checkpoint
+from hrda_kedro.hrda.model_config import ModelConfig
 from hrda_kedro.hrda.uda.trainer import state_digest
-from hrda_kedro.params import ModelParams, RuntimeParams, SelfTrainingParams, parse
+from hrda_kedro.params import RuntimeParams, SelfTrainingParams, parse
 from hrda_kedro.stages import StageJob, run_stage
 from tests.tiny_data import TinySegmentationSet
 
@@ -42,7 +43,7 @@ def _job(path: Path, devices: int, mode: str = "hrda") -> StageJob:
     source = TinySegmentationSet(4, seed=1)
     return StageJob(
         stage="round_1",
-        model_params=parse(ModelParams, model, "model"),
+        model_params=parse(ModelConfig, model, "model"),
         train_params=parse(SelfTrainingParams, SELF_TRAINING, "self_training"),
         runtime=parse(
             RuntimeParams,

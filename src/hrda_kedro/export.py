@@ -22,7 +22,7 @@ from torch import nn
 
 from hrda_kedro.hrda.checkpoint import CheckpointError
 from hrda_kedro.hrda.model import HRDAModel
-from hrda_kedro.runtime import model_from_checkpoint
+from hrda_kedro.runtime.models import model_from_checkpoint
 
 EXPORT_FORMAT = "hrda-kedro-export/1"
 

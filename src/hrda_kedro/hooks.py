@@ -47,14 +47,9 @@ def validate_run_parameters(pipeline: Any, parameters: Mapping[str, Any]) -> lis
     ``predict`` in a training run) are left alone: they must never stop a run. The ablation
     study's variants are validated as merged, like the nodes will see them.
     """
-    from hrda_kedro.data.ingest import IngestionDatasets, IngestionSettings
-    from hrda_kedro.params import PARAMETER_GROUPS, parse
+    from hrda_kedro.params import parameter_groups, parse
 
-    classes = {
-        **PARAMETER_GROUPS,
-        "ingestion": IngestionSettings,
-        "ingestion_datasets": IngestionDatasets,
-    }
+    classes = parameter_groups()
     groups = groups_read(pipeline.inputs(), parameters)
     for group in groups:
         if group in classes:

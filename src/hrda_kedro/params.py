@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
-from hrda_kedro.hrda.config import ConfigError
+from hrda_kedro.hrda.config import Config, ConfigError, require, setting
+from hrda_kedro.hrda.model_config import ModelConfig
 
 T = TypeVar("T")
 
@@ -111,6 +112,12 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     raise ParameterError(f"parameter {path}: expected {_describe(tp)}, got {value!r}")
 
 
+def _did_you_mean(key: Any, known: typing.Iterable[str]) -> str:
+    """`` (did you mean 'iterations'?)`` for the known name closest to a mistyped ``key``."""
+    close = difflib.get_close_matches(str(key), list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def parse(cls: type[T], mapping: Mapping[str, Any] | None, path: str) -> T:
     """Build dataclass ``cls`` from ``mapping``; errors name ``path.key``."""
     mapping = {} if mapping is None else mapping
@@ -121,10 +128,9 @@ def parse(cls: type[T], mapping: Mapping[str, Any] | None, path: str) -> T:
     fields = {f.metadata.get("key", f.name): f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key in mapping:
         if key not in fields:
-            close = difflib.get_close_matches(str(key), fields, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ParameterError(
-                f"parameter {path}.{key}: unknown key{hint}; known keys: {', '.join(fields)}"
+                f"parameter {path}.{key}: unknown key{_did_you_mean(key, fields)}; known keys: "
+                f"{', '.join(fields)}"
             )
     kwargs = {}
     for key, f in fields.items():
@@ -157,180 +163,22 @@ def _positive_pair(pair: tuple[int, int], path: str) -> None:
 
 
 @dataclass
-class RuntimeParams:
+class RuntimeParams(Config):
     """Where and how to compute (``runtime`` in parameters.yml)."""
 
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     channels_last: Literal["auto", "on", "off"] = "auto"
-    devices: int = 1
+    devices: int = setting(1, ge=1)
     seed: int = 1
     work_dir: str = "data/06_models/in_progress"
     progress_bar: bool = True
     matmul_precision: Literal["highest", "high", "medium"] = "high"
     keep_freed_host_memory: bool = True
 
-    def check(self, path: str) -> None:
+    def validate(self) -> None:
         ok = self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
-        _require(ok, f"{path}.device", f"expected auto | cpu | cuda | cuda:N, got {self.device!r}")
-        _require(self.devices >= 1, f"{path}.devices", f"expected >= 1, got {self.devices}")
-
-
-@dataclass
-class NetworkParams:
-    """The segmentation network (``model.network``)."""
-
-    architecture: Literal["daformer", "deeplabv2"] = "daformer"
-    encoder: Literal[
-        "mit-nano",
-        "mit-b0",
-        "mit-b1",
-        "mit-b2",
-        "mit-b3",
-        "mit-b4",
-        "mit-b5",
-        "resnet101-v1c",
-        "resnet101",
-    ] = "mit-b5"
-    num_classes: int = 19
-    decoder_embed_dim: int = 256
-    attention_embed_dim: int = 256
-    attention_classwise: bool = True
-    dropout: float = 0.1
-    pretrained: str | None = None
-
-    def check(self, path: str) -> None:
-        is_mit = self.encoder.startswith("mit")
-        if self.architecture == "daformer":
-            _require(
-                is_mit, f"{path}.encoder", f"daformer needs a mit-* encoder, got {self.encoder!r}"
-            )
-        else:
-            _require(
-                self.encoder in ("resnet101", "resnet101-v1c"),
-                f"{path}.encoder",
-                f"deeplabv2 needs resnet101 or resnet101-v1c, got {self.encoder!r}",
-            )
-        _require(
-            2 <= self.num_classes <= 255,
-            f"{path}.num_classes",
-            f"expected 2..255, got {self.num_classes}",
-        )
-        _require(
-            0.0 <= self.dropout < 1.0,
-            f"{path}.dropout",
-            f"expected 0 <= dropout < 1, got {self.dropout}",
-        )
-
-    @property
-    def output_stride(self) -> int:
-        return 4 if self.architecture == "daformer" else 8
-
-    @property
-    def min_input_size(self) -> int:
-        """Smallest input side the encoder takes: MiT's first stage (1/4 resolution)
-        reduces its attention keys by a stride-8 convolution, so it needs 4 x 8 pixels;
-        ResNet-101 needs one pixel per output-stride step."""
-        return 32 if self.encoder.startswith("mit") else self.output_stride
-
-
-@dataclass
-class HRDAParams:
-    """Multi-resolution crops and fusion (``model.hrda``). Crop sizes are HR pixels."""
-
-    scale: int = 2
-    context_crop: tuple[int, int] = (1024, 1024)
-    detail_crop: tuple[int, int] = (512, 512)
-    mode: Literal["hrda", "lr_only", "hr_only", "fixed_attention"] = "hrda"
-    fixed_attention: float = 0.5
-    hr_loss_weight: float = 0.1
-
-
-@dataclass
-class InferenceParams:
-    """Sliding-window test inference (``model.inference``); windows are HR pixels."""
-
-    window: tuple[int, int] | None = None
-    stride: tuple[int, int] | None = None
-    window_batch: int = 4
-    hr_window_batch: int | None = None
-    window_weights: Literal["uniform", "tapered"] = "uniform"
-
-
-@dataclass
-class ModelParams:
-    network: NetworkParams = field(default_factory=NetworkParams)
-    hrda: HRDAParams = field(default_factory=HRDAParams)
-    inference: InferenceParams = field(default_factory=InferenceParams)
-
-    def check(self, path: str) -> None:
-        h = self.hrda
-        align = h.scale * self.network.output_stride
-        _require(h.scale >= 1, f"{path}.hrda.scale", f"expected >= 1, got {h.scale}")
-        _positive_pair(h.context_crop, f"{path}.hrda.context_crop")
-        _positive_pair(h.detail_crop, f"{path}.hrda.detail_crop")
-        for name, size in (("context_crop", h.context_crop), ("detail_crop", h.detail_crop)):
-            _require(
-                size[0] % align == 0 and size[1] % align == 0,
-                f"{path}.hrda.{name}",
-                f"expected multiples of scale x output stride = {align}, got {list(size)}",
-            )
-        _require(
-            h.detail_crop[0] <= h.context_crop[0] and h.detail_crop[1] <= h.context_crop[1],
-            f"{path}.hrda.detail_crop",
-            f"the detail crop {list(h.detail_crop)} must fit inside the context crop {list(h.context_crop)}",
-        )
-        _require(
-            0.0 <= h.fixed_attention <= 1.0,
-            f"{path}.hrda.fixed_attention",
-            f"expected 0..1, got {h.fixed_attention}",
-        )
-        _require(
-            0.0 <= h.hr_loss_weight <= 1.0,
-            f"{path}.hrda.hr_loss_weight",
-            f"expected 0..1, got {h.hr_loss_weight}",
-        )
-        inf = self.inference
-        for name in ("window", "stride"):
-            value = getattr(inf, name)
-            if value is not None:
-                _positive_pair(value, f"{path}.inference.{name}")
-        # The network sees the context (and each inference window) at 1/scale and the detail
-        # crop at full resolution; below the encoder's minimum it fails inside torch.
-        least = self.network.min_input_size
-        window = inf.window or h.context_crop
-        for key, size, factor in (
-            ("hrda.context_crop", h.context_crop, h.scale),
-            ("hrda.detail_crop", h.detail_crop, 1),
-            ("inference.window", window, h.scale),
-        ):
-            _require(
-                min(size) // factor >= least,
-                f"{path}.{key}",
-                f"the encoder {self.network.encoder!r} needs inputs of at least {least} pixels "
-                f"a side; {list(size)}{f' / scale {factor}' if factor > 1 else ''} is smaller "
-                f"(expected at least {least * factor} a side)",
-            )
-        _require(
-            window[0] >= h.detail_crop[0] and window[1] >= h.detail_crop[1],
-            f"{path}.inference.window",
-            f"the inference window {list(window)} must hold the detail crop "
-            f"{list(h.detail_crop)} (expected at least that size)",
-        )
-        _require(
-            inf.window_batch >= 1,
-            f"{path}.inference.window_batch",
-            f"expected >= 1, got {inf.window_batch}",
-        )
-
-    @property
-    def window(self) -> tuple[int, int]:
-        return self.inference.window or self.hrda.context_crop
-
-    @property
-    def stride(self) -> tuple[int, int]:
-        w = self.window
-        return self.inference.stride or (max(w[0] // 2, 1), max(w[1] // 2, 1))
+        require(ok, "device", f"expected auto | cpu | cuda | cuda:N, got {self.device!r}")
 
 
 @dataclass
@@ -553,7 +401,7 @@ class SelfTrainingParams(TrainingParams):
 
 
 @dataclass
-class EvaluationParams:
+class EvaluationParams(Config):
     """Target-val evaluation (``evaluation``)."""
 
     predictions: list[Literal["fused", "context", "detail"]] = field(
@@ -563,66 +411,68 @@ class EvaluationParams:
     small_classes: list[int] = field(default_factory=lambda: [5, 6, 7, 11, 12])
     max_images: int | None = None
     progress_bar: bool = True
-    qualitative_images: int = 3
+    qualitative_images: int = setting(3, ge=1)
 
-    def check(self, path: str) -> None:
-        _require("fused" in self.predictions, f"{path}.predictions", "must include 'fused'")
-        _require(
-            self.qualitative_images >= 1,
-            f"{path}.qualitative_images",
-            f"expected at least 1, got {self.qualitative_images}",
-        )
-        _require(bool(self.class_subsets), f"{path}.class_subsets", "needs at least one subset")
-        _require(
+    def validate(self) -> None:
+        require("fused" in self.predictions, "predictions", "must include 'fused'")
+        require(bool(self.class_subsets), "class_subsets", "needs at least one subset")
+        require(
             self.max_images is None or self.max_images >= 1,
-            f"{path}.max_images",
+            "max_images",
             f"expected null (all images) or >= 1, got {self.max_images}",
         )
         for name, subset in self.class_subsets.items():
-            if subset is not None:
-                _require(
-                    all(0 <= c < 255 for c in subset),
-                    f"{path}.class_subsets.{name}",
-                    f"trainIds expected, got {subset}",
-                )
+            _check_train_ids(subset, f"class_subsets.{name}")
+
+
+def _check_train_ids(classes: list[int] | None, key: str) -> None:
+    require(all(0 <= c < 255 for c in classes or []), key, f"trainIds expected, got {classes}")
 
 
 @dataclass
-class PredictParams:
+class PredictParams(Config):
     """Segmenting a folder of own images (``predict``)."""
 
     input_dir: str = "data/01_raw/predict_inputs"
     checkpoint: str | None = None  # None: the model dataset the pipeline reads
     attention: bool = False
-    overlay_alpha: float = 0.5
+    overlay_alpha: float = setting(0.5, ge=0, le=1)
     skip_bad_files: bool = False
     window_batch: int | None = None
     window_weights: Literal["uniform", "tapered"] | None = None
 
-    def check(self, path: str) -> None:
-        _require(
-            0.0 <= self.overlay_alpha <= 1.0,
-            f"{path}.overlay_alpha",
-            f"expected 0..1, got {self.overlay_alpha}",
-        )
-        _require(
+    def validate(self) -> None:
+        require(
             self.window_batch is None or self.window_batch >= 1,
-            f"{path}.window_batch",
+            "window_batch",
             f"expected null or >= 1, got {self.window_batch}",
         )
 
 
-# Parameter group of parameters*.yml -> the dataclass that validates it. The ingestion groups
-# are validated by the data layer's own classes (hrda_kedro.data.ingest), ``ablations`` by
-# the ablation pipeline (its variants merged); a run validates the groups its nodes read.
+# Parameter group of parameters*.yml -> the dataclass that validates it. ``ablations`` is
+# validated by the ablation pipeline (its variants merged); a run validates the groups its
+# nodes read (hooks.validate_run_parameters, with the data groups of parameter_groups()).
 PARAMETER_GROUPS: dict[str, type] = {
     "runtime": RuntimeParams,
-    "model": ModelParams,
+    "model": ModelConfig,
     "warmup": TrainingParams,
     "self_training": SelfTrainingParams,
     "evaluation": EvaluationParams,
     "predict": PredictParams,
 }
+
+
+def parameter_groups() -> dict[str, type]:
+    """Every group a run validates at its start -> its class: :data:`PARAMETER_GROUPS` and
+    the ingestion groups, validated by the data layer's own classes."""
+    # Imported here: the data layer pulls in numpy and cityscapesscripts.
+    from hrda_kedro.data.ingest import IngestionDatasets, IngestionSettings
+
+    return {
+        **PARAMETER_GROUPS,
+        "ingestion": IngestionSettings,
+        "ingestion_datasets": IngestionDatasets,
+    }
 
 
 @dataclass
@@ -643,40 +493,33 @@ class AblationVariant(AblationOverrides):
 
 
 @dataclass
-class AblationParams:
+class AblationParams(Config):
     """The ablation study (``ablations``): variants x seeds, each trained and evaluated."""
 
     seeds: list[int] = field(default_factory=lambda: [1, 2])
-    work_dir: str = "data/06_models/ablations"
+    work_dir: str = "data/06_models/ablations/in_progress"
     small_classes: list[int] = field(default_factory=lambda: [5, 6, 7, 11])
     class_subset: list[int] | None = None
     shared: AblationOverrides = field(default_factory=AblationOverrides)
     variants: dict[str, AblationVariant] = field(default_factory=dict)
 
-    def check(self, path: str) -> None:
-        _require(bool(self.seeds), f"{path}.seeds", "expected at least one seed")
-        _require(
+    def validate(self) -> None:
+        require(bool(self.seeds), "seeds", "expected at least one seed")
+        require(
             len(set(self.seeds)) == len(self.seeds),
-            f"{path}.seeds",
+            "seeds",
             f"expected distinct seeds, got {self.seeds}",
         )
-        _require(bool(self.variants), f"{path}.variants", "expected at least one variant")
+        require(bool(self.variants), "variants", "expected at least one variant")
         for name in self.variants:
-            _require(
+            require(
                 name.isidentifier(),
-                f"{path}.variants.{name}",
+                f"variants.{name}",
                 "a variant name must be a Python identifier (letters, digits, _): it names "
                 "a namespace and a folder",
             )
-        for key, classes in (
-            ("small_classes", self.small_classes),
-            ("class_subset", self.class_subset),
-        ):
-            _require(
-                all(0 <= c < 255 for c in classes or []),
-                f"{path}.{key}",
-                f"trainIds expected, got {classes}",
-            )
+        _check_train_ids(self.small_classes, "small_classes")
+        _check_train_ids(self.class_subset, "class_subset")
 
 
 # --------------------------------------------------------------------------- whole runs
@@ -699,11 +542,10 @@ def check_group_names(parameters: Mapping[str, Any]) -> None:
     """Refuse a top-level group nobody reads (``warmpu:``): it would vanish silently."""
     for key in parameters:
         if key not in TOP_LEVEL_GROUPS:
-            close = difflib.get_close_matches(str(key), TOP_LEVEL_GROUPS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ParameterError(
-                f"parameter {key}: unknown parameter group{hint}, set in conf/*/parameters*.yml "
-                f"or --params; known groups: {', '.join(TOP_LEVEL_GROUPS)}"
+                f"parameter {key}: unknown parameter group{_did_you_mean(key, TOP_LEVEL_GROUPS)}"
+                f", set in conf/*/parameters*.yml or --params; known groups: "
+                f"{', '.join(TOP_LEVEL_GROUPS)}"
             )
 
 
@@ -721,7 +563,7 @@ def check_run(parameters: Mapping[str, Any], groups: typing.Collection[str]) -> 
     def has(*names: str) -> bool:
         return all(n in groups and n in parameters for n in names)
 
-    model = parse(ModelParams, parameters["model"], "model") if has("model") else None
+    model = parse(ModelConfig, parameters["model"], "model") if has("model") else None
     if model is not None:
         classes = model.network.num_classes
         _require(

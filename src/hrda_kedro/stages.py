@@ -38,6 +38,7 @@ from torch.utils.data import Dataset
 from hrda_kedro import tracking
 from hrda_kedro.data.labels import CITYSCAPES_CLASSES
 from hrda_kedro.hrda.checkpoint import load_checkpoint
+from hrda_kedro.hrda.model_config import ModelConfig
 from hrda_kedro.hrda.networks.base import SegmentationNetwork
 from hrda_kedro.hrda.uda.trainer import (
     DeviceSetup,
@@ -47,8 +48,9 @@ from hrda_kedro.hrda.uda.trainer import (
     history_to_columns,
 )
 from hrda_kedro.launch import Cluster, cluster, stage_channel
-from hrda_kedro.params import ModelParams, RuntimeParams, TrainingParams
-from hrda_kedro.runtime import build_model, load_weights, model_params_dict, resolve_device
+from hrda_kedro.params import RuntimeParams, TrainingParams
+from hrda_kedro.runtime.devices import resolve_device
+from hrda_kedro.runtime.models import build_model, load_weights, model_params_dict
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ class StageJob:
     """Everything a (possibly remote-process) worker needs to run a stage."""
 
     stage: str
-    model_params: ModelParams
+    model_params: ModelConfig
     train_params: TrainingParams
     runtime: RuntimeParams
     source: Dataset
@@ -227,7 +229,7 @@ def _free_port() -> int:
 
 
 def checkpoint_payload(
-    result: StageResult, model_params: ModelParams, stage: str, **extra: Any
+    result: StageResult, model_params: ModelConfig, stage: str, **extra: Any
 ) -> dict[str, Any]:
     """The catalog checkpoint of a finished stage."""
     return {

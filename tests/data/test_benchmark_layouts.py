@@ -14,12 +14,11 @@ from hrda_kedro.data.ingest import (
     EmbeddedSettings,
     IngestionDatasets,
     IngestionSettings,
-    SplitSizes,
     ingest,
 )
 from hrda_kedro.data.labels import MAPILLARY_ID_TO_TRAIN_ID, MAPILLARY_MAPPING
 from hrda_kedro.data.layouts import DatasetSpec, find_pairs
-from hrda_kedro.data.streets import StreetsConfig, write_benchmark
+from hrda_kedro.data.streets import SplitSizes, StreetsConfig, write_benchmark
 from hrda_kedro.params import ParameterError, parse
 from tests.data.benchmark_trees import (
     MAPILLARY_IDS,
@@ -165,17 +164,15 @@ def test_extra_targets_are_checked() -> None:
 
 
 def test_night_target_is_the_target_val_scenes_at_night_and_changes_nothing_else(tmp_path):
-    sizes = {"source_train": 1, "target_train": 1, "target_val": 2}
-    plain = StreetsConfig(seed=2, height=48, width=96, sizes=sizes)
-    night = StreetsConfig(
-        seed=2, height=48, width=96, sizes=sizes, conditions=("target_val_night",)
-    )
-    # The default configuration's fingerprint is the one from before conditions existed, so a
-    # benchmark drawn then is reused as it is.
-    assert StreetsConfig().fingerprint() == "15032ac9c17a7c6bbb104ee85aff2fded30acbdf"
-    assert night.fingerprint() != plain.fingerprint()
-    write_benchmark(tmp_path / "plain", plain)
-    write_benchmark(tmp_path / "night", night, workers=2)
+    config = StreetsConfig(seed=2, height=48, width=96, sizes=SplitSizes(1, 1, 2))
+    night = ("target_val_night",)
+    # Without conditions, the fingerprint is the one from before they existed (here of the
+    # configuration that was the default then), so a benchmark drawn then is reused as it is.
+    then = StreetsConfig(domain_shift=1.0)
+    assert then.fingerprint() == "15032ac9c17a7c6bbb104ee85aff2fded30acbdf"
+    assert config.fingerprint(night) != config.fingerprint()
+    write_benchmark(tmp_path / "plain", config)
+    write_benchmark(tmp_path / "night", config, workers=2, conditions=night)
     drawn = sorted(p.relative_to(tmp_path / "plain") for p in (tmp_path / "plain").rglob("*.png"))
     for rel in drawn:  # every split bit-identical with and without the night subset
         assert (tmp_path / "plain" / rel).read_bytes() == (tmp_path / "night" / rel).read_bytes()

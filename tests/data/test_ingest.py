@@ -13,12 +13,12 @@ from hrda_kedro.data.ingest import (
     EmbeddedSettings,
     IngestionDatasets,
     IngestionSettings,
-    SplitSizes,
     class_frequencies,
     ingest,
 )
 from hrda_kedro.data.labels import CITYSCAPES_CLASSES
 from hrda_kedro.data.layouts import DatasetSpec, ResizeSpec
+from hrda_kedro.data.streets import SplitSizes
 from tests.data.helpers import (
     GTA_TRAIN,
     SYNTHIA_TRAIN,

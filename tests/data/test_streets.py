@@ -5,6 +5,7 @@ from hrda_kedro.data.streets import (
     SKY,
     STREET_CLASSES,
     VEGETATION,
+    SplitSizes,
     StreetsConfig,
     image_rng,
     read_fingerprint,
@@ -14,9 +15,7 @@ from hrda_kedro.data.streets import (
 
 
 def test_same_seed_gives_identical_files(tmp_path):
-    config = StreetsConfig(
-        seed=3, height=64, width=128, sizes={"source_train": 2, "target_train": 2, "target_val": 1}
-    )
+    config = StreetsConfig(seed=3, height=64, width=128, sizes=SplitSizes(2, 2, 1))
     write_benchmark(tmp_path / "a", config, workers=2)
     write_benchmark(tmp_path / "b", config, workers=1)
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.png"))

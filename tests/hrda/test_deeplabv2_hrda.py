@@ -11,8 +11,9 @@ from torch import nn
 from hrda_kedro.hrda.crops import Box, sample_hrda_boxes
 from hrda_kedro.hrda.inference import predict_full_image
 from hrda_kedro.hrda.model import HRDAModel
-from hrda_kedro.params import ModelParams, ParameterError, parse
-from hrda_kedro.runtime import build_model
+from hrda_kedro.hrda.model_config import ModelConfig
+from hrda_kedro.params import ParameterError, parse
+from hrda_kedro.runtime.models import build_model
 
 MODEL = {
     "network": {"architecture": "deeplabv2", "encoder": "resnet101-v1c"},
@@ -29,12 +30,12 @@ def up(tensor: torch.Tensor) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def model() -> HRDAModel:
     torch.manual_seed(0)
-    return build_model(parse(ModelParams, MODEL, "model")).eval()
+    return build_model(parse(ModelConfig, MODEL, "model")).eval()
 
 
 def test_crops_are_aligned_to_s_times_o_16() -> None:
     with pytest.raises(ParameterError, match=r"detail_crop: expected multiples of .* = 16"):
-        parse(ModelParams, {**MODEL, "hrda": {"context_crop": [64, 64], "detail_crop": [24, 24]}}, "model")  # fmt: skip
+        parse(ModelConfig, {**MODEL, "hrda": {"context_crop": [64, 64], "detail_crop": [24, 24]}}, "model")  # fmt: skip
     generator = torch.Generator().manual_seed(0)
     for _ in range(50):  # the trainer samples with align = model.scale * model.output_stride
         context, detail = sample_hrda_boxes((96, 128), (64, 64), (32, 32), 16, generator)

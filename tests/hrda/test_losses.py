@@ -139,8 +139,3 @@ def test_hrda_loss_lr_only_and_hr_only_use_one_term_at_full_weight() -> None:
     loss, terms = hrda_loss(output(with_context=False), labels, [Box(0, 0, 4, 4)] * 2, None, 0.1)
     assert set(terms) == {"detail"}
     torch.testing.assert_close(loss, torch.tensor(40.0))
-
-
-def test_hrda_loss_validates_the_weight() -> None:
-    with pytest.raises(ValueError, match="hr_loss_weight"):
-        hrda_loss(output(), labels_with_class_one_in_the_boxes(), BOXES, None, 1.5)

@@ -355,8 +355,6 @@ def test_forward_train_rejects_a_crop_not_aligned_to_s_times_o() -> None:
     [
         ({"mode": "both"}, "mode must be one of"),
         ({"detail_hw": (16, 18)}, "detail_hw"),
-        ({"fixed_attention": 1.5}, "fixed_attention"),
-        ({"hr_window_batch": 0}, "hr_window_batch"),
     ],
 )
 def test_constructor_validates(kwargs: dict, message: str) -> None:

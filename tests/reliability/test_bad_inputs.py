@@ -11,6 +11,7 @@ tests/hrda/test_checkpoint.py; the table in docs/reliability.md lists them all.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from collections.abc import Callable
@@ -30,9 +31,10 @@ from PIL import Image
 from hrda_kedro.data import DataError
 from hrda_kedro.data.torch_datasets import ManifestDataset
 from hrda_kedro.hrda.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from hrda_kedro.params import ModelParams, ParameterError, parse
+from hrda_kedro.hrda.model_config import ModelConfig
+from hrda_kedro.params import ParameterError, parse
 from hrda_kedro.pipelines.evaluation.nodes import evaluate_model
-from hrda_kedro.runtime import build_model, model_params_dict
+from hrda_kedro.runtime.models import build_model, model_params_dict
 from tests.data.helpers import gta_tree, truncate, write_index, write_png16, write_rgb
 from tests.reliability.helpers import (
     REPO,
@@ -120,9 +122,8 @@ def _rewrite_checkpoint(project: Path, **network: Any) -> Params:
     """The source-only checkpoint replaced by a valid one of another network."""
     checkpoint = load_checkpoint(_source_only(project))
     checkpoint.pop("format")
-    model = parse(ModelParams, checkpoint["model_params"], "model")
-    for key, value in network.items():
-        setattr(model.network, key, value)
+    model = parse(ModelConfig, checkpoint["model_params"], "model")
+    model.network = dataclasses.replace(model.network, **network)
     checkpoint.update(
         model=build_model(model).state_dict(), teacher=None, model_params=model_params_dict(model)
     )

@@ -239,7 +239,7 @@ CASES = [
     # predict: validated when the run starts
     BadInput("overlay opacity above 1", P, "predict",
              _params({"predict": {"overlay_alpha": 2}}), ParameterError,
-             r"^parameter predict\.overlay_alpha: expected 0\.\.1, got 2"),
+             r"^parameter predict\.overlay_alpha: expected 0 <= value <= 1, got 2"),
     BadInput("predict window batch of 0", P, "predict",
              _params({"predict": {"window_batch": 0}}), ParameterError,
              r"^parameter predict\.window_batch: expected null or >= 1, got 0"),

@@ -45,7 +45,7 @@ from hrda_kedro.data.streets import (
     write_benchmark,
 )
 from hrda_kedro.data.validation import LabelFormat, check_label, read_image, read_raw_label
-from hrda_kedro.params import ParameterError
+from hrda_kedro.hrda.config import Config, require
 from hrda_kedro.progress import LogProgress
 
 logger = logging.getLogger(__name__)
@@ -59,57 +59,14 @@ INDEX_FILE = "index.json"
 
 
 @dataclass(frozen=True)
-class SplitSizes:
-    """Images per split of the embedded benchmark."""
-
-    source_train: int = 200
-    target_train: int = 200
-    target_val: int = 40
-
-    def check(self, path: str) -> None:
-        for split in SPLITS:
-            if getattr(self, split) < 0:
-                raise ParameterError(
-                    f"parameter {path}.{split}: expected a count >= 0, got {getattr(self, split)}"
-                )
-
-
-@dataclass(frozen=True)
-class EmbeddedSettings:
-    """Where and how the embedded benchmark is drawn."""
+class EmbeddedSettings(StreetsConfig):
+    """``ingestion.embedded``: the generator's configuration and where it draws."""
 
     root: str = "data/01_raw/embedded"
-    seed: int = 0
-    height: int = 256
-    width: int = 512
-    domain_shift: float = 1.0
-    sizes: SplitSizes = field(default_factory=SplitSizes)
-
-    def check(self, path: str) -> None:
-        if not 0.0 <= self.domain_shift <= 1.0:
-            raise ParameterError(
-                f"parameter {path}.domain_shift: expected 0 (no shift) .. 1 (full shift), got {self.domain_shift}"
-            )
-        if self.height < 16 or self.width < 32:
-            raise ParameterError(
-                f"parameter {path}.height/width: expected at least 16 x 32 pixels, got {self.height} x {self.width}"
-            )
-
-    def streets_config(self, conditions: tuple[str, ...] = ()) -> StreetsConfig:
-        """The generator's configuration; ``conditions``: condition subsets to draw as well."""
-        sizes = {split: getattr(self.sizes, split) for split in SPLITS}
-        return StreetsConfig(
-            seed=self.seed,
-            height=self.height,
-            width=self.width,
-            domain_shift=self.domain_shift,
-            sizes=sizes,
-            conditions=conditions,
-        )
 
 
 @dataclass(frozen=True)
-class IngestionSettings:
+class IngestionSettings(Config):
     """The ``ingestion`` parameter group."""
 
     cache_dir: str = "data/02_intermediate/trainid_labels"
@@ -118,19 +75,14 @@ class IngestionSettings:
     samples_per_domain: int = 3
     embedded: EmbeddedSettings = field(default_factory=EmbeddedSettings)
 
-    def check(self, path: str) -> None:
-        if self.workers < 1:
-            raise ParameterError(
-                f"parameter {path}.workers: expected a positive integer, got {self.workers}"
-            )
-        if self.samples_per_domain < 1:
-            raise ParameterError(
-                f"parameter {path}.samples_per_domain: expected a positive integer, got {self.samples_per_domain}"
-            )
+    def validate(self) -> None:
+        for key in ("workers", "samples_per_domain"):
+            value = getattr(self, key)
+            require(value >= 1, key, f"expected a positive integer, got {value}")
 
 
 @dataclass(frozen=True)
-class IngestionDatasets:
+class IngestionDatasets(Config):
     """The ``ingestion_datasets`` parameter group: one data set per split.
 
     ``target_train`` is null for source-only training (domain generalization: no target
@@ -143,28 +95,27 @@ class IngestionDatasets:
     target_val: DatasetSpec
     extra_targets: dict[str, DatasetSpec] = field(default_factory=dict)
 
-    def check(self, path: str) -> None:
+    def validate(self) -> None:
         for split in ("source_train", "target_val"):
-            if not getattr(self, split).labels:
-                raise ParameterError(
-                    f"parameter {path}.{split}.labels: {split} needs labels, expected true"
-                )
+            require(
+                getattr(self, split).labels,
+                f"{split}.labels",
+                f"{split} needs labels, expected true",
+            )
         for name, spec in self.extra_targets.items():
-            where = f"{path}.extra_targets.{name}"
-            if not name.isidentifier() or name in SPLITS:
-                raise ParameterError(
-                    f"parameter {where}: a target name must be a Python identifier (letters, "
-                    f"digits, _) other than {', '.join(SPLITS)}: it names the report's rows"
-                )
-            if not spec.labels:
-                raise ParameterError(
-                    f"parameter {where}.labels: evaluation needs labels, expected true"
-                )
-            if spec.kind == "embedded" and spec.subset is None:
-                raise ParameterError(
-                    f"parameter {where}.subset: required for an embedded extra target, expected "
-                    f"e.g. target_val_night"
-                )
+            key = f"extra_targets.{name}"
+            require(
+                name.isidentifier() and name not in SPLITS,
+                key,
+                f"a target name must be a Python identifier (letters, digits, _) other than "
+                f"{', '.join(SPLITS)}: it names the report's rows",
+            )
+            require(spec.labels, f"{key}.labels", "evaluation needs labels, expected true")
+            require(
+                spec.kind != "embedded" or spec.subset is not None,
+                f"{key}.subset",
+                "required for an embedded extra target, expected e.g. target_val_night",
+            )
 
     def all_specs(self) -> dict[str, tuple[DatasetSpec, str]]:
         """Every configured data set: ``{split or extra-target name: (spec, domain)}``.
@@ -374,19 +325,20 @@ def _prepare_embedded(
 ) -> tuple[Path, dict[str, Any]]:
     """The folder to read the embedded benchmark from, drawing it (staged) when needed."""
     final = Path(settings.embedded.root).absolute()
-    config = settings.embedded.streets_config(conditions)
+    config = settings.embedded
     complete = all(
         len(list((final / split / sub).glob("*.png"))) == count
-        for split, count in config.subset_sizes().items()
+        for split, count in config.subset_sizes(conditions).items()
         for sub in ("images", "labels")
     )
-    info = {"root": str(final), "fingerprint": config.fingerprint()}
-    if complete and read_fingerprint(final) == config.fingerprint():
+    fingerprint = config.fingerprint(conditions)
+    info = {"root": str(final), "fingerprint": fingerprint}
+    if complete and read_fingerprint(final) == fingerprint:
         logger.info("Embedded benchmark in %s is up to date; not redrawn", final)
         return final, {**info, "generated": False}
     start = time.perf_counter()
     staged = staging.folder(final, replace_whole=True)
-    write_benchmark(staged, config, settings.workers)
+    write_benchmark(staged, config, settings.workers, conditions)
     return staged, {**info, "generated": True, "seconds": round(time.perf_counter() - start, 2)}
 
 

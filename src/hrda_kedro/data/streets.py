@@ -33,7 +33,7 @@ import logging
 import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from hrda_kedro.data.labels import NUM_CLASSES, TRAIN_ID
+from hrda_kedro.hrda.config import Config, require, setting
 
 logger = logging.getLogger(__name__)
 
@@ -274,33 +275,64 @@ def shifted_style(shift: float) -> DomainStyle:
 
 
 @dataclass(frozen=True)
-class StreetsConfig:
-    """What the generated benchmark depends on (its fingerprint)."""
+class SplitSizes(Config):
+    """Images per split of the embedded benchmark."""
+
+    source_train: int = setting(200, ge=0)
+    target_train: int = setting(200, ge=0)
+    target_val: int = setting(40, ge=0)
+
+
+@dataclass(frozen=True)
+class StreetsConfig(Config):
+    """What the generated benchmark depends on (its fingerprint).
+
+    ``ingestion.embedded`` is this plus where the benchmark is drawn
+    (:class:`hrda_kedro.data.ingest.EmbeddedSettings`); its defaults are conf/base's.
+    """
 
     seed: int = 0
     height: int = 256
     width: int = 512
-    domain_shift: float = 1.0
-    sizes: dict[str, int] = field(
-        default_factory=lambda: {"source_train": 200, "target_train": 200, "target_val": 40}
-    )
-    conditions: tuple[str, ...] = ()  # subsets of CONDITION_SUBSETS to draw as well
+    domain_shift: float = 0.6
+    sizes: SplitSizes = field(default_factory=SplitSizes)
 
-    def fingerprint(self) -> str:
+    def validate(self) -> None:
+        require(
+            0.0 <= self.domain_shift <= 1.0,
+            "domain_shift",
+            f"expected 0 (no shift) .. 1 (full shift), got {self.domain_shift}",
+        )
+        require(
+            self.height >= 16 and self.width >= 32,
+            "height/width",
+            f"expected at least 16 x 32 pixels, got {self.height} x {self.width}",
+        )
+
+    def described(self, conditions: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The generator's inputs (this class's fields, not a subclass's) and the condition
+        subsets drawn as well (subsets of CONDITION_SUBSETS)."""
+        config = {f.name: getattr(self, f.name) for f in fields(StreetsConfig)}
+        config["sizes"] = asdict(self.sizes)
+        if conditions:  # without them, the description from before they existed
+            config["conditions"] = list(conditions)
+        return config
+
+    def fingerprint(self, conditions: tuple[str, ...] = ()) -> str:
         """Hash of the configuration and the generator version.
 
         Without conditions it is the hash it was before they existed, so a benchmark drawn
         then is not redrawn.
         """
-        config = asdict(self)
-        if not self.conditions:
-            del config["conditions"]
-        payload = json.dumps({"version": GENERATOR_VERSION, **config}, sort_keys=True)
+        payload = json.dumps(
+            {"version": GENERATOR_VERSION, **self.described(conditions)}, sort_keys=True
+        )
         return hashlib.sha1(payload.encode()).hexdigest()
 
-    def subset_sizes(self) -> dict[str, int]:
+    def subset_sizes(self, conditions: tuple[str, ...] = ()) -> dict[str, int]:
         """Images per drawn subset: the splits, then each condition (as many as its split)."""
-        return {**self.sizes, **{c: self.sizes[CONDITION_SUBSETS[c][0]] for c in self.conditions}}
+        sizes = asdict(self.sizes)
+        return {**sizes, **{c: sizes[CONDITION_SUBSETS[c][0]] for c in conditions}}
 
 
 class _Scene:
@@ -872,10 +904,13 @@ def save_png(pixels: np.ndarray, path: Path, what: str, **options: Any) -> None:
         raise OSError(err.errno, f"cannot write {what} ({err.strerror or err})", str(path)) from err
 
 
-def write_benchmark(root: Path, config: StreetsConfig, workers: int = 1) -> None:
-    """Draw every subset into ``root/<subset>/{images,labels}/NNNNN.png`` plus the fingerprint."""
+def write_benchmark(
+    root: Path, config: StreetsConfig, workers: int = 1, conditions: tuple[str, ...] = ()
+) -> None:
+    """Draw every subset (the splits and the ``conditions`` subsets) into
+    ``root/<subset>/{images,labels}/NNNNN.png`` plus the fingerprint."""
     jobs = []
-    for split, count in config.subset_sizes().items():
+    for split, count in config.subset_sizes(conditions).items():
         for sub in ("images", "labels"):
             (root / split / sub).mkdir(parents=True, exist_ok=True)
         jobs += [(split, i) for i in range(count)]
@@ -884,9 +919,11 @@ def write_benchmark(root: Path, config: StreetsConfig, workers: int = 1) -> None
         list(pool.map(lambda job: _write_one(root, config, *job), jobs))
     finally:  # stopped (SIGTERM, an error): do not draw the queued images first
         pool.shutdown(wait=True, cancel_futures=True)
-    payload = {"fingerprint": config.fingerprint(), "version": GENERATOR_VERSION, **asdict(config)}
-    if not config.conditions:
-        del payload["conditions"]
+    payload = {
+        "fingerprint": config.fingerprint(conditions),
+        "version": GENERATOR_VERSION,
+        **config.described(conditions),
+    }
     (root / FINGERPRINT_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
     logger.info("Drew %d embedded street scenes into %s", len(jobs), root)
 

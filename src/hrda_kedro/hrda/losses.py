@@ -61,10 +61,10 @@ def hrda_loss(
     the boxes given to ``forward_train``. The ablation modes are read from the output: with
     no detail branch (``lr_only``) only the fused term counts, with no context branch
     (``hr_only``) only the detail term, each at full weight so the loss scale is unchanged.
-    Returns the loss and its detached terms for logging.
+    Returns the loss and its detached terms for logging. ``hr_loss_weight`` is taken as
+    given: it is :attr:`HRDAConfig.hr_loss_weight
+    <hrda_kedro.hrda.model_config.HRDAConfig>`, checked once when the config is built.
     """
-    if not 0.0 <= hr_loss_weight <= 1.0:
-        raise ValueError(f"hr_loss_weight must lie in [0, 1], got {hr_loss_weight}")
     has_context = output.context is not None
     has_detail = output.detail is not None
     terms: dict[str, torch.Tensor] = {}

@@ -68,6 +68,11 @@ class HRDAModel(nn.Module):
     ``mode`` selects the ablation: ``hrda`` (learned attention), ``lr_only`` (context
     branch only), ``hr_only`` (detail branch only) or ``fixed_attention`` (attention is the
     constant ``fixed_attention`` everywhere).
+
+    ``fixed_attention`` and ``hr_window_batch`` are taken as given: they come from
+    :class:`~hrda_kedro.hrda.model_config.HRDAConfig` and ``InferenceConfig``, which check
+    their ranges once, on construction. The model checks only its geometry against the
+    network it wraps (the detail size against the output stride), which no config knows.
     """
 
     def __init__(
@@ -83,10 +88,6 @@ class HRDAModel(nn.Module):
         super().__init__()
         if operator.index(scale) < 1:
             raise ValueError(f"scale must be a positive integer, got {scale}")
-        if not 0.0 <= fixed_attention <= 1.0:
-            raise ValueError(f"fixed_attention must lie in [0, 1], got {fixed_attention}")
-        if hr_window_batch is not None and hr_window_batch < 1:
-            raise ValueError(f"hr_window_batch must be positive or None, got {hr_window_batch}")
         stride = network.output_stride
         if len(detail_hw) != 2 or any(v <= 0 or v % stride for v in detail_hw):
             raise ValueError(

@@ -11,6 +11,7 @@ import hrda_kedro.hrda.uda.trainer as trainer_module
 from hrda_kedro.hrda import normalize
 from hrda_kedro.hrda.crops import sample_box
 from hrda_kedro.hrda.losses import hrda_loss
+from hrda_kedro.hrda.model_config import ModelConfig
 from hrda_kedro.hrda.uda.batches import border_margin_weights
 from hrda_kedro.hrda.uda.mic import (
     MaskingConfig,
@@ -18,8 +19,8 @@ from hrda_kedro.hrda.uda.mic import (
     masked_consistency_loss,
     scale_block_size,
 )
-from hrda_kedro.params import ModelParams, ParameterError, SelfTrainingParams, parse
-from hrda_kedro.runtime import build_model
+from hrda_kedro.params import ParameterError, SelfTrainingParams, parse
+from hrda_kedro.runtime.models import build_model
 from tests.hrda.uda.test_trainer import MODEL, SELF_TRAINING, _Interrupt, _trainer
 from tests.tiny_data import TinySegmentationSet
 
@@ -65,7 +66,7 @@ def test_block_size_scales_with_the_image_as_margins_do() -> None:
 
 def _tiny_model() -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_model(parse(ModelParams, MODEL, "model"))
+    return build_model(parse(ModelConfig, MODEL, "model"))
 
 
 def _inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from hrda_kedro.hrda.checkpoint import load_checkpoint
+from hrda_kedro.hrda.model_config import ModelConfig
 from hrda_kedro.hrda.uda.trainer import DeviceSetup, NonFiniteLossError, Trainer
-from hrda_kedro.params import ModelParams, SelfTrainingParams, TrainingParams, parse
-from hrda_kedro.runtime import build_model
+from hrda_kedro.params import SelfTrainingParams, TrainingParams, parse
+from hrda_kedro.runtime.models import build_model
 from tests.tiny_data import TinySegmentationSet
 
 MODEL = {
@@ -21,7 +22,7 @@ MODEL = {
 
 
 def _trainer(params: TrainingParams, target: torch.utils.data.Dataset | None = None) -> Trainer:
-    model_params = parse(ModelParams, MODEL, "model")
+    model_params = parse(ModelConfig, MODEL, "model")
     torch.manual_seed(0)
     source = TinySegmentationSet(6, seed=1)
     return Trainer(

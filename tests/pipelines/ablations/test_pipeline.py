@@ -18,7 +18,7 @@ from hrda_kedro.pipelines.ablations.nodes import (
     variant_groups,
     variant_parameters,
 )
-from hrda_kedro.runtime import model_from_checkpoint
+from hrda_kedro.runtime.models import model_from_checkpoint
 
 PROJECT = Path(__file__).resolve().parents[3]
 

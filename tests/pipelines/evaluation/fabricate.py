@@ -19,15 +19,16 @@ from PIL import Image
 
 from hrda_kedro.data.ingest import MANIFEST_COLUMNS
 from hrda_kedro.data.labels import CITYSCAPES_CLASSES, NUM_CLASSES
-from hrda_kedro.params import ModelParams, parse
+from hrda_kedro.hrda.model_config import ModelConfig
+from hrda_kedro.params import parse
 from hrda_kedro.pipelines.evaluation.pipeline import create_pipeline, model_datasets
-from hrda_kedro.runtime import build_model, model_params_dict
+from hrda_kedro.runtime.models import build_model, model_params_dict
 
 ROUNDS = 2
 HEIGHT, WIDTH = 64, 128
 MODEL = model_params_dict(
     parse(
-        ModelParams,
+        ModelConfig,
         {
             "network": {"encoder": "mit-nano", "decoder_embed_dim": 16, "attention_embed_dim": 16},
             "hrda": {"context_crop": [64, 64], "detail_crop": [32, 32]},
@@ -87,7 +88,7 @@ def pseudo_label_quality(seed: int) -> dict[str, Any]:
 def checkpoint(stage: str, seed: int) -> dict[str, Any]:
     """A trained-model checkpoint of the tiny model with random weights."""
     torch.manual_seed(seed)
-    net = build_model(parse(ModelParams, MODEL, "model"), load_pretrained=False)
+    net = build_model(parse(ModelConfig, MODEL, "model"), load_pretrained=False)
     return {"stage": stage, "iterations": 1, "model_params": MODEL, "model": net.state_dict()}
 
 

@@ -14,10 +14,11 @@ from PIL import Image
 
 from hrda_kedro.data import DataError
 from hrda_kedro.datasets.checkpoint_dataset import CheckpointDataset
+from hrda_kedro.hrda.model_config import ModelConfig
 from hrda_kedro.hrda.uda.trainer import StageResult
-from hrda_kedro.params import ModelParams, parse
+from hrda_kedro.params import parse
 from hrda_kedro.pipelines.predict import create_pipeline
-from hrda_kedro.runtime import build_model
+from hrda_kedro.runtime.models import build_model
 from hrda_kedro.stages import checkpoint_payload
 from tests.data.helpers import truncate, write_index, write_png16, write_rgb
 
@@ -34,7 +35,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def save_checkpoint(folder: Path, mode: str = "hrda") -> Path:
     """A versioned checkpoint of an untrained tiny model, as the training pipelines save it."""
-    params = parse(ModelParams, {**MODEL, "hrda": {**MODEL["hrda"], "mode": mode}}, "model")
+    params = parse(ModelConfig, {**MODEL, "hrda": {**MODEL["hrda"], "mode": mode}}, "model")
     result = StageResult(model=build_model(params).state_dict(), teacher=None)
     path = folder / "06_models" / "round_1" / "model.pt"
     dataset = CheckpointDataset(filepath=str(path), version=Version(None, None))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from hrda_kedro.hrda.model_config import NetworkConfig
+
 from .base import SegmentationNetwork
-from .config import NetworkConfig
 from .daformer import DAFormerNetwork
 from .deeplabv2 import DeepLabV2Network
 

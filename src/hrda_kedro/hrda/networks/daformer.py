@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hrda_kedro.hrda.model_config import NetworkConfig
+
 from .base import SegmentationNetwork
-from .config import NetworkConfig
 from .mit import MiTEncoder
 
 ASPP_DILATIONS = (6, 12, 18)

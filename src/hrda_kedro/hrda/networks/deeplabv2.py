@@ -25,8 +25,9 @@ import torch
 from torch import nn
 from torchvision.models import resnet101
 
+from hrda_kedro.hrda.model_config import NetworkConfig
+
 from .base import SegmentationNetwork
-from .config import NetworkConfig
 from .weights import load_checked, read_state_dict
 
 CLASSIFIER_DILATIONS = (6, 12)

@@ -42,6 +42,7 @@ from hrda_kedro.hrda import normalize
 from hrda_kedro.hrda.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from hrda_kedro.hrda.losses import hrda_loss
 from hrda_kedro.hrda.model import HRDAModel
+from hrda_kedro.hrda.model_config import HRDAConfig
 from hrda_kedro.hrda.networks.base import SegmentationNetwork
 from hrda_kedro.hrda.uda.augment import strong_augment
 from hrda_kedro.hrda.uda.batches import (
@@ -58,7 +59,7 @@ from hrda_kedro.hrda.uda.mic import MaskingConfig, masked_consistency_loss
 from hrda_kedro.hrda.uda.optim import build_optimizer, build_scheduler
 from hrda_kedro.hrda.uda.pseudo_labels import confidence_weights, make_pseudo_labels
 from hrda_kedro.hrda.uda.rcs import RareClassSampler, scale_min_pixels
-from hrda_kedro.params import HRDAParams, SelfTrainingParams, TrainingParams
+from hrda_kedro.params import SelfTrainingParams, TrainingParams
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class Trainer:
         self,
         model: HRDAModel,
         params: TrainingParams,
-        hrda: HRDAParams,
+        hrda: HRDAConfig,
         *,
         source: Dataset,
         setup: DeviceSetup,

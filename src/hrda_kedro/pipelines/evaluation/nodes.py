@@ -20,7 +20,8 @@ from hrda_kedro.hrda.inference import (
 )
 from hrda_kedro.hrda.metrics import confusion_matrix, summarize
 from hrda_kedro.hrda.model import HRDAModel
-from hrda_kedro.params import EvaluationParams, ModelParams, RuntimeParams, parse
+from hrda_kedro.hrda.model_config import ModelConfig
+from hrda_kedro.params import EvaluationParams, RuntimeParams, parse
 from hrda_kedro.progress import LogProgress
 from hrda_kedro.reports.figures import (
     ModelView,
@@ -31,12 +32,9 @@ from hrda_kedro.reports.figures import (
     training_curves_figure,
 )
 from hrda_kedro.reports.tables import pseudo_label_quality_table
-from hrda_kedro.runtime import (
-    check_compatible,
-    labelled_dataset,
-    model_from_checkpoint,
-    resolve_device,
-)
+from hrda_kedro.runtime.devices import resolve_device
+from hrda_kedro.runtime.models import check_compatible, model_from_checkpoint
+from hrda_kedro.runtime.training_data import labelled_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +57,7 @@ def evaluate_model(
     their ``split``), under ``targets``. The student is evaluated (not the EMA teacher),
     as in the paper.
     """
-    model_params = parse(ModelParams, model, "model")
+    model_params = parse(ModelConfig, model, "model")
     eval_params = parse(EvaluationParams, evaluation, "evaluation")
     setup = resolve_device(parse(RuntimeParams, runtime, "runtime"))
     stage = str(checkpoint.get("stage"))
@@ -217,7 +215,7 @@ def plot_qualitative_grid(
     ones each run) are predicted like in :func:`evaluate_model`, the scale attention
     stitched over the same sliding windows (:func:`predict_full_image_with_attention`).
     """
-    model_params = parse(ModelParams, model, "model")
+    model_params = parse(ModelConfig, model, "model")
     eval_params = parse(EvaluationParams, evaluation, "evaluation")
     setup = resolve_device(parse(RuntimeParams, runtime, "runtime"))
     nets: dict[str, HRDAModel] = {}

@@ -29,7 +29,8 @@ from hrda_kedro.export import checkpoint_from_export
 from hrda_kedro.hrda import normalize
 from hrda_kedro.hrda.inference import predict_full_image_labels
 from hrda_kedro.params import PredictParams, RuntimeParams, parse
-from hrda_kedro.runtime import model_from_checkpoint, resolve_device
+from hrda_kedro.runtime.devices import resolve_device
+from hrda_kedro.runtime.models import model_from_checkpoint
 
 logger = logging.getLogger(__name__)
 

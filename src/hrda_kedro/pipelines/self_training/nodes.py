@@ -17,24 +17,22 @@ from hrda_kedro.data.labels import CITYSCAPES_CLASSES
 from hrda_kedro.hrda import normalize
 from hrda_kedro.hrda.inference import predict_full_image
 from hrda_kedro.hrda.metrics import confusion_matrix, summarize
+from hrda_kedro.hrda.model_config import ModelConfig
 from hrda_kedro.hrda.networks import build_network
 from hrda_kedro.hrda.networks.base import SegmentationNetwork
 from hrda_kedro.hrda.uda.trainer import state_digest
-from hrda_kedro.params import ModelParams, RuntimeParams, SelfTrainingParams, parse
+from hrda_kedro.params import RuntimeParams, SelfTrainingParams, parse
 from hrda_kedro.progress import LogProgress
-from hrda_kedro.runtime import (
+from hrda_kedro.runtime.devices import resolve_device
+from hrda_kedro.runtime.fingerprints import fingerprint, manifest_digest
+from hrda_kedro.runtime.models import check_compatible, model_from_checkpoint
+from hrda_kedro.runtime.training_data import (
     CONFIDENCE_SUFFIX,
     LABEL_SUFFIX,
-    check_compatible,
     check_images_fit,
-    fingerprint,
     image_dataset,
-    manifest_digest,
-    model_from_checkpoint,
-    network_config,
     partition_id,
     read_label,
-    resolve_device,
     source_datasets,
     target_dataset,
 )
@@ -93,7 +91,7 @@ def materialize_pseudo_labels(
             "self-training needs target images; expected self_training.rounds: 0 for "
             "source-only training, or a target_train data set"
         )
-    model_params = parse(ModelParams, model, "model")
+    model_params = parse(ModelConfig, model, "model")
     runtime_params = parse(RuntimeParams, runtime, "runtime")
     source = input_model_name(input_model)
     teacher, trained_params = model_from_checkpoint(input_model, source, teacher=True)
@@ -143,7 +141,7 @@ def assess_pseudo_labels(
 
     Target-train labels are read here only, to measure; they never reach training.
     """
-    num_classes = parse(ModelParams, model, "model").network.num_classes
+    num_classes = parse(ModelConfig, model, "model").network.num_classes
     threshold = parse(SelfTrainingParams, self_training, "self_training").pseudo_labels.threshold
     cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     confident = 0.0
@@ -164,13 +162,11 @@ def assess_pseudo_labels(
     return report
 
 
-def imagenet_network(model: ModelParams, train: SelfTrainingParams) -> SegmentationNetwork | None:
+def imagenet_network(model: ModelConfig, train: SelfTrainingParams) -> SegmentationNetwork | None:
     """A frozen copy of the ImageNet-pretrained network for the feature distance, if enabled."""
     if not train.feature_distance.enabled:
         return None
-    config = dataclasses.replace(
-        network_config(model.network), pretrained=train.feature_distance.pretrained
-    )
+    config = dataclasses.replace(model.network, pretrained=train.feature_distance.pretrained)
     return build_network(config)
 
 
@@ -191,7 +187,7 @@ def train_round(
     ``stage`` (``round_<k>``, bound by the template) names the round's work folder and its
     checkpoint.
     """
-    model_params = parse(ModelParams, model, "model")
+    model_params = parse(ModelConfig, model, "model")
     train_params = parse(SelfTrainingParams, self_training, "self_training")
     runtime_params = parse(RuntimeParams, runtime, "runtime")
     source = input_model_name(input_model)

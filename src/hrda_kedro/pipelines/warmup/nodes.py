@@ -8,13 +8,10 @@ from typing import Any
 
 import pandas as pd
 
-from hrda_kedro.params import ModelParams, RuntimeParams, TrainingParams, parse
-from hrda_kedro.runtime import (
-    check_images_fit,
-    fingerprint,
-    manifest_digest,
-    source_datasets,
-)
+from hrda_kedro.hrda.model_config import ModelConfig
+from hrda_kedro.params import RuntimeParams, TrainingParams, parse
+from hrda_kedro.runtime.fingerprints import fingerprint, manifest_digest
+from hrda_kedro.runtime.training_data import check_images_fit, source_datasets
 from hrda_kedro.stages import StageJob, checkpoint_payload, run_stage
 
 logger = logging.getLogger(__name__)
@@ -35,7 +32,7 @@ def train_source_only(
     ``stage`` (bound by the template) names the stage's work folder; the model is
     ``source_only``.
     """
-    model_params = parse(ModelParams, model, "model")
+    model_params = parse(ModelConfig, model, "model")
     train_params = parse(TrainingParams, warmup, "warmup")
     runtime_params = parse(RuntimeParams, runtime, "runtime")
     check_images_fit(source_train_manifest, model_params, "source_train")

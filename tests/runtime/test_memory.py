@@ -1,4 +1,4 @@
-"""Device resolution and the process-wide host-memory setting."""
+"""The process-wide host-memory setting: freed tensor memory stays in the process."""
 
 from __future__ import annotations
 
@@ -10,17 +10,13 @@ import sys
 import textwrap
 
 import pytest
-import torch
-
-from hrda_kedro import runtime
-from hrda_kedro.params import RuntimeParams
 
 # Batched HRDA prediction of a small image, repeated: the allocation pattern of a training
 # or inference loop. Prints the page faults of each call as JSON.
 _FAULTS_SCRIPT = textwrap.dedent(
     """
     import json, resource, sys, torch
-    from hrda_kedro.runtime import keep_freed_host_memory
+    from hrda_kedro.runtime.memory import keep_freed_host_memory
     if sys.argv[1] == "keep":
         assert keep_freed_host_memory()
     from hrda_kedro.hrda.inference import predict_full_image
@@ -67,35 +63,3 @@ def test_keeping_freed_memory_stops_page_faults_in_a_prediction_loop():
     assert statistics.median(kept) <= 10
     assert statistics.median(default) > 1000
     assert sum(default) > 10 * sum(kept)
-
-
-def test_resolve_device_applies_the_host_memory_setting(monkeypatch):
-    calls = []
-    monkeypatch.setattr(runtime, "keep_freed_host_memory", lambda: calls.append(1) or True)
-    runtime.resolve_device(RuntimeParams(device="cpu", keep_freed_host_memory=False))
-    assert calls == []
-    runtime.resolve_device(RuntimeParams(device="cpu"))
-    assert calls == [1]
-
-
-def test_resolve_device_on_cpu_defaults_to_fp32_without_channels_last():
-    setup = runtime.resolve_device(
-        RuntimeParams(device="auto" if not torch.cuda.is_available() else "cpu")
-    )
-    assert setup.device == torch.device("cpu")
-    assert setup.autocast_dtype is None
-    assert setup.channels_last is False
-
-
-def test_resolve_device_honours_explicit_precision_and_layout_on_cpu():
-    setup = runtime.resolve_device(
-        RuntimeParams(device="cpu", precision="bf16", channels_last="on")
-    )
-    assert setup.autocast_dtype is torch.bfloat16
-    assert setup.channels_last is True
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_resolve_device_names_the_parameter_when_cuda_is_missing():
-    with pytest.raises(ValueError, match=r"runtime\.device: 'cuda'.*CUDA is not available"):
-        runtime.resolve_device(RuntimeParams(device="cuda"))

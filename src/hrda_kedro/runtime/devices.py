@@ -1,0 +1,40 @@
+"""The device a stage computes on, from the ``runtime`` parameters."""
+
+from __future__ import annotations
+
+import torch
+
+from hrda_kedro.hrda.uda.trainer import DeviceSetup
+from hrda_kedro.params import ParameterError, RuntimeParams
+from hrda_kedro.runtime.memory import keep_freed_host_memory
+
+
+def resolve_device(runtime: RuntimeParams, rank: int = 0) -> DeviceSetup:
+    """CPU or CUDA from ``runtime.device``; bf16 autocast and channels_last on CUDA.
+
+    Also applies the process-wide settings: ``runtime.keep_freed_host_memory``, and TF32
+    and cuDNN autotuning on CUDA.
+    """
+    if runtime.keep_freed_host_memory:
+        keep_freed_host_memory()
+    name = runtime.device
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ParameterError(
+            f"parameter runtime.device: {runtime.device!r} asked for, but CUDA is not available"
+        )
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", rank)
+    on_gpu = device.type == "cuda"
+    precision = runtime.precision if runtime.precision != "auto" else ("bf16" if on_gpu else "fp32")
+    channels_last = runtime.channels_last == "on" or (runtime.channels_last == "auto" and on_gpu)
+    if on_gpu:
+        torch.set_float32_matmul_precision(runtime.matmul_precision)
+        torch.backends.cudnn.benchmark = True
+    return DeviceSetup(
+        device=device,
+        autocast_dtype=torch.bfloat16 if precision == "bf16" else None,
+        channels_last=channels_last,
+    )

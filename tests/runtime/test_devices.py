@@ -1,0 +1,41 @@
+"""Device resolution from the ``runtime`` parameters."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hrda_kedro.params import RuntimeParams
+from hrda_kedro.runtime import devices
+
+
+def test_resolve_device_applies_the_host_memory_setting(monkeypatch):
+    calls = []
+    monkeypatch.setattr(devices, "keep_freed_host_memory", lambda: calls.append(1) or True)
+    devices.resolve_device(RuntimeParams(device="cpu", keep_freed_host_memory=False))
+    assert calls == []
+    devices.resolve_device(RuntimeParams(device="cpu"))
+    assert calls == [1]
+
+
+def test_resolve_device_on_cpu_defaults_to_fp32_without_channels_last():
+    setup = devices.resolve_device(
+        RuntimeParams(device="auto" if not torch.cuda.is_available() else "cpu")
+    )
+    assert setup.device == torch.device("cpu")
+    assert setup.autocast_dtype is None
+    assert setup.channels_last is False
+
+
+def test_resolve_device_honours_explicit_precision_and_layout_on_cpu():
+    setup = devices.resolve_device(
+        RuntimeParams(device="cpu", precision="bf16", channels_last="on")
+    )
+    assert setup.autocast_dtype is torch.bfloat16
+    assert setup.channels_last is True
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_resolve_device_names_the_parameter_when_cuda_is_missing():
+    with pytest.raises(ValueError, match=r"runtime\.device: 'cuda'.*CUDA is not available"):
+        devices.resolve_device(RuntimeParams(device="cuda"))
