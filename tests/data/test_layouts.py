@@ -91,7 +91,7 @@ def test_folder_layout_with_suffixes_limit_and_no_labels(tmp_path):
         ),
         (
             {"kind": "gta5", "root": "x", "resize": {"width": 0, "height": 5}},
-            "parameter d.resize: expected a positive",
+            "parameter d.resize.width: expected a positive",
         ),
         ({"kind": "gta5", "root": "x", "lables": False}, "parameter d.lables: unknown key"),
     ],

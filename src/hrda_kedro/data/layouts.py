@@ -43,7 +43,7 @@ from hrda_kedro.data.labels import (
 )
 from hrda_kedro.data.streets import EMBEDDED_SUBSETS
 from hrda_kedro.data.validation import LabelFormat, check_folder
-from hrda_kedro.params import ParameterError
+from hrda_kedro.hrda.config import Config, ConfigError, require
 
 Kind = Literal[
     "embedded", "gta5", "synthia", "cityscapes", "acdc", "dark_zurich", "bdd100k", "mapillary",
@@ -62,18 +62,19 @@ ACDC_CONDITIONS = ("fog", "night", "rain", "snow")
 
 
 @dataclass(frozen=True)
-class ResizeSpec:
+class ResizeSpec(Config):
     """HRDA's resize on load: to ``width x height``, or inside it keeping the aspect ratio."""
 
     width: int
     height: int
     keep_ratio: bool = True
 
-    def check(self, path: str) -> None:
-        if self.width < 1 or self.height < 1:
-            raise ParameterError(
-                f"parameter {path}: expected a positive width and height, got {self.width}x{self.height}"
-            )
+    def validate(self) -> None:
+        require(
+            self.width >= 1 and self.height >= 1,
+            "width" if self.width < 1 else "height",
+            f"expected a positive width and height, got {self.width}x{self.height}",
+        )
 
     def load_size(self, height: int, width: int) -> tuple[int, int]:
         """``(H, W)`` an image of ``height x width`` is resized to (mmseg's keep-ratio rule)."""
@@ -84,7 +85,7 @@ class ResizeSpec:
 
 
 @dataclass(frozen=True)
-class DatasetSpec:
+class DatasetSpec(Config):
     """One split's data set as configured under ``ingestion_datasets.<split>``."""
 
     kind: Kind
@@ -100,58 +101,61 @@ class DatasetSpec:
     class_map: Any = None  # folder only: {raw value: trainId | class name | "ignore"}
     conditions: list[str] | None = None  # acdc only: fog | night | rain | snow (null: all four)
 
-    def check(self, path: str) -> None:
-        if self.kind != "embedded" and not self.root:
-            raise ParameterError(
-                f"parameter {path}.root: required for kind {self.kind!r}, expected a folder path"
-            )
-        if self.kind == "embedded" and self.root is not None:
-            raise ParameterError(
-                f"parameter {path}.root: not used by kind 'embedded' (see ingestion.embedded.root), expected null"
-            )
-        if self.kind in SUBSETS and self.subset not in SUBSETS[self.kind]:
-            raise ParameterError(
-                f"parameter {path}.subset: expected {' | '.join(SUBSETS[self.kind])} for "
-                f"{self.kind}, got {self.subset!r}"
-            )
-        if (
-            self.kind == "embedded"
-            and self.subset is not None
-            and self.subset not in EMBEDDED_SUBSETS
-        ):
-            raise ParameterError(
-                f"parameter {path}.subset: expected one of the embedded benchmark's subsets "
-                f"{' | '.join(EMBEDDED_SUBSETS)}, got {self.subset!r}"
-            )
+    def validate(self) -> None:
+        kind = self.kind
+        require(
+            kind == "embedded" or bool(self.root),
+            "root",
+            f"required for kind {kind!r}, expected a folder path",
+        )
+        require(
+            kind != "embedded" or self.root is None,
+            "root",
+            "not used by kind 'embedded' (see ingestion.embedded.root), expected null",
+        )
+        require(
+            kind not in SUBSETS or self.subset in SUBSETS[kind],
+            "subset",
+            f"expected {' | '.join(SUBSETS.get(kind, ()))} for {kind}, got {self.subset!r}",
+        )
+        require(
+            kind != "embedded" or self.subset is None or self.subset in EMBEDDED_SUBSETS,
+            "subset",
+            f"expected one of the embedded benchmark's subsets {' | '.join(EMBEDDED_SUBSETS)}, "
+            f"got {self.subset!r}",
+        )
         if self.conditions is not None:
-            if self.kind != "acdc":
-                raise ParameterError(
-                    f"parameter {path}.conditions: only used with kind 'acdc', got kind {self.kind!r}"
-                )
-            bad = [c for c in self.conditions if c not in ACDC_CONDITIONS]
-            if bad or not self.conditions or len(set(self.conditions)) != len(self.conditions):
-                raise ParameterError(
-                    f"parameter {path}.conditions: expected null (all) or distinct conditions of "
-                    f"{' | '.join(ACDC_CONDITIONS)}, got {self.conditions!r}"
-                )
-        if self.limit is not None and self.limit < 1:
-            raise ParameterError(
-                f"parameter {path}.limit: expected null or a positive integer, got {self.limit}"
+            require(kind == "acdc", "conditions", f"only used with kind 'acdc', got kind {kind!r}")
+            conditions = self.conditions
+            require(
+                bool(conditions)
+                and all(c in ACDC_CONDITIONS for c in conditions)
+                and len(set(conditions)) == len(conditions),
+                "conditions",
+                f"expected null (all) or distinct conditions of {' | '.join(ACDC_CONDITIONS)}, "
+                f"got {conditions!r}",
             )
-        if self.kind == "folder":
-            if self.labels and not isinstance(self.class_map, dict):
-                raise ParameterError(
-                    f"parameter {path}.class_map: required for kind 'folder', expected a mapping"
-                )
-            if self.labels:
-                try:
-                    self.mapping()
-                except ValueError as err:
-                    raise ParameterError(f"parameter {path}.class_map: {err}") from err
-        elif self.class_map is not None:
-            raise ParameterError(
-                f"parameter {path}.class_map: only used with kind 'folder', got kind {self.kind!r}"
+        require(
+            self.limit is None or self.limit >= 1,
+            "limit",
+            f"expected null or a positive integer, got {self.limit}",
+        )
+        if kind != "folder":
+            require(
+                self.class_map is None,
+                "class_map",
+                f"only used with kind 'folder', got kind {kind!r}",
             )
+        elif self.labels:
+            require(
+                isinstance(self.class_map, dict),
+                "class_map",
+                "required for kind 'folder', expected a mapping",
+            )
+            try:
+                self.mapping()
+            except ValueError as err:
+                raise ConfigError("class_map", str(err)) from err
 
     def mapping(self) -> LabelMapping:
         """The raw-id -> trainId mapping of this data set's labels."""
