@@ -76,8 +76,8 @@ class Box:
         return Box(**{name: value // factor for name, value in values.items()})
 
 
-def _check_hw(name: str, hw: tuple[int, int]) -> tuple[int, int]:
-    """Validate a ``(height, width)`` pair of positive integers."""
+def check_hw(name: str, hw: tuple[int, int]) -> tuple[int, int]:
+    """A ``(height, width)`` pair of positive integers, or a ValueError naming ``name``."""
     if len(hw) != 2:
         raise ValueError(f"{name} must be (height, width), got {hw!r}")
     height, width = (operator.index(v) for v in hw)
@@ -105,8 +105,8 @@ def sample_box(
     be a multiple of ``align``. ``generator`` must be a CPU generator; sampling happens on
     the host so it never synchronises with an accelerator.
     """
-    container_h, container_w = _check_hw("container_hw", container_hw)
-    box_h, box_w = _check_hw("box_hw", box_hw)
+    container_h, container_w = check_hw("container_hw", container_hw)
+    box_h, box_w = check_hw("box_hw", box_hw)
     align = operator.index(align)
     if align <= 0:
         raise ValueError(f"align must be a positive integer, got {align}")
