@@ -121,21 +121,3 @@ def sample_box(
     top = _randint((container_h - box_h) // align + 1, generator) * align
     left = _randint((container_w - box_w) // align + 1, generator) * align
     return Box(top, left, box_h, box_w)
-
-
-def sample_hrda_boxes(
-    image_hw: tuple[int, int],
-    context_hw: tuple[int, int],
-    detail_hw: tuple[int, int],
-    align: int,
-    generator: torch.Generator | None = None,
-) -> tuple[Box, Box]:
-    """Draw HRDA's context box in the image and its detail box inside the context crop.
-
-    ``context_hw`` is the HR size of the context region (``s*h_c, s*w_c``); the detail box
-    is returned in the context crop's HR coordinates, which is what
-    :meth:`HRDAModel.forward_train <hrda_kedro.hrda.model.HRDAModel.forward_train>` takes.
-    """
-    context_box = sample_box(image_hw, context_hw, align, generator)
-    detail_box = sample_box(context_hw, detail_hw, align, generator)
-    return context_box, detail_box
