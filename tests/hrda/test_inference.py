@@ -13,7 +13,6 @@ from hrda_kedro.hrda.inference import (
     predict_full_image_branches,
     predict_full_image_labels,
     predict_full_image_with_attention,
-    sliding_window_logits,
     upsample_in_bands,
 )
 from hrda_kedro.hrda.model import HRDAModel
@@ -37,39 +36,15 @@ def whole_image_logits(net: CellNet, images: torch.Tensor) -> torch.Tensor:
 IMAGE_SIZES = [(32, 48), (39, 51), (11, 15)]
 
 
+def test_windows_are_batched_across_windows_and_images() -> None:
+    model = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16), mode="lr_only")
+    predict_full_image(model, torch.randn(2, 3, 64, 96), (32, 48), (16, 24), batch_size=4)
+    # 3 x 3 windows x 2 images = 18 windows in chunks of 4, one LR pass each
+    assert model.network.extract_calls == [4, 4, 4, 4, 2]
+
+
 @pytest.mark.parametrize("image_hw", IMAGE_SIZES)
 @pytest.mark.parametrize("batch_size", [None, 1, 5])
-def test_sliding_window_logits_equal_the_whole_image_output(
-    image_hw: tuple[int, int], batch_size: int | None
-) -> None:
-    net = CellNet()
-    images = torch.randn(2, 3, *image_hw, generator=torch.Generator().manual_seed(0))
-    logits = sliding_window_logits(net, images, (16, 24), (8, 8), batch_size, output_stride=4)
-    assert logits.shape == (2, NUM_CLASSES, *image_hw)
-    torch.testing.assert_close(logits, whole_image_logits(net, images), rtol=1e-5, atol=1e-5)
-
-
-def test_sliding_window_logits_batches_across_windows_and_images() -> None:
-    net = CellNet()
-    images = torch.randn(2, 3, 32, 48)
-    sliding_window_logits(net, images, (16, 24), (8, 12), batch_size=4, output_stride=4)
-    # 3 x 3 windows x 2 images = 18 crops in chunks of 4
-    assert net.extract_calls == [4, 4, 4, 4, 2]
-
-
-def test_sliding_window_logits_validate_alignment() -> None:
-    with pytest.raises(ValueError, match="multiples of align=8"):
-        sliding_window_logits(
-            CellNet(), torch.zeros(1, 3, 32, 32), (16, 16), (4, 4), output_stride=4, align=8
-        )
-    with pytest.raises(ValueError, match="multiple of output_stride"):
-        sliding_window_logits(
-            CellNet(), torch.zeros(1, 3, 32, 32), (16, 16), (8, 8), output_stride=4, align=6
-        )
-
-
-@pytest.mark.parametrize("image_hw", IMAGE_SIZES)
-@pytest.mark.parametrize("batch_size", [None, 2])
 def test_hr_only_full_image_prediction_equals_the_whole_image_output(
     image_hw: tuple[int, int], batch_size: int | None
 ) -> None:
@@ -205,9 +180,7 @@ def test_uniform_window_weights_are_the_plain_average_and_the_default() -> None:
 
 def test_tapered_weights_keep_a_translation_equivariant_net_exact() -> None:
     """Every window of CellNet sees the same cell values: any weighting reproduces them."""
-    net = CellNet()
+    model = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16), mode="hr_only")
     images = torch.randn(1, 3, 48, 80, generator=torch.Generator().manual_seed(14))
-    tapered = sliding_window_logits(
-        net, images, (32, 32), (16, 16), output_stride=4, window_weights="tapered"
-    )
-    torch.testing.assert_close(tapered, whole_image_logits(net, images))
+    tapered = predict_full_image(model, images, (32, 32), (16, 16), window_weights="tapered")
+    torch.testing.assert_close(tapered, whole_image_logits(model.network, images))

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from hrda_kedro.hrda.crops import check_hw
 from hrda_kedro.hrda.model import HRDAModel, MultiResOutput
-from hrda_kedro.hrda.windows import PredictFn, ProgressFn, sliding_window_grid
+from hrda_kedro.hrda.windows import ProgressFn, sliding_window_grid
 
 logger = logging.getLogger(__name__)
 
@@ -44,20 +44,8 @@ class _Windows(NamedTuple):
     weights: str
 
 
-def _padded_grid(
-    predict_fn: PredictFn,
-    images: torch.Tensor,
-    windows: _Windows,
-    output_stride: int,
-    align: int | None,
-    progress: ProgressFn | None = None,
-) -> torch.Tensor:
-    """The window average on the stride-``o`` grid, cut to the cells that overlap the image."""
-    align = output_stride if align is None else align
-    if align <= 0 or align % output_stride:
-        raise ValueError(
-            f"align={align} must be a positive multiple of output_stride={output_stride}"
-        )
+def _padded(images: torch.Tensor, windows: _Windows, align: int) -> torch.Tensor:
+    """``images`` zero padded at the bottom/right to a multiple of ``align`` and one window."""
     window_hw, stride_hw = windows.window_hw, windows.stride_hw
     window_h, window_w = check_hw("window_hw", window_hw)
     stride_h, stride_w = check_hw("stride_hw", stride_hw)
@@ -68,20 +56,42 @@ def _padded_grid(
     image_h, image_w = images.shape[-2:]
     padded_h = max(math.ceil(image_h / align) * align, window_h)
     padded_w = max(math.ceil(image_w / align) * align, window_w)
-    if (padded_h, padded_w) != (image_h, image_w):
-        images = F.pad(images, (0, padded_w - image_w, 0, padded_h - image_h))
+    if (padded_h, padded_w) == (image_h, image_w):
+        return images
+    return F.pad(images, (0, padded_w - image_w, 0, padded_h - image_h))
+
+
+def _model_grid(
+    model: HRDAModel,
+    outputs: Outputs,
+    images: torch.Tensor,
+    windows: _Windows,
+    progress: ProgressFn | None = None,
+) -> torch.Tensor:
+    """``outputs`` of every context-size window, stacked along the channels, averaged on
+    the stride-``o`` grid and cut to the cells that overlap the image.
+
+    Window and stride must be multiples of ``s * o``, so that every window's LR and HR
+    grids are whole (:meth:`HRDAModel.predict_window`).
+    """
+
+    def per_window(crops: torch.Tensor) -> torch.Tensor:
+        return torch.cat(outputs(model.predict_window(crops)), dim=1)
+
+    stride = model.output_stride
+    padded = _padded(images, windows, model.scale * stride)
     grid = sliding_window_grid(
-        predict_fn,
-        images,
-        (window_h, window_w),
-        (stride_h, stride_w),
-        output_stride,
+        per_window,
+        padded,
+        windows.window_hw,
+        windows.stride_hw,
+        stride,
         batch_size=windows.batch_size,
         window_weights=windows.weights,
         progress=progress,
     )
-    cells_h, cells_w = math.ceil(image_h / output_stride), math.ceil(image_w / output_stride)
-    return grid[..., :cells_h, :cells_w]
+    image_h, image_w = images.shape[-2:]
+    return grid[..., : math.ceil(image_h / stride), : math.ceil(image_w / stride)]
 
 
 def _upsample(grid: torch.Tensor, output_stride: int) -> torch.Tensor:
@@ -119,46 +129,6 @@ def upsample_in_bands(
         last = min(bottom * output_stride, image_h) - halo_top * output_stride
         pieces.append(reduce(band[..., first:last, :image_w]))
     return torch.cat(pieces, dim=-2)
-
-
-def sliding_window_logits(
-    predict_fn: PredictFn,
-    images: torch.Tensor,
-    window_hw: tuple[int, int],
-    stride_hw: tuple[int, int],
-    batch_size: int | None = None,
-    *,
-    output_stride: int = 1,
-    align: int | None = None,
-    window_weights: str = "uniform",
-) -> torch.Tensor:
-    """Full-resolution logits ``(B, C, H, W)`` of images of any size by sliding windows.
-
-    Window and stride must be multiples of ``align`` (default ``output_stride``; HRDA needs
-    ``s * o``). The images are zero padded at the bottom/right to a multiple of ``align`` and
-    to at least one window, the window logits are averaged on the stride-``o`` grid
-    (:func:`~hrda_kedro.hrda.windows.sliding_window_grid`), the cells overlapping the image
-    are upsampled bilinearly by ``o`` and the result is cropped to ``H x W``.
-    """
-    windows = _Windows(window_hw, stride_hw, batch_size, window_weights)
-    grid = _padded_grid(predict_fn, images, windows, output_stride, align)
-    return _in_pixels(grid, output_stride, images)
-
-
-def _model_grid(
-    model: HRDAModel,
-    outputs: Outputs,
-    images: torch.Tensor,
-    windows: _Windows,
-    progress: ProgressFn | None = None,
-) -> torch.Tensor:
-    """``outputs`` of every context-size window, stacked along the channels, on the grid."""
-
-    def per_window(crops: torch.Tensor) -> torch.Tensor:
-        return torch.cat(outputs(model.predict_window(crops)), dim=1)
-
-    align = model.scale * model.output_stride
-    return _padded_grid(per_window, images, windows, model.output_stride, align, progress)
 
 
 def _in_pixels(grid: torch.Tensor, output_stride: int, images: torch.Tensor) -> torch.Tensor:
