@@ -35,8 +35,8 @@ def sliding_window_boxes(
     """Windows covering the image, row-major, the last row/column snapped to the border.
 
     A window larger than the image along an axis is clamped to the image size there (one
-    window on that axis); callers that need full-size windows pad first, as
-    :func:`sliding_window_logits` does.
+    window on that axis); callers that need full-size windows pad first, as full-image
+    inference (:mod:`hrda_kedro.hrda.inference`) does.
     """
     image_h, image_w = check_hw("image_hw", image_hw)
     window_h, window_w = check_hw("window_hw", window_hw)
