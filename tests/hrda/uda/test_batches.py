@@ -321,6 +321,26 @@ def test_decode_threads_do_not_change_the_batches() -> None:
     _same_batches([three.next_batch() for _ in range(6)], [one.next_batch() for _ in range(6)])
 
 
+def test_pinned_batches_pin_every_tensor_and_keep_the_rest(monkeypatch) -> None:
+    """On any machine: each tensor goes through ``pin_memory``, absent ones stay None."""
+    pinned_ids = []
+
+    def pin(tensor: torch.Tensor) -> torch.Tensor:
+        pinned_ids.append(id(tensor))
+        return tensor.clone()
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", pin)
+    _, stream = _photo_stream([(40, 56)])
+    batch = stream.next_batch()
+    pinned = batch.pinned()
+    assert pinned_ids == [id(batch.images), id(batch.labels), id(batch.weights)]
+    assert torch.equal(pinned.images, batch.images) and pinned.images is not batch.images
+    assert pinned.context_boxes == batch.context_boxes and pinned.flipped == batch.flipped
+    _, stream = _photo_stream([(40, 56)], labels=False)
+    unlabelled = stream.next_batch().pinned()
+    assert unlabelled.labels is None and unlabelled.weights is None
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="page-locked memory needs CUDA")
 def test_pinned_batches_hold_the_same_tensors_in_page_locked_memory() -> None:
     _, stream = _photo_stream([(40, 56)], labels=False)
