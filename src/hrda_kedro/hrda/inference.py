@@ -131,10 +131,13 @@ def upsample_in_bands(
     return torch.cat(pieces, dim=-2)
 
 
-def _in_pixels(grid: torch.Tensor, output_stride: int, images: torch.Tensor) -> torch.Tensor:
-    """The grid upsampled by ``o`` and cropped to the images' size."""
+def _stitched(
+    model: HRDAModel, outputs: Outputs, images: torch.Tensor, windows: _Windows
+) -> torch.Tensor:
+    """:func:`_model_grid` upsampled by ``o`` and cropped to the images' size."""
+    grid = _model_grid(model, outputs, images, windows)
     image_h, image_w = images.shape[-2:]
-    return _upsample(grid, output_stride)[..., :image_h, :image_w]
+    return _upsample(grid, model.output_stride)[..., :image_h, :image_w]
 
 
 def _on_grid_of(tensor: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -144,6 +147,7 @@ def _on_grid_of(tensor: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
 
 
 def _fused(output: MultiResOutput) -> list[torch.Tensor]:
+    """The fused logits alone."""
     return [output.fused]
 
 
@@ -185,7 +189,7 @@ def predict_full_image(
         stride_hw,
     )
     windows = _Windows(window_hw, stride_hw, batch_size, window_weights)
-    return _in_pixels(_model_grid(model, _fused, images, windows), model.output_stride, images)
+    return _stitched(model, _fused, images, windows)
 
 
 def predict_full_image_with_attention(
@@ -207,8 +211,7 @@ def predict_full_image_with_attention(
     Models without an attention (``lr_only``, ``hr_only``) give None.
     """
     windows = _Windows(window_hw, stride_hw, batch_size, window_weights)
-    grid = _model_grid(model, _fused_and_attention, images, windows)
-    stitched = _in_pixels(grid, model.output_stride, images)
+    stitched = _stitched(model, _fused_and_attention, images, windows)
     num_classes = model.network.num_classes
     attention = stitched[:, num_classes:] if stitched.shape[1] > num_classes else None
     return stitched[:, :num_classes], attention
@@ -231,8 +234,8 @@ def predict_full_image_branches(
     Models trained without one branch (``lr_only``, ``hr_only``) give ``fused`` only.
     """
     windows = _Windows(window_hw, stride_hw, batch_size, window_weights)
-    grid = _model_grid(model, _all_branches, images, windows)
-    branches = _in_pixels(grid, model.output_stride, images).split(model.network.num_classes, dim=1)
+    stitched = _stitched(model, _all_branches, images, windows)
+    branches = stitched.split(model.network.num_classes, dim=1)
     return dict(zip(("fused", "context", "detail"), branches, strict=False))
 
 
