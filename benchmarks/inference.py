@@ -79,9 +79,10 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
     common.apply_host_memory(cfg["host_memory"])
     import torch
 
-    from hrda_kedro.hrda.inference import predict_full_image, sliding_window_boxes
+    from hrda_kedro.hrda.inference import predict_full_image
     from hrda_kedro.hrda.model import HRDAModel
     from hrda_kedro.hrda.networks import NetworkConfig, build_network
+    from hrda_kedro.hrda.windows import sliding_window_boxes
 
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])

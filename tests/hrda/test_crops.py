@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from hrda_kedro.hrda.crops import Box, sample_box, sample_hrda_boxes
+from hrda_kedro.hrda.crops import Box, sample_box
 
 
 def test_box_edges_and_crop_slice_last_two_dims() -> None:
@@ -101,24 +101,3 @@ def test_sample_box_errors_name_the_problem(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         sample_box(container, box, align)
-
-
-def test_sample_hrda_boxes_detail_lies_in_context_coordinates() -> None:
-    generator = torch.Generator().manual_seed(1)
-    image, context, detail, align = (40, 56), (24, 32), (8, 16), 8
-    details = set()
-    for _ in range(300):
-        context_box, detail_box = sample_hrda_boxes(image, context, detail, align, generator)
-        assert (context_box.height, context_box.width) == context
-        assert context_box.bottom <= image[0] and context_box.right <= image[1]
-        assert (detail_box.height, detail_box.width) == detail
-        assert detail_box.bottom <= context[0] and detail_box.right <= context[1]
-        for value in (context_box.top, context_box.left, detail_box.top, detail_box.left):
-            assert value % align == 0
-        details.add((detail_box.top, detail_box.left))
-    assert details == set(itertools.product((0, 8, 16), (0, 8, 16)))
-
-
-def test_sample_hrda_boxes_rejects_a_context_larger_than_the_image() -> None:
-    with pytest.raises(ValueError, match="larger than the container"):
-        sample_hrda_boxes((16, 16), (32, 16), (8, 8), 8)

@@ -1,4 +1,4 @@
-"""Sliding windows: geometry, batched stitching, full-image prediction at any size."""
+"""Full-image prediction at any size: padding, batched stitching, the HRDA outputs."""
 
 from __future__ import annotations
 
@@ -8,18 +8,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hrda_kedro.hrda.crops import Box
 from hrda_kedro.hrda.inference import (
     predict_full_image,
+    predict_full_image_branches,
     predict_full_image_labels,
     predict_full_image_with_attention,
-    sliding_window_boxes,
-    sliding_window_grid,
-    sliding_window_logits,
     upsample_in_bands,
-    window_weight_map,
 )
 from hrda_kedro.hrda.model import HRDAModel
+from hrda_kedro.hrda.networks import NetworkConfig, build_network
+from hrda_kedro.hrda.windows import window_weight_map
 from tests.hrda.test_model import NUM_CLASSES, CellNet
 
 
@@ -33,94 +31,20 @@ def whole_image_logits(net: CellNet, images: torch.Tensor) -> torch.Tensor:
     return logits[..., :height, :width]
 
 
-def covered(boxes: list[Box], image_hw: tuple[int, int]) -> torch.Tensor:
-    counts = torch.zeros(image_hw, dtype=torch.long)
-    for box in boxes:
-        box.crop(counts).add_(1)  # also raises if a box sticks out
-    return counts
-
-
-def test_sliding_window_boxes_snap_the_last_window_to_the_border() -> None:
-    boxes = sliding_window_boxes((10, 8), (4, 4), (3, 3))
-    assert [(b.top, b.left) for b in boxes] == [
-        (top, left) for top in (0, 3, 6) for left in (0, 3, 4)
-    ]
-    assert all((b.height, b.width) == (4, 4) for b in boxes)
-    assert (covered(boxes, (10, 8)) > 0).all()
-
-
-@pytest.mark.parametrize(
-    ("image", "window", "stride"),
-    [((64, 96), (32, 32), (16, 16)), ((37, 53), (16, 24), (8, 8)), ((16, 16), (16, 16), (8, 8))],
-)
-def test_sliding_window_boxes_cover_the_image_inside_bounds(
-    image: tuple[int, int], window: tuple[int, int], stride: tuple[int, int]
-) -> None:
-    boxes = sliding_window_boxes(image, window, stride)
-    assert (covered(boxes, image) > 0).all()
-    assert len(set(boxes)) == len(boxes)
-
-
-def test_a_window_larger_than_the_image_is_clamped() -> None:
-    assert sliding_window_boxes((10, 40), (16, 16), (8, 8)) == [
-        Box(0, left, 10, 16) for left in (0, 8, 16, 24)
-    ]
-
-
-@pytest.mark.parametrize(
-    ("window", "stride", "message"),
-    [((4, 4), (5, 4), "must not exceed"), ((0, 4), (2, 2), "window_hw must be positive")],
-)
-def test_sliding_window_boxes_validate(window: tuple, stride: tuple, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        sliding_window_boxes((10, 10), window, stride)
-
-
 # exact; not a multiple of anything (W, H = 3 mod o: the last pixels interpolate
 # towards padding cells unless those are dropped); smaller than a window
 IMAGE_SIZES = [(32, 48), (39, 51), (11, 15)]
 
 
+def test_windows_are_batched_across_windows_and_images() -> None:
+    model = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16), mode="lr_only")
+    predict_full_image(model, torch.randn(2, 3, 64, 96), (32, 48), (16, 24), batch_size=4)
+    # 3 x 3 windows x 2 images = 18 windows in chunks of 4, one LR pass each
+    assert model.network.extract_calls == [4, 4, 4, 4, 2]
+
+
 @pytest.mark.parametrize("image_hw", IMAGE_SIZES)
 @pytest.mark.parametrize("batch_size", [None, 1, 5])
-def test_sliding_window_logits_equal_the_whole_image_output(
-    image_hw: tuple[int, int], batch_size: int | None
-) -> None:
-    net = CellNet()
-    images = torch.randn(2, 3, *image_hw, generator=torch.Generator().manual_seed(0))
-    logits = sliding_window_logits(net, images, (16, 24), (8, 8), batch_size, output_stride=4)
-    assert logits.shape == (2, NUM_CLASSES, *image_hw)
-    torch.testing.assert_close(logits, whole_image_logits(net, images), rtol=1e-5, atol=1e-5)
-
-
-def test_sliding_window_logits_batches_across_windows_and_images() -> None:
-    net = CellNet()
-    images = torch.randn(2, 3, 32, 48)
-    sliding_window_logits(net, images, (16, 24), (8, 12), batch_size=4, output_stride=4)
-    # 3 x 3 windows x 2 images = 18 crops in chunks of 4
-    assert net.extract_calls == [4, 4, 4, 4, 2]
-
-
-def test_sliding_window_logits_validate_alignment() -> None:
-    with pytest.raises(ValueError, match="multiples of align=8"):
-        sliding_window_logits(
-            CellNet(), torch.zeros(1, 3, 32, 32), (16, 16), (4, 4), output_stride=4, align=8
-        )
-    with pytest.raises(ValueError, match="multiple of output_stride"):
-        sliding_window_logits(
-            CellNet(), torch.zeros(1, 3, 32, 32), (16, 16), (8, 8), output_stride=4, align=6
-        )
-
-
-def test_sliding_window_grid_rejects_a_wrong_output_size() -> None:
-    with pytest.raises(ValueError, match="expected spatial size \\(4, 4\\)"):
-        sliding_window_grid(
-            CellNet(output_stride=2), torch.zeros(1, 3, 32, 32), (16, 16), (8, 8), 4
-        )
-
-
-@pytest.mark.parametrize("image_hw", IMAGE_SIZES)
-@pytest.mark.parametrize("batch_size", [None, 2])
 def test_hr_only_full_image_prediction_equals_the_whole_image_output(
     image_hw: tuple[int, int], batch_size: int | None
 ) -> None:
@@ -179,12 +103,17 @@ def test_prediction_with_attention_has_none_without_an_attention_branch() -> Non
     assert attention is None
 
 
+@pytest.mark.parametrize("mode", ["lr_only", "hr_only"])
+def test_a_single_branch_model_gives_its_fused_logits_only(mode: str) -> None:
+    model = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16), mode=mode).eval()
+    images = torch.randn(1, 3, 40, 56, generator=torch.Generator().manual_seed(15))
+    branches = predict_full_image_branches(model, images, (32, 32), (16, 16))
+    assert list(branches) == ["fused"]
+    assert torch.equal(branches["fused"], predict_full_image(model, images, (32, 32), (16, 16)))
+
+
 def test_branches_from_one_pass_equal_separate_mode_predictions() -> None:
     """Evaluation reads fused, context and detail from one pass; each must equal its own mode."""
-    from hrda_kedro.hrda.inference import predict_full_image_branches
-    from hrda_kedro.hrda.model import HRDAModel
-    from hrda_kedro.hrda.networks import NetworkConfig, build_network
-
     torch.manual_seed(0)
     network = build_network(
         NetworkConfig(
@@ -249,31 +178,9 @@ def test_uniform_window_weights_are_the_plain_average_and_the_default() -> None:
         window_weight_map((4, 4), "hann")
 
 
-def test_tapered_weights_are_a_positive_centred_normalised_average() -> None:
-    weight = window_weight_map((4, 6), "tapered")
-    assert weight.shape == (4, 6) and (weight > 0).all()
-    torch.testing.assert_close(weight, weight.flip(0))
-    torch.testing.assert_close(weight, weight.flip(1))
-    torch.testing.assert_close(weight[1:3, 2:4].min(), weight.max())  # the centre counts most
-    # Windows that all predict the same constant stitch to exactly that constant: the
-    # weights are normalised by their sum wherever windows overlap.
-    constant = torch.full((1, 1, 8, 8), 2.5)
-    grid = sliding_window_grid(
-        lambda crops: constant.expand(crops.shape[0], 1, 8, 8),
-        torch.zeros(2, 3, 40, 56),
-        (32, 32),
-        (16, 16),
-        4,
-        window_weights="tapered",
-    )
-    torch.testing.assert_close(grid, torch.full((2, 1, 10, 14), 2.5))
-
-
 def test_tapered_weights_keep_a_translation_equivariant_net_exact() -> None:
     """Every window of CellNet sees the same cell values: any weighting reproduces them."""
-    net = CellNet()
+    model = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16), mode="hr_only")
     images = torch.randn(1, 3, 48, 80, generator=torch.Generator().manual_seed(14))
-    tapered = sliding_window_logits(
-        net, images, (32, 32), (16, 16), output_stride=4, window_weights="tapered"
-    )
-    torch.testing.assert_close(tapered, whole_image_logits(net, images))
+    tapered = predict_full_image(model, images, (32, 32), (16, 16), window_weights="tapered")
+    torch.testing.assert_close(tapered, whole_image_logits(model.network, images))

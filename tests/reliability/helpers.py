@@ -166,6 +166,18 @@ def final_error(output: str) -> str:
     return flat(output[matches[-1].start() :])
 
 
+def assert_refused(project: Path, args: str, error: str) -> str:
+    """``kedro run ARGS`` (split at spaces) exits with status 1, its last error matching the
+    regex ``error``, and leaves every file under ``data/`` as it was; returns its output."""
+    before = snapshot(project / "data")
+    result = kedro(project, *args.split())
+    assert result.returncode == 1, result.stdout[-3000:]
+    message = final_error(result.stdout)
+    assert re.match(error, message), message
+    assert_unchanged(before, project / "data")
+    return result.stdout
+
+
 # --------------------------------------------------------------------------- files
 
 

@@ -21,13 +21,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 from PIL import Image, PngImagePlugin
 
 from hrda_kedro.data import DataError
 from hrda_kedro.hrda.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from hrda_kedro.params import ParameterError
-from tests.data.helpers import write_index, write_rgb
+from tests.data.helpers import write_rgb
 from tests.reliability.helpers import (
     assert_unchanged,
     copy_project,
@@ -36,14 +35,17 @@ from tests.reliability.helpers import (
     run_in_process,
     snapshot,
 )
-from tests.reliability.test_bad_inputs import (
+from tests.reliability.inputs import (
     USER_DATA,
     BadInput,
     Params,
-    _gta,
-    _image,
-    _params,
-    _raised_by_us,
+    at_run,
+    good_photo,
+    gta,
+    gta_image,
+    in_local,
+    raised_by_us,
+    user_folder,
 )
 
 # --------------------------------------------------------------------------- bad files
@@ -78,36 +80,8 @@ def broken_crc_png(path: Path) -> None:
 
 
 NOT_UTF8 = os.fsdecode(b"b\xff.jpg")  # a Latin-1 file name from an old camera or archive
-
-
-def _local(params: Params) -> Callable[[Path], Params]:
-    """Parameters written to conf/local/parameters.yml (not passed at run time)."""
-
-    def make(project: Path) -> Params:
-        (project / "conf" / "local" / "parameters.yml").write_text(yaml.safe_dump(params))
-        return {}
-
-    return make
-
-
-def _folder(project: Path, files: dict[str, Callable[[Path], object]]) -> Params:
-    """The user's own images and masks (``kind: folder``), made by ``files``."""
-    root = project / USER_DATA
-    for name, write in files.items():
-        write(root / "photos" / name)
-        write_index(root / "masks" / f"{Path(name).stem}.png", np.zeros((6, 10)))
-    spec = {
-        "kind": "folder",
-        "root": str(root),
-        "image_dir": "photos",
-        "label_dir": "masks",
-        "class_map": {0: "road"},
-    }
-    return {"ingestion_datasets": {"source_train": spec}}
-
-
-def _good(path: Path) -> None:
-    write_rgb(path, 6, 10)
+COLLIDING = {"a.jpg": good_photo, "a.png": good_photo, "c.png": good_photo}
+UNNAMABLE = {"a.jpg": good_photo, NOT_UTF8: good_photo}
 
 
 # --------------------------------------------------------------------------- cases
@@ -115,163 +89,164 @@ def _good(path: Path) -> None:
 P, D = "parameters", "data"
 CASES = [
     # typos that vanished: unknown top-level groups
-    BadInput("misspelt group in conf/local", P, "warmup", _local({"warmpu": {"iterations": 2}}),
+    BadInput("misspelt group in conf/local", P, "warmup", in_local({"warmpu": {"iterations": 2}}),
              ParameterError, r"^parameter warmpu: unknown parameter group \(did you mean "
              r"'warmup'\?\), set in conf/\*/parameters\*\.yml or --params; known groups: "),
-    BadInput("misspelt group at run time", P, "warmup", _params({"warmpu": {"iterations": 2}}),
+    BadInput("misspelt group at run time", P, "warmup", at_run({"warmpu": {"iterations": 2}}),
              ParameterError, r"^parameter warmpu: unknown parameter group \(did you mean 'warmup'"),
-    BadInput("misspelt evaluation group", P, "evaluation", _params({"evaluatoin": {"max_images": 1}}),
+    BadInput("misspelt evaluation group", P, "evaluation", at_run({"evaluatoin": {"max_images": 1}}),
              ParameterError, r"^parameter evaluatoin: unknown parameter group \(did you mean "
              r"'evaluation'\?\)"),
-    BadInput("group with a dash", P, "self_training", _local({"self-training": {"rounds": 1}}),
+    BadInput("group with a dash", P, "self_training", in_local({"self-training": {"rounds": 1}}),
              ParameterError, r"^parameter self-training: unknown parameter group \(did you "
              r"mean 'self_training'\?\)"),
-    BadInput("group nobody reads", P, "warmup", _params({"foo": {"bar": 1}}), ParameterError,
+    BadInput("group nobody reads", P, "warmup", at_run({"foo": {"bar": 1}}), ParameterError,
              r"^parameter foo: unknown parameter group, set in .* known groups: runtime, model"),
     BadInput("misspelt key three levels down", P, "self_training",
-             _params({"self_training": {"pseudo_labels": {"treshold": 0.9}}}), ParameterError,
+             at_run({"self_training": {"pseudo_labels": {"treshold": 0.9}}}), ParameterError,
              r"^parameter self_training\.pseudo_labels\.treshold: unknown key \(did you mean "
              r"'threshold'\?\)"),
     BadInput("misspelt ingestion key", P, "ingestion",
-             _params({"ingestion": {"embedded": {"domain_shfit": 0.9}}}), ParameterError,
+             at_run({"ingestion": {"embedded": {"domain_shfit": 0.9}}}), ParameterError,
              r"^parameter ingestion\.embedded\.domain_shfit: unknown key \(did you mean "
              r"'domain_shift'\?\)"),
     BadInput("misspelt data set key", P, "ingestion",
-             _params({"ingestion_datasets": {"source_train": {"kindd": "gta5"}}}), ParameterError,
+             at_run({"ingestion_datasets": {"source_train": {"kindd": "gta5"}}}), ParameterError,
              r"^parameter ingestion_datasets\.source_train\.kindd: unknown key \(did you mean "
              r"'kind'\?\)"),
     BadInput("misspelt group in a new parameters file", P, "warmup",
-             _local({"modle": {"network": {"num_classes": 19}}}), ParameterError,
+             in_local({"modle": {"network": {"num_classes": 19}}}), ParameterError,
              r"^parameter modle: unknown parameter group \(did you mean 'model'\?\)"),
     # checks that came too late: class ids
     BadInput("fewer classes than the label ids", P, "warmup",
-             _params({"model": {"network": {"num_classes": 10}}}), ParameterError,
+             at_run({"model": {"network": {"num_classes": 10}}}), ParameterError,
              r"^parameter model\.network\.num_classes: the embedded labels of "
              r"ingestion_datasets\.source_train hold trainIds up to 18, so expected at least 19 "
              r"classes, got 10"),
     BadInput("more classes than the class table", P, "warmup",
-             _params({"model": {"network": {"num_classes": 25}}}), ParameterError,
+             at_run({"model": {"network": {"num_classes": 25}}}), ParameterError,
              r"^parameter model\.network\.num_classes: expected at most 19 \(the Cityscapes "
              r"class table"),
     BadInput("class count as text", P, "warmup",
-             _params({"model": {"network": {"num_classes": "19"}}}), ParameterError,
+             at_run({"model": {"network": {"num_classes": "19"}}}), ParameterError,
              r"^parameter model\.network\.num_classes: expected an integer, got '19'"),
     BadInput("small class out of range", P, "evaluation",
-             _params({"evaluation": {"small_classes": [5, 30]}}), ParameterError,
+             at_run({"evaluation": {"small_classes": [5, 30]}}), ParameterError,
              r"^parameter evaluation\.small_classes: class ids \[30\] are outside 0\.\.18 "
              r"\(model\.network\.num_classes = 19\)"),
     BadInput("negative small class", P, "evaluation",
-             _params({"evaluation": {"small_classes": [-1]}}), ParameterError,
+             at_run({"evaluation": {"small_classes": [-1]}}), ParameterError,
              r"^parameter evaluation\.small_classes: class ids \[-1\] are outside 0\.\.18"),
     BadInput("class subset out of range", P, "evaluation",
-             _params({"evaluation": {"class_subsets": {"few": [0, 19]}}}), ParameterError,
+             at_run({"evaluation": {"class_subsets": {"few": [0, 19]}}}), ParameterError,
              r"^parameter evaluation\.class_subsets\.few: class ids \[19\] are outside 0\.\.18"),
     BadInput("no image to evaluate", P, "evaluation",
-             _params({"evaluation": {"max_images": 0}}), ParameterError,
+             at_run({"evaluation": {"max_images": 0}}), ParameterError,
              r"^parameter evaluation\.max_images: expected null \(all images\) or >= 1, got 0"),
     # crops, windows and margins
     BadInput("context crop below the encoder's minimum", P, "warmup",
-             _params({"model": {"hrda": {"context_crop": [16, 16], "detail_crop": [8, 8]}}}),
+             at_run({"model": {"hrda": {"context_crop": [16, 16], "detail_crop": [8, 8]}}}),
              ParameterError, r"^parameter model\.hrda\.context_crop: the encoder 'mit-nano' "
              r"needs inputs of at least 32 pixels a side; \[16, 16\] / scale 2 is smaller "
              r"\(expected at least 64 a side\)"),
     BadInput("detail crop below the encoder's minimum", P, "warmup",
-             _params({"model": {"hrda": {"detail_crop": [16, 16]}}}), ParameterError,
+             at_run({"model": {"hrda": {"detail_crop": [16, 16]}}}), ParameterError,
              r"^parameter model\.hrda\.detail_crop: the encoder 'mit-nano' needs inputs of at "
              r"least 32 pixels a side; \[16, 16\] is smaller"),
     BadInput("inference window below the encoder's minimum", P, "evaluation",
-             _params({"model": {"inference": {"window": [32, 32]}}}), ParameterError,
+             at_run({"model": {"inference": {"window": [32, 32]}}}), ParameterError,
              r"^parameter model\.inference\.window: the encoder 'mit-nano' needs inputs of at "
              r"least 32 pixels a side; \[32, 32\] / scale 2 is smaller"),
     BadInput("inference window smaller than the detail crop", P, "evaluation",
-             _params({"model": {"hrda": {"context_crop": [128, 128], "detail_crop": [96, 96]},
+             at_run({"model": {"hrda": {"context_crop": [128, 128], "detail_crop": [96, 96]},
                                 "inference": {"window": [64, 64]}}}), ParameterError,
              r"^parameter model\.inference\.window: the inference window \[64, 64\] must hold "
              r"the detail crop \[96, 96\]"),
     BadInput("context crop larger than the images", P, "warmup",
-             _params({"model": {"hrda": {"context_crop": [128, 128]}}}), ParameterError,
+             at_run({"model": {"hrda": {"context_crop": [128, 128]}}}), ParameterError,
              r"^parameter model\.hrda\.context_crop: the context crop \[128, 128\] \(HxW\) does "
              r"not fit in the 64x128 images of ingestion_datasets\.source_train"),
     BadInput("crop given as text", P, "warmup",
-             _params({"model": {"hrda": {"context_crop": "64x64"}}}), ParameterError,
+             at_run({"model": {"hrda": {"context_crop": "64x64"}}}), ParameterError,
              r"^parameter model\.hrda\.context_crop: expected a list of 2 x an integer, got "
              r"'64x64'"),
-    BadInput("scale 0", P, "warmup", _params({"model": {"hrda": {"scale": 0}}}),
+    BadInput("scale 0", P, "warmup", at_run({"model": {"hrda": {"scale": 0}}}),
              ParameterError, r"^parameter model\.hrda\.scale: expected >= 1, got 0"),
     BadInput("self-training without target images", P, "self_training",
-             _params({"ingestion_datasets": {"target_train": None}}), ParameterError,
+             at_run({"ingestion_datasets": {"target_train": None}}), ParameterError,
              r"^parameter ingestion_datasets\.target_train: self-training \(2 round\(s\)\) "
              r"needs target images, got null"),
     BadInput("margins that cover the images", P, "self_training",
-             _params({"self_training": {"pseudo_labels": {"margins": [40, 40, 0, 0]}}}),
+             at_run({"self_training": {"pseudo_labels": {"margins": [40, 40, 0, 0]}}}),
              ParameterError, r"^parameter self_training\.pseudo_labels\.margins: the margins "
              r"\[40, 40, 0, 0\] \(top, bottom, left, right\) cover the whole 64x128 \(HxW\) "
              r"image of ingestion_datasets\.target_train"),
     BadInput("margins that cover the reference size", P, "self_training",
-             _params({"self_training": {"pseudo_labels": {
+             at_run({"self_training": {"pseudo_labels": {
                  "margins": [10, 10, 60, 60], "margins_reference_size": [100, 100]}}}),
              ParameterError, r"^parameter self_training\.pseudo_labels\.margins: the margins "
              r"\[10, 10, 60, 60\] .* cover the whole 100x100 \(HxW\) image "
              r"\(margins_reference_size\)"),
     BadInput("margins reference size of 0", P, "self_training",
-             _params({"self_training": {"pseudo_labels": {"margins_reference_size": [0, 10]}}}),
+             at_run({"self_training": {"pseudo_labels": {"margins_reference_size": [0, 10]}}}),
              ParameterError, r"^parameter self_training\.pseudo_labels\.margins_reference_size: "
              r"expected two positive integers, got \[0, 10\]"),
     # other ranges, one per group
-    BadInput("no device", P, "warmup", _params({"runtime": {"devices": 0}}), ParameterError,
+    BadInput("no device", P, "warmup", at_run({"runtime": {"devices": 0}}), ParameterError,
              r"^parameter runtime\.devices: expected >= 1, got 0"),
     BadInput("EMA that never moves", P, "self_training",
-             _params({"self_training": {"ema_alpha": 1.0}}), ParameterError,
+             at_run({"self_training": {"ema_alpha": 1.0}}), ParameterError,
              r"^parameter self_training\.ema_alpha: expected 0 <= alpha < 1, got 1\.0"),
-    BadInput("learning rate 0", P, "warmup", _params({"warmup": {"optimizer": {"lr": 0}}}),
+    BadInput("learning rate 0", P, "warmup", at_run({"warmup": {"optimizer": {"lr": 0}}}),
              ParameterError, r"^parameter warmup\.optimizer\.lr: expected > 0, got 0"),
-    BadInput("dropout above 1", P, "warmup", _params({"model": {"network": {"dropout": 1.5}}}),
+    BadInput("dropout above 1", P, "warmup", at_run({"model": {"network": {"dropout": 1.5}}}),
              ParameterError, r"^parameter model\.network\.dropout: expected 0 <= dropout < 1"),
-    BadInput("batch of 0", P, "warmup", _params({"warmup": {"source_batch_size": 0}}),
+    BadInput("batch of 0", P, "warmup", at_run({"warmup": {"source_batch_size": 0}}),
              ParameterError, r"^parameter warmup\.source_batch_size: expected >= 1, got 0"),
     BadInput("confidence threshold above 1", P, "self_training",
-             _params({"self_training": {"pseudo_labels": {"threshold": 1.5}}}), ParameterError,
+             at_run({"self_training": {"pseudo_labels": {"threshold": 1.5}}}), ParameterError,
              r"^parameter self_training\.pseudo_labels\.threshold: expected 0\.\.1, got 1\.5"),
     BadInput("domain shift above 1", P, "ingestion",
-             _params({"ingestion": {"embedded": {"domain_shift": 2}}}), ParameterError,
+             at_run({"ingestion": {"embedded": {"domain_shift": 2}}}), ParameterError,
              r"^parameter ingestion\.embedded\.domain_shift: expected 0 \(no shift\) \.\. 1 "
              r"\(full shift\), got 2"),
     # predict: validated when the run starts
     BadInput("overlay opacity above 1", P, "predict",
-             _params({"predict": {"overlay_alpha": 2}}), ParameterError,
+             at_run({"predict": {"overlay_alpha": 2}}), ParameterError,
              r"^parameter predict\.overlay_alpha: expected 0 <= value <= 1, got 2"),
     BadInput("predict window batch of 0", P, "predict",
-             _params({"predict": {"window_batch": 0}}), ParameterError,
+             at_run({"predict": {"window_batch": 0}}), ParameterError,
              r"^parameter predict\.window_batch: expected null or >= 1, got 0"),
     BadInput("predict inputs inside its outputs", P, "predict",
-             _params({"predict": {"input_dir": "data/07_model_output/predict/labels/mine"}}),
+             at_run({"predict": {"input_dir": "data/07_model_output/predict/labels/mine"}}),
              ParameterError, r"^parameter predict\.input_dir: .*/labels/mine overlaps the output "
              r"folder .*data/07_model_output/predict/labels, which each predict run empties"),
     BadInput("predict outputs inside its inputs", P, "predict",
-             _params({"predict": {"input_dir": "data/07_model_output"}}), ParameterError,
+             at_run({"predict": {"input_dir": "data/07_model_output"}}), ParameterError,
              r"^parameter predict\.input_dir: .*data/07_model_output overlaps the output folder"),
     # image errors that escaped Pillow's types
-    BadInput("decompression bomb", D, "ingestion", lambda p: _gta(p, lambda r: bomb_png(_image(r))),
+    BadInput("decompression bomb", D, "ingestion",
+             lambda p: gta(p, lambda r: bomb_png(gta_image(r))),
              DataError, r"user data ü/images/00002\.png: not a readable image "
              r"\(DecompressionBombError: Image size \(10000000000 pixels\) exceeds limit"),
     BadInput("PNG text chunk too large", D, "ingestion",
-             lambda p: _gta(p, lambda r: text_bomb_png(_image(r))), DataError,
+             lambda p: gta(p, lambda r: text_bomb_png(gta_image(r))), DataError,
              r"user data ü/images/00002\.png: not a readable image \(ValueError: Decompressed "
              r"data too large"),
     BadInput("flipped byte in the pixel data", D, "ingestion",
-             lambda p: _gta(p, lambda r: broken_crc_png(_image(r))), DataError,
+             lambda p: gta(p, lambda r: broken_crc_png(gta_image(r))), DataError,
              r"user data ü/images/00002\.png: (cannot decode, truncated or corrupt|not a "
              r"readable image) \(.+\); expected an 8-bit RGB image"),
     BadInput("text file named .png", D, "ingestion",
-             lambda p: _gta(p, lambda r: _image(r).write_text("hello")), DataError,
+             lambda p: gta(p, lambda r: gta_image(r).write_text("hello")), DataError,
              r"user data ü/images/00002\.png: not a readable image \(cannot identify image file"),
     # files that collide or cannot be named
     BadInput("a.png and a.jpg", D, "ingestion",
-             lambda p: _folder(p, {"a.jpg": _good, "a.png": _good, "c.png": _good}), DataError,
+             lambda p: user_folder(p, COLLIDING), DataError,
              r"user data ü/photos/a\.png: has the same name 'a' as .*user data ü/photos/a\.jpg, "
              r"so one would hide the other; expected one file per name"),
     BadInput("file name not UTF-8", D, "ingestion",
-             lambda p: _folder(p, {"a.jpg": _good, NOT_UTF8: _good}), DataError,
+             lambda p: user_folder(p, UNNAMABLE), DataError,
              r"user data ü/photos/b\\xff\.jpg: the file name is not valid UTF-8; expected UTF-8 "
              r"file names"),
 ]  # fmt: skip
@@ -285,22 +260,22 @@ def test_bad_input_is_refused_before_any_work(case: BadInput, trained: Path) -> 
         run_in_process(trained, case.pipeline, params)
     message = flat(str(info.value))
     assert re.search(case.message, message), message
-    assert _raised_by_us(info.value), "not our own check"
+    assert raised_by_us(info.value), "not our own check"
     assert_unchanged(before, trained / "data")
 
 
 # --------------------------------------------------------------------------- skippable
 
 SKIPPABLE = {
-    "decompression bomb": ("00002.png", lambda r: bomb_png(_image(r))),
-    "PNG text chunk too large": ("00002.png", lambda r: text_bomb_png(_image(r))),
+    "decompression bomb": ("00002.png", lambda r: bomb_png(gta_image(r))),
+    "PNG text chunk too large": ("00002.png", lambda r: text_bomb_png(gta_image(r))),
 }
 
 
 @pytest.mark.parametrize("name", list(SKIPPABLE))
 def test_unreadable_training_image_is_skipped_when_asked(name: str, trained: Path) -> None:
     bad, damage = SKIPPABLE[name]
-    params = _gta(trained, damage)
+    params = gta(trained, damage)
     params["ingestion"] = {"skip_bad_files": True}
     run_in_process(trained, "ingestion", params)
     manifest = pd.read_csv(trained / "data" / "05_model_input" / "source_train_manifest.csv")
@@ -311,12 +286,8 @@ def test_unreadable_training_image_is_skipped_when_asked(name: str, trained: Pat
 
 @pytest.mark.parametrize("collision", ["a.png and a.jpg", "file name not UTF-8"])
 def test_colliding_or_unnamable_files_are_skipped_when_asked(collision: str, trained: Path) -> None:
-    files = (
-        {"a.jpg": _good, "a.png": _good, "c.png": _good}
-        if collision == "a.png and a.jpg"
-        else {"a.jpg": _good, NOT_UTF8: _good, "c.png": _good}
-    )
-    params = _folder(trained, files)
+    files = COLLIDING if collision == "a.png and a.jpg" else {**UNNAMABLE, "c.png": good_photo}
+    params = user_folder(trained, files)
     params["ingestion"] = {"skip_bad_files": True}
     run_in_process(trained, "ingestion", params)
     manifest = pd.read_csv(trained / "data" / "05_model_input" / "source_train_manifest.csv")
@@ -332,7 +303,7 @@ PREDICT_BAD = {
         "x.png", text_bomb_png, r"x\.png: not a readable image \(ValueError: Decompressed"
     ),
     "file name not UTF-8": (
-        NOT_UTF8, _good, r"b\\xff\.jpg: the file name is not valid UTF-8"
+        NOT_UTF8, good_photo, r"b\\xff\.jpg: the file name is not valid UTF-8"
     ),
 }  # fmt: skip
 

@@ -210,79 +210,69 @@ class _Folders:
         return f"{self.images / name}{self.image_strip}{'|'.join(self.image_suffixes)}"
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """Where a data set kind keeps its files, relative to the root.
+
+    ``{subset}`` and (ACDC) ``{condition}`` in the folders and the name prefix are filled in
+    from the spec; a new layout is one entry of :data:`_LAYOUTS`.
+    """
+
+    images: str
+    labels: str
+    image_suffixes: tuple[str, ...]
+    label_suffix: str
+    recursive: bool = False
+    prefix: str = "{subset}/"
+
+
+_LAYOUTS: dict[str, _Layout] = {
+    "embedded": _Layout("{subset}/images", "{subset}/labels", (".png",), ".png"),
+    "gta5": _Layout("images", "labels", (".png",), ".png", prefix=""),
+    "synthia": _Layout("RGB", "GT/LABELS", (".png",), ".png", prefix=""),
+    "cityscapes": _Layout(
+        "leftImg8bit/{subset}", "gtFine/{subset}", ("_leftImg8bit.png",), "_gtFine_labelIds.png",
+        recursive=True,
+    ),
+    "acdc": _Layout(
+        "rgb_anon/{condition}/{subset}", "gt/{condition}/{subset}", ("_rgb_anon.png",),
+        "_gt_labelTrainIds.png", recursive=True, prefix="{subset}/{condition}/",
+    ),
+    "dark_zurich": _Layout(
+        "rgb_anon/{subset}/night", "gt/{subset}/night", ("_rgb_anon.png",),
+        "_gt_labelTrainIds.png", recursive=True,
+    ),
+    "bdd100k": _Layout("images/10k/{subset}", "labels/sem_seg/masks/{subset}", (".jpg",), ".png"),
+    "mapillary": _Layout("{subset}/images", "{subset}/labels", (".jpg",), ".png"),
+}  # fmt: skip
+
+
 def _folders(spec: DatasetSpec, root: Path) -> list[_Folders]:
     """Where the images and labels of ``spec`` live: one entry per folder pair to scan."""
-    subset = str(spec.subset)
-    if spec.kind == "embedded":
-        base = root / subset
-        return [_Folders(base / "images", base / "labels", (".png",), ".png", prefix=f"{subset}/")]
-    if spec.kind == "gta5":
-        return [_Folders(root / "images", root / "labels", (".png",), ".png")]
-    if spec.kind == "synthia":
-        return [_Folders(root / "RGB", root / "GT" / "LABELS", (".png",), ".png")]
-    if spec.kind == "cityscapes":
+    if spec.kind == "folder":
         return [
             _Folders(
-                root / "leftImg8bit" / subset,
-                root / "gtFine" / subset,
-                ("_leftImg8bit.png",),
-                "_gtFine_labelIds.png",
-                recursive=True,
-                prefix=f"{subset}/",
-            )
-        ]
-    if spec.kind == "acdc":
-        return [
-            _Folders(
-                root / "rgb_anon" / condition / subset,
-                root / "gt" / condition / subset,
-                ("_rgb_anon.png",),
-                "_gt_labelTrainIds.png",
-                recursive=True,
-                prefix=f"{subset}/{condition}/",
-            )
-            for condition in spec.conditions or ACDC_CONDITIONS
-        ]
-    if spec.kind == "dark_zurich":
-        return [
-            _Folders(
-                root / "rgb_anon" / subset / "night",
-                root / "gt" / subset / "night",
-                ("_rgb_anon.png",),
-                "_gt_labelTrainIds.png",
-                recursive=True,
-                prefix=f"{subset}/",
-            )
-        ]
-    if spec.kind == "bdd100k":
-        return [
-            _Folders(
-                root / "images" / "10k" / subset,
-                root / "labels" / "sem_seg" / "masks" / subset,
-                (".jpg",),
+                root / spec.image_dir,
+                root / spec.label_dir,
+                IMAGE_EXTENSIONS,
                 ".png",
-                prefix=f"{subset}/",
+                image_strip=spec.image_suffix,
+                label_strip=spec.label_suffix,
             )
         ]
-    if spec.kind == "mapillary":
-        return [
-            _Folders(
-                root / subset / "images",
-                root / subset / "labels",
-                (".jpg",),
-                ".png",
-                prefix=f"{subset}/",
-            )  # fmt: skip
-        ]
+    layout = _LAYOUTS[spec.kind]
+    conditions = (spec.conditions or ACDC_CONDITIONS) if spec.kind == "acdc" else ("",)
+    places = [{"subset": str(spec.subset), "condition": c} for c in conditions]
     return [
         _Folders(
-            root / spec.image_dir,
-            root / spec.label_dir,
-            IMAGE_EXTENSIONS,
-            ".png",
-            image_strip=spec.image_suffix,
-            label_strip=spec.label_suffix,
-        )  # fmt: skip
+            root / layout.images.format(**place),
+            root / layout.labels.format(**place),
+            layout.image_suffixes,
+            layout.label_suffix,
+            recursive=layout.recursive,
+            prefix=layout.prefix.format(**place),
+        )
+        for place in places
     ]
 
 

@@ -76,8 +76,8 @@ class Box:
         return Box(**{name: value // factor for name, value in values.items()})
 
 
-def _check_hw(name: str, hw: tuple[int, int]) -> tuple[int, int]:
-    """Validate a ``(height, width)`` pair of positive integers."""
+def check_hw(name: str, hw: tuple[int, int]) -> tuple[int, int]:
+    """A ``(height, width)`` pair of positive integers, or a ValueError naming ``name``."""
     if len(hw) != 2:
         raise ValueError(f"{name} must be (height, width), got {hw!r}")
     height, width = (operator.index(v) for v in hw)
@@ -105,8 +105,8 @@ def sample_box(
     be a multiple of ``align``. ``generator`` must be a CPU generator; sampling happens on
     the host so it never synchronises with an accelerator.
     """
-    container_h, container_w = _check_hw("container_hw", container_hw)
-    box_h, box_w = _check_hw("box_hw", box_hw)
+    container_h, container_w = check_hw("container_hw", container_hw)
+    box_h, box_w = check_hw("box_hw", box_hw)
     align = operator.index(align)
     if align <= 0:
         raise ValueError(f"align must be a positive integer, got {align}")
@@ -121,21 +121,3 @@ def sample_box(
     top = _randint((container_h - box_h) // align + 1, generator) * align
     left = _randint((container_w - box_w) // align + 1, generator) * align
     return Box(top, left, box_h, box_w)
-
-
-def sample_hrda_boxes(
-    image_hw: tuple[int, int],
-    context_hw: tuple[int, int],
-    detail_hw: tuple[int, int],
-    align: int,
-    generator: torch.Generator | None = None,
-) -> tuple[Box, Box]:
-    """Draw HRDA's context box in the image and its detail box inside the context crop.
-
-    ``context_hw`` is the HR size of the context region (``s*h_c, s*w_c``); the detail box
-    is returned in the context crop's HR coordinates, which is what
-    :meth:`HRDAModel.forward_train <hrda_kedro.hrda.model.HRDAModel.forward_train>` takes.
-    """
-    context_box = sample_box(image_hw, context_hw, align, generator)
-    detail_box = sample_box(context_hw, detail_hw, align, generator)
-    return context_box, detail_box

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hrda_kedro.hrda.crops import Box
-from hrda_kedro.hrda.inference import cut_crops, sliding_window_grid, stitch_grid, window_crops
 from hrda_kedro.hrda.networks.base import SegmentationNetwork
+from hrda_kedro.hrda.windows import cut_crops, sliding_window_grid, stitch_grid, window_crops
 
 MODES = ("hrda", "lr_only", "hr_only", "fixed_attention")
 

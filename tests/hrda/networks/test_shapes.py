@@ -33,6 +33,17 @@ def deeplab() -> DeepLabV2Network:
     return network.eval()
 
 
+def _heads(
+    network: SegmentationNetwork, images: torch.Tensor
+) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Features, logits and attention of ``images``; the forward pass is the logits."""
+    with torch.no_grad():
+        features = network.extract(images)
+        logits = network.segment(features)
+        assert torch.equal(network(images), logits)
+        return features, logits, network.attend(features)
+
+
 def test_daformer_features_are_at_strides_4_to_32(nano: DAFormerNetwork) -> None:
     with torch.no_grad():
         features = nano.extract(torch.randn(2, 3, 64, 96))
@@ -45,12 +56,7 @@ def test_daformer_features_are_at_strides_4_to_32(nano: DAFormerNetwork) -> None
 
 
 def test_daformer_logits_and_classwise_attention_at_stride_4(nano: DAFormerNetwork) -> None:
-    images = torch.randn(2, 3, 64, 96)
-    with torch.no_grad():
-        features = nano.extract(images)
-        logits = nano.segment(features)
-        attention = nano.attend(features)
-        assert torch.equal(nano(images), logits)
+    _, logits, attention = _heads(nano, torch.randn(2, 3, 64, 96))
     assert isinstance(nano, SegmentationNetwork)
     assert (nano.num_classes, nano.output_stride) == (7, 4)
     assert logits.shape == (2, 7, 16, 24)
@@ -85,12 +91,7 @@ def test_daformer_gradients_reach_encoder_and_both_heads() -> None:
 
 
 def test_deeplabv2_logits_and_attention_at_stride_8(deeplab: DeepLabV2Network) -> None:
-    images = torch.randn(1, 3, 32, 48)
-    with torch.no_grad():
-        features = deeplab.extract(images)
-        logits = deeplab.segment(features)
-        attention = deeplab.attend(features)
-        assert torch.equal(deeplab(images), logits)
+    features, logits, attention = _heads(deeplab, torch.randn(1, 3, 32, 48))
     assert [tuple(f.shape[1:]) for f in features] == [
         (256, 8, 12),
         (512, 4, 6),

@@ -1,4 +1,4 @@
-"""EMA teacher: ramp, exact copy at t=0, hand-computed averages, buffers, wrappers, state."""
+"""EMA teacher: ramp, exact copy at t=0, hand-computed averages, buffers, wrappers."""
 
 from __future__ import annotations
 
@@ -45,8 +45,8 @@ def test_teacher_is_frozen_eval_copy() -> None:
     assert all(p.requires_grad for p in student.parameters())
     x = torch.randn(5, 4)
     # Dropout off: two forwards agree.
-    torch.testing.assert_close(teacher(x), teacher(x), rtol=0, atol=0)
-    assert not teacher(x).requires_grad
+    torch.testing.assert_close(teacher.model(x), teacher.model(x), rtol=0, atol=0)
+    assert not teacher.model(x).requires_grad
 
 
 def test_update_at_t0_copies_student_exactly() -> None:
@@ -94,19 +94,6 @@ def test_buffers_are_copied_from_student() -> None:
     assert torch.equal(bn_student.running_var, bn_teacher.running_var)
     assert torch.equal(bn_student.num_batches_tracked, bn_teacher.num_batches_tracked)
     assert not teacher.model.training
-
-
-def test_state_dict_round_trip() -> None:
-    student = _student()
-    teacher = EMATeacher(student)
-    _perturb(student, seed=5)
-    teacher.update(student, iteration=3)
-    restored = EMATeacher(_student(seed=9))
-    restored.load_state_dict(teacher.state_dict())
-    for a, b in zip(
-        restored.model.state_dict().values(), teacher.model.state_dict().values(), strict=True
-    ):
-        assert torch.equal(a, b)
 
 
 def test_mismatched_student_is_rejected() -> None:

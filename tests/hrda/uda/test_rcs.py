@@ -1,9 +1,11 @@
-"""Rare class sampling: probabilities, sampling statistics, eligibility, state, crop retries."""
+"""Rare class sampling: probabilities, sampling statistics, eligibility, the log.
+
+The crop re-draws for the sampled class run in the crop stream: tests/hrda/uda/test_batches.py.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -13,7 +15,6 @@ from hrda_kedro.hrda.uda.rcs import (
     RareClassSampler,
     rare_class_probabilities,
     scale_min_pixels,
-    select_crop_for_class,
 )
 
 
@@ -75,21 +76,6 @@ def test_sampler_class_distribution_and_eligibility() -> None:
     assert set(image_counts[2]) == {0, 4}
 
 
-def test_sampler_state_dict_resumes_the_stream() -> None:
-    sampler = RareClassSampler(
-        COUNTS, temperature=0.05, min_pixels=100, generator=torch.Generator().manual_seed(1)
-    )
-    for _ in range(5):
-        sampler.sample()
-    state = sampler.state_dict()
-    expected = [sampler.sample() for _ in range(20)]
-    other = RareClassSampler(
-        COUNTS, temperature=0.05, min_pixels=100, generator=torch.Generator().manual_seed(99)
-    )
-    other.load_state_dict(state)
-    assert [other.sample() for _ in range(20)] == expected
-
-
 def test_sampler_without_eligible_images_fails() -> None:
     with pytest.raises(ValueError, match="min_pixels"):
         RareClassSampler(COUNTS, min_pixels=10**6)
@@ -100,55 +86,6 @@ def test_scale_min_pixels() -> None:
     assert scale_min_pixels((720, 1280)) == 750
     assert scale_min_pixels((1024, 2048)) == 1707  # 3000 * 2097152 / 3686400 = 1706.7
     assert scale_min_pixels((8, 8)) == 1
-
-
-@dataclass(frozen=True)
-class _Box:
-    top: int
-    left: int
-    size: int
-
-    def crop(self, tensor: torch.Tensor) -> torch.Tensor:
-        return tensor[..., self.top : self.top + self.size, self.left : self.left + self.size]
-
-
-def _label() -> torch.Tensor:
-    label = torch.zeros(8, 8, dtype=torch.int64)
-    label[4:, 4:] = 5  # 16 px of class 5 in the bottom-right quadrant
-    label[0, 0:3] = 5  # 3 px in the top-left
-    return label
-
-
-def _sampler(boxes: list[_Box]) -> tuple[list[int], object]:
-    calls: list[int] = []
-
-    def sample() -> _Box:
-        calls.append(1)
-        return boxes[len(calls) - 1]
-
-    return calls, sample
-
-
-def test_select_crop_keeps_the_first_crop_holding_more_than_the_threshold() -> None:
-    # class-5 pixels: (0,4)->0, (0,0)->3, (4,4)->16, (4,0)->0
-    boxes = [_Box(0, 4, 4), _Box(0, 0, 4), _Box(4, 4, 4), _Box(4, 0, 4)]
-    calls, sample = _sampler(boxes)
-    assert select_crop_for_class(_label(), 5, sample, min_crop_pixels=15) == _Box(4, 4, 4)
-    assert len(calls) == 3
-    # "more than", as the official `n_class > min_pixels * min_crop_ratio`: 16 is not > 16
-    calls, sample = _sampler([_Box(4, 4, 4)] * 11)
-    select_crop_for_class(_label(), 5, sample, min_crop_pixels=16)
-    assert len(calls) == 11
-
-
-def test_select_crop_keeps_the_last_draw_after_ten_redraws() -> None:
-    """Official: one crop, then up to 10 re-draws; the 11th draw is kept unchecked, even
-    when an earlier one held more of the class (3 px at draw 2, 0 at draw 11)."""
-    boxes = [_Box(0, 4, 4), _Box(0, 0, 4)] + [_Box(0, 4, 4)] * 8 + [_Box(4, 0, 4)]
-    calls, sample = _sampler(boxes)
-    box = select_crop_for_class(_label(), 5, sample, min_crop_pixels=10, max_tries=10)
-    assert len(calls) == 11
-    assert box == _Box(4, 0, 4)
 
 
 def test_the_log_names_the_classes(caplog: pytest.LogCaptureFixture) -> None:

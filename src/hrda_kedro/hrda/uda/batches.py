@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from hrda_kedro.hrda.crops import Box, sample_box
 from hrda_kedro.hrda.uda.pseudo_labels import scale_margins
-from hrda_kedro.hrda.uda.rcs import BoxT, RareClassSampler, select_crop_for_class
+from hrda_kedro.hrda.uda.rcs import MAX_REDRAWS, RareClassSampler, select_crop_for_class
 
 IGNORE_INDEX = 255
 
@@ -75,20 +75,19 @@ def is_class_balanced(
 
 def redraw_unbalanced_crop(
     label: torch.Tensor,
-    sample_crop: Callable[[], BoxT],
+    sample_crop: Callable[[], Box],
     cat_max_ratio: float,
-    max_tries: int = 10,
-) -> BoxT:
-    """A crop of ``label`` re-drawn, up to ``max_tries`` times, while one class dominates it.
+) -> Box:
+    """A crop of ``label`` re-drawn, up to ``MAX_REDRAWS`` times, while one class dominates it.
 
     As mmseg's RandomCrop with ``cat_max_ratio``: the first draw that passes
-    :func:`is_class_balanced` is kept, and after ``max_tries`` failed tests the last
-    (untested) draw, so at most ``max_tries + 1`` draws. ``cat_max_ratio >= 1`` draws once.
+    :func:`is_class_balanced` is kept, and after ``MAX_REDRAWS`` failed tests the last
+    (untested) draw, so at most ``MAX_REDRAWS + 1`` draws. ``cat_max_ratio >= 1`` draws once.
     """
     box = sample_crop()
     if cat_max_ratio >= 1.0:
         return box
-    for _ in range(max_tries):
+    for _ in range(MAX_REDRAWS):
         if is_class_balanced(box.crop(label), cat_max_ratio):
             return box
         box = sample_crop()
@@ -196,15 +195,9 @@ class CropStream:
             detail_boxes=[s["detail"] for s in samples],
             image_sizes=[s["size"] for s in samples],
             flipped=[s["flipped"] for s in samples],
-            generator_state=self.state(),
+            # Shared with the rare class sampler: this state resumes both.
+            generator_state=self.generator.get_state().clone(),
         )
-
-    def state(self) -> torch.Tensor:
-        """Generator state (also of the rare class sampler, which shares it)."""
-        return self.generator.get_state().clone()
-
-    def set_state(self, state: torch.Tensor) -> None:
-        self.generator.set_state(state)
 
 
 class Prefetcher:

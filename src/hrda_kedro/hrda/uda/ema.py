@@ -18,13 +18,9 @@ Differences from the official DAFormer/HRDA code (deliberate):
 from __future__ import annotations
 
 import copy
-import logging
-from typing import Any
 
 import torch
 from torch import nn
-
-logger = logging.getLogger(__name__)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -91,22 +87,3 @@ class EMATeacher:
             torch._foreach_lerp_(teacher_params, student_params, 1.0 - alpha_t)
         if teacher_buffers:
             torch._foreach_copy_(teacher_buffers, student_buffers)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Forward through the teacher without building a graph."""
-        with torch.no_grad():
-            return self.model(*args, **kwargs)
-
-    def state_dict(self) -> dict[str, Any]:
-        """The teacher's weights and buffers, for checkpoints."""
-        return {"alpha": self.alpha, "model": self.model.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`; a different ``alpha`` in the checkpoint is logged."""
-        if state["alpha"] != self.alpha:
-            logger.warning(
-                "EMA teacher checkpoint used alpha=%s, continuing with alpha=%s",
-                state["alpha"],
-                self.alpha,
-            )
-        self.model.load_state_dict(state["model"])

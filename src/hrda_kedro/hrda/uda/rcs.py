@@ -20,16 +20,19 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
+
+from hrda_kedro.hrda.crops import Box
 
 logger = logging.getLogger(__name__)
 
 # DAFormer's image-level threshold and the GTA5 size it refers to (HRDA's 2560x1440).
 RCS_MIN_PIXELS = 3000
 RCS_REFERENCE_HW = (1440, 2560)
+# The official source pipeline re-draws a rejected crop at most this many times.
+MAX_REDRAWS = 10
 
 
 def scale_min_pixels(
@@ -70,7 +73,8 @@ class RareClassSampler:
     uniformly one of the images holding ``>= min_pixels`` pixels of that class.
 
     ``class_pixel_counts`` is ``(N_images, C)``: pixels of each class in each image (the
-    ignore label excluded). The generator (CPU) is the sampler's whole state.
+    ignore label excluded). The generator (CPU) is the sampler's whole state; in training it
+    is the crop stream's, so the trainer's checkpoint of that generator resumes both.
     """
 
     def __init__(
@@ -130,45 +134,25 @@ class RareClassSampler:
         pick = int(torch.randint(len(candidates), (1,), generator=self.generator))
         return int(candidates[pick]), class_id
 
-    def state_dict(self) -> dict[str, Any]:
-        """The generator state: with the same counts it reproduces the draws that follow."""
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
-        self.generator.set_state(state["generator"])
-
-
-class Croppable(Protocol):
-    """A crop region (e.g. ``hrda.crops.Box``) that slices the last two dims of a tensor."""
-
-    def crop(self, tensor: torch.Tensor) -> torch.Tensor: ...
-
-
-BoxT = TypeVar("BoxT", bound=Croppable)
-
 
 def select_crop_for_class(
     label: torch.Tensor,
     class_id: int,
-    sample_crop: Callable[[], BoxT],
+    sample_crop: Callable[[], Box],
     min_crop_pixels: float,
-    max_tries: int = 10,
-) -> BoxT:
+) -> Box:
     """A crop from ``sample_crop()`` re-drawn until it holds the sampled class, as DAFormer does.
 
     The first crop is kept when ``box.crop(label)`` holds *more than* ``min_crop_pixels``
-    pixels of ``class_id``; otherwise a new one is drawn, up to ``max_tries`` times, and the
-    last draw is kept whatever it holds (so at most ``max_tries + 1`` draws). The official
+    pixels of ``class_id``; otherwise a new one is drawn, up to ``MAX_REDRAWS`` times, and the
+    last draw is kept whatever it holds (so at most ``MAX_REDRAWS + 1`` draws). The official
     threshold is ``min_pixels * min_crop_ratio`` (HRDA: 3000 x 2.0 at GTA's 2560x1440; the
     trainer scales ``min_pixels`` by image area). ``sample_crop`` draws a full source crop,
     the ``cat_max_ratio`` re-draws included, as the official code re-runs its whole
     pipeline for every try.
     """
-    if max_tries < 0:
-        raise ValueError(f"max_tries must be >= 0, got {max_tries}")
     box = sample_crop()
-    for _ in range(max_tries):
+    for _ in range(MAX_REDRAWS):
         if int((box.crop(label) == class_id).sum()) > min_crop_pixels:
             return box
         box = sample_crop()
