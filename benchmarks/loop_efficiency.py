@@ -283,8 +283,8 @@ def _datasets(cfg: dict[str, Any], tmp: Path) -> tuple[Any, Any]:
 
 def worker(cfg: dict[str, Any]) -> dict[str, Any]:
     import torch
-
     from hrda_kedro.hrda.uda.trainer import Trainer
+
     from hrda_kedro.params import (
         ModelParams,
         RuntimeParams,

@@ -190,6 +190,7 @@ def _plain_step(cfg: dict[str, Any], variant: str, device: Any, autocast: Any) -
 def _uda_step(cfg: dict[str, Any], variant: str, device: Any, dtype: Any) -> Any:
     """A real Trainer on a synthetic source/target set; returns one ``Trainer.step``."""
     from hrda_kedro.hrda.uda.trainer import DeviceSetup, Trainer
+
     from hrda_kedro.params import HRDAParams, SelfTrainingParams, parse
 
     model = _model(cfg, variant)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from hrda_kedro.hrda.training.config import TrainingConfig
 from hrda_kedro.params import (
     EvaluationParams,
     ModelParams,
     ParameterError,
     RuntimeParams,
     SelfTrainingParams,
-    TrainingParams,
     parse,
 )
 
@@ -31,25 +31,21 @@ def test_defaults_are_the_paper_recipe() -> None:
     ("cls", "mapping", "message"),
     [
         (
-            TrainingParams,
             {"iteratons": 5},
             r"warmup\.iteratons: unknown key \(did you mean 'iterations'\?\)",
         ),
         (
-            TrainingParams,
             {"iterations": "many"},
             r"warmup\.iterations: expected an integer, got 'many'",
         ),
-        (TrainingParams, {"iterations": -1}, r"warmup\.iterations: expected >= 0, got -1"),
+        (TrainingConfig, {"iterations": -1}, r"warmup\.iterations: expected >= 0, got -1"),
         (SelfTrainingParams, {"iterations": 0}, r"warmup\.iterations: expected >= 1, got 0"),
-        (TrainingParams, {"optimizer": {"lr": 0}}, r"warmup\.optimizer\.lr: expected > 0"),
+        (TrainingConfig, {"optimizer": {"lr": 0}}, r"warmup\.optimizer\.lr: expected > 0"),
         (
-            TrainingParams,
             {"optimizer": {"betas": [0.9]}},
             r"warmup\.optimizer\.betas: expected a list of 2",
         ),
         (
-            TrainingParams,
             {"augment": {"flip": "yes"}},
             r"warmup\.augment\.flip: expected true/false",
         ),
@@ -93,11 +89,11 @@ def test_bad_values_name_the_key(cls: type, mapping: dict, message: str) -> None
 
 
 def test_numbers_and_tuples_are_converted() -> None:
-    train = parse(TrainingParams, {"optimizer": {"lr": 1, "betas": [0.5, 0.9]}}, "warmup")
+    train = parse(TrainingConfig, {"optimizer": {"lr": 1, "betas": [0.5, 0.9]}}, "warmup")
     assert isinstance(train.optimizer.lr, float) and train.optimizer.lr == 1.0
     assert train.optimizer.betas == (0.5, 0.9)
 
 
 def test_bool_is_not_an_integer() -> None:
     with pytest.raises(ParameterError, match="expected an integer"):
-        parse(TrainingParams, {"iterations": True}, "warmup")
+        parse(TrainingConfig, {"iterations": True}, "warmup")

@@ -30,14 +30,14 @@ from hrda_kedro.hrda.checkpoint import CheckpointError
 from hrda_kedro.hrda.model import HRDAModel
 from hrda_kedro.hrda.networks import build_network
 from hrda_kedro.hrda.networks.config import NetworkConfig
-from hrda_kedro.hrda.uda.trainer import DeviceSetup
+from hrda_kedro.hrda.training.config import TrainingConfig
+from hrda_kedro.hrda.training.devices import DeviceSetup
+from hrda_kedro.hrda.uda.config import PseudoLabelConfig
 from hrda_kedro.params import (
     ModelParams,
     NetworkParams,
     ParameterError,
-    PseudoLabelParams,
     RuntimeParams,
-    TrainingParams,
     check_margins,
     parse,
 )
@@ -240,7 +240,7 @@ def fingerprint(**parts: Any) -> str:
 
 
 def check_images_fit(
-    manifest: pd.DataFrame, model: ModelParams, split: str, margins: PseudoLabelParams | None = None
+    manifest: pd.DataFrame, model: ModelParams, split: str, margins: PseudoLabelConfig | None = None
 ) -> None:
     """Before the first step: the context crop fits in every image (and the margins leave
     pixels of it), for data sets whose sizes only their manifests know (folders)."""
@@ -284,7 +284,7 @@ def manifest_digest(manifest: pd.DataFrame) -> str:
 
 
 def source_datasets(
-    manifest: pd.DataFrame, class_pixel_counts: pd.DataFrame, train: TrainingParams
+    manifest: pd.DataFrame, class_pixel_counts: pd.DataFrame, train: TrainingConfig
 ) -> tuple[ManifestDataset, np.ndarray]:
     """Labelled source images and their per-image class pixel counts (for RCS)."""
     counts = class_pixel_counts[list(CITYSCAPES_CLASSES)].to_numpy(dtype=np.int64)

@@ -39,15 +39,13 @@ from hrda_kedro import tracking
 from hrda_kedro.data.labels import CITYSCAPES_CLASSES
 from hrda_kedro.hrda.checkpoint import load_checkpoint
 from hrda_kedro.hrda.networks.base import SegmentationNetwork
-from hrda_kedro.hrda.uda.trainer import (
-    DeviceSetup,
-    StageResult,
-    Trainer,
-    history_from_columns,
-    history_to_columns,
-)
+from hrda_kedro.hrda.training.config import TrainingConfig
+from hrda_kedro.hrda.training.devices import DeviceSetup
+from hrda_kedro.hrda.training.history import history_from_columns, history_to_columns
+from hrda_kedro.hrda.training.trainer import StageResult, Trainer
+from hrda_kedro.hrda.uda.config import UDAConfig
 from hrda_kedro.launch import Cluster, cluster, stage_channel
-from hrda_kedro.params import ModelParams, RuntimeParams, TrainingParams
+from hrda_kedro.params import ModelParams, RuntimeParams
 from hrda_kedro.runtime import build_model, load_weights, model_params_dict, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -59,7 +57,7 @@ class StageJob:
 
     stage: str
     model_params: ModelParams
-    train_params: TrainingParams
+    train_params: TrainingConfig
     runtime: RuntimeParams
     source: Dataset
     target: Dataset | None
@@ -70,6 +68,7 @@ class StageJob:
     checkpoint_path: Path
     fingerprint: str
     on_log: Callable[[str, list[dict[str, float]]], None] | None = None  # rank 0's history rows
+    uda: UDAConfig | None = None  # None: source-only
 
 
 def _make_trainer(
@@ -83,7 +82,9 @@ def _make_trainer(
     return Trainer(
         model,
         job.train_params,
-        job.model_params.hrda,
+        context_crop=job.model_params.hrda.context_crop,
+        hr_loss_weight=job.model_params.hrda.hr_loss_weight,
+        uda=job.uda,
         source=job.source,
         target=job.target,
         setup=setup,

@@ -8,7 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from hrda_kedro.params import ModelParams, RuntimeParams, TrainingParams, parse
+from hrda_kedro.hrda.training.config import TrainingConfig
+from hrda_kedro.params import ModelParams, RuntimeParams, parse
 from hrda_kedro.runtime import (
     check_images_fit,
     fingerprint,
@@ -32,7 +33,7 @@ def train_source_only(
     ``warmup.iterations: 0`` is allowed and hands on the initial (e.g. ImageNet) weights.
     """
     model_params = parse(ModelParams, model, "model")
-    train_params = parse(TrainingParams, warmup, "warmup")
+    train_params = parse(TrainingConfig, warmup, "warmup")
     runtime_params = parse(RuntimeParams, runtime, "runtime")
     check_images_fit(source_train_manifest, model_params, "source_train")
     source, counts = source_datasets(source_train_manifest, source_class_pixel_counts, train_params)
