@@ -31,10 +31,12 @@ def test_defaults_are_the_paper_recipe() -> None:
     ("cls", "mapping", "message"),
     [
         (
+            TrainingConfig,
             {"iteratons": 5},
             r"warmup\.iteratons: unknown key \(did you mean 'iterations'\?\)",
         ),
         (
+            TrainingConfig,
             {"iterations": "many"},
             r"warmup\.iterations: expected an integer, got 'many'",
         ),
@@ -42,10 +44,12 @@ def test_defaults_are_the_paper_recipe() -> None:
         (SelfTrainingParams, {"iterations": 0}, r"warmup\.iterations: expected >= 1, got 0"),
         (TrainingConfig, {"optimizer": {"lr": 0}}, r"warmup\.optimizer\.lr: expected > 0"),
         (
+            TrainingConfig,
             {"optimizer": {"betas": [0.9]}},
             r"warmup\.optimizer\.betas: expected a list of 2",
         ),
         (
+            TrainingConfig,
             {"augment": {"flip": "yes"}},
             r"warmup\.augment\.flip: expected true/false",
         ),
