@@ -189,19 +189,12 @@ def _plain_step(cfg: dict[str, Any], variant: str, device: Any, autocast: Any) -
 
 def _uda_step(cfg: dict[str, Any], variant: str, device: Any, dtype: Any) -> Any:
     """A real Trainer on a synthetic source/target set; returns one ``Trainer.step``."""
-    from hrda_kedro.hrda.uda.trainer import DeviceSetup, Trainer
-
-    from hrda_kedro.params import HRDAParams, SelfTrainingParams, parse
+    from hrda_kedro.hrda.training.devices import DeviceSetup
+    from hrda_kedro.hrda.training.trainer import Trainer
+    from hrda_kedro.params import SelfTrainingParams, parse
 
     model = _model(cfg, variant)
-    base = variant.removeprefix("uda_").removesuffix("_mic")
     context = tuple(cfg["context"])
-    hrda = HRDAParams(
-        scale=1 if base == "naive_hr" else cfg["scale"],
-        context_crop=context,
-        detail_crop=tuple(cfg["detail"]),
-        mode="hrda" if base == "hrda" else "lr_only",
-    )
     params = parse(
         SelfTrainingParams,
         {
@@ -224,7 +217,9 @@ def _uda_step(cfg: dict[str, Any], variant: str, device: Any, dtype: Any) -> Any
     trainer = Trainer(
         model,
         params,
-        hrda,
+        context_crop=context,
+        hr_loss_weight=0.1,  # HRDA's
+        uda=params,
         source=_SyntheticSegmentation(4, context, seed=1),
         target=_SyntheticSegmentation(4, context, seed=2),
         setup=setup,

@@ -2,6 +2,10 @@
 batches, read the losses back every ``log_every`` steps, write a checkpoint every
 ``checkpoint_every`` steps.
 
+Each phase is a ``torch.profiler.record_function`` region (``data_wait``, ``step``,
+``flush``, ``checkpoint``; the step's own regions are listed in
+:mod:`hrda_kedro.hrda.training.trainer`), so a profiler shows where a stage's time goes.
+
 Loss values stay on the device and are read back once every ``log_every`` steps, which is
 also when non-finite losses are detected; checkpoints are written only after such a
 check passed, so the last checkpoint on disk is always a good one.
@@ -14,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from hrda_kedro.hrda.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -50,10 +55,12 @@ def train(
     data_state = trainer.data_generator.get_state()
     try:
         while trainer.iteration < config.iterations:
-            source, target = prefetch.get()
+            with record_function("data_wait"):
+                source, target = prefetch.get()
             data_state = (target or source).generator_state
             lr = trainer.optimizer.param_groups[0]["lr"]  # this step's (a host float)
-            history.add(trainer.step(source, target), lr)
+            with record_function("step"):
+                history.add(trainer.step(source, target), lr)
             trainer.iteration += 1
             done = trainer.iteration >= config.iterations
             log = trainer.iteration % config.log_every == 0 or done
@@ -61,17 +68,19 @@ def train(
                 trainer.iteration % config.checkpoint_every == 0 or done
             )
             if log or save:  # a checkpoint is written only after a finite-loss check
-                bar.update(history.flush(trainer.iteration))
+                with record_function("flush"):
+                    bar.update(history.flush(trainer.iteration))
             if log:
                 bar.set_postfix(history.postfix())
                 history.report(trainer.iteration)
             if save:
                 assert checkpoint_path is not None
-                state = trainer.state_dict(data_state)  # every rank: it gathers rank states
-                if trainer.rank == 0:
-                    save_checkpoint(checkpoint_path, {"fingerprint": fingerprint, **state})
-                    if on_checkpoint is not None:
-                        on_checkpoint(trainer.iteration)
+                with record_function("checkpoint"):
+                    state = trainer.state_dict(data_state)  # every rank: gathers rank states
+                    if trainer.rank == 0:
+                        save_checkpoint(checkpoint_path, {"fingerprint": fingerprint, **state})
+                if trainer.rank == 0 and on_checkpoint is not None:
+                    on_checkpoint(trainer.iteration)
     finally:
         prefetch.close()
         bar.close()

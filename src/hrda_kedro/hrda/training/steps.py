@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
+from torch.profiler import record_function
 
 from hrda_kedro.hrda.crops import Box
 from hrda_kedro.hrda.losses import hrda_loss
@@ -28,7 +29,8 @@ class StepLosses:
         self._losses: list[torch.Tensor] = []
 
     def backward(self, loss: torch.Tensor, terms: Terms) -> None:
-        loss.backward()
+        with record_function("backward"):
+            loss.backward()
         self.terms.update(terms)
         self._losses.append(loss.detach())
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch.profiler import record_function
 
 from hrda_kedro.hrda.crops import Box
 from hrda_kedro.hrda.model import HRDAModel, MultiResOutput
@@ -37,5 +38,5 @@ class Student:
 
     def __call__(self, images: torch.Tensor, boxes: list[Box]) -> MultiResOutput:
         assert self.forward_train is not None
-        with self.setup.autocast():
+        with record_function("forward"), self.setup.autocast():
             return self.forward_train(images, boxes)

@@ -11,8 +11,9 @@ Per step, on the device and without host synchronisation (:meth:`Trainer.step`):
    HRDA loss) and, with MIC, ``masked_consistency_loss``;
 3. ``optimizer_update``: AdamW step, lr schedule step.
 
-Each part is a ``torch.profiler.record_function`` region of its name, so a profiler shows
-where the step's time goes. The loop around the step (resume, history, checkpoints) is
+Each part is a ``torch.profiler.record_function`` region (``ema``, ``source``,
+``pseudo_labels``, ``mix``, ``mic``, ``update``; inside them ``forward``,
+``teacher_forward`` and ``backward``), so a profiler shows where the step's time goes. The loop around the step (resume, history, checkpoints) is
 :mod:`hrda_kedro.hrda.training.loop`.
 """
 
@@ -180,12 +181,13 @@ class Trainer:
         return teacher
 
     def draw(self) -> tuple[CropBatch, CropBatch | None]:
-        """The next source and target batches (run one batch ahead in a thread)."""
-        source = self.source_stream.next_batch()
-        target = self.target_stream.next_batch() if self.target_stream is not None else None
-        if self.setup.device.type == "cuda":  # page-locked, so non_blocking copies overlap
-            source = source.pinned()
-            target = target.pinned() if target is not None else None
+        """The next source and target batches (the loop draws one batch ahead, in a thread)."""
+        with record_function("produce"):
+            source = self.source_stream.next_batch()
+            target = self.target_stream.next_batch() if self.target_stream else None
+            if self.setup.device.type == "cuda":  # page-locked: non_blocking copies overlap
+                source = source.pinned()
+                target = target.pinned() if target is not None else None
         return source, target
 
     def step(self, source: CropBatch, target: CropBatch | None) -> dict[str, torch.Tensor]:

@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from torch.profiler import record_function
 
 from hrda_kedro.hrda.training.devices import DeviceSetup
 from hrda_kedro.hrda.uda.batches import CropBatch, border_margin_weights
@@ -31,7 +32,7 @@ def teacher_pseudo_labels(
     ``target``): the teacher's prediction (LR pass plus batched HR sliding windows), or,
     without a teacher, the batch's materialized labels and confidences."""
     if teacher is not None:
-        with torch.no_grad(), setup.autocast():
+        with record_function("teacher_forward"), torch.no_grad(), setup.autocast():
             logits = teacher.model.predict_window(images).fused
         logits = F.interpolate(
             logits.float(), size=images.shape[-2:], mode="bilinear", align_corners=False
