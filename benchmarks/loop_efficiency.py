@@ -34,10 +34,9 @@ Goal: overhead_share <= 10%. The profiler's own per-operator cost is charged to 
 phase, so shares are slightly pessimistic. On CUDA the worker runs with
 ``CUDA_LAUNCH_BLOCKING=1``, so GPU work is charged to the phase that queued it (this
 removes the overlap of host and device: the run is slower than an untimed one);
-``--sync-debug`` additionally counts the host
-synchronisations the library itself makes (``torch.cuda.set_sync_debug_mode``). The
-batch producer runs in a background thread; its own time (``produce_ms``) overlaps the
-step and is reported for information only -- only the time the step *waits* for it counts.
+``--sync-debug`` additionally counts the host synchronisations the library itself makes
+(``torch.cuda.set_sync_debug_mode``). The batch producer runs in a background thread the
+profiler does not record; only the time the step *waits* for it counts (``data_wait``).
 """
 
 from __future__ import annotations
@@ -68,7 +67,7 @@ TABLE_COLUMNS = (
     "outside_step_ms", "loop_share", "overhead_share", "steady_share", "tail_s", "goal_met",
 )  # fmt: skip
 BREAKDOWN_COLUMNS = ("stage", "data", *(f"{p}_ms" for p in (*COMPUTE, *IN_STEP, *OUTSIDE)),
-                     "step_rest_ms", "loop_rest_ms", "produce_ms", "syncs_per_step")  # fmt: skip
+                     "step_rest_ms", "loop_rest_ms", "syncs_per_step")  # fmt: skip
 CSV_COLUMNS = (
     *TABLE_COLUMNS, *BREAKDOWN_COLUMNS[2:], "wall_s", "encoder", "image", "context", "detail",
     "batch", "log_every", "checkpoint_every", "precision", "device", "cpu", "gpu", "torch",
@@ -155,7 +154,7 @@ def region_times(events: Any) -> list[tuple[str, float, float]]:
 
     An ``IN_STEP`` region's time is its own, less the compute regions nested in it, so the
     phases add up without counting a forward twice."""
-    names = {*COMPUTE, *IN_STEP, *OUTSIDE, "step", "produce", "run"}
+    names = {*COMPUTE, *IN_STEP, *OUTSIDE, "step", "run"}
     spans = [
         (e.name, e.time_range.start / 1e6, e.time_range.end / 1e6)
         for e in events
@@ -330,7 +329,6 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "overhead_share": (wall - compute) / wall,
         "step_rest_ms": (step - compute - in_step_named) * ms,
         "loop_rest_ms": (wall - step - outside_named) * ms,
-        "produce_ms": sums["produce"] * ms,
         "syncs_per_step": None if result["syncs"] is None else result["syncs"] / n,
     }
     row.update({f"{p}_ms": sums[p] * ms for p in (*COMPUTE, *IN_STEP, *OUTSIDE)})

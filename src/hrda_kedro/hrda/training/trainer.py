@@ -182,12 +182,11 @@ class Trainer:
 
     def draw(self) -> tuple[CropBatch, CropBatch | None]:
         """The next source and target batches (the loop draws one batch ahead, in a thread)."""
-        with record_function("produce"):
-            source = self.source_stream.next_batch()
-            target = self.target_stream.next_batch() if self.target_stream else None
-            if self.setup.device.type == "cuda":  # page-locked: non_blocking copies overlap
-                source = source.pinned()
-                target = target.pinned() if target is not None else None
+        source = self.source_stream.next_batch()
+        target = self.target_stream.next_batch() if self.target_stream else None
+        if self.setup.device.type == "cuda":  # page-locked: non_blocking copies overlap
+            source = source.pinned()
+            target = target.pinned() if target is not None else None
         return source, target
 
     def step(self, source: CropBatch, target: CropBatch | None) -> dict[str, torch.Tensor]:

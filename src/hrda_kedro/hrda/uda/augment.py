@@ -153,11 +153,11 @@ def configured_augment(
     config: AugmentConfig,
 ) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
     """:func:`strong_augment` with a stage's settings (mixed and MIC images)."""
-    return partial(
-        strong_augment,
-        color_jitter=config.color_jitter,
-        jitter_p=config.color_jitter_p,
-        jitter_strength=config.color_jitter_strength,
-        blur=config.blur,
-        blur_p=config.blur_p,
-    )
+    options = {  # strong_augment's names for the YAML keys
+        "color_jitter": config.color_jitter,
+        "jitter_p": config.color_jitter_p,
+        "jitter_strength": config.color_jitter_strength,
+        "blur": config.blur,
+        "blur_p": config.blur_p,
+    }
+    return partial(strong_augment, **options)
