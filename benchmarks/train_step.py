@@ -160,7 +160,7 @@ def _plain_step(cfg: dict[str, Any], variant: str, device: Any, autocast: Any) -
 
     from hrda_kedro.hrda.crops import sample_box
     from hrda_kedro.hrda.losses import hrda_loss
-    from hrda_kedro.hrda.uda.optim import build_optimizer
+    from hrda_kedro.hrda.training.optim import build_optimizer
 
     model = _model(cfg, variant).to(device)
     if cfg["channels_last"]:

@@ -47,6 +47,7 @@ from hrda_kedro.hrda.training.history import (
     history_from_columns,
     history_to_columns,
 )
+from hrda_kedro.hrda.training.optim import optimizer_and_schedule
 from hrda_kedro.hrda.training.steps import StepLosses, Terms, optimizer_update, source_loss
 from hrda_kedro.hrda.training.streams import source_stream, target_stream
 from hrda_kedro.hrda.training.student import Student
@@ -57,7 +58,6 @@ from hrda_kedro.hrda.uda.ema import EMATeacher
 from hrda_kedro.hrda.uda.feature_distance import ImageNetFeatureDistance
 from hrda_kedro.hrda.uda.mic import masked_consistency_loss
 from hrda_kedro.hrda.uda.mixed import mixed_target_loss
-from hrda_kedro.hrda.uda.optim import build_optimizer, build_scheduler
 from hrda_kedro.hrda.uda.teacher import PseudoLabels, teacher_pseudo_labels
 
 
@@ -109,19 +109,8 @@ class Trainer:
         self.student = Student(
             self.model, hr_loss_weight, setup, wrap_ddp(self.model, setup, world_size)
         )
-        optimizer = config.optimizer
-        self.optimizer = build_optimizer(
-            self.model,
-            lr=optimizer.lr,
-            betas=optimizer.betas,
-            weight_decay=optimizer.weight_decay,
-            head_lr_mult=optimizer.head_lr_mult,
-        )
-        self.scheduler = build_scheduler(
-            self.optimizer,
-            warmup_iters=min(optimizer.warmup_iters, max(config.iterations, 1)),
-            max_iters=max(config.iterations, 1),
-            power=optimizer.poly_power,
+        self.optimizer, self.scheduler = optimizer_and_schedule(
+            self.model, config.optimizer, config.iterations
         )
         # Each rank draws its own batches; model init and dropout are seeded identically.
         self.data_generator = torch.Generator().manual_seed(seed * 1000 + rank)
@@ -137,48 +126,46 @@ class Trainer:
         self.pseudo_labels: Callable[..., PseudoLabels] | None = None
         self.mixed: Callable[..., tuple[torch.Tensor, Terms]] | None = None
         self.mic: Callable[..., tuple[torch.Tensor, Terms]] | None = None
-        augment = configured_augment(config.augment)
         if uda is not None:
             assert target is not None
             self.target_stream = target_stream(target, config, spec, self.data_generator)
-            self.teacher = self._teacher(uda, teacher_state)
-            self.pseudo_labels = partial(
-                teacher_pseudo_labels, config=uda.pseudo_labels, setup=setup
-            )
-            self.mixed = partial(
-                mixed_target_loss,
-                classmix=uda.classmix,
-                augment=augment,
-                generator=self.mix_generator,
-            )
-            if uda.mic.enabled:
-                self.mic = partial(
-                    masked_consistency_loss,
-                    config=uda.mic,
-                    generator=self.mix_generator,
-                    augment=augment,
-                )
-            if imagenet_network is not None and uda.feature_distance.enabled:
-                self.distance = ImageNetFeatureDistance(
-                    imagenet_network.to(setup.device),
-                    scale=self.model.scale,
-                    weight=uda.feature_distance.weight,
-                    autocast=setup.autocast,
-                )
+            self._bind_uda(uda, teacher_state, imagenet_network)
         self.grad_clip = config.optimizer.grad_clip
         self.iteration = 0
         self.history = History(
             stage, config.iterations, reports=rank == 0, on_log=on_log if rank == 0 else None
         )
 
-    def _teacher(self, uda: UDAConfig, state: dict[str, torch.Tensor] | None) -> EMATeacher | None:
-        """The online EMA teacher (None with materialized pseudo-labels)."""
-        if uda.pseudo_labels.source != "online":
-            return None
-        teacher = EMATeacher(self.model, alpha=uda.ema_alpha)
-        if state is not None:
-            teacher.model.load_state_dict(state)
-        return teacher
+    def _bind_uda(
+        self,
+        uda: UDAConfig,
+        teacher_state: dict[str, torch.Tensor] | None,
+        imagenet_network: SegmentationNetwork | None,
+    ) -> None:
+        """The self-training parts of the step, their settings bound: the online EMA teacher
+        (none with materialized pseudo-labels), the mixed loss, MIC and the feature distance
+        when enabled."""
+        if uda.pseudo_labels.source == "online":
+            self.teacher = EMATeacher(self.model, alpha=uda.ema_alpha)
+            if teacher_state is not None:
+                self.teacher.model.load_state_dict(teacher_state)
+        setup, generator = self.setup, self.mix_generator
+        augment = configured_augment(self.config.augment)
+        self.pseudo_labels = partial(teacher_pseudo_labels, config=uda.pseudo_labels, setup=setup)
+        self.mixed = partial(
+            mixed_target_loss, classmix=uda.classmix, augment=augment, generator=generator
+        )
+        if uda.mic.enabled:
+            self.mic = partial(
+                masked_consistency_loss, config=uda.mic, generator=generator, augment=augment
+            )
+        if imagenet_network is not None and uda.feature_distance.enabled:
+            self.distance = ImageNetFeatureDistance(
+                imagenet_network.to(setup.device),
+                scale=self.model.scale,
+                weight=uda.feature_distance.weight,
+                autocast=setup.autocast,
+            )
 
     def draw(self) -> tuple[CropBatch, CropBatch | None]:
         """The next source and target batches (the loop draws one batch ahead, in a thread)."""
