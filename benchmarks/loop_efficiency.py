@@ -216,6 +216,7 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
     from torch.profiler import ProfilerActivity, profile, record_function
 
     from hrda_kedro.hrda.training.config import TrainingConfig
+    from hrda_kedro.hrda.training.streams import StageData
     from hrda_kedro.hrda.training.trainer import Trainer
     from hrda_kedro.params import ModelParams, RuntimeParams, SelfTrainingParams, parse
     from hrda_kedro.runtime import build_model, resolve_device
@@ -263,14 +264,16 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
         trainer = Trainer(
             build_model(model_params, load_pretrained=False),
             params,
+            StageData(
+                source,
+                target if stage_key == "self_training" else None,
+                source.class_counts(),
+            ),
             context_crop=model_params.hrda.context_crop,
             hr_loss_weight=model_params.hrda.hr_loss_weight,
             uda=params if isinstance(params, SelfTrainingParams) else None,
-            source=source,
-            target=target if stage_key == "self_training" else None,
             setup=setup,
             seed=runtime.seed,
-            source_class_pixel_counts=source.class_counts(),
             stage=cfg["stage"],
             progress_bar=cfg["progress_bar"],
         )

@@ -190,6 +190,7 @@ def _plain_step(cfg: dict[str, Any], variant: str, device: Any, autocast: Any) -
 def _uda_step(cfg: dict[str, Any], variant: str, device: Any, dtype: Any) -> Any:
     """A real Trainer on a synthetic source/target set; returns one ``Trainer.step``."""
     from hrda_kedro.hrda.training.devices import DeviceSetup
+    from hrda_kedro.hrda.training.streams import StageData
     from hrda_kedro.hrda.training.trainer import Trainer
     from hrda_kedro.params import SelfTrainingParams, parse
 
@@ -217,11 +218,12 @@ def _uda_step(cfg: dict[str, Any], variant: str, device: Any, dtype: Any) -> Any
     trainer = Trainer(
         model,
         params,
+        StageData(
+            _SyntheticSegmentation(4, context, seed=1), _SyntheticSegmentation(4, context, seed=2)
+        ),
         context_crop=context,
         hr_loss_weight=0.1,  # HRDA's
         uda=params,
-        source=_SyntheticSegmentation(4, context, seed=1),
-        target=_SyntheticSegmentation(4, context, seed=2),
         setup=setup,
         seed=1,
         progress_bar=False,

@@ -42,6 +42,7 @@ from hrda_kedro.hrda.networks.base import SegmentationNetwork
 from hrda_kedro.hrda.training.config import TrainingConfig
 from hrda_kedro.hrda.training.devices import DeviceSetup
 from hrda_kedro.hrda.training.history import history_from_columns, history_to_columns
+from hrda_kedro.hrda.training.streams import StageData
 from hrda_kedro.hrda.training.trainer import StageResult, Trainer
 from hrda_kedro.hrda.uda.config import UDAConfig
 from hrda_kedro.launch import Cluster, cluster, stage_channel
@@ -79,17 +80,17 @@ def _make_trainer(
     model = build_model(job.model_params)
     if job.init_model is not None:
         load_weights(model, job.init_model, f"{job.stage} input model")
+    hrda = job.model_params.hrda
+    classes = CITYSCAPES_CLASSES[: job.model_params.network.num_classes]
     return Trainer(
         model,
         job.train_params,
-        context_crop=job.model_params.hrda.context_crop,
-        hr_loss_weight=job.model_params.hrda.hr_loss_weight,
+        StageData(job.source, job.target, job.class_pixel_counts, classes),
+        context_crop=hrda.context_crop,
+        hr_loss_weight=hrda.hr_loss_weight,
         uda=job.uda,
-        source=job.source,
-        target=job.target,
         setup=setup,
         seed=job.runtime.seed,
-        source_class_pixel_counts=job.class_pixel_counts,
         teacher_state=job.init_teacher,
         imagenet_network=job.imagenet_network,
         stage=job.stage,
@@ -97,7 +98,6 @@ def _make_trainer(
         world_size=world_size,
         progress_bar=job.runtime.progress_bar,
         on_log=job.on_log,
-        class_names=CITYSCAPES_CLASSES[: job.model_params.network.num_classes],
     )
 
 

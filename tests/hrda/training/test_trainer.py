@@ -13,6 +13,7 @@ from hrda_kedro.hrda.checkpoint import load_checkpoint
 from hrda_kedro.hrda.training.config import TrainingConfig
 from hrda_kedro.hrda.training.devices import DeviceSetup
 from hrda_kedro.hrda.training.history import NonFiniteLossError
+from hrda_kedro.hrda.training.streams import StageData
 from hrda_kedro.hrda.training.trainer import Trainer
 from hrda_kedro.params import ModelParams, SelfTrainingParams, parse
 from hrda_kedro.runtime import build_model
@@ -34,14 +35,12 @@ def _trainer(
     return Trainer(
         build_model(model_params),
         params,
+        StageData(source, target, source.class_counts()),
         context_crop=model_params.hrda.context_crop,
         hr_loss_weight=model_params.hrda.hr_loss_weight,
         uda=params if target is not None else None,
-        source=source,
-        target=target,
         setup=DeviceSetup(torch.device("cpu")),
         seed=3,
-        source_class_pixel_counts=source.class_counts(),
         progress_bar=False,
         **kwargs,
     )

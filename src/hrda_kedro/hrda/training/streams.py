@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -15,32 +16,38 @@ from hrda_kedro.hrda.uda.batches import CropSpec, CropStream
 from hrda_kedro.hrda.uda.rcs import RareClassSampler, scale_min_pixels
 
 
+@dataclass
+class StageData:
+    """A stage's data: labelled source images, with their per-image class pixel counts
+    ``(N, C)`` for rare class sampling (``class_names`` name the classes in its log), and
+    the target images a self-training stage adapts to."""
+
+    source: Dataset
+    target: Dataset | None = None
+    class_pixel_counts: np.ndarray | None = None
+    class_names: Sequence[str] | None = None
+
+
 def source_stream(
-    source: Dataset,
-    config: TrainingConfig,
-    spec: CropSpec,
-    generator: torch.Generator,
-    class_pixel_counts: np.ndarray | None = None,
-    class_names: Sequence[str] | None = None,
+    data: StageData, config: TrainingConfig, spec: CropSpec, generator: torch.Generator
 ) -> CropStream:
-    """Source crops; rare class sampling when enabled and the images' class pixel counts
-    are given (``class_names`` name the classes in its log)."""
+    """Source crops; rare class sampling when enabled and the class pixel counts are given."""
     rcs = config.rare_class_sampling
     sampler, min_crop = None, None
-    if rcs.enabled and class_pixel_counts is not None:
-        height, width = source[0]["image"].shape[-2:]
+    if rcs.enabled and data.class_pixel_counts is not None:
+        height, width = data.source[0]["image"].shape[-2:]
         min_pixels = _min_pixels(rcs, (int(height), int(width)))
         sampler = RareClassSampler(
-            torch.as_tensor(np.asarray(class_pixel_counts)),
+            torch.as_tensor(np.asarray(data.class_pixel_counts)),
             temperature=rcs.temperature,
             min_pixels=min_pixels,
             generator=generator,
-            class_names=class_names,
+            class_names=data.class_names,
         )
         if rcs.min_crop_ratio > 0:  # official: 0 keeps the first crop
             min_crop = min_pixels * rcs.min_crop_ratio
     return CropStream(
-        source,
+        data.source,
         config.source_batch_size,
         dataclasses.replace(spec, cat_max_ratio=config.cat_max_ratio),
         generator,

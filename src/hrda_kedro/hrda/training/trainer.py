@@ -19,16 +19,14 @@ Each part is a ``torch.profiler.record_function`` region (``ema``, ``source``,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.profiler import record_function
-from torch.utils.data import Dataset
 
 from hrda_kedro.hrda.model import HRDAModel
 from hrda_kedro.hrda.networks.base import SegmentationNetwork
@@ -49,7 +47,7 @@ from hrda_kedro.hrda.training.history import (
 )
 from hrda_kedro.hrda.training.optim import optimizer_and_schedule
 from hrda_kedro.hrda.training.steps import StepLosses, Terms, optimizer_update, source_loss
-from hrda_kedro.hrda.training.streams import source_stream, target_stream
+from hrda_kedro.hrda.training.streams import StageData, source_stream, target_stream
 from hrda_kedro.hrda.training.student import Student
 from hrda_kedro.hrda.uda.augment import configured_augment
 from hrda_kedro.hrda.uda.batches import CropBatch, CropSpec, CropStream
@@ -76,15 +74,13 @@ class Trainer:
         self,
         model: HRDAModel,
         config: TrainingConfig,
+        data: StageData,
         *,
         context_crop: tuple[int, int],
         hr_loss_weight: float,
-        source: Dataset,
         setup: DeviceSetup,
         seed: int,
         uda: UDAConfig | None = None,
-        target: Dataset | None = None,
-        source_class_pixel_counts: np.ndarray | None = None,
         teacher_state: dict[str, torch.Tensor] | None = None,
         imagenet_network: SegmentationNetwork | None = None,
         stage: str = "train",
@@ -92,13 +88,11 @@ class Trainer:
         world_size: int = 1,
         progress_bar: bool = True,
         on_log: OnLog | None = None,
-        class_names: Sequence[str] | None = None,
     ) -> None:
         """``uda`` None trains source-only. ``context_crop`` is the HR context crop size; the
         detail crop is the model's. ``on_log(stage, rows)`` receives, on rank 0, the history
-        rows added every ``log_every`` steps; ``class_names`` name the classes in the
-        rare-class sampling log."""
-        if uda is not None and target is None:
+        rows added every ``log_every`` steps."""
+        if uda is not None and data.target is None:
             raise ValueError("self-training needs a target dataset")
         self.config, self.uda, self.setup = config, uda, setup
         self.stage, self.rank, self.world_size = stage, rank, world_size
@@ -117,9 +111,7 @@ class Trainer:
         self.mix_generator = torch.Generator().manual_seed(seed * 1000 + 500 + rank)
         torch.manual_seed(seed)
         spec = CropSpec(context_crop, self.model.detail_hw, self.student.align, config.augment.flip)
-        self.source_stream = source_stream(
-            source, config, spec, self.data_generator, source_class_pixel_counts, class_names
-        )
+        self.source_stream = source_stream(data, config, spec, self.data_generator)
         self.target_stream: CropStream | None = None
         self.teacher: EMATeacher | None = None
         self.distance: ImageNetFeatureDistance | None = None
@@ -127,8 +119,8 @@ class Trainer:
         self.mixed: Callable[..., tuple[torch.Tensor, Terms]] | None = None
         self.mic: Callable[..., tuple[torch.Tensor, Terms]] | None = None
         if uda is not None:
-            assert target is not None
-            self.target_stream = target_stream(target, config, spec, self.data_generator)
+            assert data.target is not None
+            self.target_stream = target_stream(data.target, config, spec, self.data_generator)
             self._bind_uda(uda, teacher_state, imagenet_network)
         self.grad_clip = config.optimizer.grad_clip
         self.iteration = 0
