@@ -1,6 +1,9 @@
 """Typed parameter groups, validated when a run starts.
 
-Every group in ``conf/*/parameters*.yml`` maps onto one dataclass below. ``parse`` builds
+Every group in ``conf/*/parameters*.yml`` maps onto one dataclass: below, or for the
+training groups the library's own configs (``warmup``: ``hrda.training.config.TrainingConfig``;
+``self_training``: :class:`SelfTrainingParams`, built from it and ``hrda.uda.config.UDAConfig``),
+which check their ranges on construction. ``parse`` builds
 it from the YAML mapping and stops with one message naming the offending key (with its
 full dotted path) and what was expected, so a typo or a bad value fails in the first
 second of a run instead of hours into it. The library in ``hrda_kedro.hrda`` never sees

@@ -13,7 +13,8 @@ Per step, on the device and without host synchronisation (:meth:`Trainer.step`):
 
 Each part is a ``torch.profiler.record_function`` region (``ema``, ``source``,
 ``pseudo_labels``, ``mix``, ``mic``, ``update``; inside them ``forward``,
-``teacher_forward`` and ``backward``), so a profiler shows where the step's time goes. The loop around the step (resume, history, checkpoints) is
+``teacher_forward`` and ``backward``), so a profiler shows where the step's time goes.
+The loop around the step (resume, history, checkpoints) is
 :mod:`hrda_kedro.hrda.training.loop`.
 """
 
@@ -61,6 +62,8 @@ from hrda_kedro.hrda.uda.teacher import PseudoLabels, teacher_pseudo_labels
 
 @dataclass
 class StageResult:
+    """A finished (or resumed-and-finished) stage: weights on the host and its history."""
+
     model: dict[str, torch.Tensor]
     teacher: dict[str, torch.Tensor] | None
     history: list[dict[str, float]] = field(default_factory=list)
@@ -94,7 +97,7 @@ class Trainer:
         rows added every ``log_every`` steps."""
         if uda is not None and data.target is None:
             raise ValueError("self-training needs a target dataset")
-        self.config, self.uda, self.setup = config, uda, setup
+        self.config, self.setup = config, setup
         self.stage, self.rank, self.world_size = stage, rank, world_size
         self.progress_bar = progress_bar and rank == 0
         self.model = model.to(setup.device)
