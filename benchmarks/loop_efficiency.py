@@ -9,45 +9,45 @@ sampling) -- on an in-memory synthetic data set, and with ``--data embedded`` on
 embedded street-scene benchmark read from PNG files (decoded on every access, as with
 ``cache_images: false``; ``--cache`` decodes once up front).
 
-Method: nothing in the library is edited; in this process only, the trainer's parts are
-wrapped with timers:
+Method: nothing in the library is edited or patched. ``torch.profiler`` records the
+``record_function`` regions the trainer marks (:mod:`hrda_kedro.hrda.training.trainer`
+and ``.loop``), and their times are summed:
 
-- compute: the student's forward (forward pre/post hooks on ``HRDAModel``), the EMA
-  teacher's ``predict_window`` (pseudo-label forward), ``hrda_loss``, ``Tensor.backward``,
-  ``optimizer.step`` and the EMA update (``EMATeacher.update``);
-- inside ``Trainer.step`` but not compute: host-to-device copy + normalisation
-  (``_to_device``), pseudo-label bookkeeping (``make_pseudo_labels``,
-  ``border_margin_weights``), ClassMix (``classmix_masks`` + ``mix_batch``), strong
-  augmentation, and the rest (zero_grad, schedule, Python);
-- outside ``Trainer.step``: waiting for the prefetched batch (``Prefetcher.get``), the
-  loss read-back and history (``_flush``), checkpoints (``save_checkpoint``), the rest
-  (progress bar, loop bookkeeping).
+- compute: the student's forwards (``forward``), the EMA teacher's pseudo-label forward
+  (``teacher_forward``), every ``backward``, the optimiser update (``update``: clipping,
+  AdamW, schedule) and the EMA update (``ema``);
+- inside ``step`` but not compute: what the step's parts ``source``, ``pseudo_labels``,
+  ``mix`` and ``mic`` do around their forwards and backwards (host-to-device copies,
+  losses, pseudo-label bookkeeping, ClassMix, strong augmentation, masking), and the rest
+  of the step (zero_grad, Python);
+- outside ``step``: waiting for the prefetched batch (``data_wait``), the loss read-back
+  and history (``flush``), checkpoints (``checkpoint``), the rest (progress bar, loop
+  bookkeeping).
 
 ``overhead_share = (wall - compute) / wall`` where ``wall`` is the wall time of ``run()``
 from the end of the first ``--skip`` steps (one-off warm-up: allocator, kernel selection)
 to its return; ``loop_share = (wall - sum of Trainer.step times) / wall`` is the part
 outside the step alone. ``steady_share`` is the same share up to the end of the last step,
 i.e. without the once-per-stage tail (``tail_s``: last read-back, final checkpoint,
-stopping the prefetch thread, copying the weights out), which short runs over-weight. Goal: overhead_share <= 10%. On CUDA every timer synchronises the
-device when it starts and stops, so GPU work is charged to the phase that queued it (this
-removes overlap between phases: shares are slightly pessimistic, and the run is a bit
-slower than an untimed one); ``--sync-debug`` additionally counts the host
-synchronisations the library itself makes (``torch.cuda.set_sync_debug_mode``). The
-batch producer runs in a background thread; its own time (``produce_ms``) overlaps the
-step and is reported for information only -- only the time the step *waits* for it counts.
+stopping the prefetch thread, copying the weights out), which short runs over-weight.
+Goal: overhead_share <= 10%. The profiler's own per-operator cost is charged to every
+phase, so shares are slightly pessimistic. On CUDA the worker runs with
+``CUDA_LAUNCH_BLOCKING=1``, so GPU work is charged to the phase that queued it (this
+removes the overlap of host and device: the run is slower than an untimed one);
+``--sync-debug`` additionally counts the host synchronisations the library itself makes
+(``torch.cuda.set_sync_debug_mode``). The batch producer runs in a background thread the
+profiler does not record; only the time the step *waits* for it counts (``data_wait``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
-import threading
-import time
 import warnings
 from collections import defaultdict
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -59,15 +59,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"encoder": "mit-nano", "embed_dim": 16, "image": "64x128", "context": "64",
              "detail": "32", "iterations": 30, "skip": 3},
 }  # fmt: skip
-COMPUTE = ("student_forward", "teacher_forward", "loss", "backward", "optimizer", "ema")
-IN_STEP = ("to_device", "pseudo_labels", "margins", "classmix", "augment")
+COMPUTE = ("forward", "teacher_forward", "backward", "update", "ema")
+IN_STEP = ("source", "pseudo_labels", "mix", "mic")  # less the compute regions inside them
 OUTSIDE = ("data_wait", "flush", "checkpoint")
 TABLE_COLUMNS = (
     "stage", "data", "steps", "s_per_step", "compute_ms", "in_step_other_ms",
     "outside_step_ms", "loop_share", "overhead_share", "steady_share", "tail_s", "goal_met",
 )  # fmt: skip
 BREAKDOWN_COLUMNS = ("stage", "data", *(f"{p}_ms" for p in (*COMPUTE, *IN_STEP, *OUTSIDE)),
-                     "step_rest_ms", "loop_rest_ms", "produce_ms", "syncs_per_step")  # fmt: skip
+                     "step_rest_ms", "loop_rest_ms", "syncs_per_step")  # fmt: skip
 CSV_COLUMNS = (
     *TABLE_COLUMNS, *BREAKDOWN_COLUMNS[2:], "wall_s", "encoder", "image", "context", "detail",
     "batch", "log_every", "checkpoint_every", "precision", "device", "cpu", "gpu", "torch",
@@ -146,107 +146,36 @@ class PngFolderSet:
         ])  # fmt: skip
 
 
-# --------------------------------------------------------------------------- timers
+# --------------------------------------------------------------------------- regions
 
 
-class PhaseTimer:
-    """Collects ``(phase, start, end)`` events; on CUDA it synchronises at both ends."""
+def region_times(events: Any) -> list[tuple[str, float, float]]:
+    """``(region, start_s, end_s)`` of the trainer's regions among the profiler's events.
 
-    def __init__(self, device: Any) -> None:
-        self.device = device
-        self.cuda = device.type == "cuda"
-        self.events: list[tuple[str, float, float]] = []
-        self._open: dict[str, list[float]] = defaultdict(list)
-        self._main = threading.get_ident()
-
-    def now(self, sync: bool = True) -> float:
-        if sync and self.cuda and threading.get_ident() == self._main:
-            import torch
-
-            torch.cuda.synchronize(self.device)
-        return time.perf_counter()
-
-    def start(self, name: str) -> None:
-        self._open[name].append(self.now())
-
-    def stop(self, name: str) -> None:
-        self.events.append((name, self._open[name].pop(), self.now()))
-
-    def wrap(self, name: str, fn: Callable[..., Any], sync: bool = True) -> Callable[..., Any]:
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            t0 = self.now(sync)
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.events.append((name, t0, self.now(sync)))
-
-        return timed
-
-    def totals(self, since: float, until: float = float("inf")) -> dict[str, float]:
-        sums: dict[str, float] = defaultdict(float)
-        for name, t0, t1 in self.events:
-            if t0 >= since and t1 <= until:
-                sums[name] += t1 - t0
-        return sums
-
-
-def instrument(trainer: Any, timer: PhaseTimer) -> Callable[[], None]:
-    """Wrap the trainer's parts with timers; returns a function that undoes it."""
-    import torch
-
-    from hrda_kedro.hrda.uda import trainer as trainer_module
-
-    undo: list[Callable[[], None]] = []
-
-    def patch(owner: Any, attr: str, name: str, sync: bool = True) -> None:
-        original = getattr(owner, attr)
-        setattr(owner, attr, timer.wrap(name, original, sync))
-        if isinstance(owner, type) or owner is trainer_module:
-            undo.append(lambda: setattr(owner, attr, original))
-
-    patch(trainer, "step", "step")
-    patch(trainer, "_to_device", "to_device")
-    patch(trainer, "_flush", "flush")
-    patch(trainer, "_draw", "produce", sync=False)  # background thread: no device sync
-    patch(trainer.optimizer, "step", "optimizer")
-    if trainer.teacher is not None:
-        patch(trainer.teacher, "update", "ema")
-        patch(trainer.teacher.model, "predict_window", "teacher_forward")
-    for attr, name in (
-        ("hrda_loss", "loss"),
-        ("make_pseudo_labels", "pseudo_labels"),
-        ("border_margin_weights", "margins"),
-        ("classmix_masks", "classmix"),
-        ("mix_batch", "classmix"),
-        ("strong_augment", "augment"),
-        ("save_checkpoint", "checkpoint"),
-    ):
-        patch(trainer_module, attr, name)
-    patch(torch.Tensor, "backward", "backward")
-
-    base = trainer_module.Prefetcher
-
-    class TimedPrefetcher(base):  # type: ignore[misc, valid-type]
-        def get(self) -> Any:
-            t0 = timer.now()
-            try:
-                return super().get()
-            finally:
-                timer.events.append(("data_wait", t0, timer.now()))
-
-    trainer_module.Prefetcher = TimedPrefetcher
-    undo.append(lambda: setattr(trainer_module, "Prefetcher", base))
-    hooks = [
-        trainer.model.register_forward_pre_hook(lambda *_: timer.start("student_forward")),
-        trainer.model.register_forward_hook(lambda *_: timer.stop("student_forward")),
+    An ``IN_STEP`` region's time is its own, less the compute regions nested in it, so the
+    phases add up without counting a forward twice."""
+    names = {*COMPUTE, *IN_STEP, *OUTSIDE, "step", "run"}
+    spans = [
+        (e.name, e.time_range.start / 1e6, e.time_range.end / 1e6)
+        for e in events
+        if e.name in names
     ]
-    undo += [h.remove for h in hooks]
+    compute = [span for span in spans if span[0] in COMPUTE]
+    result = []
+    for name, t0, t1 in spans:
+        inner = 0.0
+        if name in IN_STEP:
+            inner = sum(c1 - c0 for _, c0, c1 in compute if t0 <= c0 and c1 <= t1)
+        result.append((name, t0, t1 - inner))
+    return result
 
-    def restore() -> None:
-        for fn in reversed(undo):
-            fn()
 
-    return restore
+def totals(spans: list[tuple[str, float, float]], since: float, until: float) -> dict[str, float]:
+    sums: dict[str, float] = defaultdict(float)
+    for name, t0, t1 in spans:
+        if t0 >= since and t1 <= until:
+            sums[name] += t1 - t0
+    return sums
 
 
 # --------------------------------------------------------------------------- worker
@@ -283,11 +212,15 @@ def _datasets(cfg: dict[str, Any], tmp: Path) -> tuple[Any, Any]:
 
 
 def worker(cfg: dict[str, Any]) -> dict[str, Any]:
+    os.environ.setdefault("CUDA_LAUNCH_BLOCKING", "1")  # GPU time in the phase that queued it
     import torch
+    from torch.profiler import ProfilerActivity, profile, record_function
 
     from hrda_kedro.hrda.model_config import ModelConfig
-    from hrda_kedro.hrda.uda.trainer import Trainer
-    from hrda_kedro.params import RuntimeParams, SelfTrainingParams, TrainingParams, parse
+    from hrda_kedro.hrda.training.config import TrainingConfig
+    from hrda_kedro.hrda.training.streams import StageData
+    from hrda_kedro.hrda.training.trainer import Trainer
+    from hrda_kedro.params import RuntimeParams, SelfTrainingParams, parse
     from hrda_kedro.runtime.devices import resolve_device
     from hrda_kedro.runtime.models import build_model
 
@@ -322,7 +255,7 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
     stage.get("optimizer", {})["warmup_iters"] = min(
         stage.get("optimizer", {}).get("warmup_iters", 0), cfg["iterations"]
     )
-    params_cls = TrainingParams if stage_key == "warmup" else SelfTrainingParams
+    params_cls = TrainingConfig if stage_key == "warmup" else SelfTrainingParams
     params = parse(params_cls, stage, stage_key)
     runtime = parse(RuntimeParams, {**conf.get("runtime", {}), "device": cfg["device"],
                                     "progress_bar": False}, "runtime")  # fmt: skip
@@ -334,31 +267,32 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
         trainer = Trainer(
             build_model(model_params, load_pretrained=False),
             params,
-            model_params.hrda,
-            source=source,
-            target=target if stage_key == "self_training" else None,
+            StageData(
+                source,
+                target if stage_key == "self_training" else None,
+                source.class_counts(),
+            ),
+            context_crop=model_params.hrda.context_crop,
+            hr_loss_weight=model_params.hrda.hr_loss_weight,
+            uda=params if isinstance(params, SelfTrainingParams) else None,
             setup=setup,
             seed=runtime.seed,
-            source_class_pixel_counts=source.class_counts(),
             stage=cfg["stage"],
             progress_bar=cfg["progress_bar"],
         )
-        timer = PhaseTimer(setup.device)
-        restore = instrument(trainer, timer)
         sync_count = None
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                if cfg["sync_debug"] and setup.device.type == "cuda":
-                    torch.cuda.set_sync_debug_mode("warn")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if cfg["sync_debug"] and setup.device.type == "cuda":
+                torch.cuda.set_sync_debug_mode("warn")
+            with profile(activities=[ProfilerActivity.CPU]) as prof, record_function("run"):
                 trainer.run(tmp / "state.pt", "loop-efficiency")
-                end = timer.now()
-                if cfg["sync_debug"] and setup.device.type == "cuda":
-                    torch.cuda.set_sync_debug_mode(0)
-                    sync_count = sum("synchroniz" in str(w.message).lower() for w in caught)
-        finally:
-            restore()
-    steps = sorted((e for e in timer.events if e[0] == "step"), key=lambda e: e[1])
+            if cfg["sync_debug"] and setup.device.type == "cuda":
+                torch.cuda.set_sync_debug_mode(0)
+                sync_count = sum("synchroniz" in str(w.message).lower() for w in caught)
+    spans = region_times(prof.events())
+    end = next(t1 for name, _, t1 in spans if name == "run")
+    steps = sorted((s for s in spans if s[0] == "step"), key=lambda s: s[1])
     skip = min(cfg["skip"], len(steps) - 1)
     since = steps[skip - 1][2] if skip > 0 else steps[0][1]
     counted = len(steps) - skip
@@ -370,8 +304,8 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
         "wall_s": end - since,
         "steady_wall_s": last - since,
         "steps": counted,
-        "sums": dict(timer.totals(since)),
-        "steady_sums": dict(timer.totals(since, last)),
+        "sums": dict(totals(spans, since, float("inf"))),
+        "steady_sums": dict(totals(spans, since, last)),
         "syncs": sync_count,
         "batch": params.source_batch_size,
         "log_every": params.log_every,
@@ -401,7 +335,6 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "overhead_share": (wall - compute) / wall,
         "step_rest_ms": (step - compute - in_step_named) * ms,
         "loop_rest_ms": (wall - step - outside_named) * ms,
-        "produce_ms": sums["produce"] * ms,
         "syncs_per_step": None if result["syncs"] is None else result["syncs"] / n,
     }
     row.update({f"{p}_ms": sums[p] * ms for p in (*COMPUTE, *IN_STEP, *OUTSIDE)})

@@ -160,7 +160,7 @@ def _plain_step(cfg: dict[str, Any], variant: str, device: Any, autocast: Any) -
 
     from hrda_kedro.hrda.crops import sample_box
     from hrda_kedro.hrda.losses import hrda_loss
-    from hrda_kedro.hrda.uda.optim import build_optimizer
+    from hrda_kedro.hrda.training.optim import build_optimizer
 
     model = _model(cfg, variant).to(device)
     if cfg["channels_last"]:
@@ -189,19 +189,13 @@ def _plain_step(cfg: dict[str, Any], variant: str, device: Any, autocast: Any) -
 
 def _uda_step(cfg: dict[str, Any], variant: str, device: Any, dtype: Any) -> Any:
     """A real Trainer on a synthetic source/target set; returns one ``Trainer.step``."""
-    from hrda_kedro.hrda.model_config import HRDAConfig
-    from hrda_kedro.hrda.uda.trainer import DeviceSetup, Trainer
+    from hrda_kedro.hrda.training.devices import DeviceSetup
+    from hrda_kedro.hrda.training.streams import StageData
+    from hrda_kedro.hrda.training.trainer import Trainer
     from hrda_kedro.params import SelfTrainingParams, parse
 
     model = _model(cfg, variant)
-    base = variant.removeprefix("uda_").removesuffix("_mic")
     context = tuple(cfg["context"])
-    hrda = HRDAConfig(
-        scale=1 if base == "naive_hr" else cfg["scale"],
-        context_crop=context,
-        detail_crop=tuple(cfg["detail"]),
-        mode="hrda" if base == "hrda" else "lr_only",
-    )
     params = parse(
         SelfTrainingParams,
         {
@@ -224,9 +218,12 @@ def _uda_step(cfg: dict[str, Any], variant: str, device: Any, dtype: Any) -> Any
     trainer = Trainer(
         model,
         params,
-        hrda,
-        source=_SyntheticSegmentation(4, context, seed=1),
-        target=_SyntheticSegmentation(4, context, seed=2),
+        StageData(
+            _SyntheticSegmentation(4, context, seed=1), _SyntheticSegmentation(4, context, seed=2)
+        ),
+        context_crop=context,
+        hr_loss_weight=0.1,  # HRDA's
+        uda=params,
         setup=setup,
         seed=1,
         progress_bar=False,

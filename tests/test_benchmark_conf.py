@@ -7,7 +7,8 @@ from kedro.config import OmegaConfigLoader
 
 from hrda_kedro.data.ingest import IngestionDatasets
 from hrda_kedro.hrda.model_config import ModelConfig
-from hrda_kedro.params import PARAMETER_GROUPS, SelfTrainingParams, TrainingParams, parse
+from hrda_kedro.hrda.training.config import TrainingConfig
+from hrda_kedro.params import PARAMETER_GROUPS, SelfTrainingParams, parse
 from hrda_kedro.pipeline_registry import _rounds
 from hrda_kedro.run_config import CONFIG_LOADER_ARGS
 from tests.conftest import PROJECT_ROOT
@@ -52,7 +53,7 @@ def test_cityscapes_to_adverse_conditions_recipe(env: str, target: str) -> None:
     assert train.rare_class_sampling.temperature == 0.01
     assert train.rare_class_sampling.reference_size == (1024, 2048)  # 3000 px on Cityscapes
     assert train.feature_distance.enabled and train.classmix
-    assert parse(TrainingParams, parameters["warmup"], "warmup").iterations == 0
+    assert parse(TrainingConfig, parameters["warmup"], "warmup").iterations == 0
 
 
 def test_domain_generalization_is_source_only_with_three_targets() -> None:
@@ -66,6 +67,6 @@ def test_domain_generalization_is_source_only_with_three_targets() -> None:
     }
     assert _rounds(parameters) == 0  # the uda pipeline: ingestion, source-only, evaluation
     assert parameters["predict"]["checkpoint"] == "data/06_models/source_only/model.pt"
-    warmup = parse(TrainingParams, parameters["warmup"], "warmup")
+    warmup = parse(TrainingConfig, parameters["warmup"], "warmup")
     assert warmup.iterations == 40000 and warmup.optimizer.lr == 6e-5
     assert warmup.optimizer.warmup_iters == 1500 and warmup.rare_class_sampling.temperature == 0.01

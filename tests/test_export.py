@@ -14,7 +14,7 @@ from hrda_kedro.export import WindowPredictor
 from hrda_kedro.hrda import normalize
 from hrda_kedro.hrda.checkpoint import CheckpointError
 from hrda_kedro.hrda.model_config import ModelConfig
-from hrda_kedro.hrda.uda.trainer import StageResult
+from hrda_kedro.hrda.training.trainer import StageResult
 from hrda_kedro.params import parse
 from hrda_kedro.pipelines.export.nodes import export_model, export_onnx
 from hrda_kedro.pipelines.predict.nodes import load_checkpoint_file

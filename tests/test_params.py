@@ -6,12 +6,12 @@ import pytest
 
 from hrda_kedro.data.ingest import IngestionSettings
 from hrda_kedro.hrda.model_config import ModelConfig
+from hrda_kedro.hrda.training.config import TrainingConfig
 from hrda_kedro.params import (
     EvaluationParams,
     ParameterError,
     RuntimeParams,
     SelfTrainingParams,
-    TrainingParams,
     parse,
 )
 
@@ -20,25 +20,25 @@ from hrda_kedro.params import (
     ("cls", "mapping", "message"),
     [
         (
-            TrainingParams,
+            TrainingConfig,
             {"iteratons": 5},
             r"warmup\.iteratons: unknown key \(did you mean 'iterations'\?\)",
         ),
         (
-            TrainingParams,
+            TrainingConfig,
             {"iterations": "many"},
             r"warmup\.iterations: expected an integer, got 'many'",
         ),
-        (TrainingParams, {"iterations": -1}, r"warmup\.iterations: expected >= 0, got -1"),
+        (TrainingConfig, {"iterations": -1}, r"warmup\.iterations: expected >= 0, got -1"),
         (SelfTrainingParams, {"iterations": 0}, r"warmup\.iterations: expected >= 1, got 0"),
-        (TrainingParams, {"optimizer": {"lr": 0}}, r"warmup\.optimizer\.lr: expected > 0"),
+        (TrainingConfig, {"optimizer": {"lr": 0}}, r"warmup\.optimizer\.lr: expected > 0"),
         (
-            TrainingParams,
+            TrainingConfig,
             {"optimizer": {"betas": [0.9]}},
             r"warmup\.optimizer\.betas: expected a list of 2",
         ),
         (
-            TrainingParams,
+            TrainingConfig,
             {"augment": {"flip": "yes"}},
             r"warmup\.augment\.flip: expected true/false",
         ),
@@ -107,11 +107,11 @@ def test_bad_values_name_the_key(cls: type, mapping: dict, message: str) -> None
 
 
 def test_numbers_and_tuples_are_converted() -> None:
-    train = parse(TrainingParams, {"optimizer": {"lr": 1, "betas": [0.5, 0.9]}}, "warmup")
+    train = parse(TrainingConfig, {"optimizer": {"lr": 1, "betas": [0.5, 0.9]}}, "warmup")
     assert isinstance(train.optimizer.lr, float) and train.optimizer.lr == 1.0
     assert train.optimizer.betas == (0.5, 0.9)
 
 
 def test_bool_is_not_an_integer() -> None:
     with pytest.raises(ParameterError, match="expected an integer"):
-        parse(TrainingParams, {"iterations": True}, "warmup")
+        parse(TrainingConfig, {"iterations": True}, "warmup")

@@ -17,7 +17,7 @@ import torch
 
 from hrda_kedro.hrda.checkpoint import load_checkpoint
 from hrda_kedro.hrda.model_config import ModelConfig
-from hrda_kedro.hrda.uda.trainer import state_digest
+from hrda_kedro.hrda.training.distributed import state_digest
 from hrda_kedro.params import RuntimeParams, SelfTrainingParams, parse
 from hrda_kedro.stages import StageJob, run_stage
 from tests.tiny_data import TinySegmentationSet
@@ -41,10 +41,12 @@ SELF_TRAINING = {
 def _job(path: Path, devices: int, mode: str = "hrda") -> StageJob:
     model = {**MODEL, "hrda": {**MODEL["hrda"], "mode": mode}}
     source = TinySegmentationSet(4, seed=1)
+    train = parse(SelfTrainingParams, SELF_TRAINING, "self_training")
     return StageJob(
         stage="round_1",
         model_params=parse(ModelConfig, model, "model"),
-        train_params=parse(SelfTrainingParams, SELF_TRAINING, "self_training"),
+        train_params=train,
+        uda=train,
         runtime=parse(
             RuntimeParams,
             {"device": "cpu", "devices": devices, "seed": 3, "progress_bar": False},

@@ -1,6 +1,9 @@
 """Typed parameter groups, validated when a run starts.
 
-Every group in ``conf/*/parameters*.yml`` maps onto one dataclass below. ``parse`` builds
+Every group in ``conf/*/parameters*.yml`` maps onto one dataclass: below, or for the
+training groups the library's own configs (``warmup``: ``hrda.training.config.TrainingConfig``;
+``self_training``: :class:`SelfTrainingParams`, built from it and ``hrda.uda.config.UDAConfig``),
+which check their ranges on construction. ``parse`` builds
 it from the YAML mapping and stops with one message naming the offending key (with its
 full dotted path) and what was expected, so a typo or a bad value fails in the first
 second of a run instead of hours into it. The library in ``hrda_kedro.hrda`` never sees
@@ -13,13 +16,17 @@ import dataclasses
 import difflib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from hrda_kedro.hrda.config import Config, ConfigError, require, setting
 from hrda_kedro.hrda.model_config import ModelConfig
+from hrda_kedro.hrda.training.config import TrainingConfig
+from hrda_kedro.hrda.uda import config as uda_config
+from hrda_kedro.hrda.uda.config import UDAConfig
 
 T = TypeVar("T")
 
@@ -140,14 +147,30 @@ def parse(cls: type[T], mapping: Mapping[str, Any] | None, path: str) -> T:
             raise ParameterError(
                 f"parameter {path}.{key}: required, expected {_describe(hints[f.name])}"
             )
-    try:
+    with config_errors(path):
         obj = cls(**kwargs)  # library configs check their ranges in __post_init__
         check = getattr(obj, "check", None)
         if check is not None:
             check(path)
+    return obj
+
+
+@contextmanager
+def config_errors(path: str) -> Iterator[None]:
+    """A library config's :class:`ConfigError` as a :class:`ParameterError` naming
+    ``path.<key>``."""
+    try:
+        yield
     except ConfigError as err:
         raise ParameterError(f"parameter {path}.{err.key}: {err.message}") from None
-    return obj
+
+
+def check_margins(
+    margins: tuple[int, int, int, int], image_hw: tuple[int, int], path: str, where: str = ""
+) -> None:
+    """The pseudo-label margins leave pixels of an ``image_hw`` image (``path``: their group)."""
+    with config_errors(path):
+        uda_config.check_margins(margins, image_hw, where)
 
 
 def _require(condition: bool, path: str, message: str) -> None:
@@ -182,221 +205,21 @@ class RuntimeParams(Config):
 
 
 @dataclass
-class OptimizerParams:
-    lr: float = 6e-5
-    head_lr_mult: float = 10.0
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_iters: int = 1500
-    poly_power: float = 1.0
-    grad_clip: float | None = None
-
-    def check(self, path: str) -> None:
-        _require(self.lr > 0, f"{path}.lr", f"expected > 0, got {self.lr}")
-        _require(
-            self.warmup_iters >= 0,
-            f"{path}.warmup_iters",
-            f"expected >= 0, got {self.warmup_iters}",
-        )
-
-
-@dataclass
-class RareClassSamplingParams:
-    enabled: bool = True
-    temperature: float = 0.01
-    min_pixels: int = 3000
-    reference_size: tuple[int, int] | None = (1440, 2560)
-    """min_pixels is scaled from this (H, W) to the actual image size; null keeps it as is."""
-    min_crop_ratio: float = 2.0
-    """The crop is re-drawn (up to 10 times) until it holds more than min_pixels x this of
-    the sampled class (HRDA: 2.0; DAFormer: 0.5); 0 keeps the first crop."""
-
-    def check(self, path: str) -> None:
-        _require(
-            self.temperature > 0, f"{path}.temperature", f"expected > 0, got {self.temperature}"
-        )
-        _require(
-            self.min_pixels >= 1, f"{path}.min_pixels", f"expected >= 1, got {self.min_pixels}"
-        )
-        _require(
-            self.min_crop_ratio >= 0,
-            f"{path}.min_crop_ratio",
-            f"expected >= 0, got {self.min_crop_ratio}",
-        )
-
-
-@dataclass
-class PseudoLabelParams:
-    source: Literal["online", "offline"] = "online"
-    threshold: float = 0.968
-    weight: Literal["scalar", "pixel"] = "scalar"
-    margins: tuple[int, int, int, int] = (30, 240, 30, 30)
-    margins_reference_size: tuple[int, int] | None = (1024, 2048)
-
-    def check(self, path: str) -> None:
-        _require(
-            0.0 <= self.threshold <= 1.0,
-            f"{path}.threshold",
-            f"expected 0..1, got {self.threshold}",
-        )
-        _require(
-            min(self.margins) >= 0,
-            f"{path}.margins",
-            f"expected non-negative pixels, got {list(self.margins)}",
-        )
-        if self.margins_reference_size is not None:
-            _positive_pair(self.margins_reference_size, f"{path}.margins_reference_size")
-            check_margins(
-                self.margins, self.margins_reference_size, path, " (margins_reference_size)"
-            )
-
-
-def check_margins(
-    margins: tuple[int, int, int, int], image_hw: tuple[int, int], path: str, where: str = ""
-) -> None:
-    """Margins (top, bottom, left, right) must leave pixels of an ``image_hw`` image: bands
-    that cover it would give every pseudo-label the weight 0, silently, at every step."""
-    top, bottom, left, right = margins
-    height, width = image_hw
-    _require(
-        top + bottom < height and left + right < width,
-        f"{path}.margins",
-        f"the margins {list(margins)} (top, bottom, left, right) cover the whole "
-        f"{height}x{width} (HxW) image{where}, so every pseudo-label would get weight 0; "
-        "expected top + bottom < height and left + right < width",
-    )
-
-
-@dataclass
-class AugmentParams:
-    flip: bool = True
-    color_jitter: bool = True
-    color_jitter_p: float = 0.8
-    color_jitter_strength: float = 0.2
-    blur: bool = True
-    blur_p: float = 0.5
-
-
-@dataclass
-class FeatureDistanceParams:
-    enabled: bool = False
-    weight: float = 0.005
-    pretrained: str | None = None
-
-    def check(self, path: str) -> None:
-        _require(
-            not self.enabled or self.pretrained is not None,
-            f"{path}.pretrained",
-            "the ImageNet feature distance needs a local pretrained encoder path when enabled",
-        )
-
-
-@dataclass
-class MaskedConsistencyParams:
-    """MIC (``self_training.mic``): the student also learns the teacher's pseudo-labels from
-    a colour-augmented, block-masked copy of the target crop. Defaults: the official
-    ``gtaHR2csHR_mic_hrda`` configuration."""
-
-    enabled: bool = False
-    mask_block_size: int = 64
-    mask_block_reference_size: tuple[int, int] | None = (1024, 2048)
-    mask_ratio: float = 0.7
-    loss_weight: float = field(default=1.0, metadata={"key": "lambda"})
-    augment: bool = True
-
-    def check(self, path: str) -> None:
-        _require(
-            self.mask_block_size >= 1,
-            f"{path}.mask_block_size",
-            f"expected >= 1 pixel, got {self.mask_block_size}",
-        )
-        if self.mask_block_reference_size is not None:
-            _positive_pair(self.mask_block_reference_size, f"{path}.mask_block_reference_size")
-        _require(
-            0.0 <= self.mask_ratio < 1.0,
-            f"{path}.mask_ratio",
-            f"expected 0 <= ratio < 1 (the share of masked blocks), got {self.mask_ratio}",
-        )
-        _require(
-            self.loss_weight >= 0.0, f"{path}.lambda", f"expected >= 0, got {self.loss_weight}"
-        )
-
-
-@dataclass
-class TrainingParams:
-    """One training stage: the source-only warmup or one self-training round."""
-
-    iterations: int = 40000
-    source_batch_size: int = 2
-    target_batch_size: int = 2
-    optimizer: OptimizerParams = field(default_factory=OptimizerParams)
-    rare_class_sampling: RareClassSamplingParams = field(default_factory=RareClassSamplingParams)
-    augment: AugmentParams = field(default_factory=AugmentParams)
-    checkpoint_every: int = 1000
-    log_every: int = 50
-    decode_threads: int = 2
-    cache_images: bool = False
-    cat_max_ratio: float = 0.75
-    """Source crops are re-drawn (up to 10 times) while one class covers this share of their
-    labelled pixels or more (official GTA5/SYNTHIA configs: 0.75); 1 turns it off."""
-
-    def check(self, path: str) -> None:
-        _require(
-            self.iterations >= 0, f"{path}.iterations", f"expected >= 0, got {self.iterations}"
-        )
-        _require(
-            0 < self.cat_max_ratio <= 1,
-            f"{path}.cat_max_ratio",
-            f"expected 0 < ratio <= 1, got {self.cat_max_ratio}",
-        )
-        _require(
-            self.source_batch_size >= 1,
-            f"{path}.source_batch_size",
-            f"expected >= 1, got {self.source_batch_size}",
-        )
-        _require(
-            self.target_batch_size >= 1,
-            f"{path}.target_batch_size",
-            f"expected >= 1, got {self.target_batch_size}",
-        )
-        _require(
-            self.checkpoint_every >= 1,
-            f"{path}.checkpoint_every",
-            f"expected >= 1, got {self.checkpoint_every}",
-        )
-        _require(self.log_every >= 1, f"{path}.log_every", f"expected >= 1, got {self.log_every}")
-        _require(
-            self.decode_threads >= 1,
-            f"{path}.decode_threads",
-            f"expected >= 1, got {self.decode_threads}",
-        )
-
-
-@dataclass
-class SelfTrainingParams(TrainingParams):
-    """Self-training rounds (``self_training``)."""
+class SelfTrainingParams(UDAConfig, TrainingConfig):
+    """Self-training rounds (``self_training``): one flat group holding each round's stage
+    settings (:class:`TrainingConfig`), its self-training settings (:class:`UDAConfig`) and
+    the number of rounds, which shapes the pipeline."""
 
     rounds: int = 1
-    ema_alpha: float = 0.999
-    classmix: bool = True
-    pseudo_labels: PseudoLabelParams = field(default_factory=PseudoLabelParams)
-    feature_distance: FeatureDistanceParams = field(default_factory=FeatureDistanceParams)
-    mic: MaskedConsistencyParams = field(default_factory=MaskedConsistencyParams)
 
-    def check(self, path: str) -> None:
-        super().check(path)
-        _require(
-            self.iterations >= 1, f"{path}.iterations", f"expected >= 1, got {self.iterations}"
-        )
-        _require(
+    def validate(self) -> None:
+        TrainingConfig.validate(self)
+        UDAConfig.validate(self)
+        require(self.iterations >= 1, "iterations", f"expected >= 1, got {self.iterations}")
+        require(
             self.rounds >= 0,
-            f"{path}.rounds",
+            "rounds",
             f"expected >= 0 (0: source-only, no self-training), got {self.rounds}",
-        )
-        _require(
-            0.0 <= self.ema_alpha < 1.0,
-            f"{path}.ema_alpha",
-            f"expected 0 <= alpha < 1, got {self.ema_alpha}",
         )
 
 
@@ -455,7 +278,7 @@ class PredictParams(Config):
 PARAMETER_GROUPS: dict[str, type] = {
     "runtime": RuntimeParams,
     "model": ModelConfig,
-    "warmup": TrainingParams,
+    "warmup": TrainingConfig,
     "self_training": SelfTrainingParams,
     "evaluation": EvaluationParams,
     "predict": PredictParams,

@@ -40,15 +40,14 @@ from hrda_kedro.data.labels import CITYSCAPES_CLASSES
 from hrda_kedro.hrda.checkpoint import load_checkpoint
 from hrda_kedro.hrda.model_config import ModelConfig
 from hrda_kedro.hrda.networks.base import SegmentationNetwork
-from hrda_kedro.hrda.uda.trainer import (
-    DeviceSetup,
-    StageResult,
-    Trainer,
-    history_from_columns,
-    history_to_columns,
-)
+from hrda_kedro.hrda.training.config import TrainingConfig
+from hrda_kedro.hrda.training.devices import DeviceSetup
+from hrda_kedro.hrda.training.history import history_from_columns, history_to_columns
+from hrda_kedro.hrda.training.streams import StageData
+from hrda_kedro.hrda.training.trainer import StageResult, Trainer
+from hrda_kedro.hrda.uda.config import UDAConfig
 from hrda_kedro.launch import Cluster, cluster, stage_channel
-from hrda_kedro.params import RuntimeParams, TrainingParams
+from hrda_kedro.params import RuntimeParams
 from hrda_kedro.runtime.devices import resolve_device
 from hrda_kedro.runtime.models import build_model, load_weights, model_params_dict
 
@@ -61,7 +60,7 @@ class StageJob:
 
     stage: str
     model_params: ModelConfig
-    train_params: TrainingParams
+    train_params: TrainingConfig
     runtime: RuntimeParams
     source: Dataset
     target: Dataset | None
@@ -72,6 +71,7 @@ class StageJob:
     checkpoint_path: Path
     fingerprint: str
     on_log: Callable[[str, list[dict[str, float]]], None] | None = None  # rank 0's history rows
+    uda: UDAConfig | None = None  # None: source-only
 
 
 def _make_trainer(
@@ -82,15 +82,17 @@ def _make_trainer(
     model = build_model(job.model_params)
     if job.init_model is not None:
         load_weights(model, job.init_model, f"{job.stage} input model")
+    hrda = job.model_params.hrda
+    classes = CITYSCAPES_CLASSES[: job.model_params.network.num_classes]
     return Trainer(
         model,
         job.train_params,
-        job.model_params.hrda,
-        source=job.source,
-        target=job.target,
+        StageData(job.source, job.target, job.class_pixel_counts, classes),
+        context_crop=hrda.context_crop,
+        hr_loss_weight=hrda.hr_loss_weight,
+        uda=job.uda,
         setup=setup,
         seed=job.runtime.seed,
-        source_class_pixel_counts=job.class_pixel_counts,
         teacher_state=job.init_teacher,
         imagenet_network=job.imagenet_network,
         stage=job.stage,
@@ -98,7 +100,6 @@ def _make_trainer(
         world_size=world_size,
         progress_bar=job.runtime.progress_bar,
         on_log=job.on_log,
-        class_names=CITYSCAPES_CLASSES[: job.model_params.network.num_classes],
     )
 
 

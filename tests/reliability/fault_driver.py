@@ -40,9 +40,9 @@ def _stop_here() -> None:
 
 
 def _stop_in_step(n: int) -> None:
-    from hrda_kedro.hrda.uda import trainer
+    from hrda_kedro.hrda.training import steps
 
-    real = trainer.hrda_loss
+    real = steps.hrda_loss
     calls = [0]
 
     def loss(*args: Any, **kwargs: Any) -> Any:
@@ -52,7 +52,7 @@ def _stop_in_step(n: int) -> None:
             _stop_here()
         return result
 
-    trainer.hrda_loss = loss
+    steps.hrda_loss = loss
 
 
 def _stop_in_write(name: str) -> None:

@@ -24,13 +24,14 @@ PARENT = textwrap.dedent(
     import os
     from pathlib import Path
 
-    from hrda_kedro.params import RuntimeParams, TrainingParams
     from hrda_kedro.hrda.model_config import ModelConfig
+    from hrda_kedro.hrda.training.config import TrainingConfig
+    from hrda_kedro.params import RuntimeParams
     from hrda_kedro.stages import StageJob, run_stage
 
     if __name__ == "__main__":
         job = StageJob(
-            stage="probe", model_params=ModelConfig(), train_params=TrainingParams(iterations=1),
+            stage="probe", model_params=ModelConfig(), train_params=TrainingConfig(iterations=1),
             runtime=RuntimeParams(device="cpu", devices=2), source=None, target=None,
             class_pixel_counts=None, init_model=None, init_teacher=None,
             imagenet_network=None, checkpoint_path=Path("state.pt"), fingerprint="probe",

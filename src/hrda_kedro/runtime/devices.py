@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from hrda_kedro.hrda.uda.trainer import DeviceSetup
+from hrda_kedro.hrda.training.devices import DeviceSetup
 from hrda_kedro.params import ParameterError, RuntimeParams
 from hrda_kedro.runtime.memory import keep_freed_host_memory
 

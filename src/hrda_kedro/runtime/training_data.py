@@ -15,14 +15,16 @@ from torch.utils.data import Dataset
 from hrda_kedro.data.labels import CITYSCAPES_CLASSES
 from hrda_kedro.data.torch_datasets import ManifestDataset
 from hrda_kedro.hrda.model_config import ModelConfig
-from hrda_kedro.params import ParameterError, PseudoLabelParams, TrainingParams, check_margins
+from hrda_kedro.hrda.training.config import TrainingConfig
+from hrda_kedro.hrda.uda.config import PseudoLabelConfig
+from hrda_kedro.params import ParameterError, check_margins
 
 LABEL_SUFFIX = "_label"
 CONFIDENCE_SUFFIX = "_confidence"
 
 
 def check_images_fit(
-    manifest: pd.DataFrame, model: ModelConfig, split: str, margins: PseudoLabelParams | None = None
+    manifest: pd.DataFrame, model: ModelConfig, split: str, margins: PseudoLabelConfig | None = None
 ) -> None:
     """Before the first step: the context crop fits in every image (and the margins leave
     pixels of it), for data sets whose sizes only their manifests know (folders)."""
@@ -46,7 +48,7 @@ def check_images_fit(
 
 
 def source_datasets(
-    manifest: pd.DataFrame, class_pixel_counts: pd.DataFrame, train: TrainingParams
+    manifest: pd.DataFrame, class_pixel_counts: pd.DataFrame, train: TrainingConfig
 ) -> tuple[ManifestDataset, np.ndarray]:
     """Labelled source images and their per-image class pixel counts (for RCS)."""
     counts = class_pixel_counts[list(CITYSCAPES_CLASSES)].to_numpy(dtype=np.int64)

@@ -7,11 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
-import hrda_kedro.hrda.uda.trainer as trainer_module
+import hrda_kedro.hrda.training.trainer as trainer_module
+import hrda_kedro.hrda.uda.mic as mic_module
+import hrda_kedro.hrda.uda.teacher as teacher_module
 from hrda_kedro.hrda import normalize
 from hrda_kedro.hrda.crops import sample_box
 from hrda_kedro.hrda.losses import hrda_loss
 from hrda_kedro.hrda.model_config import ModelConfig
+from hrda_kedro.hrda.training.devices import DeviceSetup
+from hrda_kedro.hrda.training.student import Student
 from hrda_kedro.hrda.uda.batches import border_margin_weights
 from hrda_kedro.hrda.uda.mic import (
     MaskingConfig,
@@ -21,7 +25,7 @@ from hrda_kedro.hrda.uda.mic import (
 )
 from hrda_kedro.params import ParameterError, SelfTrainingParams, parse
 from hrda_kedro.runtime.models import build_model
-from tests.hrda.uda.test_trainer import MODEL, SELF_TRAINING, _Interrupt, _trainer
+from tests.hrda.training.test_trainer import MODEL, SELF_TRAINING, _Interrupt, _trainer
 from tests.tiny_data import TinySegmentationSet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -61,7 +65,10 @@ def test_block_size_scales_with_the_image_as_margins_do() -> None:
     assert scale_block_size((256, 512), 64, (1024, 2048)) == 16  # embedded benchmark
     assert scale_block_size((1080, 1920), 64, (1024, 2048)) == 64  # ACDC / Dark Zurich
     assert scale_block_size((8, 8), 64, (1024, 2048)) == 1
-    assert MaskingConfig(block_size=20, reference_hw=None).block_size_for((99, 99)) == 20
+    assert (
+        MaskingConfig(mask_block_size=20, mask_block_reference_size=None).block_size_for((99, 99))
+        == 20
+    )
 
 
 def _tiny_model() -> torch.nn.Module:
@@ -78,25 +85,28 @@ def _inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return images, labels, weights
 
 
+def _student(model: torch.nn.Module, forward_train=None) -> Student:
+    return Student(model, 0.1, DeviceSetup(torch.device("cpu")), forward_train)
+
+
 def _mic(model: torch.nn.Module, config: MaskingConfig, seed: int = 9):
     images, labels, weights = _inputs()
     return masked_consistency_loss(
-        model,
+        _student(model),
         images,
         labels,
         weights,
+        [(64, 64), (64, 64)],
         config=config,
-        image_sizes=[(64, 64), (64, 64)],
-        detail_hw=model.detail_hw,
-        align=model.scale * model.output_stride,
-        hr_loss_weight=0.1,
         generator=torch.Generator().manual_seed(seed),
     )
 
 
 def test_loss_is_the_hrda_loss_of_the_masked_image_with_the_given_pseudo_labels() -> None:
     model = _tiny_model().train()
-    config = MaskingConfig(block_size=16, reference_hw=None, ratio=0.7, augment=False)
+    config = MaskingConfig(
+        mask_block_size=16, mask_block_reference_size=None, mask_ratio=0.7, augment=False
+    )
     images, labels, weights = _inputs()
     replay = torch.Generator().manual_seed(9)
     cells = (torch.rand(1, 1, 4, 4, generator=replay) > 0.7).float()
@@ -109,13 +119,17 @@ def test_loss_is_the_hrda_loss_of_the_masked_image_with_the_given_pseudo_labels(
     torch.manual_seed(0)
     loss, terms = _mic(model, config)
     assert torch.equal(loss, expected)
-    assert terms.keys() == expected_terms.keys() == {"fused", "detail"}
+    assert expected_terms.keys() == {"fused", "detail"}
+    assert terms.keys() == {"mic", "mic_fused", "mic_detail"}
+    assert torch.equal(terms["mic"], loss.detach())
 
 
 def test_lambda_scales_the_whole_masked_loss() -> None:
     model = _tiny_model().eval()
-    one, _ = _mic(model, MaskingConfig(block_size=16, reference_hw=None))
-    half, _ = _mic(model, MaskingConfig(block_size=16, reference_hw=None, loss_weight=0.5))
+    one, _ = _mic(model, MaskingConfig(mask_block_size=16, mask_block_reference_size=None))
+    half, _ = _mic(
+        model, MaskingConfig(mask_block_size=16, mask_block_reference_size=None, loss_weight=0.5)
+    )
     assert torch.allclose(half, 0.5 * one, rtol=0, atol=1e-7)
 
 
@@ -129,15 +143,12 @@ def test_masked_pixels_are_the_normalised_mean_and_kept_pixels_untouched() -> No
     model = _tiny_model().eval()
     images, labels, weights = _inputs()
     masked_consistency_loss(
-        record,
+        _student(model, record),
         images,
         labels,
         weights,
-        config=MaskingConfig(block_size=16, reference_hw=None, augment=False),
-        image_sizes=[(64, 64)] * 2,
-        detail_hw=model.detail_hw,
-        align=8,
-        hr_loss_weight=0.1,
+        [(64, 64)] * 2,
+        config=MaskingConfig(mask_block_size=16, mask_block_reference_size=None, augment=False),
         generator=torch.Generator().manual_seed(3),
     )
     (masked,) = seen
@@ -156,15 +167,12 @@ def test_gradients_reach_the_student_only() -> None:
         logits = teacher.predict_window(images).fused
     pseudo = logits.argmax(1).repeat_interleave(4, 1).repeat_interleave(4, 2)
     loss, _ = masked_consistency_loss(
-        student,
+        _student(student),
         images,
         pseudo,
         torch.ones(2, 64, 64),
-        config=MaskingConfig(block_size=16, reference_hw=None),
-        image_sizes=[(64, 64)] * 2,
-        detail_hw=student.detail_hw,
-        align=8,
-        hr_loss_weight=0.1,
+        [(64, 64)] * 2,
+        config=MaskingConfig(mask_block_size=16, mask_block_reference_size=None),
         generator=torch.Generator().manual_seed(4),
     )
     loss.backward()
@@ -182,24 +190,24 @@ MIC_ON = {
 def test_step_feeds_mic_the_unmasked_crop_and_the_mix_pseudo_labels(monkeypatch) -> None:
     made: list[tuple[torch.Tensor, torch.Tensor]] = []
     given: list[dict] = []
-    make, mic = trainer_module.make_pseudo_labels, trainer_module.masked_consistency_loss
+    make, mic = teacher_module.make_pseudo_labels, mic_module.masked_consistency_loss
 
     def spy_make(*args, **kwargs):
         made.append(make(*args, **kwargs))
         return made[-1]
 
-    def spy_mic(forward, images, labels, weights, **kwargs):
+    def spy_mic(student, images, labels, weights, image_sizes, **kwargs):
         given.append({"images": images, "labels": labels, "weights": weights})
-        return mic(forward, images, labels, weights, **kwargs)
+        return mic(student, images, labels, weights, image_sizes, **kwargs)
 
-    monkeypatch.setattr(trainer_module, "make_pseudo_labels", spy_make)
+    monkeypatch.setattr(teacher_module, "make_pseudo_labels", spy_make)
     monkeypatch.setattr(trainer_module, "masked_consistency_loss", spy_mic)
     # Threshold 0: every pixel confident, so the weights are 1 but for the zeroed margins.
     pseudo = {**MIC_ON["pseudo_labels"], "threshold": 0.0}
     config = {**MIC_ON, "iterations": 1, "pseudo_labels": pseudo}
     params = parse(SelfTrainingParams, config, "self_training")
     trainer = _trainer(params, TinySegmentationSet(6, seed=2, with_labels=False))
-    source, target = trainer._draw()
+    source, target = trainer.draw()
     terms = trainer.step(source, target)
 
     assert len(made) == len(given) == 1

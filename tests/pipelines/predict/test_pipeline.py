@@ -15,7 +15,7 @@ from PIL import Image
 from hrda_kedro.data import DataError
 from hrda_kedro.datasets.checkpoint_dataset import CheckpointDataset
 from hrda_kedro.hrda.model_config import ModelConfig
-from hrda_kedro.hrda.uda.trainer import StageResult
+from hrda_kedro.hrda.training.trainer import StageResult
 from hrda_kedro.params import parse
 from hrda_kedro.pipelines.predict import create_pipeline
 from hrda_kedro.runtime.models import build_model

@@ -1,2 +1,3 @@
-"""Self-training (DAFormer/DACS) pieces around HRDA: EMA teacher, pseudo-labels, ClassMix,
-strong augmentation, rare class sampling, ImageNet feature distance, optimiser, schedule."""
+"""Self-training (DAFormer/DACS) pieces around HRDA that the training step calls: EMA
+teacher, pseudo-labels, ClassMix, strong augmentation, MIC, rare class sampling, ImageNet
+feature distance, crop batches, and their settings (:mod:`.config`)."""

@@ -21,11 +21,14 @@ reproducible and resumable from the generator's state.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import partial
 
 import torch
 from torchvision.transforms.v2 import functional as TF
 
 from hrda_kedro.hrda import denormalize, normalize
+from hrda_kedro.hrda.training.config import AugmentConfig
 
 # Per image: jitter gate, brightness, contrast, saturation, hue, 4 order keys, blur gate, sigma.
 # The gates of the first image serve the whole batch.
@@ -144,3 +147,17 @@ def strong_augment(
             image = TF.gaussian_blur(image, kernel_size=kernel, sigma=[sigma, sigma])
         out[i : i + 1] = normalize(image * 255.0).to(images.dtype)
     return out
+
+
+def configured_augment(
+    config: AugmentConfig,
+) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
+    """:func:`strong_augment` with a stage's settings (mixed and MIC images)."""
+    options = {  # strong_augment's names for the YAML keys
+        "color_jitter": config.color_jitter,
+        "jitter_p": config.color_jitter_p,
+        "jitter_strength": config.color_jitter_strength,
+        "blur": config.blur,
+        "blur_p": config.blur_p,
+    }
+    return partial(strong_augment, **options)

@@ -16,10 +16,14 @@ An empty mask yields exactly 0 that is still part of the graph (zero gradients),
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 import torch.nn.functional as F
+
+from hrda_kedro.hrda.model import MultiResOutput
+from hrda_kedro.hrda.networks.base import SegmentationNetwork
 
 # Cityscapes trainIds: traffic light, traffic sign, person, rider, car, truck, bus, train,
 # motorcycle, bicycle.
@@ -83,3 +87,37 @@ def feature_distance_loss(
     # Division by max(count, 1): an empty mask gives 0 * finite = 0 with a zero gradient.
     mean = (distance * mask).sum() / mask.sum().clamp_min(1.0)
     return weight * mean
+
+
+class ImageNetFeatureDistance:
+    """The source pass's feature-distance term: the frozen ImageNet network sees the LR
+    context the student saw (``scale``-times smaller) and pulls its bottleneck features."""
+
+    def __init__(
+        self,
+        network: SegmentationNetwork,
+        *,
+        scale: int,
+        weight: float,
+        autocast: Callable[[], AbstractContextManager[object]] = nullcontext,
+    ) -> None:
+        self.network = network.eval().requires_grad_(False)
+        self.scale = scale
+        self.weight = weight
+        self.autocast = autocast
+
+    def __call__(
+        self, images: torch.Tensor, output: MultiResOutput, labels: torch.Tensor
+    ) -> torch.Tensor:
+        with torch.no_grad(), self.autocast():
+            small = F.interpolate(
+                images, scale_factor=1 / self.scale, mode="bilinear", align_corners=False
+            )
+            imagenet_features = self.network.extract(small)
+        assert output.context_features is not None
+        return feature_distance_loss(
+            output.context_features[-1].float(),
+            imagenet_features[-1].float(),
+            labels,
+            weight=self.weight,
+        )

@@ -16,41 +16,54 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from hrda_kedro.hrda.crops import Box, sample_box
+from hrda_kedro.hrda.config import Config, require, require_positive_pair, setting
+from hrda_kedro.hrda.crops import sample_box
 from hrda_kedro.hrda.losses import hrda_loss
-from hrda_kedro.hrda.model import MultiResOutput
+from hrda_kedro.hrda.training.student import Student
 from hrda_kedro.hrda.uda.augment import strong_augment
 
 
-@dataclass(frozen=True)
-class MaskingConfig:
-    """MIC's settings; the defaults are the official ``gtaHR2csHR_mic_hrda`` ones."""
+@dataclass
+class MaskingConfig(Config):
+    """MIC's settings (``self_training.mic``); the defaults are the official
+    ``gtaHR2csHR_mic_hrda`` ones."""
 
-    block_size: int = 64  # mask cell side in pixels, for images of reference_hw
-    reference_hw: tuple[int, int] | None = (1024, 2048)  # None: block_size is in pixels
-    ratio: float = 0.7  # probability that a cell is masked
-    loss_weight: float = 1.0  # lambda, weight of the masked loss in the step's loss
-    augment: bool = True  # colour jitter and blur before masking (``separatetrgaug``)
+    enabled: bool = False
+    mask_block_size: int = 64
+    """Mask cell side in pixels, for images of ``mask_block_reference_size``."""
+    mask_block_reference_size: tuple[int, int] | None = (1024, 2048)
+    """None: ``mask_block_size`` is in pixels as given."""
+    mask_ratio: float = 0.7
+    """Probability that a cell is masked."""
+    loss_weight: float = setting(1.0, ge=0.0, key="lambda")
+    """Weight of the masked loss in the step's loss."""
+    augment: bool = True
+    """Colour jitter and blur before masking (official ``separatetrgaug``)."""
 
-    def __post_init__(self) -> None:
-        if self.block_size < 1:
-            raise ValueError(f"block_size must be >= 1, got {self.block_size}")
-        if not 0.0 <= self.ratio < 1.0:
-            raise ValueError(f"ratio must lie in [0, 1), got {self.ratio}")
-        if self.loss_weight < 0.0:
-            raise ValueError(f"loss_weight must be >= 0, got {self.loss_weight}")
+    def validate(self) -> None:
+        require(
+            self.mask_block_size >= 1,
+            "mask_block_size",
+            f"expected >= 1 pixel, got {self.mask_block_size}",
+        )
+        if self.mask_block_reference_size is not None:
+            require_positive_pair(self.mask_block_reference_size, "mask_block_reference_size")
+        require(
+            0.0 <= self.mask_ratio < 1.0,
+            "mask_ratio",
+            f"expected 0 <= ratio < 1 (the share of masked blocks), got {self.mask_ratio}",
+        )
 
     def block_size_for(self, image_hw: tuple[int, int]) -> int:
         """The mask block side for crops of an image of ``image_hw``."""
-        if self.reference_hw is None:
-            return self.block_size
-        return scale_block_size(image_hw, self.block_size, self.reference_hw)
+        if self.mask_block_reference_size is None:
+            return self.mask_block_size
+        return scale_block_size(image_hw, self.mask_block_size, self.mask_block_reference_size)
 
 
 def scale_block_size(
@@ -94,39 +107,40 @@ def block_mask(
 
 
 def masked_consistency_loss(
-    forward_train: Callable[[torch.Tensor, list[Box]], MultiResOutput],
+    student: Student,
     target_images: torch.Tensor,
     pseudo_labels: torch.Tensor,
     pseudo_weights: torch.Tensor,
+    image_sizes: list[tuple[int, int]],
     *,
     config: MaskingConfig,
-    image_sizes: list[tuple[int, int]],
-    detail_hw: tuple[int, int],
-    align: int,
-    hr_loss_weight: float,
     generator: torch.Generator,
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] = strong_augment,
-    autocast: Callable[[], AbstractContextManager[object]] = nullcontext,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """``lambda * L_HRDA(student(mask(aug(x_T))), p_T, q_T)`` and its detached terms.
+    """``lambda * L_HRDA(student(mask(aug(x_T))), p_T, q_T)`` and its detached terms
+    (``mic``: the weighted loss, ``mic_fused``, ``mic_detail``).
 
     ``target_images`` are the normalised HR target crops ``(B, 3, H, W)`` the teacher
     labelled; ``pseudo_labels`` / ``pseudo_weights`` ``(B, H, W)`` its labels and weights
     (margins already zeroed); ``image_sizes`` the full size of each crop's image (the mask
-    block scales with it). The teacher is
-    not involved: gradients reach only the student through ``forward_train``. Masked
-    pixels are 0, the normalised mean colour. ``lambda`` scales the whole HRDA loss (the
-    official code scales only its fused term; identical at the default lambda = 1).
+    block scales with it). The teacher is not involved: gradients reach only the student.
+    Masked pixels are 0, the normalised mean colour. ``lambda`` scales the whole HRDA loss
+    (the official code scales only its fused term; identical at the default lambda = 1).
     """
     batch, _, height, width = target_images.shape
     if len(image_sizes) != batch:
         raise ValueError(f"expected {batch} image sizes, got {len(image_sizes)}")
     images = augment(target_images, generator) if config.augment else target_images
     block_sizes = [config.block_size_for(hw) for hw in image_sizes]
-    keep = block_mask((height, width), block_sizes, config.ratio, generator)
+    keep = block_mask((height, width), block_sizes, config.mask_ratio, generator)
     images = images * keep.to(device=images.device, dtype=images.dtype)
-    boxes = [sample_box((height, width), detail_hw, align, generator) for _ in range(batch)]
-    with autocast():
-        output = forward_train(images, boxes)
-    loss, terms = hrda_loss(output, pseudo_labels, boxes, pseudo_weights, hr_loss_weight)
-    return config.loss_weight * loss, terms
+    boxes = [
+        sample_box((height, width), student.detail_hw, student.align, generator)
+        for _ in range(batch)
+    ]
+    output = student(images, boxes)
+    loss, terms = hrda_loss(output, pseudo_labels, boxes, pseudo_weights, student.hr_loss_weight)
+    weighted = config.loss_weight * loss
+    named = {f"mic_{k}": v for k, v in terms.items()}
+    named["mic"] = weighted.detach()
+    return weighted, named

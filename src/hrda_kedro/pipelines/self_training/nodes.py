@@ -20,7 +20,7 @@ from hrda_kedro.hrda.metrics import confusion_matrix, summarize
 from hrda_kedro.hrda.model_config import ModelConfig
 from hrda_kedro.hrda.networks import build_network
 from hrda_kedro.hrda.networks.base import SegmentationNetwork
-from hrda_kedro.hrda.uda.trainer import state_digest
+from hrda_kedro.hrda.training.distributed import state_digest
 from hrda_kedro.params import RuntimeParams, SelfTrainingParams, parse
 from hrda_kedro.progress import LogProgress
 from hrda_kedro.runtime.devices import resolve_device
@@ -208,6 +208,7 @@ def train_round(
         stage=stage,
         model_params=model_params,
         train_params=train_params,
+        uda=train_params,
         runtime=runtime_params,
         source=source,
         target=target,

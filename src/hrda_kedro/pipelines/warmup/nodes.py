@@ -9,7 +9,8 @@ from typing import Any
 import pandas as pd
 
 from hrda_kedro.hrda.model_config import ModelConfig
-from hrda_kedro.params import RuntimeParams, TrainingParams, parse
+from hrda_kedro.hrda.training.config import TrainingConfig
+from hrda_kedro.params import RuntimeParams, parse
 from hrda_kedro.runtime.fingerprints import fingerprint, manifest_digest
 from hrda_kedro.runtime.training_data import check_images_fit, source_datasets
 from hrda_kedro.stages import StageJob, checkpoint_payload, run_stage
@@ -33,7 +34,7 @@ def train_source_only(
     ``source_only``.
     """
     model_params = parse(ModelConfig, model, "model")
-    train_params = parse(TrainingParams, warmup, "warmup")
+    train_params = parse(TrainingConfig, warmup, "warmup")
     runtime_params = parse(RuntimeParams, runtime, "runtime")
     check_images_fit(source_train_manifest, model_params, "source_train")
     source, counts = source_datasets(source_train_manifest, source_class_pixel_counts, train_params)

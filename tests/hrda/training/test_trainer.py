@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -10,8 +11,12 @@ import torch
 
 from hrda_kedro.hrda.checkpoint import load_checkpoint
 from hrda_kedro.hrda.model_config import ModelConfig
-from hrda_kedro.hrda.uda.trainer import DeviceSetup, NonFiniteLossError, Trainer
-from hrda_kedro.params import SelfTrainingParams, TrainingParams, parse
+from hrda_kedro.hrda.training.config import TrainingConfig
+from hrda_kedro.hrda.training.devices import DeviceSetup
+from hrda_kedro.hrda.training.history import NonFiniteLossError
+from hrda_kedro.hrda.training.streams import StageData
+from hrda_kedro.hrda.training.trainer import Trainer
+from hrda_kedro.params import SelfTrainingParams, parse
 from hrda_kedro.runtime.models import build_model
 from tests.tiny_data import TinySegmentationSet
 
@@ -21,20 +26,24 @@ MODEL = {
 }
 
 
-def _trainer(params: TrainingParams, target: torch.utils.data.Dataset | None = None) -> Trainer:
+def _trainer(
+    params: TrainingConfig, target: torch.utils.data.Dataset | None = None, **kwargs: Any
+) -> Trainer:
+    """Self-training (``params`` of the ``self_training`` group) when given a target."""
     model_params = parse(ModelConfig, MODEL, "model")
     torch.manual_seed(0)
     source = TinySegmentationSet(6, seed=1)
     return Trainer(
         build_model(model_params),
         params,
-        model_params.hrda,
-        source=source,
-        target=target,
+        StageData(source, target, source.class_counts()),
+        context_crop=model_params.hrda.context_crop,
+        hr_loss_weight=model_params.hrda.hr_loss_weight,
+        uda=params if target is not None else None,
         setup=DeviceSetup(torch.device("cpu")),
         seed=3,
-        source_class_pixel_counts=source.class_counts(),
         progress_bar=False,
+        **kwargs,
     )
 
 
@@ -76,7 +85,7 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path: Path) -> None:
 
 
 def test_finished_stage_is_not_trained_again(tmp_path: Path) -> None:
-    params = parse(TrainingParams, {"iterations": 2, "log_every": 1}, "warmup")
+    params = parse(TrainingConfig, {"iterations": 2, "log_every": 1}, "warmup")
     first = _trainer(params).run(tmp_path / "s.pt", "job")
     again = _trainer(params)
     result = again.run(tmp_path / "s.pt", "job")
@@ -85,16 +94,16 @@ def test_finished_stage_is_not_trained_again(tmp_path: Path) -> None:
 
 
 def test_changed_parameters_start_afresh(tmp_path: Path) -> None:
-    params = parse(TrainingParams, {"iterations": 2, "log_every": 1}, "warmup")
+    params = parse(TrainingConfig, {"iterations": 2, "log_every": 1}, "warmup")
     _trainer(params).run(tmp_path / "s.pt", "job-a")
     trainer = _trainer(params)
     trainer.run(tmp_path / "s.pt", "job-b")
-    assert len(trainer.history) == 2  # not 4: the old state was not reused
+    assert len(trainer.history.rows) == 2  # not 4: the old state was not reused
 
 
 def test_non_finite_loss_stops_with_iteration_and_term(tmp_path: Path, monkeypatch) -> None:
     params = parse(
-        TrainingParams, {"iterations": 6, "log_every": 1, "checkpoint_every": 1}, "warmup"
+        TrainingConfig, {"iterations": 6, "log_every": 1, "checkpoint_every": 1}, "warmup"
     )
     trainer = _trainer(params)
     real_step = trainer.step
@@ -136,7 +145,7 @@ def test_offline_pseudo_labels_train_without_teacher(tmp_path: Path) -> None:
 
 def test_loss_decreases_on_a_learnable_task() -> None:
     params = parse(
-        TrainingParams,
+        TrainingConfig,
         {
             "iterations": 40,
             "log_every": 10,
@@ -153,7 +162,7 @@ def test_loss_decreases_on_a_learnable_task() -> None:
 
 def test_history_records_the_lr_each_step_used() -> None:
     params = parse(
-        TrainingParams,
+        TrainingConfig,
         {"iterations": 6, "log_every": 3, "optimizer": {"lr": 1e-3, "warmup_iters": 0}},
         "warmup",
     )
@@ -179,7 +188,7 @@ def test_teacher_follows_the_official_ema_schedule() -> None:
     thetas = [weights(trainer.model)]
     teachers = []
     for _ in range(3):
-        trainer.step(*trainer._draw())
+        trainer.step(*trainer.draw())
         trainer.iteration += 1
         thetas.append(weights(trainer.model))
         teachers.append(weights(trainer.teacher.model))
@@ -212,16 +221,15 @@ def test_every_log_interval_writes_a_plain_line_and_reaches_on_log(
 ) -> None:
     """Logs redirected to a file show progress (no bar there); trackers get every row once."""
     params = parse(
-        TrainingParams,
+        TrainingConfig,
         {"iterations": 5, "log_every": 2, "optimizer": {"lr": 1e-3, "warmup_iters": 0}},
         "warmup",
     )
-    trainer = _trainer(params)
     received: list[tuple[str, list[float]]] = []
-    trainer.on_log = lambda stage, rows: received.append(
-        (stage, [row["iteration"] for row in rows])
+    trainer = _trainer(
+        params, on_log=lambda stage, rows: received.append((stage, [r["iteration"] for r in rows]))
     )
-    with caplog.at_level("INFO", logger="hrda_kedro.hrda.uda.trainer"):
+    with caplog.at_level("INFO", logger="hrda_kedro.hrda.training.history"):
         history = trainer.run().history
     lines = [r.getMessage() for r in caplog.records if " it/s, ETA " in r.getMessage()]
     assert [line.split()[1] for line in lines] == ["2/5", "4/5", "5/5"]

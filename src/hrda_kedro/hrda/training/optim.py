@@ -28,6 +28,8 @@ from torch import nn
 from torch.optim import AdamW, Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
+from hrda_kedro.hrda.training.config import OptimizerConfig
+
 logger = logging.getLogger(__name__)
 
 
@@ -144,3 +146,24 @@ def build_scheduler(
             f"warmup_ratio={warmup_ratio}"
         )
     return LambdaLR(optimizer, WarmupPoly(warmup_iters, max_iters, power, warmup_ratio))
+
+
+def optimizer_and_schedule(
+    model: nn.Module, config: OptimizerConfig, iterations: int
+) -> tuple[Optimizer, LambdaLR]:
+    """A stage's AdamW and its schedule over ``iterations`` steps (at least one)."""
+    optimizer = build_optimizer(
+        model,
+        lr=config.lr,
+        betas=config.betas,
+        weight_decay=config.weight_decay,
+        head_lr_mult=config.head_lr_mult,
+    )
+    steps = max(iterations, 1)
+    schedule = build_scheduler(
+        optimizer,
+        warmup_iters=min(config.warmup_iters, steps),
+        max_iters=steps,
+        power=config.poly_power,
+    )
+    return optimizer, schedule

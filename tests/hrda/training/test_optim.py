@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from hrda_kedro.hrda.uda.optim import WarmupPoly, build_optimizer, build_scheduler
+from hrda_kedro.hrda.training.optim import WarmupPoly, build_optimizer, build_scheduler
 
 
 class _Block(nn.Module):

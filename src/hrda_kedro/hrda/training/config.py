@@ -1,0 +1,77 @@
+"""Settings of one training stage (the source-only warmup or one self-training round).
+
+The YAML groups ``warmup`` and ``self_training`` are parsed into these classes by the
+project; a library user builds them directly. Each range check is declared once, here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hrda_kedro.hrda.config import Config, require, setting
+
+
+@dataclass
+class OptimizerConfig(Config):
+    """AdamW with a linear warmup, then polynomial decay to 0."""
+
+    lr: float = setting(6e-5, gt=0)
+    head_lr_mult: float = 10.0
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_iters: int = setting(1500, ge=0)
+    poly_power: float = 1.0
+    grad_clip: float | None = None
+
+
+@dataclass
+class RareClassSamplingConfig(Config):
+    """DAFormer's rare class sampling of source images, and HRDA's re-cropping rule."""
+
+    enabled: bool = True
+    temperature: float = setting(0.01, gt=0)
+    min_pixels: int = setting(3000, ge=1)
+    reference_size: tuple[int, int] | None = (1440, 2560)
+    """min_pixels is scaled from this (H, W) to the actual image size; null keeps it as is."""
+    min_crop_ratio: float = setting(2.0, ge=0)
+    """The crop is re-drawn (up to 10 times) until it holds more than min_pixels x this of
+    the sampled class (HRDA: 2.0; DAFormer: 0.5); 0 keeps the first crop."""
+
+
+@dataclass
+class AugmentConfig(Config):
+    """Flips of every crop; DACS colour jitter and blur of the images the student learns the
+    pseudo-labels from (mixed and MIC images)."""
+
+    flip: bool = True
+    color_jitter: bool = True
+    color_jitter_p: float = 0.8
+    color_jitter_strength: float = 0.2
+    blur: bool = True
+    blur_p: float = 0.5
+
+
+@dataclass
+class TrainingConfig(Config):
+    """One training stage: iterations, batches, optimiser, sampling and the loop's rhythm."""
+
+    iterations: int = setting(40000, ge=0)
+    source_batch_size: int = setting(2, ge=1)
+    target_batch_size: int = setting(2, ge=1)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    rare_class_sampling: RareClassSamplingConfig = field(default_factory=RareClassSamplingConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    checkpoint_every: int = setting(1000, ge=1)
+    log_every: int = setting(50, ge=1)
+    decode_threads: int = setting(2, ge=1)
+    cache_images: bool = False
+    cat_max_ratio: float = 0.75
+    """Source crops are re-drawn (up to 10 times) while one class covers this share of their
+    labelled pixels or more (official GTA5/SYNTHIA configs: 0.75); 1 turns it off."""
+
+    def validate(self) -> None:
+        require(
+            0 < self.cat_max_ratio <= 1,
+            "cat_max_ratio",
+            f"expected 0 < ratio <= 1, got {self.cat_max_ratio}",
+        )

@@ -1,0 +1,37 @@
+"""Where a stage's step runs and with which numeric format."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from hrda_kedro.hrda import normalize
+
+
+@dataclass
+class DeviceSetup:
+    """The device, the autocast dtype (None: fp32) and the memory layout of images."""
+
+    device: torch.device
+    autocast_dtype: torch.dtype | None = None
+    channels_last: bool = False
+
+    def autocast(self) -> Any:
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def images(self, images: torch.Tensor) -> torch.Tensor:
+        """``uint8`` host images -> normalised images on the device, in the step's layout."""
+        return self.layout(normalize(images.to(self.device, non_blocking=True)))
+
+    def labels(self, labels: torch.Tensor) -> torch.Tensor:
+        return labels.to(self.device, non_blocking=True)
+
+    def layout(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            return images.contiguous(memory_format=torch.channels_last)
+        return images
