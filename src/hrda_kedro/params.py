@@ -24,7 +24,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from hrda_kedro.hrda.config import Config, ConfigError, require, setting
 from hrda_kedro.hrda.model_config import ModelConfig
-from hrda_kedro.hrda.training.config import TrainingConfig
+from hrda_kedro.hrda.training.config import AugmentConfig, OptimizerConfig, TrainingConfig
 from hrda_kedro.hrda.uda import config as uda_config
 from hrda_kedro.hrda.uda.config import UDAConfig
 
@@ -208,9 +208,16 @@ class RuntimeParams(Config):
 class SelfTrainingParams(UDAConfig, TrainingConfig):
     """Self-training rounds (``self_training``): one flat group holding each round's stage
     settings (:class:`TrainingConfig`), its self-training settings (:class:`UDAConfig`) and
-    the number of rounds, which shapes the pipeline."""
+    the number of rounds, which shapes the pipeline. A round's stage defaults differ from
+    the warmup's (the library's) where conf/base's do: fewer steps, a shorter lr warmup and
+    the strong augmentation on."""
 
-    rounds: int = 1
+    iterations: int = 200
+    optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(warmup_iters=20))
+    augment: AugmentConfig = field(
+        default_factory=lambda: AugmentConfig(color_jitter=True, blur=True)
+    )
+    rounds: int = 2
 
     def validate(self) -> None:
         TrainingConfig.validate(self)

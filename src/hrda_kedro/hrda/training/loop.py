@@ -16,18 +16,40 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+import torch
 from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from hrda_kedro.hrda.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from hrda_kedro.hrda.uda.batches import Prefetcher
-
-if TYPE_CHECKING:
-    from hrda_kedro.hrda.training.trainer import Trainer
+from hrda_kedro.hrda.training.config import TrainingConfig
+from hrda_kedro.hrda.training.history import History
+from hrda_kedro.hrda.uda.batches import CropBatch, Prefetcher
 
 logger = logging.getLogger(__name__)
+
+
+class Trainer(Protocol):
+    """What the loop drives (:class:`hrda_kedro.hrda.training.trainer.Trainer`): an
+    interface, so that the loop does not import the class that calls it."""
+
+    config: TrainingConfig
+    history: History
+    iteration: int
+    stage: str
+    rank: int
+    progress_bar: bool
+    data_generator: torch.Generator
+    optimizer: torch.optim.Optimizer
+
+    def draw(self) -> tuple[CropBatch, CropBatch | None]: ...
+
+    def step(self, source: CropBatch, target: CropBatch | None) -> dict[str, torch.Tensor]: ...
+
+    def state_dict(self, data_state: torch.Tensor) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 def train(

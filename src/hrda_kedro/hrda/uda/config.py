@@ -70,7 +70,7 @@ class UDAConfig(Config):
     """The self-training part of a stage: an EMA teacher's (or materialized) pseudo-labels
     on ClassMix-ed target crops, optionally the feature distance and MIC."""
 
-    ema_alpha: float = 0.999
+    ema_alpha: float = 0.99  # conf/base; the paper (recipes): 0.999
     classmix: bool = True
     pseudo_labels: PseudoLabelConfig = field(default_factory=PseudoLabelConfig)
     feature_distance: FeatureDistanceConfig = field(default_factory=FeatureDistanceConfig)
