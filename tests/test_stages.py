@@ -38,7 +38,7 @@ SELF_TRAINING = {
 }
 
 
-def _job(path: Path, devices: int, mode: str = "hrda") -> StageJob:
+def _job(work_dir: Path, devices: int, mode: str = "hrda") -> StageJob:
     model = {**MODEL, "hrda": {**MODEL["hrda"], "mode": mode}}
     source = TinySegmentationSet(4, seed=1)
     train = parse(SelfTrainingParams, SELF_TRAINING, "self_training")
@@ -49,27 +49,29 @@ def _job(path: Path, devices: int, mode: str = "hrda") -> StageJob:
         uda=train,
         runtime=parse(
             RuntimeParams,
-            {"device": "cpu", "devices": devices, "seed": 3, "progress_bar": False},
+            {
+                "device": "cpu",
+                "devices": devices,
+                "seed": 3,
+                "progress_bar": False,
+                "work_dir": str(work_dir),
+            },  # fmt: skip
             "runtime",
         ),
         source=source,
         target=TinySegmentationSet(4, seed=2, with_labels=False),
         class_pixel_counts=source.class_counts(),
-        init_model=None,
-        init_teacher=None,
-        imagenet_network=None,
-        checkpoint_path=path,
         fingerprint="job",
     )
 
 
 def test_two_processes_train_with_identical_teachers(tmp_path: Path) -> None:
-    single = run_stage(_job(tmp_path / "one.pt", devices=1))
-    double = run_stage(_job(tmp_path / "two.pt", devices=2))
+    single = run_stage(_job(tmp_path / "one", devices=1))
+    double = run_stage(_job(tmp_path / "two", devices=2))
 
     assert double.iterations == single.iterations == 3
     assert [r["iteration"] for r in double.history] == [1.0, 2.0, 3.0]
-    ranks = load_checkpoint(tmp_path / "two.pt")["ranks"]
+    ranks = load_checkpoint(tmp_path / "two" / "round_1" / "state.pt")["ranks"]
     assert [r["teacher_digest"] for r in ranks] == [state_digest(double.teacher)] * 2
     assert double.history[0]["loss"] == pytest.approx(single.history[0]["loss"], rel=1e-5)
     assert not all(torch.equal(double.model[k], single.model[k]) for k in single.model)
@@ -78,7 +80,7 @@ def test_two_processes_train_with_identical_teachers(tmp_path: Path) -> None:
 
 def test_unused_attention_head_and_resume_on_every_rank(tmp_path: Path) -> None:
     """lr_only leaves the attention head unused; a stopped run resumes on both ranks."""
-    job = _job(tmp_path / "lr.pt", devices=2, mode="lr_only")
+    job = _job(tmp_path / "lr", devices=2, mode="lr_only")
     stopped = dataclasses.replace(
         job, train_params=dataclasses.replace(job.train_params, iterations=2)
     )

@@ -63,15 +63,19 @@ class StageJob:
     train_params: TrainingConfig
     runtime: RuntimeParams
     source: Dataset
-    target: Dataset | None
     class_pixel_counts: np.ndarray | None
-    init_model: dict[str, torch.Tensor] | None
-    init_teacher: dict[str, torch.Tensor] | None
-    imagenet_network: SegmentationNetwork | None
-    checkpoint_path: Path
     fingerprint: str
-    on_log: Callable[[str, list[dict[str, float]]], None] | None = None  # rank 0's history rows
     uda: UDAConfig | None = None  # None: source-only
+    target: Dataset | None = None
+    init_model: dict[str, torch.Tensor] | None = None  # None: the network's initial weights
+    init_teacher: dict[str, torch.Tensor] | None = None
+    imagenet_network: SegmentationNetwork | None = None
+    on_log: Callable[[str, list[dict[str, float]]], None] | None = None  # rank 0's history rows
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """The stage's in-training checkpoint, in its own folder of ``runtime.work_dir``."""
+        return Path(self.runtime.work_dir) / self.stage / "state.pt"
 
 
 def _make_trainer(

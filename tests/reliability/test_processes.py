@@ -32,9 +32,8 @@ PARENT = textwrap.dedent(
     if __name__ == "__main__":
         job = StageJob(
             stage="probe", model_params=ModelConfig(), train_params=TrainingConfig(iterations=1),
-            runtime=RuntimeParams(device="cpu", devices=2), source=None, target=None,
-            class_pixel_counts=None, init_model=None, init_teacher=None,
-            imagenet_network=None, checkpoint_path=Path("state.pt"), fingerprint="probe",
+            runtime=RuntimeParams(device="cpu", devices=2, work_dir="."), source=None,
+            class_pixel_counts=None, fingerprint="probe",
         )
         run_stage(job)  # the 2 local ranks wait for the 2 of NODE_RANK=1, which never come
     """

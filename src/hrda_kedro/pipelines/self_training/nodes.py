@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -216,7 +215,6 @@ def train_round(
         init_model=input_model["model"],
         init_teacher=input_model.get("teacher"),
         imagenet_network=imagenet_network(model_params, train_params),
-        checkpoint_path=Path(runtime_params.work_dir) / stage / "state.pt",
         fingerprint=fingerprint(
             parameters=(model, self_training, runtime_params.seed),
             input_model=state_digest(input_model["model"]),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -44,12 +43,7 @@ def train_source_only(
         train_params=train_params,
         runtime=runtime_params,
         source=source,
-        target=None,
         class_pixel_counts=counts,
-        init_model=None,
-        init_teacher=None,
-        imagenet_network=None,
-        checkpoint_path=Path(runtime_params.work_dir) / stage / "state.pt",
         fingerprint=fingerprint(
             parameters=(model, warmup, runtime_params.seed),
             data=manifest_digest(source_train_manifest),
