@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -50,6 +51,7 @@ from hrda_kedro.launch import Cluster, cluster, stage_channel
 from hrda_kedro.params import RuntimeParams
 from hrda_kedro.runtime.devices import resolve_device
 from hrda_kedro.runtime.models import build_model, load_weights, model_params_dict
+from hrda_kedro.runtime.training_data import check_images_fit, source_datasets
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +78,24 @@ class StageJob:
     def checkpoint_path(self) -> Path:
         """The stage's in-training checkpoint, in its own folder of ``runtime.work_dir``."""
         return Path(self.runtime.work_dir) / self.stage / "state.pt"
+
+
+def source_stage_job(
+    stage: str,
+    model_params: ModelConfig,
+    train_params: TrainingConfig,
+    runtime: RuntimeParams,
+    source_manifest: pd.DataFrame,
+    source_class_pixel_counts: pd.DataFrame,
+    **job: Any,
+) -> StageJob:
+    """The job of a stage that trains on the labelled source set (every stage does; a round
+    adds its target and models through ``job``), once the source images hold the crop."""
+    check_images_fit(source_manifest, model_params, "source_train")
+    source, counts = source_datasets(source_manifest, source_class_pixel_counts, train_params)
+    return StageJob(
+        stage, model_params, train_params, runtime, source, class_pixel_counts=counts, **job
+    )
 
 
 def _make_trainer(

@@ -32,10 +32,9 @@ from hrda_kedro.runtime.training_data import (
     image_dataset,
     partition_id,
     read_label,
-    source_datasets,
     target_dataset,
 )
-from hrda_kedro.stages import StageJob, checkpoint_payload, run_stage
+from hrda_kedro.stages import checkpoint_payload, run_stage, source_stage_job
 
 logger = logging.getLogger(__name__)
 
@@ -192,26 +191,23 @@ def train_round(
     source = input_model_name(input_model)
     _, trained_params = model_from_checkpoint(input_model, source)
     check_compatible(trained_params, model_params, source)
-    check_images_fit(source_train_manifest, model_params, "source_train")
     check_images_fit(
         target_train_manifest, model_params, "target_train", train_params.pseudo_labels
     )
-    source, counts = source_datasets(source_train_manifest, source_class_pixel_counts, train_params)
     offline = train_params.pseudo_labels.source == "offline"
-    target = target_dataset(
-        target_train_manifest,
-        pseudo_labels if offline else None,
-        cache=train_params.cache_images,
-    )
-    job = StageJob(
-        stage=stage,
-        model_params=model_params,
-        train_params=train_params,
+    job = source_stage_job(
+        stage,
+        model_params,
+        train_params,
+        runtime_params,
+        source_train_manifest,
+        source_class_pixel_counts,
         uda=train_params,
-        runtime=runtime_params,
-        source=source,
-        target=target,
-        class_pixel_counts=counts,
+        target=target_dataset(
+            target_train_manifest,
+            pseudo_labels if offline else None,
+            cache=train_params.cache_images,
+        ),
         init_model=input_model["model"],
         init_teacher=input_model.get("teacher"),
         imagenet_network=imagenet_network(model_params, train_params),

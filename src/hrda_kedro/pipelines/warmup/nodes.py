@@ -11,8 +11,7 @@ from hrda_kedro.hrda.model_config import ModelConfig
 from hrda_kedro.hrda.training.config import TrainingConfig
 from hrda_kedro.params import RuntimeParams, parse
 from hrda_kedro.runtime.fingerprints import fingerprint, manifest_digest
-from hrda_kedro.runtime.training_data import check_images_fit, source_datasets
-from hrda_kedro.stages import StageJob, checkpoint_payload, run_stage
+from hrda_kedro.stages import checkpoint_payload, run_stage, source_stage_job
 
 logger = logging.getLogger(__name__)
 
@@ -35,15 +34,13 @@ def train_source_only(
     model_params = parse(ModelConfig, model, "model")
     train_params = parse(TrainingConfig, warmup, "warmup")
     runtime_params = parse(RuntimeParams, runtime, "runtime")
-    check_images_fit(source_train_manifest, model_params, "source_train")
-    source, counts = source_datasets(source_train_manifest, source_class_pixel_counts, train_params)
-    job = StageJob(
-        stage=stage,
-        model_params=model_params,
-        train_params=train_params,
-        runtime=runtime_params,
-        source=source,
-        class_pixel_counts=counts,
+    job = source_stage_job(
+        stage,
+        model_params,
+        train_params,
+        runtime_params,
+        source_train_manifest,
+        source_class_pixel_counts,
         fingerprint=fingerprint(
             parameters=(model, warmup, runtime_params.seed),
             data=manifest_digest(source_train_manifest),
