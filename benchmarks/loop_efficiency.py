@@ -1,6 +1,6 @@
 """Training-loop efficiency: the share of wall time spent outside forward, backward and optimizer.
 
-The real :class:`~hrda_kedro.hrda.uda.trainer.Trainer` runs ``Trainer.run()`` for
+The real :class:`~hrda_kedro.hrda.training.trainer.Trainer` runs ``Trainer.run()`` for
 ``--iterations`` steps -- source-only (``warmup`` parameters) and self-training
 (``self_training`` parameters), both read from ``conf/base`` so the loop is the configured
 one (logging every ``log_every`` steps, an in-training checkpoint every

@@ -16,7 +16,7 @@ the same network weights and the same AdamW parameter groups as the trainer):
 One step = ``zero_grad`` + forward (under bf16 autocast with ``--precision bf16``) +
 ``hrda_loss`` + backward + AdamW ``step`` on synthetic tensors already on the device.
 ``--uda`` adds ``uda_*`` rows: one full self-training step of the real
-:class:`~hrda_kedro.hrda.uda.trainer.Trainer` (``Trainer.step``: EMA-teacher pseudo-labels
+:class:`~hrda_kedro.hrda.training.trainer.Trainer` (``Trainer.step``: EMA-teacher pseudo-labels
 of the target crop -- for HRDA an LR pass plus HR sliding windows of the detail size --,
 source pass, ClassMix + strong augmentation, mix pass, AdamW, LR schedule, EMA update) on
 a fixed synthetic source/target batch, for each of the three models.
