@@ -66,6 +66,7 @@ def _phase(name: str) -> Any:
     import torch
 
     from hrda_kedro.hrda.inference import predict_full_image, predict_full_image_branches
+    from hrda_kedro.hrda.model_config import SlidingWindows
 
     if name == "train":
         import train_step
@@ -82,17 +83,18 @@ def _phase(name: str) -> Any:
     cfg = {**train_step.DEFAULTS, "detail": (128, 128)}
     model = train_step._model(cfg, "hrda").eval()
     image = torch.randn(1, 3, 256, 512, generator=torch.Generator().manual_seed(0))
+    windows = SlidingWindows((256, 256), (128, 128), batch_size=4)
 
     @torch.no_grad()
     def materialize() -> None:
-        logits = predict_full_image(model, image, (256, 256), (128, 128), batch_size=4)
+        logits = predict_full_image(model, image, windows)
         confidence, label = torch.softmax(logits, dim=1).max(dim=1)
         label.to(torch.uint8).numpy()
         (confidence * 255).round().to(torch.uint8).numpy()
 
     @torch.no_grad()
     def evaluate() -> None:
-        branches = predict_full_image_branches(model, image, (256, 256), (128, 128), 4)
+        branches = predict_full_image_branches(model, image, windows)
         for logits in branches.values():
             logits.argmax(dim=1)
 

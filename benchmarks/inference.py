@@ -1,7 +1,7 @@
 """Full-image HRDA inference: sliding windows batched versus one by one.
 
-``predict_full_image(model, images, window, stride, batch_size)`` cuts each image into
-overlapping HR windows (the context size, stride half a window); every window runs an LR
+``predict_full_image(model, images, SlidingWindows(window, stride, batch_size))`` cuts each
+image into overlapping HR windows (the context size, stride half a window); every window runs an LR
 pass of the whole window plus HR sliding windows of the detail size inside it
 (``HRDAModel.predict_window``). Rows:
 
@@ -81,6 +81,7 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
 
     from hrda_kedro.hrda.inference import predict_full_image
     from hrda_kedro.hrda.model import HRDAModel
+    from hrda_kedro.hrda.model_config import SlidingWindows
     from hrda_kedro.hrda.networks import NetworkConfig, build_network
     from hrda_kedro.hrda.windows import sliding_window_boxes
 
@@ -115,7 +116,7 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
     def predict() -> None:
         ctx = nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
         with torch.inference_mode(), ctx:
-            predict_full_image(model, images, window, stride, batch_size=batch_size)
+            predict_full_image(model, images, SlidingWindows(window, stride, batch_size))
 
     # Counting windows and network calls: the same arithmetic as the library's.
     align = cfg["scale"] * model.output_stride

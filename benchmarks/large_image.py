@@ -38,23 +38,23 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
     import train_step
 
     from hrda_kedro.hrda.inference import predict_full_image, predict_full_image_labels
+    from hrda_kedro.hrda.model_config import SlidingWindows
 
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
     model = train_step._model({**train_step.DEFAULTS, "detail": (128, 128)}, "hrda").eval()
     height, width = cfg["image"]
     image = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(0))
+    windows = SlidingWindows((256, 256), (128, 128), cfg["batch"])
     memory = common.HostMemory()
     tic = time.perf_counter()
     with torch.inference_mode():
         if cfg["mode"] == "full_logits":
-            logits = predict_full_image(model, image, (256, 256), (128, 128), cfg["batch"])
+            logits = predict_full_image(model, image, windows)
             labels = logits.argmax(dim=1)
             del logits
         else:
-            labels, _ = predict_full_image_labels(
-                model, image, (256, 256), (128, 128), cfg["batch"]
-            )
+            labels, _ = predict_full_image_labels(model, image, windows)
     seconds = time.perf_counter() - tic
     return {
         **common.machine_info("cpu"),

@@ -112,14 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                 counts[i] += value
             for weights in ("uniform", "tapered"):
                 with torch.inference_mode():
-                    logits = predict_full_image(
-                        model,
-                        normalize(image),
-                        trained.window,
-                        trained.stride,
-                        trained.inference.window_batch,
-                        window_weights=weights,
-                    )
+                    windows = trained.sliding_windows(weights=weights)
+                    logits = predict_full_image(model, normalize(image), windows)
                 prediction = logits.argmax(dim=1)[0]
                 key = (size, weights)
                 counts = sums.setdefault(key, [0.0] * 4)

@@ -90,6 +90,7 @@ def measure(project: Path, models: list[str], images: int) -> list[dict[str, Any
         checkpoints = {name: catalog.load(_catalog_name(name)) for name in models}
     num_classes = len(CITYSCAPES_CLASSES)
     index = [CITYSCAPES_CLASSES.index(c) for c in SMALL_CLASSES]
+    windows = params.sliding_windows(weights="uniform")
     rows = []
     for name, checkpoint in checkpoints.items():
         model, _ = model_from_checkpoint(checkpoint, name)
@@ -101,11 +102,7 @@ def measure(project: Path, models: list[str], images: int) -> list[dict[str, Any
                 item = dataset[i]
                 with torch.inference_mode():
                     logits = predict_full_image(
-                        model,
-                        normalize(item["image"].unsqueeze(0)),
-                        params.window,
-                        params.stride,
-                        batch_size=params.inference.window_batch,
+                        model, normalize(item["image"].unsqueeze(0)), windows
                     )
                 cm += confusion_matrix(logits.argmax(1)[0], item["label"], num_classes)
             iou = iou_per_class(cm)

@@ -11,7 +11,7 @@ from torch import nn
 from hrda_kedro.hrda.crops import Box
 from hrda_kedro.hrda.inference import predict_full_image
 from hrda_kedro.hrda.model import HRDAModel
-from hrda_kedro.hrda.model_config import ModelConfig
+from hrda_kedro.hrda.model_config import ModelConfig, SlidingWindows
 from hrda_kedro.params import ParameterError, parse
 from hrda_kedro.runtime.models import build_model
 
@@ -99,6 +99,7 @@ def test_window_and_full_image_prediction(model: HRDAModel) -> None:
         expected = up((1 - a) * out.context) + up(a) * out.detail
         torch.testing.assert_close(out.fused, expected)
         # an image that is no multiple of 16 (nor a window) is padded to one, then cropped
-        logits = predict_full_image(model, torch.randn(1, 3, 48, 56), (64, 64), (32, 32))
+        windows = SlidingWindows((64, 64), (32, 32))
+        logits = predict_full_image(model, torch.randn(1, 3, 48, 56), windows)
     assert logits.shape == (1, 19, 48, 56)
     assert torch.isfinite(logits).all()

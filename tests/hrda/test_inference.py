@@ -16,6 +16,7 @@ from hrda_kedro.hrda.inference import (
     upsample_in_bands,
 )
 from hrda_kedro.hrda.model import HRDAModel
+from hrda_kedro.hrda.model_config import SlidingWindows
 from hrda_kedro.hrda.networks import NetworkConfig, build_network
 from hrda_kedro.hrda.windows import window_weight_map
 from tests.hrda.test_model import NUM_CLASSES, CellNet
@@ -34,11 +35,12 @@ def whole_image_logits(net: CellNet, images: torch.Tensor) -> torch.Tensor:
 # exact; not a multiple of anything (W, H = 3 mod o: the last pixels interpolate
 # towards padding cells unless those are dropped); smaller than a window
 IMAGE_SIZES = [(32, 48), (39, 51), (11, 15)]
+WINDOWS = SlidingWindows((32, 32), (16, 16))
 
 
 def test_windows_are_batched_across_windows_and_images() -> None:
     model = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16), mode="lr_only")
-    predict_full_image(model, torch.randn(2, 3, 64, 96), (32, 48), (16, 24), batch_size=4)
+    predict_full_image(model, torch.randn(2, 3, 64, 96), SlidingWindows((32, 48), (16, 24), 4))
     # 3 x 3 windows x 2 images = 18 windows in chunks of 4, one LR pass each
     assert model.network.extract_calls == [4, 4, 4, 4, 2]
 
@@ -50,7 +52,7 @@ def test_hr_only_full_image_prediction_equals_the_whole_image_output(
 ) -> None:
     model = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16), mode="hr_only", hr_window_batch=3)
     images = torch.randn(2, 3, *image_hw, generator=torch.Generator().manual_seed(1))
-    logits = predict_full_image(model, images, (32, 32), (16, 16), batch_size)
+    logits = predict_full_image(model, images, WINDOWS._replace(batch_size=batch_size))
     assert logits.shape == (2, NUM_CLASSES, *image_hw)
     expected = whole_image_logits(model.network, images)
     torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
@@ -59,7 +61,7 @@ def test_hr_only_full_image_prediction_equals_the_whole_image_output(
 def test_hrda_single_window_prediction_is_the_upsampled_window_output() -> None:
     model = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16))
     images = torch.randn(2, 3, 32, 48)
-    logits = predict_full_image(model, images, (32, 48), (16, 16))
+    logits = predict_full_image(model, images, SlidingWindows((32, 48), (16, 16)))
     fused = model.predict_window(images).fused
     expected = F.interpolate(fused, scale_factor=4, mode="bilinear", align_corners=False)
     torch.testing.assert_close(logits, expected)
@@ -68,9 +70,9 @@ def test_hrda_single_window_prediction_is_the_upsampled_window_output() -> None:
 def test_hrda_prediction_does_not_depend_on_the_window_batch() -> None:
     model = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16))
     images = torch.randn(2, 3, 45, 70, generator=torch.Generator().manual_seed(3))
-    whole = predict_full_image(model, images, (32, 32), (16, 16))
+    whole = predict_full_image(model, images, WINDOWS)
     model.network.extract_calls.clear()
-    chunked = predict_full_image(model, images, (32, 32), (16, 16), batch_size=4)
+    chunked = predict_full_image(model, images, WINDOWS._replace(batch_size=4))
     # padded to 48 x 72: 2 x 4 context windows x 2 images = 16 windows, 4 per call
     assert model.network.extract_calls.count(4) == 4
     torch.testing.assert_close(chunked, whole)
@@ -80,15 +82,17 @@ def test_hrda_prediction_does_not_depend_on_the_window_batch() -> None:
 def test_predict_full_image_requires_windows_aligned_to_s_times_o() -> None:
     model = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16))
     with pytest.raises(ValueError, match="align=8"):
-        predict_full_image(model, torch.zeros(1, 3, 40, 40), (36, 36), (16, 16))
+        predict_full_image(model, torch.zeros(1, 3, 40, 40), SlidingWindows((36, 36), (16, 16)))
 
 
 @pytest.mark.parametrize(("mode", "channels"), [("hrda", NUM_CLASSES), ("fixed_attention", 1)])
 def test_prediction_with_attention_returns_the_same_logits(mode: str, channels: int) -> None:
     model = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16), mode=mode, fixed_attention=0.25)
     images = torch.randn(1, 3, 45, 70, generator=torch.Generator().manual_seed(4))
-    logits, attention = predict_full_image_with_attention(model, images, (32, 32), (16, 16), 3)
-    torch.testing.assert_close(logits, predict_full_image(model, images, (32, 32), (16, 16)))
+    logits, attention = predict_full_image_with_attention(
+        model, images, WINDOWS._replace(batch_size=3)
+    )
+    torch.testing.assert_close(logits, predict_full_image(model, images, WINDOWS))
     assert attention.shape == (1, channels, 45, 70)
     assert 0 <= attention.min() and attention.max() <= 1
     if mode == "fixed_attention":
@@ -97,9 +101,7 @@ def test_prediction_with_attention_returns_the_same_logits(mode: str, channels: 
 
 def test_prediction_with_attention_has_none_without_an_attention_branch() -> None:
     model = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16), mode="lr_only")
-    _, attention = predict_full_image_with_attention(
-        model, torch.zeros(1, 3, 32, 32), (32, 32), (16, 16)
-    )
+    _, attention = predict_full_image_with_attention(model, torch.zeros(1, 3, 32, 32), WINDOWS)
     assert attention is None
 
 
@@ -107,9 +109,9 @@ def test_prediction_with_attention_has_none_without_an_attention_branch() -> Non
 def test_a_single_branch_model_gives_its_fused_logits_only(mode: str) -> None:
     model = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16), mode=mode).eval()
     images = torch.randn(1, 3, 40, 56, generator=torch.Generator().manual_seed(15))
-    branches = predict_full_image_branches(model, images, (32, 32), (16, 16))
+    branches = predict_full_image_branches(model, images, WINDOWS)
     assert list(branches) == ["fused"]
-    assert torch.equal(branches["fused"], predict_full_image(model, images, (32, 32), (16, 16)))
+    assert torch.equal(branches["fused"], predict_full_image(model, images, WINDOWS))
 
 
 def test_branches_from_one_pass_equal_separate_mode_predictions() -> None:
@@ -123,11 +125,12 @@ def test_branches_from_one_pass_equal_separate_mode_predictions() -> None:
     model = HRDAModel(network, scale=2, detail_hw=(32, 32))
     images = torch.randn(1, 3, 72, 136)
     with torch.no_grad():
-        branches = predict_full_image_branches(model, images, (64, 64), (32, 32))
+        windows = SlidingWindows((64, 64), (32, 32))
+        branches = predict_full_image_branches(model, images, windows)
         expected = {}
         for name, mode in (("fused", "hrda"), ("context", "lr_only"), ("detail", "hr_only")):
             model.mode = mode
-            expected[name] = predict_full_image(model, images, (64, 64), (32, 32))
+            expected[name] = predict_full_image(model, images, windows)
     for name, logits in expected.items():
         torch.testing.assert_close(branches[name], logits, rtol=1e-5, atol=1e-5, msg=name)
 
@@ -142,13 +145,11 @@ def test_streamed_labels_equal_the_argmax_of_the_full_logits(mode: str, attentio
     labels, maps = predict_full_image_labels(
         model,
         images,
-        (32, 32),
-        (16, 16),
-        batch_size=5,
+        WINDOWS._replace(batch_size=5),
         attention=attention,
         progress=lambda i, n: done.append((i, n)),
     )
-    logits, full_maps = predict_full_image_with_attention(model, images, (32, 32), (16, 16))
+    logits, full_maps = predict_full_image_with_attention(model, images, WINDOWS)
     assert torch.equal(labels, logits.argmax(dim=1))  # band by band
     if attention and mode == "hrda":
         torch.testing.assert_close(maps, full_maps.gather(1, labels[:, None])[:, 0])
@@ -170,8 +171,8 @@ def test_band_upsampling_equals_upsampling_the_whole_grid() -> None:
 def test_uniform_window_weights_are_the_plain_average_and_the_default() -> None:
     model = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16)).eval()
     images = torch.randn(1, 3, 45, 70, generator=torch.Generator().manual_seed(13))
-    default = predict_full_image(model, images, (32, 32), (16, 16))
-    uniform = predict_full_image(model, images, (32, 32), (16, 16), window_weights="uniform")
+    default = predict_full_image(model, images, WINDOWS)
+    uniform = predict_full_image(model, images, WINDOWS._replace(weights="uniform"))
     assert torch.equal(default, uniform)
     assert window_weight_map((4, 4), "uniform") is None
     with pytest.raises(ValueError, match="tapered"):
@@ -182,5 +183,5 @@ def test_tapered_weights_keep_a_translation_equivariant_net_exact() -> None:
     """Every window of CellNet sees the same cell values: any weighting reproduces them."""
     model = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16), mode="hr_only")
     images = torch.randn(1, 3, 48, 80, generator=torch.Generator().manual_seed(14))
-    tapered = predict_full_image(model, images, (32, 32), (16, 16), window_weights="tapered")
+    tapered = predict_full_image(model, images, WINDOWS._replace(weights="tapered"))
     torch.testing.assert_close(tapered, whole_image_logits(model.network, images))

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from hrda_kedro.hrda.config import ConfigError
-from hrda_kedro.hrda.model_config import HRDAConfig, InferenceConfig, ModelConfig
+from hrda_kedro.hrda.model_config import (
+    HRDAConfig,
+    InferenceConfig,
+    ModelConfig,
+    SlidingWindows,
+)
 from hrda_kedro.hrda.networks import NetworkConfig
 
 
@@ -91,3 +96,10 @@ def test_each_setting_is_checked_once_by_its_config(build, message: str) -> None
 def test_the_inference_window_defaults_to_the_context_crop() -> None:
     model = ModelConfig(hrda=HRDAConfig(context_crop=(512, 1024)))
     assert model.window == (512, 1024) and model.stride == (256, 512)
+
+
+def test_sliding_windows_come_from_the_inference_settings_unless_overridden() -> None:
+    model = ModelConfig(inference=InferenceConfig(window_batch=3, window_weights="tapered"))
+    assert model.sliding_windows() == SlidingWindows((256, 256), (128, 128), 3, "tapered")
+    windows = model.sliding_windows(batch_size=7, weights="uniform")
+    assert windows == SlidingWindows((256, 256), (128, 128), 7, "uniform")

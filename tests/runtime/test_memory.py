@@ -21,6 +21,7 @@ _FAULTS_SCRIPT = textwrap.dedent(
         assert keep_freed_host_memory()
     from hrda_kedro.hrda.inference import predict_full_image
     from hrda_kedro.hrda.model import HRDAModel
+    from hrda_kedro.hrda.model_config import SlidingWindows
     from hrda_kedro.hrda.networks import NetworkConfig, build_network
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -33,7 +34,7 @@ _FAULTS_SCRIPT = textwrap.dedent(
     for _ in range(12):
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         with torch.inference_mode():
-            predict_full_image(model, images, (128, 128), (64, 64))
+            predict_full_image(model, images, SlidingWindows((128, 128), (64, 64)))
         faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     print(json.dumps(faults))
     """

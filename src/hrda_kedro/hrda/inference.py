@@ -21,13 +21,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from hrda_kedro.hrda.crops import check_hw
 from hrda_kedro.hrda.model import HRDAModel, MultiResOutput
+from hrda_kedro.hrda.model_config import SlidingWindows
 from hrda_kedro.hrda.windows import ProgressFn, sliding_window_grid
 
 logger = logging.getLogger(__name__)
@@ -35,16 +35,7 @@ logger = logging.getLogger(__name__)
 Outputs = Callable[[MultiResOutput], list[torch.Tensor]]
 
 
-class _Windows(NamedTuple):
-    """One prediction's sliding windows: size, stride, crops per call and overlap weights."""
-
-    window_hw: tuple[int, int]
-    stride_hw: tuple[int, int]
-    batch_size: int | None
-    weights: str
-
-
-def _padded(images: torch.Tensor, windows: _Windows, align: int) -> torch.Tensor:
+def _padded(images: torch.Tensor, windows: SlidingWindows, align: int) -> torch.Tensor:
     """``images`` zero padded at the bottom/right to a multiple of ``align`` and one window."""
     window_hw, stride_hw = windows.window_hw, windows.stride_hw
     window_h, window_w = check_hw("window_hw", window_hw)
@@ -65,7 +56,7 @@ def _model_grid(
     model: HRDAModel,
     outputs: Outputs,
     images: torch.Tensor,
-    windows: _Windows,
+    windows: SlidingWindows,
     progress: ProgressFn | None = None,
 ) -> torch.Tensor:
     """``outputs`` of every context-size window, stacked along the channels, averaged on
@@ -132,7 +123,7 @@ def upsample_in_bands(
 
 
 def _stitched(
-    model: HRDAModel, outputs: Outputs, images: torch.Tensor, windows: _Windows
+    model: HRDAModel, outputs: Outputs, images: torch.Tensor, windows: SlidingWindows
 ) -> torch.Tensor:
     """:func:`_model_grid` upsampled by ``o`` and cropped to the images' size."""
     grid = _model_grid(model, outputs, images, windows)
@@ -168,38 +159,26 @@ def _all_branches(output: MultiResOutput) -> list[torch.Tensor]:
 def predict_full_image(
     model: HRDAModel,
     images: torch.Tensor,
-    window_hw: tuple[int, int],
-    stride_hw: tuple[int, int],
-    batch_size: int | None = None,
-    *,
-    window_weights: str = "uniform",
+    windows: SlidingWindows,
 ) -> torch.Tensor:
     """HRDA test-time prediction: logits ``(B, C, H, W)`` at the input resolution.
 
-    Each ``window_hw`` window (the HR context size) goes through
-    :meth:`HRDAModel.predict_window`; ``batch_size`` windows (across windows and images) go
-    per call, all at once when None. Window and stride must be multiples of ``s * o``.
-    Overlapping windows are averaged plainly (``uniform``, the official rule) or with
-    ``tapered`` weights (:func:`~hrda_kedro.hrda.windows.window_weight_map`).
+    Each of ``windows`` (:class:`SlidingWindows`) goes through
+    :meth:`HRDAModel.predict_window`.
     """
     logger.debug(
         "sliding-window prediction of %s images with windows %s, stride %s",
         tuple(images.shape),
-        window_hw,
-        stride_hw,
+        windows.window_hw,
+        windows.stride_hw,
     )
-    windows = _Windows(window_hw, stride_hw, batch_size, window_weights)
     return _stitched(model, _fused, images, windows)
 
 
 def predict_full_image_with_attention(
     model: HRDAModel,
     images: torch.Tensor,
-    window_hw: tuple[int, int],
-    stride_hw: tuple[int, int],
-    batch_size: int | None = None,
-    *,
-    window_weights: str = "uniform",
+    windows: SlidingWindows,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """:func:`predict_full_image`'s logits and HRDA's scale attention, in one pass.
 
@@ -210,7 +189,6 @@ def predict_full_image_with_attention(
     class-wise attention, else 1. The logits are exactly :func:`predict_full_image`'s.
     Models without an attention (``lr_only``, ``hr_only``) give None.
     """
-    windows = _Windows(window_hw, stride_hw, batch_size, window_weights)
     stitched = _stitched(model, _fused_and_attention, images, windows)
     num_classes = model.network.num_classes
     attention = stitched[:, num_classes:] if stitched.shape[1] > num_classes else None
@@ -220,11 +198,7 @@ def predict_full_image_with_attention(
 def predict_full_image_branches(
     model: HRDAModel,
     images: torch.Tensor,
-    window_hw: tuple[int, int],
-    stride_hw: tuple[int, int],
-    batch_size: int | None = None,
-    *,
-    window_weights: str = "uniform",
+    windows: SlidingWindows,
 ) -> dict[str, torch.Tensor]:
     """Fused, LR-context-only and HR-detail-only logits ``(B, C, H, W)`` from one pass.
 
@@ -233,7 +207,6 @@ def predict_full_image_branches(
     ``detail`` logits equal :func:`predict_full_image` in ``lr_only`` / ``hr_only`` mode.
     Models trained without one branch (``lr_only``, ``hr_only``) give ``fused`` only.
     """
-    windows = _Windows(window_hw, stride_hw, batch_size, window_weights)
     stitched = _stitched(model, _all_branches, images, windows)
     branches = stitched.split(model.network.num_classes, dim=1)
     return dict(zip(("fused", "context", "detail"), branches, strict=False))
@@ -242,12 +215,9 @@ def predict_full_image_branches(
 def predict_full_image_labels(
     model: HRDAModel,
     images: torch.Tensor,
-    window_hw: tuple[int, int],
-    stride_hw: tuple[int, int],
-    batch_size: int | None = None,
+    windows: SlidingWindows,
     *,
     attention: bool = False,
-    window_weights: str = "uniform",
     progress: ProgressFn | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Labels ``(B, H, W)`` of :func:`predict_full_image` in memory bounded by the grid.
@@ -262,7 +232,6 @@ def predict_full_image_labels(
     """
     attention = attention and model.mode not in ("lr_only", "hr_only")
     num_classes = model.network.num_classes
-    windows = _Windows(window_hw, stride_hw, batch_size, window_weights)
     outputs = _fused_and_attention if attention else _fused
     grid = _model_grid(model, outputs, images, windows, progress)
 

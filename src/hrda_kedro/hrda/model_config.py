@@ -15,7 +15,7 @@ transformers: parsing parameters (every ``kedro`` command) must stay cheap.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Literal, NamedTuple, get_args
 
 from hrda_kedro.hrda.config import Config, require, require_positive_pair, setting
 
@@ -159,6 +159,22 @@ class InferenceConfig(Config):
                 require_positive_pair(value, name)
 
 
+class SlidingWindows(NamedTuple):
+    """How a full-image prediction cuts its photo: one value for the four predictors
+    of :mod:`hrda_kedro.hrda.inference`.
+
+    ``window_hw`` (the HR context size) and ``stride_hw`` must be multiples of ``s * o``;
+    ``batch_size`` windows (across windows and images) go per network call, all at once
+    when None; overlapping windows are averaged plainly (``uniform``, the official rule) or
+    with ``tapered`` weights (:func:`~hrda_kedro.hrda.windows.window_weight_map`).
+    """
+
+    window_hw: tuple[int, int]
+    stride_hw: tuple[int, int]
+    batch_size: int | None = None
+    weights: Literal["uniform", "tapered"] = "uniform"
+
+
 @dataclass
 class ModelConfig(Config):
     """The whole model (``model``): each part checks itself, this class their fit."""
@@ -217,3 +233,17 @@ class ModelConfig(Config):
     def stride(self) -> tuple[int, int]:
         w = self.window
         return self.inference.stride or (max(w[0] // 2, 1), max(w[1] // 2, 1))
+
+    def sliding_windows(
+        self,
+        batch_size: int | None = None,
+        weights: Literal["uniform", "tapered"] | None = None,
+    ) -> SlidingWindows:
+        """The test windows of ``model.inference``; ``batch_size`` and ``weights`` override
+        its ``window_batch`` and ``window_weights`` where given (``predict``'s own keys)."""
+        return SlidingWindows(
+            self.window,
+            self.stride,
+            self.inference.window_batch if batch_size is None else batch_size,
+            self.inference.window_weights if weights is None else weights,
+        )

@@ -64,6 +64,7 @@ def evaluate_model(
     net, trained = model_from_checkpoint(checkpoint, stage)
     check_compatible(trained, model_params, stage, fields=("num_classes",))
     net = net.to(setup.device).eval()
+    windows = model_params.sliding_windows()
 
     def confusions(manifest: pd.DataFrame, target: str) -> dict[str, Any]:
         data = labelled_dataset(manifest.reset_index(drop=True))
@@ -77,14 +78,7 @@ def evaluate_model(
             item = data[index]
             image = normalize(item["image"].unsqueeze(0).to(setup.device))
             with setup.autocast():
-                branches = predict_full_image_branches(
-                    net,
-                    image,
-                    model_params.window,
-                    model_params.stride,
-                    batch_size=model_params.inference.window_batch,
-                    window_weights=model_params.inference.window_weights,
-                )
+                branches = predict_full_image_branches(net, image, windows)
             for mode in eval_params.predictions:
                 if mode in branches:
                     pred = branches[mode].argmax(dim=1)[0].cpu()
@@ -223,8 +217,7 @@ def plot_qualitative_grid(
         net, trained = model_from_checkpoint(checkpoint, name)
         check_compatible(trained, model_params, name, fields=("num_classes",))
         nets[name] = net.to(setup.device).eval()
-    window, stride = model_params.window, model_params.stride
-    batch = model_params.inference.window_batch
+    windows = model_params.sliding_windows()
     data = labelled_dataset(target_val_manifest)
     picks = np.linspace(0, len(data) - 1, eval_params.qualitative_images).round().astype(int)
     samples = []
@@ -234,14 +227,7 @@ def plot_qualitative_grid(
         views = {}
         for name, net in nets.items():
             with setup.autocast():
-                logits, attention = predict_full_image_with_attention(
-                    net,
-                    image,
-                    window,
-                    stride,
-                    batch_size=batch,
-                    window_weights=model_params.inference.window_weights,
-                )
+                logits, attention = predict_full_image_with_attention(net, image, windows)
             prediction = logits.argmax(dim=1)
             views[name] = ModelView(
                 prediction=prediction[0].cpu().numpy(),

@@ -187,8 +187,7 @@ def segment_images(
     if attention and model.mode in ("lr_only", "hr_only"):
         logger.warning("the model (mode %s) has no scale attention: no maps written", model.mode)
         attention = False
-    batch_size = params.window_batch or trained.inference.window_batch
-    window_weights = params.window_weights or trained.inference.window_weights
+    windows = trained.sliding_windows(params.window_batch, params.window_weights)
     logger.info(
         "predicting with %s (stage %s, mode %s) on %s",
         path,
@@ -204,27 +203,20 @@ def segment_images(
         start = time.perf_counter()
         pixels = torch.from_numpy(read_image_as_rgb(Path(row["image_path"])))
         image = normalize(pixels.permute(2, 0, 1).unsqueeze(0).to(setup.device))
-        windows = tqdm(
+        bar = tqdm(
             desc=f"{row['partition_id']} windows",
             leave=False,
             disable=not runtime_params.progress_bar,
         )
 
         def progress(done: int, total: int) -> None:
-            windows.total = total
-            windows.update(done - windows.n)
+            bar.total = total
+            bar.update(done - bar.n)
 
-        with setup.autocast(), windows:
+        with setup.autocast(), bar:
             # Labels band by band: the full-resolution logits of a large photo never exist.
             label, weights = predict_full_image_labels(
-                model,
-                image,
-                trained.window,
-                trained.stride,
-                batch_size,
-                attention=attention,
-                window_weights=window_weights,
-                progress=progress,
+                model, image, windows, attention=attention, progress=progress
             )
         label = label[0]
         outputs = {"label": Image.fromarray(label.to(torch.uint8).cpu().numpy())}

@@ -96,20 +96,14 @@ def materialize_pseudo_labels(
     check_compatible(trained_params, model_params, source)
     setup = resolve_device(runtime_params)
     teacher = teacher.to(setup.device).eval()
+    windows = model_params.sliding_windows()
     images = image_dataset(target_train_manifest)
 
     @torch.no_grad()
     def predict(index: int) -> tuple[np.ndarray, np.ndarray]:
         image = images[index]["image"].unsqueeze(0).to(setup.device)
         with setup.autocast():
-            logits = predict_full_image(
-                teacher,
-                normalize(image),
-                model_params.window,
-                model_params.stride,
-                batch_size=model_params.inference.window_batch,
-                window_weights=model_params.inference.window_weights,
-            )
+            logits = predict_full_image(teacher, normalize(image), windows)
         probs = torch.softmax(logits.float(), dim=1)
         confidence, label = probs.max(dim=1)
         return (
