@@ -70,3 +70,15 @@ def test_domain_generalization_is_source_only_with_three_targets() -> None:
     warmup = parse(TrainingConfig, parameters["warmup"], "warmup")
     assert warmup.iterations == 40000 and warmup.optimizer.lr == 6e-5
     assert warmup.optimizer.warmup_iters == 1500 and warmup.rare_class_sampling.temperature == 0.01
+
+
+@pytest.mark.parametrize(
+    "env", ["gta2cs", "gta2cs_mic", "synthia2cs", "synthia2cs_mic", "cs2acdc", "cs2darkzurich"]
+)
+def test_recipes_and_the_ablation_study_weigh_pseudo_labels_as_the_paper(env: str) -> None:
+    """conf/base weighs pixels for its short run; the paper's runs weigh each image by a scalar."""
+    parameters = _parameters(env)
+    train = parse(SelfTrainingParams, parameters["self_training"], "self_training")
+    assert train.pseudo_labels.weight == "scalar"
+    shared = parameters["ablations"]["shared"]["self_training"]
+    assert shared["pseudo_labels"]["weight"] == "scalar"
