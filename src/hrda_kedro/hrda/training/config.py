@@ -58,7 +58,7 @@ class AugmentConfig(Config):
 class TrainingConfig(Config):
     """One training stage: iterations, batches, optimiser, sampling and the loop's rhythm."""
 
-    iterations: int = setting(300, ge=0)
+    iterations: int = setting(1500, ge=0)
     source_batch_size: int = setting(2, ge=1)
     target_batch_size: int = setting(2, ge=1)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)

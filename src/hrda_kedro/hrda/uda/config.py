@@ -33,7 +33,7 @@ class PseudoLabelConfig(Config):
 
     source: Literal["online", "offline"] = "online"
     threshold: float = 0.968
-    weight: Literal["scalar", "pixel"] = "scalar"
+    weight: Literal["scalar", "pixel"] = "pixel"  # conf/base; the paper (recipes): scalar
     margins: tuple[int, int, int, int] = (30, 240, 30, 30)
     margins_reference_size: tuple[int, int] | None = (1024, 2048)
 
