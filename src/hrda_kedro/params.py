@@ -322,9 +322,9 @@ class AblationVariant(AblationOverrides):
 class AblationParams(Config):
     """The ablation study (``ablations``): variants x seeds, each trained and evaluated."""
 
-    seeds: list[int] = field(default_factory=lambda: [1, 2])
+    seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
     work_dir: str = "data/06_models/ablations/in_progress"
-    small_classes: list[int] = field(default_factory=lambda: [5, 6, 7, 11])
+    small_classes: list[int] = field(default_factory=lambda: [5, 6, 7, 11, 12])
     class_subset: list[int] | None = None
     shared: AblationOverrides = field(default_factory=AblationOverrides)
     variants: dict[str, AblationVariant] = field(default_factory=dict)

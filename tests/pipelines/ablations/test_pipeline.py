@@ -10,6 +10,7 @@ from kedro.io import DataCatalog, SharedMemoryDataCatalog
 from kedro.pipeline import Pipeline
 from kedro.runner import ParallelRunner, SequentialRunner
 
+from hrda_kedro.data.labels import CITYSCAPES_CLASSES
 from hrda_kedro.params import ParameterError
 from hrda_kedro.pipelines.ablations import create_pipeline
 from hrda_kedro.pipelines.ablations.nodes import (
@@ -18,6 +19,7 @@ from hrda_kedro.pipelines.ablations.nodes import (
     variant_groups,
     variant_parameters,
 )
+from hrda_kedro.pipelines.templates import GROUPS
 from hrda_kedro.runtime.models import model_from_checkpoint
 
 PROJECT = Path(__file__).resolve().parents[3]
@@ -45,6 +47,7 @@ TINY = {
     },
     "runtime": {"device": "cpu", "progress_bar": False},
     "ablations": {
+        "seeds": [1, 2],
         "shared": {
             "warmup": {
                 "iterations": 2,
@@ -103,15 +106,44 @@ def test_variant_runtime_has_its_own_seed_and_work_dir() -> None:
     p = shipped_parameters()
     groups = variant_parameters(
         p["ablations"], p["model"], p["warmup"], p["self_training"], p["evaluation"],
-        p["runtime"], variant="naive_hr", seed=2,
+        p["runtime"], variant="naive_hr", seed=2, groups=GROUPS,
     )  # fmt: skip
     assert groups["runtime"]["seed"] == 2
     assert groups["runtime"]["work_dir"] == "data/06_models/ablations/in_progress/naive_hr/seed_2"
-    source_only = variant_parameters(
-        p["ablations"], p["model"], p["warmup"], p["self_training"], p["evaluation"],
-        p["runtime"], variant="source_only", seed=1,
-    )  # fmt: skip
-    assert "self_training" not in source_only
+
+
+def test_a_run_gets_only_the_groups_its_nodes_read() -> None:
+    """No dangling parameter datasets: source-only reads no self-training parameters, a
+    run that adapts another's warmup no warmup parameters."""
+    nodes = {n.name: n for n in create_pipeline(parameters=shipped_parameters()).nodes}
+    outputs = {
+        variant: set(nodes[f"ablations.{variant}.seed_1.variant_parameters"].outputs)
+        for variant in ("source_only", "hrda", "daformer")
+    }
+    prefix = "ablations.{}.seed_1.variant_"
+    assert prefix.format("source_only") + "self_training" not in outputs["source_only"]
+    assert prefix.format("source_only") + "warmup" in outputs["source_only"]
+    assert prefix.format("hrda") + "warmup" not in outputs["hrda"]
+    assert prefix.format("daformer") + "warmup" in outputs["daformer"]
+
+
+def test_variants_with_the_same_warmup_share_it_per_seed() -> None:
+    """Source-only, HRDA and HRDA + MIC start from one warmup (same model and warmup
+    parameters); the LR-only, fixed-attention and naive-HR variants train their own."""
+    pipeline = create_pipeline(parameters=shipped_parameters())
+    trained_by = {n.namespace for n in pipeline.nodes if n.name.endswith(".train_source_only")}
+    assert trained_by == {
+        f"ablations.{v}.seed_{s}"
+        for v in ("source_only", "daformer", "hrda_fixed_attention", "naive_hr")
+        for s in (1, 2, 3)
+    }
+    nodes = {n.name: n for n in pipeline.nodes}
+    for variant in ("hrda", "hrda_mic"):
+        for seed in (1, 2, 3):
+            train = nodes[f"ablations.{variant}.seed_{seed}.round_1.train"]
+            assert f"ablations.source_only.seed_{seed}.source_only_model" in train.inputs
+    naive = nodes["ablations.naive_hr.seed_1.round_1.train"]
+    assert "ablations.naive_hr.seed_1.source_only_model" in naive.inputs
 
 
 @pytest.mark.parametrize(
@@ -137,7 +169,7 @@ def test_bad_ablation_parameters_are_named_at_run_start(overrides, message) -> N
 def test_one_namespace_per_variant_and_seed_with_rounds_only_where_adapting() -> None:
     pipeline = create_pipeline(parameters=shipped_parameters())
     runs = {".".join(n.namespace.split(".")[:3]) for n in pipeline.nodes if n.namespace}
-    assert runs == {f"ablations.{v}.seed_{s}" for v in VARIANTS for s in (1, 2)}
+    assert runs == {f"ablations.{v}.seed_{s}" for v in VARIANTS for s in (1, 2, 3)}
     source_only = [n.name for n in pipeline.nodes if n.namespace == "ablations.source_only.seed_1"]
     assert not any("round_" in name for name in source_only)
     # A run's rounds are the self-training round template, nested as in ``uda``.
@@ -155,7 +187,7 @@ def test_runs_are_built_from_the_uda_templates() -> None:
     parameters = shipped_parameters()
     registered = register_pipelines(parameters)
     ablation = {n.name for n in registered["ablations"].nodes}
-    run = "ablations.hrda.seed_1."
+    run = "ablations.daformer.seed_1."  # trains its own warmup
     for pipeline in ("warmup", "self_training"):
         for node in registered[pipeline].nodes:
             if not node.name.startswith("round_2."):  # the variant adapts for one round
@@ -211,14 +243,34 @@ def test_tiny_study_writes_every_variant_and_seed(tmp_path, monkeypatch) -> None
     assert (work / "naive_hr" / "seed_2" / "round_1" / "state.pt").is_file()
     summary = catalog.load("ablation_summary")
     assert summary["variants"]["hrda"]["seeds"] == [1, 2]
-    assert summary["small_classes"] == ["pole", "traffic light", "traffic sign", "person"]
+    assert summary["small_classes"] == [
+        "pole",
+        "traffic light",
+        "traffic sign",
+        "person",
+        "rider",
+    ]
+
+    # The paper-layout table: per variant the mean and spread over seeds of every class.
+    per_class = catalog.load("ablation_per_class").set_index(["variant", "statistic"])
+    assert list(per_class.index.get_level_values("variant")[::2]) == list(VARIANTS)
+    assert set(per_class.loc["hrda"].index) == {"mean", "std"}
+    assert list(per_class.columns[-20:]) == [*CITYSCAPES_CLASSES, "miou"]
+    means = table[table["seed"] == "mean"].set_index("variant")["miou"].astype(float)
+    assert per_class.xs("mean", level="statistic")["miou"].tolist() == pytest.approx(
+        (100 * means).round(2).tolist(), abs=0.01
+    )
+    assert (per_class.loc["hrda", "seeds"] == 2).all()
 
     # A second run resumes from the work dirs: every stage is finished, none is trained again.
-    states = sorted((work / "hrda" / "seed_1").glob("*/state.pt"))
+    states = sorted((work / "daformer" / "seed_1").glob("*/state.pt"))
     assert [p.parent.name for p in states] == ["round_1", "warmup"]
     written = [p.stat().st_mtime_ns for p in states]
-    SequentialRunner().run(pipeline.only_nodes_with_namespaces(["ablations.hrda.seed_1"]), catalog)
+    rerun = pipeline.only_nodes_with_namespaces(["ablations.daformer.seed_1"])
+    SequentialRunner().run(rerun, catalog)
     assert [p.stat().st_mtime_ns for p in states] == written
+    # HRDA adapted source-only's warmup: it trained no warmup of its own.
+    assert not (work / "hrda" / "seed_1" / "warmup").exists()
 
 
 @pytest.mark.slow

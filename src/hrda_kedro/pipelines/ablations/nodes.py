@@ -85,8 +85,9 @@ def variant_parameters(
     *,
     variant: str,
     seed: int,
+    groups: tuple[str, ...],
 ) -> dict[str, dict[str, Any]]:
-    """The parameter groups of one variant and seed, for the reused training nodes.
+    """The parameter ``groups`` of one variant and seed that its run's nodes read.
 
     ``runtime`` gets the seed and a work dir of its own per variant and seed, so a killed
     study resumes each run from its own in-training checkpoint and skips finished stages.
@@ -98,11 +99,11 @@ def variant_parameters(
         "self_training": self_training,
         "evaluation": evaluation,
     }
-    groups = variant_groups(parameters, variant)
+    merged = variant_groups(parameters, variant)
     settings = parse(AblationParams, ablations, "ablations")
     work_dir = Path(settings.work_dir) / variant / f"seed_{seed}"
-    groups["runtime"] = deep_merge(runtime, {"seed": seed, "work_dir": str(work_dir)})
-    hrda = groups["model"]["hrda"]
+    merged["runtime"] = deep_merge(runtime, {"seed": seed, "work_dir": str(work_dir)})
+    hrda = merged["model"]["hrda"]
     logger.info(
         "ablation %s, seed %d: mode %s, scale %s, context crop %s, detail crop %s",
         variant,
@@ -112,9 +113,7 @@ def variant_parameters(
         hrda.get("context_crop"),
         hrda.get("detail_crop"),
     )
-    if not settings.variants[variant].adapt:
-        del groups["self_training"]
-    return groups
+    return {group: merged[group] for group in groups}
 
 
 def _json_safe(value: Any) -> Any:
@@ -201,6 +200,45 @@ def build_ablation_table(
         "variants": summary,
         "runs": [{k: _json_safe(v) for k, v in row.items()} for row in runs.to_dict("records")],
     }
+
+
+def build_per_class_table(
+    ablations: dict[str, Any], *evaluations: dict[str, Any], runs: list[tuple[str, int]]
+) -> pd.DataFrame:
+    """Per-class IoU (%) of every variant in the paper's layout (Table 1: one column per
+    class, then mIoU): the mean over seeds and, below it, the standard deviation.
+
+    ``evaluations`` are the runs' confusion matrices, in the order of ``runs`` (variant,
+    seed). Classes absent from the ground truth are NaN and left out of the mIoU, as in
+    the comparison table.
+    """
+    settings = parse(AblationParams, ablations, "ablations")
+    rows = []
+    for (variant, seed), evaluation in zip(runs, evaluations, strict=True):
+        cm = torch.tensor(evaluation["confusion"]["fused"], dtype=torch.int64)
+        names = CITYSCAPES_CLASSES[: cm.shape[0]]
+        present = cm.sum(dim=1) > 0
+        ious = torch.where(present, iou_per_class(cm), torch.nan)
+        rows.append(
+            {
+                "variant": variant,
+                "seed": seed,
+                **{name: 100 * float(iou) for name, iou in zip(names, ious, strict=True)},
+                "miou": 100 * summarize(cm, names, settings.class_subset)["miou"],
+            }
+        )
+    per_run = pd.DataFrame(rows)
+    scores = [c for c in per_run.columns if c not in ("variant", "seed")]
+    grouped = per_run.groupby("variant", sort=False)[scores]
+    table = pd.concat(
+        [grouped.mean().assign(statistic="mean"), grouped.std(ddof=0).assign(statistic="std")]
+    )
+    table["seeds"] = per_run.groupby("variant", sort=False)["seed"].count()
+    order = {variant: i for i, variant in enumerate(dict.fromkeys(per_run["variant"]))}
+    table = table.reset_index().sort_values(
+        ["variant", "statistic"], key=lambda c: c.map(order) if c.name == "variant" else c
+    )
+    return table[["variant", "statistic", "seeds", *scores]].round(2).reset_index(drop=True)
 
 
 def validate_ablations(parameters: Mapping[str, Any]) -> None:
