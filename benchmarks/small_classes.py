@@ -6,9 +6,9 @@ the domain shift loses it. This script tells them apart. For each trained model 
 project (``source_only``, ``round_1``, ``round_2`` by default, read through the project's
 Kedro catalog, so versioned checkpoints resolve as in a run) it predicts the first
 ``--images`` images of ``source_train`` (labels seen in training), of ``source_val`` and of
-``target_val`` with the fused HRDA sliding-window prediction (the run's
-``model.inference`` windows, as the evaluation) and prints, per small class,
-the IoU, the share of ground-truth pixels and the share of predicted pixels. ``source_val``
+``target_val`` with the fused HRDA sliding-window prediction (the ``model.inference``
+windows its checkpoint records, as the run's evaluation used them) and prints, per small
+class, the IoU, the share of ground-truth pixels and the share of predicted pixels. ``source_val``
 exists only for the embedded benchmark: fresh source images drawn by its generator after
 the last ``source_train`` index (never trained on), so that the source-only model's
 source-val vs. target-val mIoU measures the domain gap. Run it after ``kedro run
@@ -71,7 +71,6 @@ def measure(project: Path, models: list[str], images: int) -> list[dict[str, Any
     bootstrap_project(project)
     with KedroSession.create(project_path=project) as session:
         catalog = session.load_context().catalog
-        model = catalog.load("params:model")
         data: dict[str, Any] = {
             split: labelled_dataset(catalog.load(f"{split}_manifest"))
             for split in ("source_train", "target_val")
@@ -81,37 +80,34 @@ def measure(project: Path, models: list[str], images: int) -> list[dict[str, Any
             data["source_val"] = _source_val(catalog.load("params:ingestion")["embedded"], images)
         data = {split: data[split] for split in SPLITS if split in data}
         checkpoints = {name: catalog.load(_catalog_name(name)) for name in models}
-    return score(checkpoints, data, model, images)
+    return score(checkpoints, data, images)
 
 
 def score(
-    checkpoints: dict[str, dict[str, Any]],
-    data: dict[str, Any],
-    model: dict[str, Any],
-    images: int,
+    checkpoints: dict[str, dict[str, Any]], data: dict[str, Any], images: int
 ) -> list[dict[str, Any]]:
     """One row per checkpoint and split: mIoU and the small classes' IoU and pixel shares.
 
-    The windows are the run's ``model.inference`` (window, stride, batch, weights), taken
-    as the evaluation takes them (``ModelConfig.sliding_windows``), so that a
-    ``window_weights`` setting changes both alike."""
+    Each model predicts with the ``model.inference`` windows (window, stride, batch,
+    weights) of the run that trained it, as recorded in its checkpoint, through the
+    evaluation's ``ModelConfig.sliding_windows``: the target-val figures are the run's
+    evaluation's, also where the run set them with ``--params``, which the project's
+    configuration read afterwards would not know."""
     import torch
 
     from hrda_kedro.data.labels import CITYSCAPES_CLASSES
     from hrda_kedro.hrda import normalize
     from hrda_kedro.hrda.inference import predict_full_image
     from hrda_kedro.hrda.metrics import confusion_matrix, iou_per_class
-    from hrda_kedro.hrda.model_config import ModelConfig
-    from hrda_kedro.params import parse
     from hrda_kedro.runtime.models import model_from_checkpoint
 
-    windows = parse(ModelConfig, model, "model").sliding_windows()
     num_classes = len(CITYSCAPES_CLASSES)
     index = [CITYSCAPES_CLASSES.index(c) for c in SMALL_CLASSES]
     rows = []
     for name, checkpoint in checkpoints.items():
-        net, _ = model_from_checkpoint(checkpoint, name)
+        net, trained = model_from_checkpoint(checkpoint, name)
         net.eval()
+        windows = trained.sliding_windows()
         for split, dataset in data.items():
             count = min(images, len(dataset))
             cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)

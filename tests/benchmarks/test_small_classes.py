@@ -1,5 +1,5 @@
 """benchmarks/small_classes.py: the source-val split measures the domain gap on unseen images;
-the predictions use the run's window settings, as the evaluation."""
+the predictions use the window settings of the run that trained the model, as its evaluation."""
 
 from __future__ import annotations
 
@@ -54,7 +54,9 @@ def test_source_val_draws_fresh_source_images_after_the_training_split() -> None
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_predictions_follow_the_runs_window_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_predictions_follow_the_training_runs_window_weights(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     model = {
         "network": {"encoder": "mit-nano", "decoder_embed_dim": 16, "attention_embed_dim": 16},
         "hrda": {"context_crop": [64, 64], "detail_crop": [32, 32]},
@@ -77,8 +79,8 @@ def test_predictions_follow_the_runs_window_weights(monkeypatch: pytest.MonkeyPa
         return predict(net, images, windows)
 
     monkeypatch.setattr(inference, "predict_full_image", spy)
-    rows = _script().score({"round_1": checkpoint}, {"target_val": [item]}, model, images=5)
-    # The evaluation's windows (ModelConfig.sliding_windows), tapered as the run says.
+    rows = _script().score({"round_1": checkpoint}, {"target_val": [item]}, images=5)
+    # The evaluation's windows (ModelConfig.sliding_windows), tapered as the checkpoint says.
     assert used == [params.sliding_windows()] and used[0].weights == "tapered"
     assert [(r["model"], r["split"], r["images"]) for r in rows] == [("round_1", "target_val", 1)]
     assert 0 <= rows[0]["miou"] <= 100
