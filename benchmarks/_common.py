@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmark scripts: machine description, memory, workers, tables.
+"""Helpers shared by the benchmark scripts: machine description, memory, command line,
+workers, tables.
 
 Importing this module does not import torch, so an orchestrating parent process stays
 small; the torch-dependent helpers import it lazily.
@@ -13,7 +14,9 @@ available we fall back to ``ru_maxrss`` and say so in the ``mem_source`` column.
 
 from __future__ import annotations
 
+import argparse
 import csv
+import itertools
 import json
 import math
 import os
@@ -23,7 +26,8 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +171,25 @@ def timed_calls(fn: Any, device: Any, warmup: int, repeats: int) -> list[float]:
     return times
 
 
+def timed_with_memory(
+    fn: Any, device: Any, warmup: int, repeats: int, extra: str = "extra_mb"
+) -> dict[str, Any]:
+    """A worker's result for :func:`timed_calls` of ``fn``: the machine, ``device``,
+    ``times_s``, the memory peak over the calls (``peak_mb``), its part above the memory in
+    use before them (under the key ``extra``) and how the peak was read (``mem_source``)."""
+    memory = DeviceMemory(device)
+    times = timed_calls(fn, device, warmup, repeats)
+    peak = memory.peak_mb()
+    return {
+        **machine_info(str(device)),
+        "device": str(device),
+        "times_s": times,
+        "peak_mb": peak,
+        extra: peak - memory.baseline_mb,
+        "mem_source": memory.source,
+    }
+
+
 # --------------------------------------------------------------------------- FLOPs
 
 
@@ -288,6 +311,90 @@ def measured_peaks(device: Any, dtype: Any = None, repeats: int = 5) -> dict[str
     return peaks
 
 
+# --------------------------------------------------------------------------- command line
+
+
+def argument_parser(description: str) -> argparse.ArgumentParser:
+    """A benchmark's parser; ``--help`` shows every option's default."""
+    return argparse.ArgumentParser(
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+
+
+def comma_list(text: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``: the benchmarks' list options."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+
+
+def set_threads(threads: int) -> None:
+    """torch's intra-op threads; 0 keeps torch's default."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def worker_device(name: str) -> Any:
+    """A worker's ``--device`` (``auto``: CUDA where there is one, else the CPU); on CUDA
+    with cuDNN autotuning and TF32 matmuls, as a tuned run would use."""
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")
+    return device
+
+
+def add_preset_option(
+    parser: argparse.ArgumentParser, presets: dict[str, Any], help_text: str
+) -> None:
+    """``--preset``: a named set of settings (:func:`preset_settings`)."""
+    parser.add_argument("--preset", choices=sorted(presets), help=help_text)
+
+
+def preset_settings(
+    args: argparse.Namespace, defaults: dict[str, Any], presets: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """``defaults``, overridden by the ``--preset``'s values, overridden by each option of
+    ``defaults`` given on the command line (the options default to None)."""
+    settings = {**defaults, **(presets[args.preset] if args.preset else {})}
+    for key in defaults:
+        value = getattr(args, key)
+        if value is not None:
+            settings[key] = value
+    return settings
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
+
+
+def add_rounds_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--rounds``: how often :func:`run_rounds` repeats every configuration."""
+    parser.add_argument("--rounds", type=int, default=1, help=help_text)
+
+
+def add_out_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, help="CSV path (default benchmarks/results/...)")
+
+
+def add_worker_options(
+    parser: argparse.ArgumentParser, timeout: float = 3600, timeout_help: str | None = None
+) -> None:
+    """The last options of a script that measures in workers: ``--timeout`` (seconds per
+    worker), ``--out`` and the hidden ``--worker`` (:func:`run_worker`, :func:`parse_args`)."""
+    parser.add_argument("--timeout", type=float, default=timeout, help=timeout_help)
+    add_out_option(parser)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+
+
 # --------------------------------------------------------------------------- host memory
 
 HOST_MEMORY_CHOICES = ("keep", "release")
@@ -322,6 +429,21 @@ def worker_result(payload: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def parse_args(
+    parser: argparse.ArgumentParser,
+    argv: list[str] | None,
+    worker: Callable[[dict[str, Any]], dict[str, Any]],
+) -> argparse.Namespace:
+    """The parsed options. In a worker process (``--worker <json>``, started by
+    :func:`run_worker`) it runs ``worker`` on that configuration instead, hands the result
+    to the parent and exits, as ``--help`` does."""
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker_result(worker(json.loads(args.worker)))
+        raise SystemExit(0)
+    return args
+
+
 def run_worker(
     script: Path,
     config: dict[str, Any],
@@ -353,6 +475,52 @@ def run_worker(
             return json.loads(line[len(RESULT_MARKER) :])
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
     return {"error": f"worker exited with {proc.returncode}: " + " | ".join(tail)}
+
+
+def run_rounds(
+    script: Path,
+    shared: dict[str, Any],
+    grid: dict[str, Sequence[Any]],
+    rounds: int,
+    timeout: float,
+) -> tuple[dict[tuple[Any, ...], list[dict[str, Any]]], dict[str, Any]]:
+    """Every point of ``grid`` (config key -> its values) on top of ``shared`` in a fresh
+    worker, all of them ``rounds`` times, interleaved (against a drifting, shared machine).
+
+    Returns the point (its values, in the grid's key order) -> its results, and the last
+    good result (it names the machine; empty when every worker failed)."""
+    points = list(itertools.product(*grid.values()))
+    runs: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    info: dict[str, Any] = {}
+    for _ in range(rounds):
+        for point in points:
+            config = {**shared, **dict(zip(grid, point, strict=True))}
+            result = run_worker(script, config, timeout)
+            runs.setdefault(point, []).append(result)
+            if "error" not in result:
+                info = result
+    return runs, info
+
+
+def pooled(
+    results: list[dict[str, Any]], copied: Sequence[str], maxima: Sequence[str]
+) -> dict[str, Any]:
+    """A row's fields from one configuration's results over the rounds: the first error;
+    from the good ones ``copied`` (the first's), the largest of each of ``maxima``, every
+    time (``times_s``), their median (``median_s``) and minimum (``min_s``)."""
+    fields: dict[str, Any] = {}
+    errors = [r["error"] for r in results if "error" in r]
+    good = [r for r in results if "error" not in r]
+    if errors:
+        fields["error"] = errors[0]
+    if good:
+        fields.update({key: good[0][key] for key in copied})
+        fields.update({key: max(r[key] for r in good) for key in maxima})
+        times = [t for r in good for t in r["times_s"]]
+        fields["median_s"] = median(times)
+        fields["min_s"] = min(times)
+        fields["times_s"] = ";".join(f"{t:.5f}" for t in times)
+    return fields
 
 
 # --------------------------------------------------------------------------- output
@@ -422,6 +590,29 @@ def emit(
     write_csv(csv_path, rows, csv_columns)
     text = [title, "", format_table(rows, table_columns), *notes, f"saved: {csv_path}"]
     print("\n".join(text))  # noqa: T201 - the benchmark's table is its output
+
+
+def machine_line(info: dict[str, Any]) -> str:
+    """The title line naming a worker's machine (``?`` where every worker failed)."""
+    return (
+        f"machine: {info.get('gpu') or info.get('cpu', '?')} | torch {info.get('torch', '?')} "
+        f"| threads {info.get('threads', '?')} | {datetime.now():%Y-%m-%d %H:%M}"
+    )
+
+
+def exit_code(rows: Iterable[dict[str, Any]]) -> int:
+    """1 when a row failed (its ``error`` is set), else 0."""
+    return 1 if any(row.get("error") for row in rows) else 0
+
+
+def device_type(info: dict[str, Any], requested: str) -> str:
+    """``cuda`` or ``cpu``: the device the workers ran on (``requested`` where all failed)."""
+    return str(info.get("device", requested)).split(":")[0]
+
+
+def tagged_csv(out: Path | None, script: str, tags: Sequence[str]) -> Path:
+    """``--out``, else ``results/<script>_<tags>.csv``: one file per setting measured."""
+    return out or RESULTS_DIR / f"{script}_{slug('-'.join(tags))}.csv"
 
 
 def slug(text: str) -> str:

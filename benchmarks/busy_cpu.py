@@ -29,7 +29,6 @@ the machine: run it where nothing else runs, or read the ratios with the load co
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import subprocess
@@ -103,10 +102,7 @@ def _phase(name: str) -> Any:
 
 def worker(cfg: dict[str, Any]) -> dict[str, Any]:
     common.apply_host_memory("keep")
-    import torch
-
-    if cfg["threads"]:
-        torch.set_num_threads(cfg["threads"])
+    common.set_threads(cfg["threads"])
     unit = _phase(cfg["phase"])
     for _ in range(cfg["warmup"]):
         unit()
@@ -159,9 +155,8 @@ def _fair_slowdown(threads: int, competing: int) -> float:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Slowdown of each phase next to a competing CPU load, against the quiet run.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    parser = common.argument_parser(
+        "Slowdown of each phase next to a competing CPU load, against the quiet run."
     )
     parser.add_argument(
         "--phases", default=",".join(PHASES), help="comma list of " + ", ".join(PHASES)
@@ -179,24 +174,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--load-kind", choices=sorted(LOADS), default="torch", dest="load_kind")
     parser.add_argument("--repeats", type=int, default=5, help="timed units per run")
     parser.add_argument("--warmup", type=int, default=1, help="untimed units first")
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds per worker")
-    parser.add_argument("--out", type=Path, help="CSV path (default benchmarks/results/...)")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    common.add_worker_options(parser, timeout=1800, timeout_help="seconds per worker")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.worker:
-        common.worker_result(worker(json.loads(args.worker)))
-        return 0
-    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    args = common.parse_args(_parser(), argv, worker)
+    phases = common.comma_list(args.phases)
     if unknown := [p for p in phases if p not in PHASES]:
         raise SystemExit(f"unknown phase: {unknown}")
     competing = _load_threads(args.load_kind, args.load)
     rows = []
     info: dict[str, Any] = {}
-    policies = [p.strip() for p in args.wait_policy.split(",") if p.strip()]
+    policies = common.comma_list(args.wait_policy)
     if unknown := [p for p in policies if p not in WAIT_POLICIES]:
         raise SystemExit(f"unknown wait policy: {unknown}")
     settings = [
@@ -249,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         f"ERROR {r['phase']} threads {r['threads']}: {r['error']}" for r in rows if "error" in r
     ]
     common.emit(title, rows, TABLE_COLUMNS, CSV_COLUMNS, out, notes)
-    return 1 if any("error" in r for r in rows) else 0
+    return common.exit_code(rows)
 
 
 if __name__ == "__main__":

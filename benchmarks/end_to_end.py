@@ -17,7 +17,6 @@ Goal: at most 15 minutes on the machine at hand.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import resource
@@ -111,10 +110,9 @@ def node_times(lines: list[tuple[float, str]], wall: float) -> list[tuple[str, f
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Time `kedro run --pipeline=uda` end to end, by default in a fresh copy "
-        "of the project with an empty data folder.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    parser = common.argument_parser(
+        "Time `kedro run --pipeline=uda` end to end, by default in a fresh copy "
+        "of the project with an empty data folder."
     )
     parser.add_argument("--pipeline", default="uda")
     parser.add_argument("--params", default="",

@@ -23,11 +23,9 @@ and inputs. ``speedup`` is relative to the sequential row. The paper's test sett
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 from contextlib import nullcontext
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +51,11 @@ CSV_COLUMNS = (
     "channels_last", "device", "cpu", "gpu", "torch", "threads", "host_memory", "repeats", "mem_source",
     "times_s", "error",
 )  # fmt: skip
+# A row's fields from its workers' results (_common.pooled): the first's, the largest.
+POOLED_COPIED = (
+    "device", "cpu", "gpu", "torch", "threads", "mem_source", "windows", "network_calls",
+)  # fmt: skip
+POOLED_MAXIMA = ("peak_mb", "extra_mb", "faults_per_call")
 
 
 class _PageFaults:
@@ -85,16 +88,8 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
     from hrda_kedro.hrda.networks import NetworkConfig, build_network
     from hrda_kedro.hrda.windows import sliding_window_boxes
 
-    if cfg["threads"]:
-        torch.set_num_threads(cfg["threads"])
-    device = torch.device(
-        cfg["device"]
-        if cfg["device"] != "auto"
-        else ("cuda" if torch.cuda.is_available() else "cpu")
-    )
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.set_float32_matmul_precision("high")
+    common.set_threads(cfg["threads"])
+    device = common.worker_device(cfg["device"])
     torch.manual_seed(0)
     network = build_network(
         NetworkConfig(encoder=cfg["encoder"], decoder_embed_dim=cfg["embed_dim"],
@@ -130,17 +125,12 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
     per_call = windows if batch_size is None else batch_size
     calls = math.ceil(windows / per_call)
     network_calls = windows * (1 + hr_crops) if cfg["chunk"] == "sequential" else 2 * calls
-    memory = common.DeviceMemory(device)
     faults = _PageFaults()
-    times = common.timed_calls(faults.counting(predict), device, cfg["warmup"], cfg["repeats"])
-    peak = memory.peak_mb()
+    measured = common.timed_with_memory(
+        faults.counting(predict), device, cfg["warmup"], cfg["repeats"]
+    )
     return {
-        **common.machine_info(str(device)),
-        "device": str(device),
-        "times_s": times,
-        "peak_mb": peak,
-        "extra_mb": peak - memory.baseline_mb,
-        "mem_source": memory.source,
+        **measured,
         "faults_per_call": faults.median_of_timed(cfg["repeats"]),
         "windows": f"{windows} x (1 LR + {hr_crops} HR)",
         "network_calls": network_calls,
@@ -148,17 +138,14 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Images/s and peak memory of full-image sliding-window HRDA prediction, "
-        "windows batched in chunks versus one by one.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    parser = common.argument_parser(
+        "Images/s and peak memory of full-image sliding-window HRDA prediction, "
+        "windows batched in chunks versus one by one."
     )
-    parser.add_argument(
-        "--preset",
-        choices=sorted(PRESETS),
-        help="paper: MiT-B5, 2048x1024 images, 1024 windows, 512 detail",
+    common.add_preset_option(
+        parser, PRESETS, "paper: MiT-B5, 2048x1024 images, 1024 windows, 512 detail"
     )
-    parser.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
+    common.add_device_option(parser)
     parser.add_argument("--encoder", help=f"default {DEFAULTS['encoder']}")
     parser.add_argument(
         "--embed-dim", type=int, dest="embed_dim", help=f"default {DEFAULTS['embed_dim']}"
@@ -181,29 +168,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, help=f"untimed calls (default {DEFAULTS['warmup']})")
     parser.add_argument("--precision", default="fp32", help="fp32 | bf16 | fp32,bf16")
     parser.add_argument("--channels-last", action="store_true", dest="channels_last")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    common.add_threads_option(parser)
     common.add_host_memory_option(parser)
-    parser.add_argument(
-        "--rounds",
-        type=int,
-        default=1,
-        help="repeat all modes this many times, interleaved, and pool the times",
+    common.add_rounds_option(
+        parser, "repeat all modes this many times, interleaved, and pool the times"
     )
-    parser.add_argument("--timeout", type=float, default=3600, help="seconds per row")
-    parser.add_argument("--out", type=Path, help="CSV path (default benchmarks/results/...)")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    common.add_worker_options(parser, timeout_help="seconds per row")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.worker:
-        common.worker_result(worker(json.loads(args.worker)))
-        return 0
-    settings = {**DEFAULTS, **(PRESETS[args.preset] if args.preset else {})}
-    for key in DEFAULTS:
-        if getattr(args, key) is not None:
-            settings[key] = getattr(args, key)
+    args = common.parse_args(_parser(), argv, worker)
+    settings = common.preset_settings(args, DEFAULTS, PRESETS)
     for key in ("image", "window", "detail"):
         settings[key] = common.parse_hw(str(settings[key]))
     window = settings["window"]
@@ -211,22 +187,13 @@ def main(argv: list[str] | None = None) -> int:
         common.parse_hw(args.stride) if args.stride else (window[0] // 2, window[1] // 2)
     )
     chunks: list[Any] = ["sequential"]
-    for item in (c.strip() for c in args.chunks.split(",")):
-        if item:
-            chunks.append("all" if item == "all" else int(item))
-    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
-    runs: dict[tuple[str, Any], list[dict[str, Any]]] = {}
-    info: dict[str, Any] = {}
-    for _ in range(args.rounds):  # rounds interleave the modes against machine drift
-        for precision in precisions:
-            for chunk in chunks:
-                cfg = {**settings, "scale": args.scale, "chunk": chunk, "precision": precision,
-                       "device": args.device, "channels_last": args.channels_last,
-                       "threads": args.threads, "host_memory": args.host_memory}  # fmt: skip
-                result = common.run_worker(Path(__file__), cfg, args.timeout)
-                runs.setdefault((precision, chunk), []).append(result)
-                if "error" not in result:
-                    info = result
+    chunks += ["all" if item == "all" else int(item) for item in common.comma_list(args.chunks)]
+    precisions = common.comma_list(args.precision)
+    shared = {**settings, "scale": args.scale, "device": args.device,
+              "channels_last": args.channels_last, "threads": args.threads,
+              "host_memory": args.host_memory}  # fmt: skip
+    grid = {"precision": precisions, "chunk": chunks}  # rounds interleave the modes
+    runs, info = common.run_rounds(Path(__file__), shared, grid, args.rounds, args.timeout)
     rows = []
     base: dict[str, float] = {}
     for (precision, chunk), results in runs.items():
@@ -244,32 +211,20 @@ def main(argv: list[str] | None = None) -> int:
             "host_memory": args.host_memory,
             "repeats": settings["repeats"] * len(results),
         }
-        errors = [r["error"] for r in results if "error" in r]
-        good = [r for r in results if "error" not in r]
-        if errors:
-            row["error"] = errors[0]
-        if good:
-            row.update({k: good[0][k] for k in ("device", "cpu", "gpu", "torch", "threads",
-                                                 "mem_source", "windows", "network_calls")})  # fmt: skip
-            row["peak_mb"] = max(r["peak_mb"] for r in good)
-            row["extra_mb"] = max(r["extra_mb"] for r in good)
-            row["faults_per_call"] = max(r["faults_per_call"] for r in good)
-            times = [t for r in good for t in r["times_s"]]
-            row["median_s"] = common.median(times)
+        row.update(common.pooled(results, POOLED_COPIED, POOLED_MAXIMA))
+        if "median_s" in row:
             row["images_per_s"] = settings["images"] / row["median_s"]
-            row["times_s"] = ";".join(f"{t:.5f}" for t in times)
             base.setdefault(precision, row["images_per_s"])
             row["speedup"] = row["images_per_s"] / base[precision]
         rows.append(row)
-    tag = "-".join([args.preset or "custom", settings["encoder"], common.fmt_hw(settings["image"]),
-                    info.get("device", args.device).split(":")[0], *precisions])  # fmt: skip
-    out = args.out or common.RESULTS_DIR / f"inference_{common.slug(tag)}.csv"
+    tags = [args.preset or "custom", settings["encoder"], common.fmt_hw(settings["image"]),
+            common.device_type(info, args.device), *precisions]  # fmt: skip
+    out = common.tagged_csv(args.out, "inference", tags)
     title = (
         f"Full-image inference, {settings['encoder']}, {settings['images']} image(s) "
         f"{common.fmt_hw(settings['image'])}, window {common.fmt_hw(window)} stride "
         f"{common.fmt_hw(settings['stride'])}, detail {common.fmt_hw(settings['detail'])}\n"
-        f"machine: {info.get('gpu') or info.get('cpu', '?')} | torch {info.get('torch', '?')} "
-        f"| threads {info.get('threads', '?')} | {datetime.now():%Y-%m-%d %H:%M}"
+        + common.machine_line(info)
     )
     notes = [""]
     for precision in precisions:
@@ -283,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     notes += [f"ERROR {r['mode']} ({r['precision']}): {r['error']}" for r in rows if r.get("error")]
     common.emit(title, rows, TABLE_COLUMNS, CSV_COLUMNS, out, notes)
-    return 1 if any(r.get("error") for r in rows) else 0
+    return common.exit_code(rows)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,6 @@ before the call. Goal (issue 15): at most 1 GB for a 12 MP photo.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from datetime import datetime
@@ -40,8 +38,7 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
     from hrda_kedro.hrda.inference import predict_full_image, predict_full_image_labels
     from hrda_kedro.hrda.model_config import SlidingWindows
 
-    if cfg["threads"]:
-        torch.set_num_threads(cfg["threads"])
+    common.set_threads(cfg["threads"])
     model = train_step._model({**train_step.DEFAULTS, "detail": (128, 128)}, "hrda").eval()
     height, width = cfg["image"]
     image = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(0))
@@ -67,27 +64,19 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = common.argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--image", default="3000x4000", help="photo size HxW")
     parser.add_argument(
         "--modes", default=",".join(MODES), help="comma list of " + ", ".join(MODES)
     )
     parser.add_argument("--window-batch", type=int, default=4, dest="batch")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    common.add_threads_option(parser)
     common.add_host_memory_option(parser)
-    parser.add_argument("--timeout", type=float, default=3600)
-    parser.add_argument("--out", type=Path, help="CSV path (default benchmarks/results/...)")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker:
-        common.worker_result(worker(json.loads(args.worker)))
-        return 0
+    common.add_worker_options(parser)
+    args = common.parse_args(parser, argv, worker)
     image = common.parse_hw(args.image)
     rows, digests = [], {}
-    for mode in (m.strip() for m in args.modes.split(",") if m.strip()):
+    for mode in common.comma_list(args.modes):
         cfg = {"mode": mode, "image": image, "batch": args.batch, "threads": args.threads,
                "host_memory": args.host_memory}  # fmt: skip
         result = common.run_worker(Path(__file__), cfg, args.timeout)
@@ -105,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or common.RESULTS_DIR / f"large_image_{common.fmt_hw(image)}.csv"
     title = f"Predicting one {common.fmt_hw(image)} photo | {datetime.now():%Y-%m-%d %H:%M}"
     common.emit(title, rows, TABLE_COLUMNS, CSV_COLUMNS, out)
-    return 1 if any("error" in r for r in rows) else 0
+    return common.exit_code(rows)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,6 @@ import sys
 import tempfile
 import warnings
 from collections import defaultdict
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +57,10 @@ import _common as common  # noqa: E402 - the benchmarks folder is not a package
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"encoder": "mit-nano", "embed_dim": 16, "image": "64x128", "context": "64",
              "detail": "32", "iterations": 30, "skip": 3},
+}  # fmt: skip
+DEFAULTS: dict[str, Any] = {
+    "image": "256x512", "iterations": 60, "skip": 5, "encoder": None, "embed_dim": None,
+    "context": None, "detail": None,
 }  # fmt: skip
 COMPUTE = ("forward", "teacher_forward", "backward", "update", "ema")
 IN_STEP = ("source", "pseudo_labels", "mix", "mic")  # less the compute regions inside them
@@ -224,8 +227,7 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
     from hrda_kedro.runtime.devices import resolve_device
     from hrda_kedro.runtime.models import build_model
 
-    if cfg["threads"]:
-        torch.set_num_threads(cfg["threads"])
+    common.set_threads(cfg["threads"])
     conf = _load_conf(Path(cfg["conf"]))
     model_dict = json.loads(json.dumps(conf["model"]))
     network, hrda = model_dict["network"], model_dict["hrda"]
@@ -350,19 +352,18 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Share of training-loop wall time outside forward, backward and optimizer, "
-        "for the real Trainer (source-only and self-training).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    parser = common.argument_parser(
+        "Share of training-loop wall time outside forward, backward and optimizer, "
+        "for the real Trainer (source-only and self-training)."
     )
-    parser.add_argument("--preset", choices=sorted(PRESETS), help="tiny: mit-nano, 64x128 images")
+    common.add_preset_option(parser, PRESETS, "tiny: mit-nano, 64x128 images")
     parser.add_argument(
         "--conf",
         type=Path,
         default=common.REPO_ROOT / "conf" / "base",
         help="folder with the parameters*.yml the loop is configured from",
     )
-    parser.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
+    common.add_device_option(parser)
     parser.add_argument("--stages", default="source-only,self-training")
     parser.add_argument(
         "--data",
@@ -380,11 +381,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache", action="store_true", help="decode embedded PNGs once up front")
     parser.add_argument(
         "--image",
-        help="synthetic / drawn image HxW (default 256x512, the embedded benchmark's size)",
+        help=f"synthetic / drawn image HxW (default {DEFAULTS['image']}, the embedded "
+        "benchmark's size)",
     )
     parser.add_argument("--count", type=int, default=16, help="synthetic images per domain")
-    parser.add_argument("--iterations", type=int, help="steps per stage (default 60)")
-    parser.add_argument("--skip", type=int, help="first steps left out of the shares (default 5)")
+    parser.add_argument(
+        "--iterations", type=int, help=f"steps per stage (default {DEFAULTS['iterations']})"
+    )
+    parser.add_argument(
+        "--skip", type=int, help=f"first steps left out of the shares (default {DEFAULTS['skip']})"
+    )
     parser.add_argument("--encoder", help="override model.network.encoder")
     parser.add_argument("--embed-dim", type=int, dest="embed_dim", help="override head channels")
     parser.add_argument("--context", help="override model.hrda.context_crop (HR)")
@@ -400,35 +406,25 @@ def _parser() -> argparse.ArgumentParser:
         dest="sync_debug",
         help="CUDA: count the library's host synchronisations per step",
     )
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    parser.add_argument("--timeout", type=float, default=3600)
-    parser.add_argument("--out", type=Path, help="CSV path (default benchmarks/results/...)")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    common.add_threads_option(parser)
+    common.add_worker_options(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.worker:
-        common.worker_result(worker(json.loads(args.worker)))
-        return 0
-    preset = PRESETS.get(args.preset or "", {})
-    pick = lambda key, default: (  # noqa: E731 - local shorthand
-        getattr(args, key) if getattr(args, key) is not None else preset.get(key, default)
-    )
+    args = common.parse_args(_parser(), argv, worker)
+    settings = common.preset_settings(args, DEFAULTS, PRESETS)
     base = {
-        "conf": str(args.conf), "device": args.device, "threads": args.threads,
-        "image": common.parse_hw(pick("image", "256x512")), "count": args.count,
-        "iterations": pick("iterations", 60), "skip": pick("skip", 5),
-        "encoder": pick("encoder", None), "embed_dim": pick("embed_dim", None),
-        "context": common.parse_hw(c) if (c := pick("context", None)) else None,
-        "detail": common.parse_hw(d) if (d := pick("detail", None)) else None,
+        **settings, "conf": str(args.conf), "device": args.device, "threads": args.threads,
+        "image": common.parse_hw(settings["image"]), "count": args.count,
+        "context": common.parse_hw(c) if (c := settings["context"]) else None,
+        "detail": common.parse_hw(d) if (d := settings["detail"]) else None,
         "log_every": args.log_every, "checkpoint_every": args.checkpoint_every,
         "embedded_root": args.embedded_root, "draw": args.draw, "cache": args.cache,
         "progress_bar": args.progress_bar, "sync_debug": args.sync_debug,
     }  # fmt: skip
     notes = [""]
-    datas = [d.strip() for d in args.data.split(",") if d.strip()]
+    datas = common.comma_list(args.data)
     if (
         "embedded" in datas
         and not args.draw
@@ -440,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     info: dict[str, Any] = {}
     for data in datas:
-        for stage in [s.strip() for s in args.stages.split(",") if s.strip()]:
+        for stage in common.comma_list(args.stages):
             cfg = {**base, "data": data, "stage": stage}
             result = common.run_worker(Path(__file__), cfg, args.timeout)
             data_label = data + (" (cached)" if data == "embedded" and args.cache else "")
@@ -457,21 +453,22 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 row.update(summarize(result))
             rows.append(row)
-    tag = "-".join([args.preset or "conf", info.get("encoder", "model"),
-                    info.get("device", args.device).split(":")[0]])  # fmt: skip
-    out = args.out or common.RESULTS_DIR / f"loop_efficiency_{common.slug(tag)}.csv"
+    tags = [
+        args.preset or "conf",
+        info.get("encoder", "model"),
+        common.device_type(info, args.device),
+    ]
+    out = common.tagged_csv(args.out, "loop_efficiency", tags)
     title = (
         f"Training-loop efficiency ({info.get('encoder', '?')}, context {info.get('context', '?')}, "
         f"detail {info.get('detail', '?')}, batch {info.get('batch', '?')}, "
-        f"{info.get('precision', '?')})\nmachine: {info.get('gpu') or info.get('cpu', '?')} | "
-        f"torch {info.get('torch', '?')} | threads {info.get('threads', '?')} | "
-        f"{datetime.now():%Y-%m-%d %H:%M}"
+        f"{info.get('precision', '?')})\n" + common.machine_line(info)
     )
     ok = [r for r in rows if not r.get("error")]
     notes += ["", "per step (ms):", common.format_table(ok, BREAKDOWN_COLUMNS)] if ok else []
     notes += [f"ERROR {r['stage']} / {r['data']}: {r['error']}" for r in rows if r.get("error")]
     common.emit(title, rows, TABLE_COLUMNS, CSV_COLUMNS, out, notes)
-    return 1 if any(r.get("error") for r in rows) else 0
+    return common.exit_code(rows)
 
 
 if __name__ == "__main__":

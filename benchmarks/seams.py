@@ -15,7 +15,6 @@ neighbour), and reports:
 
 from __future__ import annotations
 
-import argparse
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -51,10 +50,7 @@ def _changes(labels: Any, stride: int) -> tuple[float, float, float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = common.argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, default=Path("."), help="the Kedro project")
     parser.add_argument(
         "--checkpoint",
@@ -66,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         "--upscale", type=int, default=2, help="also predict images this much larger"
     )
     parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--out", type=Path, help="CSV path (default benchmarks/results/...)")
+    common.add_out_option(parser)
     args = parser.parse_args(argv)
 
     import pandas as pd
@@ -81,8 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from hrda_kedro.runtime.models import model_from_checkpoint
     from hrda_kedro.runtime.training_data import labelled_dataset
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    common.set_threads(args.threads)
     project = args.project.resolve()
     checkpoint, path = load_checkpoint_file(str(project / args.checkpoint))
     model, trained = model_from_checkpoint(checkpoint, str(path))

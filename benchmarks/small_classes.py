@@ -6,8 +6,9 @@ the domain shift loses it. This script tells them apart. For each trained model 
 project (``source_only``, ``round_1``, ``round_2`` by default, read through the project's
 Kedro catalog, so versioned checkpoints resolve as in a run) it predicts the first
 ``--images`` images of ``source_train`` (labels seen in training), of ``source_val`` and of
-``target_val`` with the fused HRDA sliding-window prediction and prints, per small class,
-the IoU, the share of ground-truth pixels and the share of predicted pixels. ``source_val``
+``target_val`` with the fused HRDA sliding-window prediction (the ``model.inference``
+windows its checkpoint records, as the run's evaluation used them) and prints, per small
+class, the IoU, the share of ground-truth pixels and the share of predicted pixels. ``source_val``
 exists only for the embedded benchmark: fresh source images drawn by its generator after
 the last ``source_train`` index (never trained on), so that the source-only model's
 source-val vs. target-val mIoU measures the domain gap. Run it after ``kedro run
@@ -16,7 +17,6 @@ source-val vs. target-val mIoU measures the domain gap. Run it after ``kedro run
 
 from __future__ import annotations
 
-import argparse
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -62,23 +62,15 @@ def _source_val(embedded: dict[str, Any], count: int) -> list[dict[str, Any]]:
 
 
 def measure(project: Path, models: list[str], images: int) -> list[dict[str, Any]]:
-    import torch
+    """Load the project's data and ``models`` through its Kedro catalog, then :func:`score`."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
-    from hrda_kedro.data.labels import CITYSCAPES_CLASSES
-    from hrda_kedro.hrda import normalize
-    from hrda_kedro.hrda.inference import predict_full_image
-    from hrda_kedro.hrda.metrics import confusion_matrix, iou_per_class
-    from hrda_kedro.hrda.model_config import ModelConfig
-    from hrda_kedro.params import parse
-    from hrda_kedro.runtime.models import model_from_checkpoint
     from hrda_kedro.runtime.training_data import labelled_dataset
 
     bootstrap_project(project)
     with KedroSession.create(project_path=project) as session:
         catalog = session.load_context().catalog
-        params = parse(ModelConfig, catalog.load("params:model"), "model")
         data: dict[str, Any] = {
             split: labelled_dataset(catalog.load(f"{split}_manifest"))
             for split in ("source_train", "target_val")
@@ -88,22 +80,41 @@ def measure(project: Path, models: list[str], images: int) -> list[dict[str, Any
             data["source_val"] = _source_val(catalog.load("params:ingestion")["embedded"], images)
         data = {split: data[split] for split in SPLITS if split in data}
         checkpoints = {name: catalog.load(_catalog_name(name)) for name in models}
+    return score(checkpoints, data, images)
+
+
+def score(
+    checkpoints: dict[str, dict[str, Any]], data: dict[str, Any], images: int
+) -> list[dict[str, Any]]:
+    """One row per checkpoint and split: mIoU and the small classes' IoU and pixel shares.
+
+    Each model predicts with the ``model.inference`` windows (window, stride, batch,
+    weights) of the run that trained it, as recorded in its checkpoint, through the
+    evaluation's ``ModelConfig.sliding_windows``: the target-val figures are the run's
+    evaluation's, also where the run set them with ``--params``, which the project's
+    configuration read afterwards would not know."""
+    import torch
+
+    from hrda_kedro.data.labels import CITYSCAPES_CLASSES
+    from hrda_kedro.hrda import normalize
+    from hrda_kedro.hrda.inference import predict_full_image
+    from hrda_kedro.hrda.metrics import confusion_matrix, iou_per_class
+    from hrda_kedro.runtime.models import model_from_checkpoint
+
     num_classes = len(CITYSCAPES_CLASSES)
     index = [CITYSCAPES_CLASSES.index(c) for c in SMALL_CLASSES]
-    windows = params.sliding_windows(weights="uniform")
     rows = []
     for name, checkpoint in checkpoints.items():
-        model, _ = model_from_checkpoint(checkpoint, name)
-        model.eval()
+        net, trained = model_from_checkpoint(checkpoint, name)
+        net.eval()
+        windows = trained.sliding_windows()
         for split, dataset in data.items():
             count = min(images, len(dataset))
             cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
             for i in range(count):
                 item = dataset[i]
                 with torch.inference_mode():
-                    logits = predict_full_image(
-                        model, normalize(item["image"].unsqueeze(0)), windows
-                    )
+                    logits = predict_full_image(net, normalize(item["image"].unsqueeze(0)), windows)
                 cm += confusion_matrix(logits.argmax(1)[0], item["label"], num_classes)
             iou = iou_per_class(cm)
             gt_share = cm.sum(1).double() / cm.sum()
@@ -124,22 +135,18 @@ def measure(project: Path, models: list[str], images: int) -> list[dict[str, Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="IoU and pixel shares of the small classes on source-train (seen labels) "
-        "and target-val, for each trained model of a project.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    parser = common.argument_parser(
+        "IoU and pixel shares of the small classes on source-train (seen labels) "
+        "and target-val, for each trained model of a project."
     )
     parser.add_argument("--project", type=Path, default=common.REPO_ROOT)
     parser.add_argument("--models", default="source_only,round_1,round_2")
     parser.add_argument("--images", type=int, default=40, help="first N images of each split")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    parser.add_argument("--out", type=Path, help="CSV path (default benchmarks/results/...)")
+    common.add_threads_option(parser)
+    common.add_out_option(parser)
     args = parser.parse_args(argv)
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    common.set_threads(args.threads)
+    models = common.comma_list(args.models)
     rows = measure(args.project.resolve(), models, args.images)
     info = common.machine_info("cpu")
     for row in rows:

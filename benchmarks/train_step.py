@@ -41,11 +41,9 @@ what this hardware reaches; ``peak_share`` is the share of a data-sheet ``--peak
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from contextlib import nullcontext
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +76,10 @@ CSV_COLUMNS = (
     "channels_last", "device", "cpu", "gpu", "torch", "threads", "host_memory", "compile", "steps", "warmup",
     "mem_source", "matmul_gflops", "conv3x3_gflops", "times_s", "error",
 )  # fmt: skip
+# A row's fields from its workers' results (_common.pooled): the first's, the largest (of
+# the measured peaks: the ceiling any worker of the row saw on this machine).
+POOLED_COPIED = ("device", "cpu", "gpu", "torch", "threads", "mem_source", "flops")
+POOLED_MAXIMA = ("peak_mb", "step_mem_mb", "first_step_s", "matmul_gflops", "conv3x3_gflops")
 
 
 # --------------------------------------------------------------------------- worker
@@ -242,15 +244,8 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
     common.apply_host_memory(cfg["host_memory"])
     import torch
 
-    if cfg["threads"]:
-        torch.set_num_threads(cfg["threads"])
-    device_name = cfg["device"]
-    if device_name == "auto":
-        device_name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device_name)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.set_float32_matmul_precision("high")
+    common.set_threads(cfg["threads"])
+    device = common.worker_device(cfg["device"])
     dtype = torch.bfloat16 if cfg["precision"] == "bf16" else None
 
     def autocast() -> Any:
@@ -273,20 +268,14 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
         common.synchronize(device)
         first_step_s.append(time.perf_counter() - tic)
 
-    memory = common.DeviceMemory(device)
-    times = common.timed_calls(step_timing_the_first, device, cfg["warmup"], cfg["steps"])
-    peak = memory.peak_mb()
+    measured = common.timed_with_memory(
+        step_timing_the_first, device, cfg["warmup"], cfg["steps"], extra="step_mem_mb"
+    )
     flops, flops_per_op = common.count_flops(step)
     peaks = common.measured_peaks(device, dtype)
-    info = common.machine_info(str(device))
     profile = _profile_table(step, device, cfg["profile"]) if cfg["profile"] else ""
     return {
-        **info,
-        "device": str(device),
-        "times_s": times,
-        "peak_mb": peak,
-        "step_mem_mb": peak - memory.baseline_mb,
-        "mem_source": memory.source,
+        **measured,
         "flops": flops,
         "flops_per_op": flops_per_op,
         **peaks,
@@ -315,19 +304,17 @@ def _profile_table(step: Any, device: Any, rows: int) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Median training-step time, peak memory and TFLOP/s of LR-only "
-        "(DAFormer), naive full-resolution and HRDA on the same network and batch.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    parser = common.argument_parser(
+        "Median training-step time, peak memory and TFLOP/s of LR-only "
+        "(DAFormer), naive full-resolution and HRDA on the same network and batch."
     )
-    parser.add_argument(
-        "--preset",
-        choices=sorted(PRESETS),
-        help="start from a preset; "
-        "explicit options override it (paper: MiT-B5, 1024 HR context -> "
-        "512 LR, 512 detail, batch 2, with --uda)",
+    common.add_preset_option(
+        parser,
+        PRESETS,
+        "start from a preset; explicit options override it (paper: MiT-B5, 1024 HR context "
+        "-> 512 LR, 512 detail, batch 2, with --uda)",
     )
-    parser.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
+    common.add_device_option(parser)
     parser.add_argument("--encoder", help=f"mit-nano .. mit-b5 (default {DEFAULTS['encoder']})")
     parser.add_argument(
         "--embed-dim",
@@ -381,13 +368,11 @@ def _parser() -> argparse.ArgumentParser:
         help="the hardware's peak TFLOP/s for the chosen precision, for the "
         "peak_share column (e.g. H100 SXM dense bf16 ~989)",
     )
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    common.add_threads_option(parser)
     common.add_host_memory_option(parser)
-    parser.add_argument(
-        "--rounds",
-        type=int,
-        default=1,
-        help="repeat all variants this many times, interleaved, and pool the "
+    common.add_rounds_option(
+        parser,
+        "repeat all variants this many times, interleaved, and pool the "
         "step times (robust against a drifting, shared machine)",
     )
     parser.add_argument(
@@ -403,18 +388,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="torch.compile the network's encoder, segmentation and attention heads",
     )
-    parser.add_argument("--timeout", type=float, default=3600, help="seconds per variant")
-    parser.add_argument("--out", type=Path, help="CSV path (default benchmarks/results/...)")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    common.add_worker_options(parser, timeout_help="seconds per variant")
     return parser
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    settings = {**DEFAULTS, **(PRESETS[args.preset] if args.preset else {})}
-    for key in DEFAULTS:
-        value = getattr(args, key)
-        if value is not None:
-            settings[key] = value
+    settings = common.preset_settings(args, DEFAULTS, PRESETS)
     settings["context"] = common.parse_hw(str(settings["context"]))
     settings["detail"] = common.parse_hw(str(settings["detail"]))
     return settings
@@ -454,13 +433,10 @@ def _ratio_notes(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.worker:
-        common.worker_result(worker(json.loads(args.worker)))
-        return 0
+    args = common.parse_args(_parser(), argv, worker)
     settings = _settings(args)
-    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    precisions = common.comma_list(args.precision)
+    variants = common.comma_list(args.variants)
     bad = [p for p in precisions if p not in ("fp32", "bf16")] + [
         v for v in variants if v not in VARIANTS
     ]
@@ -470,26 +446,11 @@ def main(argv: list[str] | None = None) -> int:
         variants += [f"uda_{v}" for v in variants]
         if args.mic and "hrda" in variants:
             variants.append("uda_hrda_mic")
-    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    info: dict[str, Any] = {}
-    for _ in range(args.rounds):  # rounds interleave the variants against machine drift
-        for precision in precisions:
-            for variant in variants:
-                cfg = {
-                    **settings,
-                    "variant": variant,
-                    "precision": precision,
-                    "device": args.device,
-                    "channels_last": args.channels_last,
-                    "host_memory": args.host_memory,
-                    "threads": args.threads,
-                    "compile": args.compile,
-                    "profile": args.profile,
-                }
-                result = common.run_worker(Path(__file__), cfg, args.timeout)
-                runs.setdefault((precision, variant), []).append(result)
-                if "error" not in result:
-                    info = result
+    shared = {**settings, "device": args.device, "channels_last": args.channels_last,
+              "host_memory": args.host_memory, "threads": args.threads,
+              "compile": args.compile, "profile": args.profile}  # fmt: skip
+    grid = {"precision": precisions, "variant": variants}  # rounds interleave the variants
+    runs, info = common.run_rounds(Path(__file__), shared, grid, args.rounds, args.timeout)
     rows = []
     for (precision, variant), results in runs.items():
         network_input, description = _describe(
@@ -511,41 +472,26 @@ def main(argv: list[str] | None = None) -> int:
             "steps": settings["steps"] * len(results),
             "warmup": settings["warmup"],
         }
-        errors = [r["error"] for r in results if "error" in r]
-        good = [r for r in results if "error" not in r]
-        if errors:
-            row["error"] = errors[0]
-        if good:
-            row.update({k: good[0][k] for k in ("device", "cpu", "gpu", "torch", "threads",
-                                                 "mem_source")})  # fmt: skip
-            row["peak_mb"] = max(r["peak_mb"] for r in good)
-            row["step_mem_mb"] = max(r["step_mem_mb"] for r in good)
-            times = [t for r in good for t in r["times_s"]]
-            row["median_s"] = common.median(times)
-            row["min_s"] = min(times)
-            row["times_s"] = ";".join(f"{t:.5f}" for t in times)
-            row["gflop"] = good[0]["flops"] / 1e9
-            row["first_step_s"] = max(r["first_step_s"] for r in good)
-            row["tflops"] = good[0]["flops"] / row["median_s"] / 1e12
+        row.update(common.pooled(results, POOLED_COPIED, POOLED_MAXIMA))
+        if "median_s" in row:
+            flops = row.pop("flops")
+            row["gflop"] = flops / 1e9
+            row["tflops"] = flops / row["median_s"] / 1e12
             for peak in ("matmul", "conv3x3"):
-                # The best peak any worker of this row saw: the ceiling on this machine.
-                best = max(r[f"{peak}_gflops"] for r in good)
-                row[f"{peak}_gflops"] = best
-                row[f"{peak.removesuffix('3x3')}_share"] = row["tflops"] * 1e3 / best
+                row[f"{peak.removesuffix('3x3')}_share"] = (
+                    row["tflops"] * 1e3 / row[f"{peak}_gflops"]
+                )
             if args.peak_tflops:
                 row["peak_share"] = row["tflops"] / args.peak_tflops
         rows.append(row)
-    tag = "-".join(
-        [args.preset or "custom", settings["encoder"], common.fmt_hw(settings["context"]),
-         info.get("device", args.device).split(":")[0], *precisions]
-    )  # fmt: skip
-    out = args.out or common.RESULTS_DIR / f"train_step_{common.slug(tag)}.csv"
+    tags = [args.preset or "custom", settings["encoder"], common.fmt_hw(settings["context"]),
+            common.device_type(info, args.device), *precisions]  # fmt: skip
+    out = common.tagged_csv(args.out, "train_step", tags)
     title = (
         f"Training step, {settings['encoder']}, batch {settings['batch']}, HR context "
         f"{common.fmt_hw(settings['context'])}, scale {settings['scale']}, detail "
         f"{common.fmt_hw(settings['detail'])}, channels_last={args.channels_last}\n"
-        f"machine: {info.get('gpu') or info.get('cpu', '?')} | torch {info.get('torch', '?')} "
-        f"| threads {info.get('threads', '?')} | {datetime.now():%Y-%m-%d %H:%M}"
+        + common.machine_line(info)
     )
     notes = ["", *_ratio_notes(rows)]
     notes += [
@@ -558,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
         if result.get("profile")
     ]
     common.emit(title, rows, TABLE_COLUMNS, CSV_COLUMNS, out, notes)
-    return 1 if any(r.get("error") for r in rows) else 0
+    return common.exit_code(rows)
 
 
 if __name__ == "__main__":

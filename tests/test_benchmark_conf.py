@@ -66,7 +66,7 @@ def test_domain_generalization_is_source_only_with_three_targets() -> None:
         "mapillary": "mapillary",
     }
     assert _rounds(parameters) == 0  # the uda pipeline: ingestion, source-only, evaluation
-    assert parameters["predict"]["checkpoint"] == "data/06_models/source_only/model.pt"
+    assert parameters["predict"]["checkpoint"] is None  # the catalog's final: source_only_model
     warmup = parse(TrainingConfig, parameters["warmup"], "warmup")
     assert warmup.iterations == 40000 and warmup.optimizer.lr == 6e-5
     assert warmup.optimizer.warmup_iters == 1500 and warmup.rare_class_sampling.temperature == 0.01

@@ -3,6 +3,9 @@
 ``uda`` chains ``ingestion`` -> ``warmup`` -> ``self_training`` (``rounds`` namespaced
 rounds) -> ``evaluation``. The number of rounds shapes the graph, so it is read from the
 run's configuration (``self_training.rounds``, environment and ``--params`` included).
+``predict``, ``export`` and ``export_onnx`` read the run's final model
+(:func:`~hrda_kedro.pipelines.self_training.pipeline.final_model`: the last round's, or the
+warmup's ``source_only_model`` with ``rounds: 0``).
 
 Pipelines are listed explicitly rather than found with ``find_pipelines``: since Kedro 1.7
 the CLI restricts discovery to the requested names, which cannot see composite pipelines
@@ -45,6 +48,7 @@ def register_pipelines(parameters: Mapping[str, Any] | None = None) -> dict[str,
     if parameters is None:
         parameters = run_parameters()
     rounds = _rounds(parameters)
+    model = self_training.final_model(rounds)
     # Kedro warns when a node reads a dotted dataset name outside its namespace; ours are
     # all Kedro namespaces (``round_1.model`` feeds round 2 and the evaluation), not
     # hand-made dots, so the warning would only repeat on every command.
@@ -55,10 +59,10 @@ def register_pipelines(parameters: Mapping[str, Any] | None = None) -> dict[str,
             "warmup": warmup.create_pipeline(),
             "self_training": self_training.create_pipeline(rounds=rounds),
             "evaluation": evaluation.create_pipeline(rounds=rounds),
-            "predict": predict.create_pipeline(model=f"round_{rounds}.model"),
+            "predict": predict.create_pipeline(model=model),
             "ablations": ablations.create_pipeline(parameters),
-            "export": export.create_pipeline(model=f"round_{rounds}.model"),
-            "export_onnx": create_onnx_pipeline(model=f"round_{rounds}.model"),
+            "export": export.create_pipeline(model=model),
+            "export_onnx": create_onnx_pipeline(model=model),
         }
     uda = Pipeline([])
     for name in ("ingestion", "warmup", "self_training", "evaluation"):

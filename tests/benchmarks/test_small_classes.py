@@ -1,4 +1,5 @@
-"""benchmarks/small_classes.py: the source-val split measures the domain gap on unseen images."""
+"""benchmarks/small_classes.py: the source-val split measures the domain gap on unseen images;
+the predictions use the window settings of the run that trained the model, as its evaluation."""
 
 from __future__ import annotations
 
@@ -6,9 +7,16 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from hrda_kedro.data.streets import image_rng, render_street
+from hrda_kedro.hrda import inference
+from hrda_kedro.hrda.model_config import ModelConfig
+from hrda_kedro.hrda.training.trainer import StageResult
+from hrda_kedro.params import parse
+from hrda_kedro.runtime.models import build_model
+from hrda_kedro.stages import checkpoint_payload
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "small_classes.py"
 
@@ -43,3 +51,36 @@ def test_source_val_draws_fresh_source_images_after_the_training_split() -> None
         assert np.array_equal(item["image"].permute(1, 2, 0).numpy(), image)
         assert np.array_equal(item["label"].numpy(), label)
         assert not any(np.array_equal(image, seen) for seen in trained)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_predictions_follow_the_training_runs_window_weights(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = {
+        "network": {"encoder": "mit-nano", "decoder_embed_dim": 16, "attention_embed_dim": 16},
+        "hrda": {"context_crop": [64, 64], "detail_crop": [32, 32]},
+        "inference": {"stride": [32, 32], "window_batch": 2, "window_weights": "tapered"},
+    }
+    params = parse(ModelConfig, model, "model")
+    checkpoint = checkpoint_payload(
+        StageResult(model=build_model(params).state_dict(), teacher=None), params, "round_1"
+    )
+    render = render_street("target", 64, 128, image_rng(0, "target_val", 0), 0.6)
+    item = {
+        "image": torch.from_numpy(render[0].copy()).permute(2, 0, 1),
+        "label": torch.from_numpy(render[1].astype("int64")),
+    }
+    used = []
+    predict = inference.predict_full_image
+
+    def spy(net, images, windows):
+        used.append(windows)
+        return predict(net, images, windows)
+
+    monkeypatch.setattr(inference, "predict_full_image", spy)
+    rows = _script().score({"round_1": checkpoint}, {"target_val": [item]}, images=5)
+    # The evaluation's windows (ModelConfig.sliding_windows), tapered as the checkpoint says.
+    assert used == [params.sliding_windows()] and used[0].weights == "tapered"
+    assert [(r["model"], r["split"], r["images"]) for r in rows] == [("round_1", "target_val", 1)]
+    assert 0 <= rows[0]["miou"] <= 100

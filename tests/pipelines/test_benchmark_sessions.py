@@ -8,6 +8,7 @@ each runs end to end, MiT-nano and tiny crops swapped in by runtime parameters.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +71,10 @@ def _latest(pattern: str, root: Path) -> Path:
     return found[-1]
 
 
-def _run(project: Path, env: str, params: dict[str, Any]) -> None:
+def _run(project: Path, env: str, params: dict[str, Any], pipeline: str = "uda") -> None:
     bootstrap_project(project)
     with KedroSession.create(project_path=project, env=env, runtime_params=params) as session:
-        session.run(pipeline_names=["uda"])
+        session.run(pipeline_names=[pipeline])
 
 
 @pytest.mark.parametrize(
@@ -164,3 +165,11 @@ def test_gta_dg_trains_source_only_and_reports_every_target(project_copy: Path) 
     assert extra["split"].tolist() == ["bdd100k"] * 2 + ["mapillary"] * 2
     assert (extra["load_width"] <= SIZE[1]).all() and (extra["load_height"] <= SIZE[0]).all()
     assert len(pd.read_csv(data / "05_model_input" / "target_train_manifest.csv")) == 0
+
+    # predict and export read the final model, here the source-only one (no round_<k>.model).
+    predict = {"predict": {"input_dir": str(raw / "cityscapes" / "leftImg8bit" / "val")}}
+    _run(project_copy, "gta_dg", _merge(params, predict), pipeline="predict")
+    _run(project_copy, "gta_dg", params, pipeline="export")
+    assert list((data / "07_model_output" / "predict" / "labels").rglob("*.png"))
+    exported = json.loads((data / "06_models" / "export" / "config.json").read_text())
+    assert exported["stage"] == "source_only"

@@ -17,6 +17,7 @@ from hrda_kedro.datasets.checkpoint_dataset import CheckpointDataset
 from hrda_kedro.hrda.model_config import ModelConfig
 from hrda_kedro.hrda.training.trainer import StageResult
 from hrda_kedro.params import parse
+from hrda_kedro.pipeline_registry import register_pipelines
 from hrda_kedro.pipelines.predict import create_pipeline
 from hrda_kedro.runtime.models import build_model
 from hrda_kedro.stages import checkpoint_payload
@@ -33,13 +34,14 @@ RUNTIME = {"device": "cpu", "progress_bar": False}
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def save_checkpoint(folder: Path, mode: str = "hrda") -> Path:
-    """A versioned checkpoint of an untrained tiny model, as the training pipelines save it."""
+def save_checkpoint(folder: Path, mode: str = "hrda", stage: str = "round_1") -> Path:
+    """A versioned checkpoint of an untrained tiny model, as the training stage ``stage``
+    saves it (in the catalog's folder of that stage's model)."""
     params = parse(ModelConfig, {**MODEL, "hrda": {**MODEL["hrda"], "mode": mode}}, "model")
     result = StageResult(model=build_model(params).state_dict(), teacher=None)
-    path = folder / "06_models" / "round_1" / "model.pt"
+    path = folder / "06_models" / stage / "model.pt"
     dataset = CheckpointDataset(filepath=str(path), version=Version(None, None))
-    dataset.save(checkpoint_payload(result, params, "round_1"))
+    dataset.save(checkpoint_payload(result, params, stage))
     return path
 
 
@@ -182,15 +184,22 @@ def test_shipped_parameters_default_to_the_last_rounds_model() -> None:
     assert predict["input_dir"] == "data/01_raw/predict_inputs"
 
 
-def test_predict_reads_the_last_rounds_model_through_the_catalog(project: Path) -> None:
-    """``--load-versions`` and kedro viz see the model; no path parameter is needed."""
+@pytest.mark.parametrize(
+    ("rounds", "stage", "model"),
+    [(1, "round_1", "round_1.model"), (0, "source_only", "source_only_model")],
+)
+def test_predict_reads_the_final_model_through_the_catalog(
+    project: Path, rounds: int, stage: str, model: str
+) -> None:
+    """``--load-versions`` and kedro viz see the model; no path parameter is needed. With
+    ``rounds: 0`` (source-only) the final model is the warmup's."""
     write_inputs(project / "inputs")
-    save_checkpoint(project / "data")  # data/06_models/round_1/model.pt/<version>/model.pt
+    save_checkpoint(project / "data", stage=stage)  # data/06_models/<stage>/model.pt/<version>/
     config = OmegaConfigLoader(str(PROJECT / "conf"), base_env="base", default_run_env="local")
     catalog = DataCatalog.from_config(config["catalog"])
     catalog["params:predict"] = {"input_dir": "inputs", "checkpoint": None}
     catalog["params:runtime"] = RUNTIME
-    pipeline = create_pipeline(model="round_1.model")
-    assert "round_1.model" in pipeline.inputs()
+    pipeline = register_pipelines({"self_training": {"rounds": rounds}})["predict"]
+    assert model in pipeline.inputs()
     SequentialRunner().run(pipeline, catalog)
     assert len(list((project / "data/07_model_output/predict/labels").rglob("*.png"))) == 9

@@ -13,6 +13,7 @@ from typing import Any
 
 from kedro.pipeline import Node, Pipeline
 
+from hrda_kedro.pipelines.self_training.pipeline import final_model, round_names
 from hrda_kedro.pipelines.templates import PARAMETERS
 
 from .nodes import (
@@ -28,7 +29,7 @@ from .nodes import (
 def model_datasets(rounds: int) -> dict[str, str]:
     """Evaluated model name -> its checkpoint dataset."""
     models = {"source_only": "source_only_model"}
-    models.update({f"round_{r}": f"round_{r}.model" for r in range(1, rounds + 1)})
+    models.update({name: f"{name}.model" for name in round_names(rounds)})
     return models
 
 
@@ -61,7 +62,6 @@ def evaluation_node(
 def report_nodes(rounds: int) -> list[Node]:
     """Figures and tables drawn from the persisted outputs of every stage."""
     names = list(model_datasets(rounds))
-    last = names[-1]
     tags = ["evaluation", "reports"]
     nodes = [
         Node(
@@ -89,7 +89,7 @@ def report_nodes(rounds: int) -> list[Node]:
                 "evaluation": "params:evaluation",
                 "runtime": "params:runtime",
                 "source_only": "source_only_model",
-                **({last: f"{last}.model"} if rounds else {}),
+                **({names[-1]: final_model(rounds)} if rounds else {}),
             },
             outputs="qualitative_figure",
             name="plot_qualitative_grid",

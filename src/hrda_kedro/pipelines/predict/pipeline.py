@@ -9,7 +9,9 @@ from .nodes import draw_overlays, list_inputs, segment_images
 
 def create_pipeline(model: str | None = None, **kwargs) -> Pipeline:
     """``model``: the checkpoint dataset to segment with when ``predict.checkpoint`` is null
-    (the registry passes the last round's, so ``--load-versions`` and kedro viz see it)."""
+    (the registry passes the final one,
+    :func:`hrda_kedro.pipelines.self_training.pipeline.final_model`, so ``--load-versions``
+    and kedro viz see it)."""
     return Pipeline(
         [
             Node(

@@ -1,0 +1,70 @@
+"""The benchmarks' shared command line and worker pooling (benchmarks/_common.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import _common as common  # noqa: E402 - the benchmarks folder is not a package
+
+PRESETS = {"tiny": {"encoder": "mit-nano", "steps": 5}}
+DEFAULTS = {"encoder": "mit-b5", "steps": 10, "batch": 2}
+
+
+def _parser():
+    parser = common.argument_parser("test")
+    common.add_preset_option(parser, PRESETS, "tiny: small")
+    parser.add_argument("--encoder")
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--batch", type=int)
+    common.add_worker_options(parser)
+    return parser
+
+
+def test_command_line_beats_the_preset_which_beats_the_defaults() -> None:
+    args = _parser().parse_args(["--preset", "tiny", "--steps", "7"])
+    assert common.preset_settings(args, DEFAULTS, PRESETS) == {
+        "encoder": "mit-nano",  # the preset's
+        "steps": 7,  # the command line's
+        "batch": 2,  # the default
+    }
+    assert common.preset_settings(_parser().parse_args([]), DEFAULTS, PRESETS) == DEFAULTS
+
+
+def test_comma_lists_drop_blanks() -> None:
+    assert common.comma_list(" fp32, bf16,, ") == ["fp32", "bf16"]
+
+
+def test_parse_args_serves_a_worker_and_exits(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--worker", json.dumps({"x": 2})]
+    with pytest.raises(SystemExit) as stop:
+        common.parse_args(_parser(), argv, lambda cfg: {"doubled": 2 * cfg["x"]})
+    assert stop.value.code == 0
+    line = capsys.readouterr().out.strip()
+    assert json.loads(line.removeprefix(common.RESULT_MARKER)) == {"doubled": 4}
+    args = common.parse_args(_parser(), ["--steps", "3"], lambda cfg: {})
+    assert args.steps == 3 and args.worker is None
+
+
+def test_pooled_rounds_keep_the_first_error_and_pool_the_good_times() -> None:
+    results = [
+        {"cpu": "a", "peak_mb": 5.0, "times_s": [0.3, 0.1]},
+        {"error": "worker exited with 1"},
+        {"cpu": "b", "peak_mb": 7.0, "times_s": [0.2]},
+        {"error": "timed out"},
+    ]
+    fields = common.pooled(results, copied=("cpu",), maxima=("peak_mb",))
+    assert fields == {
+        "error": "worker exited with 1",
+        "cpu": "a",
+        "peak_mb": 7.0,
+        "median_s": 0.2,
+        "min_s": 0.1,
+        "times_s": "0.30000;0.10000;0.20000",
+    }
+    assert common.pooled([{"error": "x"}], ("cpu",), ("peak_mb",)) == {"error": "x"}
+    assert common.exit_code([{"a": 1}, fields]) == 1 and common.exit_code([{"a": 1}]) == 0

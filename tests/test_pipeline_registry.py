@@ -1,0 +1,28 @@
+"""The registry: the pipelines that read the run's final model follow ``self_training.rounds``."""
+
+from __future__ import annotations
+
+import pytest
+
+from hrda_kedro.pipeline_registry import register_pipelines
+
+MODEL_READERS = ("predict", "export", "export_onnx")
+
+
+@pytest.mark.parametrize(
+    ("rounds", "model"),
+    [(0, "source_only_model"), (1, "round_1.model"), (3, "round_3.model")],
+)
+def test_predict_and_export_read_the_final_model(rounds: int, model: str) -> None:
+    pipelines = register_pipelines({"self_training": {"rounds": rounds}})
+    for name in MODEL_READERS:
+        models = {i for i in pipelines[name].inputs() if i.endswith("model")}
+        assert models == {model}, name
+    assert model in pipelines["uda"].all_outputs()  # a dataset the run writes
+
+
+def test_source_only_run_has_no_round_datasets() -> None:
+    pipelines = register_pipelines({"self_training": {"rounds": 0}})
+    for name in (*MODEL_READERS, "uda"):
+        datasets = pipelines[name].inputs() | pipelines[name].all_outputs()
+        assert not [d for d in datasets if d.startswith("round_")], name
