@@ -78,8 +78,8 @@ def project_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def no_mlflow_run_left_active():
     """Each test starts with no MLflow run active in the process, as a new ``kedro run``
     does (with the mlflow extra installed, kedro-mlflow reuses an active run)."""
-    from hrda_kedro import tracking
+    from hrda_kedro import tracking_runs
 
-    tracking.end_active_runs()
+    tracking_runs.end_active_runs()
     yield
-    tracking.end_active_runs()
+    tracking_runs.end_active_runs()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hrda_kedro import tracking
+from hrda_kedro import tracking, tracking_runs
 from tests.conftest import TINY_PARAMS
 
 mlflow = pytest.importorskip("mlflow")
@@ -24,7 +24,7 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     yield mlflow.MlflowClient(uri)
     while mlflow.active_run() is not None:
         mlflow.end_run()
-    tracking.end_nested_runs()
+    tracking_runs.end_pipeline()
 
 
 def test_without_an_active_run_nothing_is_logged(store) -> None:
@@ -44,25 +44,6 @@ def test_training_rows_survive_pickling_into_a_worker(store) -> None:
     assert [(m.step, m.value) for m in history] == [(1, 1.9), (2, 1.8), (3, 1.7)]
     speed = store.get_metric_history(run.info.run_id, "round_1/it_per_s")
     assert [m.value for m in speed] == [2.0, 2.0, 2.0]
-
-
-def test_ablation_runs_nest_under_the_study(store) -> None:
-    with mlflow.start_run() as study:
-        for variant, miou in (("hrda", 0.3), ("daformer", 0.2)):
-            tracking.enter_node(f"ablations.{variant}.seed_1.round_1")
-            tracking.log_saved(f"ablations.{variant}.seed_1.metrics", {"miou": miou}, None)
-        tracking.enter_node(None)
-        table = [{"model": "round_1", "prediction": "fused", "classes": "all", "miou": 0.4}]
-        tracking.log_saved("miou_table", pd.DataFrame(table), None)
-        tracking.end_nested_runs()
-    children = store.search_runs(
-        [study.info.experiment_id], f"tags.mlflow.parentRunId = '{study.info.run_id}'"
-    )
-    found = {
-        (r.data.params["variant"], r.data.params["seed"], r.data.metrics["miou"]) for r in children
-    }
-    assert found == {("hrda", "1", 0.3), ("daformer", "1", 0.2)}
-    assert store.get_run(study.info.run_id).data.metrics == {"miou/round_1/fused": 0.4}
 
 
 @pytest.mark.slow
@@ -94,11 +75,3 @@ def test_a_tracked_uda_run_reads_back(project_copy: Path) -> None:
     assert {"miou_table.csv", "per_class_iou.png", "qualitative.png"} <= reports
     models = [Path(a.path).name for a in client.list_artifacts(run.info.run_id, "model")]
     assert models == ["model.pt"]
-
-
-def test_other_nodes_discard_their_own_run(store) -> None:
-    """On nodes > 0 of a multi-machine run, node 0's run is the record; theirs goes."""
-    run = mlflow.start_run()
-    tracking.discard_active_run()
-    assert mlflow.active_run() is None
-    assert store.get_run(run.info.run_id).info.lifecycle_stage == "deleted"
