@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from hrda_kedro import tracking, tracking_runs
+from hrda_kedro.pipelines.ablations.nodes import deep_merge
 from tests.conftest import TINY_PARAMS
+from tests.pipelines.ablations.test_pipeline import TINY, shipped_parameters
 
 mlflow = pytest.importorskip("mlflow")
 pytest.importorskip("kedro_mlflow")
@@ -75,3 +79,58 @@ def test_a_tracked_uda_run_reads_back(project_copy: Path) -> None:
     assert {"miou_table.csv", "per_class_iou.png", "qualitative.png"} <= reports
     models = [Path(a.path).name for a in client.list_artifacts(run.info.run_id, "model")]
     assert models == ["model.pt"]
+
+
+def _two_variant_study(project: Path) -> dict:
+    """The tiny study, cut to 2 variants x 1 seed (the copy's conf/base: variants merge,
+    so no other environment can drop one); returns the other tiny runtime parameters."""
+    shipped = shipped_parameters()["ablations"]
+    ablations = deep_merge(shipped, {**TINY["ablations"], "seeds": [1]})
+    ablations["variants"] = {name: shipped["variants"][name] for name in ("daformer", "hrda")}
+    path = project / "conf" / "base" / "parameters_ablations.yml"
+    path.write_text(yaml.safe_dump({"ablations": ablations}))
+    return {group: value for group, value in TINY.items() if group != "ablations"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("runner", "start_method"),
+    [("SequentialRunner", None), ("ParallelRunner", "fork"), ("ParallelRunner", "spawn")],
+)
+def test_a_tracked_ablation_study_reads_back(
+    project_copy: Path, monkeypatch: pytest.MonkeyPatch, runner: str, start_method: str | None
+) -> None:
+    """One nested run per variant and seed under the study's run, with its history, metrics
+    and reports, logged from whichever process ran the node; no other run anywhere."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+    from kedro.runner import ParallelRunner, SequentialRunner
+
+    if start_method is not None:
+        monkeypatch.setenv("KEDRO_MP_CONTEXT", start_method)
+    params = _two_variant_study(project_copy)
+    bootstrap_project(project_copy)
+    run_with = ParallelRunner(max_workers=2) if runner == "ParallelRunner" else SequentialRunner()
+    with KedroSession.create(project_path=project_copy, runtime_params=params) as session:
+        session.run(pipeline_names=["ablations"], runner=run_with)
+
+    client = mlflow.MlflowClient(f"sqlite:///{project_copy / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    (study,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert study.data.params["ablations.seeds"] == "[1]"  # kedro-mlflow's, flattened
+    reports = {Path(a.path).name for a in client.list_artifacts(study.info.run_id, "reports")}
+    assert "ablation_table.csv" in reports
+    nested = {r.info.run_name: r for r in runs if r is not study}
+    assert sorted(nested) == ["daformer/seed_1", "hrda/seed_1"]
+    for name, run in nested.items():
+        variant = name.split("/")[0]
+        assert run.data.tags["mlflow.parentRunId"] == study.info.run_id
+        assert run.data.params == {"variant": variant, "seed": "1"}
+        saved = project_copy / f"data/08_reporting/ablations/{variant}/seed_1/metrics.json"
+        assert run.data.metrics["miou"] == json.loads(saved.read_text())["miou"]
+        for stage in ("warmup", "round_1"):
+            history = client.get_metric_history(run.info.run_id, f"{stage}/loss")
+            assert [m.step for m in history] == [1, 2], (name, stage)
+        artifacts = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "reports")}
+        assert {"metrics.json", "training_history.csv"} <= artifacts, name
+    assert {r.info.status for r in runs} == {"FINISHED"}

@@ -16,6 +16,7 @@ Without mlflow installed, or without an active run, every function here does not
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -40,12 +41,16 @@ _nested_runs: dict[str, str] = {}
 _current_namespace: str | None = None
 
 
-def _mlflow() -> Any | None:
+def _optional(module: str) -> Any | None:
+    """``module``, or None without the optional extra that brings it."""
     try:
-        import mlflow
+        return importlib.import_module(module)
     except ImportError:
         return None
-    return mlflow
+
+
+def _mlflow() -> Any | None:
+    return _optional("mlflow")
 
 
 def client() -> Any:
@@ -126,11 +131,9 @@ def _share_with_workers(parent: str | None) -> None:
 
 
 def _kedro_mlflow_hook() -> Any | None:
-    try:
-        from kedro_mlflow.framework.hooks.mlflow_hook import mlflow_hook
-    except ImportError:
-        return None
-    return mlflow_hook
+    """kedro-mlflow's hook, the instance its entry point registers in every process."""
+    module = _optional("kedro_mlflow.framework.hooks.mlflow_hook")
+    return None if module is None else module.mlflow_hook
 
 
 def join_in_worker() -> None:
