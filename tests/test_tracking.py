@@ -95,7 +95,11 @@ def _two_variant_study(project: Path) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("runner", "start_method"),
-    [("SequentialRunner", None), ("ParallelRunner", "fork"), ("ParallelRunner", "spawn")],
+    [
+        ("kedro.runner.SequentialRunner", None),
+        ("kedro.runner.ParallelRunner", "fork"),  # Linux's default up to Python 3.13
+        ("hrda_kedro.runner.ParallelRunner", "spawn"),  # Kedro's runs no project hook there
+    ],
 )
 def test_a_tracked_ablation_study_reads_back(
     project_copy: Path, monkeypatch: pytest.MonkeyPatch, runner: str, start_method: str | None
@@ -104,13 +108,14 @@ def test_a_tracked_ablation_study_reads_back(
     and reports, logged from whichever process ran the node; no other run anywhere."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
-    from kedro.runner import ParallelRunner, SequentialRunner
+    from kedro.utils import load_obj
 
     if start_method is not None:
         monkeypatch.setenv("KEDRO_MP_CONTEXT", start_method)
     params = _two_variant_study(project_copy)
     bootstrap_project(project_copy)
-    run_with = ParallelRunner(max_workers=2) if runner == "ParallelRunner" else SequentialRunner()
+    runner_class = load_obj(runner)
+    run_with = runner_class() if start_method is None else runner_class(max_workers=2)
     with KedroSession.create(project_path=project_copy, runtime_params=params) as session:
         session.run(pipeline_names=["ablations"], runner=run_with)
 
