@@ -74,6 +74,17 @@ def project_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A fresh SQLite-backed MLflow store in ``tmp_path`` (tests of the mlflow extra); the
+    fixture below ends the runs a test leaves open."""
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    return mlflow.MlflowClient(uri)
+
+
 @pytest.fixture(autouse=True)
 def no_mlflow_run_left_active():
     """Each test starts with no MLflow run active in the process, as a new ``kedro run``

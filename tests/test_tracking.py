@@ -10,25 +10,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from hrda_kedro import tracking, tracking_runs
+from hrda_kedro import tracking
 from hrda_kedro.pipelines.ablations.nodes import deep_merge
 from tests.conftest import TINY_PARAMS
 from tests.pipelines.ablations.test_pipeline import TINY, shipped_parameters
 
 mlflow = pytest.importorskip("mlflow")
 pytest.importorskip("kedro_mlflow")
-
-
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A fresh SQLite-backed store; no run left open afterwards."""
-    monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    yield mlflow.MlflowClient(uri)
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-    tracking_runs.end_pipeline()
 
 
 def test_without_an_active_run_nothing_is_logged(store) -> None:

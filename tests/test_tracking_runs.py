@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,16 +13,6 @@ from hrda_kedro import tracking, tracking_runs
 
 mlflow = pytest.importorskip("mlflow")
 pytest.importorskip("kedro_mlflow")
-
-
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A fresh SQLite-backed store; no run left open afterwards."""
-    monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    yield mlflow.MlflowClient(uri)
-    tracking_runs.end_active_runs()
 
 
 def test_ablation_runs_nest_under_the_study(store) -> None:
