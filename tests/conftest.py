@@ -74,12 +74,23 @@ def project_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A fresh SQLite-backed MLflow store in ``tmp_path`` (tests of the mlflow extra); the
+    fixture below ends the runs a test leaves open."""
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    return mlflow.MlflowClient(uri)
+
+
 @pytest.fixture(autouse=True)
 def no_mlflow_run_left_active():
     """Each test starts with no MLflow run active in the process, as a new ``kedro run``
     does (with the mlflow extra installed, kedro-mlflow reuses an active run)."""
-    from hrda_kedro import tracking
+    from hrda_kedro import tracking_runs
 
-    tracking.end_active_runs()
+    tracking_runs.end_active_runs()
     yield
-    tracking.end_active_runs()
+    tracking_runs.end_active_runs()

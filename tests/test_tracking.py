@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from hrda_kedro import tracking
+from hrda_kedro.pipelines.ablations.nodes import deep_merge
 from tests.conftest import TINY_PARAMS
+from tests.pipelines.ablations.test_pipeline import TINY, shipped_parameters
 
 mlflow = pytest.importorskip("mlflow")
 pytest.importorskip("kedro_mlflow")
-
-
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A fresh SQLite-backed store; no run left open afterwards."""
-    monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    yield mlflow.MlflowClient(uri)
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-    tracking.end_nested_runs()
 
 
 def test_without_an_active_run_nothing_is_logged(store) -> None:
@@ -44,25 +36,6 @@ def test_training_rows_survive_pickling_into_a_worker(store) -> None:
     assert [(m.step, m.value) for m in history] == [(1, 1.9), (2, 1.8), (3, 1.7)]
     speed = store.get_metric_history(run.info.run_id, "round_1/it_per_s")
     assert [m.value for m in speed] == [2.0, 2.0, 2.0]
-
-
-def test_ablation_runs_nest_under_the_study(store) -> None:
-    with mlflow.start_run() as study:
-        for variant, miou in (("hrda", 0.3), ("daformer", 0.2)):
-            tracking.enter_node(f"ablations.{variant}.seed_1.round_1")
-            tracking.log_saved(f"ablations.{variant}.seed_1.metrics", {"miou": miou}, None)
-        tracking.enter_node(None)
-        table = [{"model": "round_1", "prediction": "fused", "classes": "all", "miou": 0.4}]
-        tracking.log_saved("miou_table", pd.DataFrame(table), None)
-        tracking.end_nested_runs()
-    children = store.search_runs(
-        [study.info.experiment_id], f"tags.mlflow.parentRunId = '{study.info.run_id}'"
-    )
-    found = {
-        (r.data.params["variant"], r.data.params["seed"], r.data.metrics["miou"]) for r in children
-    }
-    assert found == {("hrda", "1", 0.3), ("daformer", "1", 0.2)}
-    assert store.get_run(study.info.run_id).data.metrics == {"miou/round_1/fused": 0.4}
 
 
 @pytest.mark.slow
@@ -96,9 +69,61 @@ def test_a_tracked_uda_run_reads_back(project_copy: Path) -> None:
     assert models == ["model.pt"]
 
 
-def test_other_nodes_discard_their_own_run(store) -> None:
-    """On nodes > 0 of a multi-machine run, node 0's run is the record; theirs goes."""
-    run = mlflow.start_run()
-    tracking.discard_active_run()
-    assert mlflow.active_run() is None
-    assert store.get_run(run.info.run_id).info.lifecycle_stage == "deleted"
+def _two_variant_study(project: Path) -> dict:
+    """The tiny study, cut to 2 variants x 1 seed (the copy's conf/base: variants merge,
+    so no other environment can drop one); returns the other tiny runtime parameters."""
+    shipped = shipped_parameters()["ablations"]
+    ablations = deep_merge(shipped, {**TINY["ablations"], "seeds": [1]})
+    ablations["variants"] = {name: shipped["variants"][name] for name in ("daformer", "hrda")}
+    path = project / "conf" / "base" / "parameters_ablations.yml"
+    path.write_text(yaml.safe_dump({"ablations": ablations}))
+    return {group: value for group, value in TINY.items() if group != "ablations"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("runner", "start_method"),
+    [
+        ("kedro.runner.SequentialRunner", None),
+        ("kedro.runner.ParallelRunner", "fork"),  # Linux's default up to Python 3.13
+        ("hrda_kedro.runner.ParallelRunner", "spawn"),  # Kedro's runs no project hook there
+    ],
+)
+def test_a_tracked_ablation_study_reads_back(
+    project_copy: Path, monkeypatch: pytest.MonkeyPatch, runner: str, start_method: str | None
+) -> None:
+    """One nested run per variant and seed under the study's run, with its history, metrics
+    and reports, logged from whichever process ran the node; no other run anywhere."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+    from kedro.utils import load_obj
+
+    if start_method is not None:
+        monkeypatch.setenv("KEDRO_MP_CONTEXT", start_method)
+    params = _two_variant_study(project_copy)
+    bootstrap_project(project_copy)
+    runner_class = load_obj(runner)
+    run_with = runner_class() if start_method is None else runner_class(max_workers=2)
+    with KedroSession.create(project_path=project_copy, runtime_params=params) as session:
+        session.run(pipeline_names=["ablations"], runner=run_with)
+
+    client = mlflow.MlflowClient(f"sqlite:///{project_copy / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    (study,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert study.data.params["ablations.seeds"] == "[1]"  # kedro-mlflow's, flattened
+    reports = {Path(a.path).name for a in client.list_artifacts(study.info.run_id, "reports")}
+    assert "ablation_table.csv" in reports
+    nested = {r.info.run_name: r for r in runs if r is not study}
+    assert sorted(nested) == ["daformer/seed_1", "hrda/seed_1"]
+    for name, run in nested.items():
+        variant = name.split("/")[0]
+        assert run.data.tags["mlflow.parentRunId"] == study.info.run_id
+        assert run.data.params == {"variant": variant, "seed": "1"}
+        saved = project_copy / f"data/08_reporting/ablations/{variant}/seed_1/metrics.json"
+        assert run.data.metrics["miou"] == json.loads(saved.read_text())["miou"]
+        for stage in ("warmup", "round_1"):
+            history = client.get_metric_history(run.info.run_id, f"{stage}/loss")
+            assert [m.step for m in history] == [1, 2], (name, stage)
+        artifacts = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "reports")}
+        assert {"metrics.json", "training_history.csv"} <= artifacts, name
+    assert {r.info.status for r in runs} == {"FINISHED"}

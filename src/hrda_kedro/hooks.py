@@ -80,9 +80,9 @@ class ProjectHooks:
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         """Parse the parameters of the nodes to run; a bad value stops the run before any work."""
-        from hrda_kedro import tracking
+        from hrda_kedro import tracking_runs
 
-        with tracking.run_ends_on_error():
+        with tracking_runs.run_ends_on_error():
             self._check_run(pipeline, catalog)
 
     @staticmethod
@@ -138,9 +138,9 @@ class LauncherHooks:
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        from hrda_kedro import launch, tracking  # imported late: torch only when several nodes
+        from hrda_kedro import launch, tracking_runs  # late: torch only when several nodes
 
-        with tracking.run_ends_on_error():
+        with tracking_runs.run_ends_on_error():
             where = launch.cluster()  # raises LauncherError under torchrun & co.
         if where.nnodes == 1:
             return
@@ -155,10 +155,9 @@ class LauncherHooks:
         )
         launch.stage_channel(where)
         if where.node_rank > 0:
-            from hrda_kedro import tracking
             from hrda_kedro.stages import serve_stages
 
-            tracking.discard_active_run()  # node 0's run is the run's record
+            tracking_runs.discard_active_run()  # node 0's run is the run's record
             served = serve_stages(where)
             logger.info("node %d: node 0 is done after %d training stages", where.node_rank, served)
             raise SystemExit(0)  # this node's part of the run is over; node 0 ran the pipeline
@@ -180,21 +179,29 @@ class LauncherHooks:
 
 class TrackingHooks:
     """With the ``mlflow`` extra: results, reports and the final model into the MLflow run
-    kedro-mlflow opens (:mod:`hrda_kedro.tracking`); without it, nothing happens."""
+    kedro-mlflow opens (:mod:`hrda_kedro.tracking`), or an ablation's nested run
+    (:mod:`hrda_kedro.tracking_runs`), also from ``ParallelRunner``'s worker processes;
+    without the extra, nothing happens."""
 
     def __init__(self) -> None:
         self._catalog: Any = None
-        self._last_model: str | None = None
 
-    @hook_impl
-    def after_catalog_created(self, catalog: Any) -> None:
+    @hook_impl(trylast=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        """After kedro-mlflow opened the run and the run-start checks passed."""
+        from hrda_kedro import tracking_runs
+
+        tracking_runs.start_pipeline(node.namespace for node in pipeline.nodes)
+
+    @hook_impl(tryfirst=True)
+    def before_node_run(self, node: Any, catalog: Any) -> None:
+        """Before kedro-mlflow's hook logs the node's parameters: in a worker, join the run.
+        The catalog is kept here, not when created: workers create none."""
+        from hrda_kedro import tracking_runs
+
+        tracking_runs.join_in_worker()
+        tracking_runs.enter_node(node.namespace)
         self._catalog = catalog
-
-    @hook_impl
-    def before_node_run(self, node: Any) -> None:
-        from hrda_kedro import tracking
-
-        tracking.enter_node(node.namespace)
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, data: Any) -> None:
@@ -202,15 +209,31 @@ class TrackingHooks:
         from hrda_kedro import tracking
 
         tracking.log_saved(dataset_name, data, self._catalog)
-        if not dataset_name.startswith("ablations.") and (
-            dataset_name == "source_only_model" or dataset_name.endswith(".model")
-        ):
-            self._last_model = dataset_name
+
+    @hook_impl(tryfirst=True)
+    def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        """Before kedro-mlflow's hook ends the run."""
+        from hrda_kedro import tracking, tracking_runs
+
+        model = tracked_model(pipeline.all_outputs())
+        if model is not None:
+            tracking.log_model(catalog, model)
+        tracking_runs.end_pipeline()
 
     @hook_impl
-    def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        from hrda_kedro import tracking
+    def on_pipeline_error(
+        self, error: Exception, run_params: dict[str, Any], pipeline: Any, catalog: Any
+    ) -> None:
+        from hrda_kedro import tracking_runs
 
-        if self._last_model is not None:
-            tracking.log_model(catalog, self._last_model)
-        tracking.end_nested_runs()
+        tracking_runs.end_pipeline("FAILED")
+
+
+def tracked_model(outputs: Iterable[str]) -> str | None:
+    """The last checkpoint a run trains (``round_<N>.model``, else ``source_only_model``),
+    from the pipeline's outputs: under ``ParallelRunner`` the saves happen in workers."""
+    from hrda_kedro.pipelines.self_training.pipeline import final_model
+
+    names = set(outputs)
+    rounds = range(len(names), -1, -1)
+    return next((final_model(r) for r in rounds if final_model(r) in names), None)

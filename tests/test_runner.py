@@ -1,0 +1,39 @@
+"""The project's ParallelRunner: its spawned workers run the project's hooks."""
+
+from __future__ import annotations
+
+import pytest
+from kedro.framework import project
+from kedro.io import MemoryDataset, SharedMemoryDataCatalog
+from kedro.pipeline import Node, Pipeline
+
+from hrda_kedro.runner import ParallelRunner
+
+
+def _hooks_in_worker(_: int) -> list[str]:
+    from kedro.framework.project import settings
+
+    return [type(hook).__name__ for hook in settings.HOOKS]
+
+
+def _same(hooks: list[str]) -> list[str]:
+    return hooks
+
+
+@pytest.mark.parametrize("start_method", ["spawn", "fork"])
+def test_workers_run_the_project_hooks(monkeypatch: pytest.MonkeyPatch, start_method) -> None:
+    """Kedro's own runner: no project hook in a spawned worker (``settings.HOOKS == ()``).
+    Two nodes in one worker: Kedro's bootstrap of a worker broke at the second."""
+    monkeypatch.setattr(project, "PACKAGE_NAME", project.PACKAGE_NAME)  # restored after
+    project.configure_project("hrda_kedro")
+    monkeypatch.setenv("KEDRO_MP_CONTEXT", start_method)
+    pipeline = Pipeline(
+        [
+            Node(_hooks_in_worker, "start", "hooks", name="hooks"),
+            Node(_same, "hooks", "same_hooks", name="same"),
+        ]
+    )
+    catalog = SharedMemoryDataCatalog({"start": MemoryDataset(0)})
+    runner = ParallelRunner(max_workers=1)  # its manager holds the outputs
+    runner.run(pipeline, catalog)
+    assert catalog.load("same_hooks") == ["ProjectHooks", "LauncherHooks", "TrackingHooks"]
