@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog
 from kedro.io.core import Version
+from kedro.pipeline import Pipeline
 from kedro.runner import SequentialRunner
 from PIL import Image
 
@@ -62,12 +64,22 @@ def write_inputs(folder: Path) -> dict[str, tuple[int, int]]:
     }  # fmt: skip
 
 
-def make_catalog(predict: dict) -> DataCatalog:
-    config = OmegaConfigLoader(str(PROJECT / "conf"), base_env="base", default_run_env="local")
-    entries = config["catalog"]
-    catalog = DataCatalog.from_config(
-        {name: entries[name] for name in create_pipeline().all_outputs()}
-    )
+def project_catalog(predict: dict) -> dict:
+    """The shipped catalog's entries, ``predict.input_dir`` given as on the command line."""
+    runtime_params = {"predict": {"input_dir": predict["input_dir"]}}
+    return OmegaConfigLoader(
+        str(PROJECT / "conf"),
+        base_env="base",
+        default_run_env="local",
+        runtime_params=runtime_params,
+    )["catalog"]
+
+
+def make_catalog(predict: dict, pipeline: Pipeline | None = None) -> DataCatalog:
+    """The shipped catalog's datasets of ``pipeline`` (by default: predict without a model)."""
+    entries = project_catalog(predict)
+    names = (pipeline or create_pipeline()).datasets()
+    catalog = DataCatalog.from_config({name: entries[name] for name in names if name in entries})
     catalog["params:predict"] = predict
     catalog["params:runtime"] = RUNTIME
     return catalog
@@ -182,15 +194,40 @@ def test_shipped_parameters_default_to_the_last_rounds_model() -> None:
     assert predict["input_dir"] == "data/01_raw/predict_inputs"
 
 
-def test_predict_reads_the_last_rounds_model_through_the_catalog(project: Path) -> None:
-    """``--load-versions`` and kedro viz see the model; no path parameter is needed."""
+def test_predict_reads_the_last_rounds_model_and_the_images_through_the_catalog(
+    project: Path,
+) -> None:
+    """``--load-versions`` and kedro viz see both inputs; no path parameter is needed."""
     write_inputs(project / "inputs")
     save_checkpoint(project / "data")  # data/06_models/round_1/model.pt/<version>/model.pt
-    config = OmegaConfigLoader(str(PROJECT / "conf"), base_env="base", default_run_env="local")
-    catalog = DataCatalog.from_config(config["catalog"])
-    catalog["params:predict"] = {"input_dir": "inputs", "checkpoint": None}
-    catalog["params:runtime"] = RUNTIME
     pipeline = create_pipeline(model="round_1.model")
-    assert "round_1.model" in pipeline.inputs()
+    assert {"round_1.model", "predict_images"} <= pipeline.inputs()
+    catalog = make_catalog({"input_dir": "inputs", "checkpoint": None}, pipeline)
     SequentialRunner().run(pipeline, catalog)
     assert len(list((project / "data/07_model_output/predict/labels").rglob("*.png"))) == 9
+
+
+def test_the_images_dataset_reads_the_folder_of_the_command_line_or_globals(
+    tmp_path: Path,
+) -> None:
+    """One place sets the folder: ``--params predict.input_dir``, else ``predict_input_dir``
+    of the environment's globals; the parameter mirrors what the catalog reads."""
+
+    def loaded(runtime_params: dict | None) -> tuple[str, str]:
+        loader = OmegaConfigLoader(
+            str(conf), base_env="base", default_run_env="local", runtime_params=runtime_params
+        )
+        return loader["catalog"]["predict_images"]["path"], loader["parameters"]["predict"][
+            "input_dir"
+        ]
+
+    conf = PROJECT / "conf"
+    assert loaded(None) == ("data/01_raw/predict_inputs", "data/01_raw/predict_inputs")
+    assert loaded({"predict": {"input_dir": "/my photos"}}) == ("/my photos", "/my photos")
+    conf = tmp_path / "conf"
+    shutil.copytree(PROJECT / "conf" / "base", conf / "base")
+    (conf / "local").mkdir()
+    (conf / "local" / "globals.yml").write_text("predict_input_dir: /shared/photos\n")
+    assert loaded(None) == ("/shared/photos", "/shared/photos")
+    assert loaded({"predict": {"input_dir": "mine"}}) == ("mine", "mine")
+
