@@ -10,7 +10,6 @@ import pytest
 from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog
 from kedro.io.core import Version
-from kedro.pipeline import Pipeline
 from kedro.runner import SequentialRunner
 from PIL import Image
 
@@ -75,11 +74,9 @@ def project_catalog(predict: dict) -> dict:
     )["catalog"]
 
 
-def make_catalog(predict: dict, pipeline: Pipeline | None = None) -> DataCatalog:
-    """The shipped catalog's datasets of ``pipeline`` (by default: predict without a model)."""
-    entries = project_catalog(predict)
-    names = (pipeline or create_pipeline()).datasets()
-    catalog = DataCatalog.from_config({name: entries[name] for name in names if name in entries})
+def make_catalog(predict: dict) -> DataCatalog:
+    """The shipped catalog, with the run's parameters."""
+    catalog = DataCatalog.from_config(project_catalog(predict))
     catalog["params:predict"] = predict
     catalog["params:runtime"] = RUNTIME
     return catalog
@@ -202,9 +199,17 @@ def test_predict_reads_the_last_rounds_model_and_the_images_through_the_catalog(
     save_checkpoint(project / "data")  # data/06_models/round_1/model.pt/<version>/model.pt
     pipeline = create_pipeline(model="round_1.model")
     assert {"round_1.model", "predict_images"} <= pipeline.inputs()
-    catalog = make_catalog({"input_dir": "inputs", "checkpoint": None}, pipeline)
+    catalog = make_catalog({"input_dir": "inputs", "checkpoint": None})
     SequentialRunner().run(pipeline, catalog)
     assert len(list((project / "data/07_model_output/predict/labels").rglob("*.png"))) == 9
+
+
+def _folders(conf: Path, runtime_params: dict | None = None) -> tuple[str, str]:
+    """The folder ``predict_images`` reads and parameter ``predict.input_dir``."""
+    loader = OmegaConfigLoader(
+        str(conf), base_env="base", default_run_env="local", runtime_params=runtime_params
+    )
+    return loader["catalog"]["predict_images"]["path"], loader["parameters"]["predict"]["input_dir"]
 
 
 def test_the_images_dataset_reads_the_folder_of_the_command_line_or_globals(
@@ -212,22 +217,12 @@ def test_the_images_dataset_reads_the_folder_of_the_command_line_or_globals(
 ) -> None:
     """One place sets the folder: ``--params predict.input_dir``, else ``predict_input_dir``
     of the environment's globals; the parameter mirrors what the catalog reads."""
-
-    def loaded(runtime_params: dict | None) -> tuple[str, str]:
-        loader = OmegaConfigLoader(
-            str(conf), base_env="base", default_run_env="local", runtime_params=runtime_params
-        )
-        return loader["catalog"]["predict_images"]["path"], loader["parameters"]["predict"][
-            "input_dir"
-        ]
-
-    conf = PROJECT / "conf"
-    assert loaded(None) == ("data/01_raw/predict_inputs", "data/01_raw/predict_inputs")
-    assert loaded({"predict": {"input_dir": "/my photos"}}) == ("/my photos", "/my photos")
     conf = tmp_path / "conf"
     shutil.copytree(PROJECT / "conf" / "base", conf / "base")
     (conf / "local").mkdir()
+    default = "data/01_raw/predict_inputs"
+    assert _folders(conf) == (default, default)
+    assert _folders(conf, {"predict": {"input_dir": "/my photos"}}) == ("/my photos",) * 2
     (conf / "local" / "globals.yml").write_text("predict_input_dir: /shared/photos\n")
-    assert loaded(None) == ("/shared/photos", "/shared/photos")
-    assert loaded({"predict": {"input_dir": "mine"}}) == ("mine", "mine")
-
+    assert _folders(conf) == ("/shared/photos",) * 2
+    assert _folders(conf, {"predict": {"input_dir": "mine"}}) == ("mine",) * 2
