@@ -134,7 +134,7 @@ def _image_folders(pipeline: Any, catalog: Any) -> list[str]:
     from hrda_kedro.datasets.image_folder import ImageFolderDataset
 
     datasets = [catalog.get(name) for name in pipeline.inputs() if name in catalog]
-    return [str(d._describe()["path"]) for d in datasets if isinstance(d, ImageFolderDataset)]
+    return [str(d.path) for d in datasets if isinstance(d, ImageFolderDataset)]
 
 
 def _replaced_folders(pipeline: Any, catalog: Any) -> list[str]:

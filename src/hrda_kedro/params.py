@@ -483,9 +483,9 @@ def check_input_folder(predict: Mapping[str, Any], folder: str) -> None:
 
 def check_outside_outputs(predict: Mapping[str, Any], replaced: typing.Iterable[str]) -> None:
     """``predict.input_dir`` must not lie in a folder the run empties before writing to it."""
-    inputs = Path(parse(PredictParams, predict, "predict").input_dir).absolute()
+    inputs = _absolute(parse(PredictParams, predict, "predict").input_dir)
     for folder in replaced:
-        out = Path(folder).absolute()
+        out = _absolute(folder)
         _require(
             not (inputs == out or inputs.is_relative_to(out) or out.is_relative_to(inputs)),
             "predict.input_dir",

@@ -58,6 +58,11 @@ class ImageFolderDataset(AbstractDataset[Any, ImageFolder]):
         self._root = Path(path)
         self.metadata = metadata
 
+    @property
+    def path(self) -> Path:
+        """The folder read (Kedro makes a relative catalog path absolute in a session)."""
+        return self._root
+
     def load(self) -> ImageFolder:
         """The listing only (empty when the folder is missing: the node says so)."""
         files = sorted(p for p in self._root.rglob("*") if p.is_file())
