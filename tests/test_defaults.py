@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from kedro.config import OmegaConfigLoader
 
 from hrda_kedro.params import AblationParams, parameter_groups, parse
 
@@ -23,10 +23,9 @@ STUDY_CONTENT = {"ablations": ("shared", "variants")}
 
 
 def _base() -> dict[str, Any]:
-    merged: dict[str, Any] = {}
-    for path in sorted(CONF_BASE.glob("parameters*.yml")):
-        merged.update(yaml.safe_load(path.read_text()) or {})
-    return merged
+    """conf/base's parameters as a run reads them (``${globals:...}`` resolved)."""
+    loader = OmegaConfigLoader(str(CONF_BASE.parent), base_env="base", default_run_env="base")
+    return loader["parameters"]
 
 
 def _groups() -> dict[str, type]:

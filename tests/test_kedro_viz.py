@@ -77,6 +77,7 @@ def test_kedro_viz_lists_our_pipelines_nodes_and_rounds(project_copy: Path) -> N
         )  # fmt: skip
     try:
         graph = _wait_for_graph(f"http://127.0.0.1:{port}/api/main", server, log)
+        predict = _wait_for_graph(f"http://127.0.0.1:{port}/api/pipelines/predict", server, log)
     finally:
         _stop(server)
 
@@ -111,5 +112,13 @@ def test_kedro_viz_lists_our_pipelines_nodes_and_rounds(project_copy: Path) -> N
     assert {"model_input", "models", "model_output", "reporting"} <= set(layers)
     assert layers.index("model_input") < layers.index("models") < layers.index("reporting")
     assert {"export", "export_onnx"} <= {p["id"] for p in graph["pipelines"]}
+    # predict's inputs are catalog datasets: the folder of images and the last round's model
+    predict_data = {
+        node.get("full_name") or node["name"]: node
+        for node in predict["nodes"]
+        if node["type"] == "data"
+    }
+    assert {"predict_images", "round_2.model"} <= set(predict_data), sorted(predict_data)
+    assert predict_data["predict_images"]["layer"] == "raw"
     pipelines = {p["id"] for p in graph["pipelines"]}
     assert {"ingestion", "warmup", "self_training", "evaluation", "uda"} <= pipelines

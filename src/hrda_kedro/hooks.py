@@ -87,13 +87,20 @@ class ProjectHooks:
 
     @staticmethod
     def _check_run(pipeline: Any, catalog: Any) -> None:
-        from hrda_kedro.params import check_group_names, check_outside_outputs, check_run
+        from hrda_kedro.params import (
+            check_group_names,
+            check_input_folder,
+            check_outside_outputs,
+            check_run,
+        )
 
         parameters = catalog.load("parameters") if "parameters" in catalog else {}
         check_group_names(parameters)
         validated = validate_run_parameters(pipeline, parameters)
         check_run(parameters, [*validated, *_data_groups_for_checks(parameters, validated)])
         if "predict" in validated:
+            for folder in _image_folders(pipeline, catalog):
+                check_input_folder(parameters["predict"], folder)
             check_outside_outputs(parameters["predict"], _replaced_folders(pipeline, catalog))
         from kedro.framework.project import pipelines as registered
 
@@ -120,6 +127,14 @@ def _data_groups_for_checks(parameters: Mapping[str, Any], validated: list[str])
                 continue
             usable.append(group)
     return usable
+
+
+def _image_folders(pipeline: Any, catalog: Any) -> list[str]:
+    """Folders of images the run reads (``predict_images``)."""
+    from hrda_kedro.datasets.image_folder import ImageFolderDataset
+
+    datasets = [catalog.get(name) for name in pipeline.inputs() if name in catalog]
+    return [str(d.path) for d in datasets if isinstance(d, ImageFolderDataset)]
 
 
 def _replaced_folders(pipeline: Any, catalog: Any) -> list[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import types
 import typing
 from collections.abc import Iterator, Mapping
@@ -462,11 +463,29 @@ def check_run(parameters: Mapping[str, Any], groups: typing.Collection[str]) -> 
                 )
 
 
+def _absolute(path: str) -> Path:
+    return Path(os.path.abspath(path))
+
+
+def check_input_folder(predict: Mapping[str, Any], folder: str) -> None:
+    """``predict.input_dir`` must be the folder the catalog's images dataset reads: the
+    catalog sees the command line and globals, not ``conf/*/parameters*.yml``."""
+    inputs = _absolute(parse(PredictParams, predict, "predict").input_dir)
+    _require(
+        inputs == _absolute(folder),
+        "predict.input_dir",
+        f"{inputs} is not the folder the catalog's predict_images reads ({_absolute(folder)}); "
+        'expected it set on the command line (--params "predict.input_dir=...") or as '
+        "predict_input_dir in conf/<env>/globals.yml: the catalog does not read "
+        "conf/*/parameters*.yml",
+    )
+
+
 def check_outside_outputs(predict: Mapping[str, Any], replaced: typing.Iterable[str]) -> None:
     """``predict.input_dir`` must not lie in a folder the run empties before writing to it."""
-    inputs = Path(parse(PredictParams, predict, "predict").input_dir).absolute()
+    inputs = _absolute(parse(PredictParams, predict, "predict").input_dir)
     for folder in replaced:
-        out = Path(folder).absolute()
+        out = _absolute(folder)
         _require(
             not (inputs == out or inputs.is_relative_to(out) or out.is_relative_to(inputs)),
             "predict.input_dir",

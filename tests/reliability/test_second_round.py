@@ -31,6 +31,7 @@ from tests.reliability.helpers import (
     assert_unchanged,
     copy_project,
     flat,
+    kedro,
     latest_version,
     run_in_process,
     snapshot,
@@ -224,6 +225,11 @@ CASES = [
     BadInput("predict outputs inside its inputs", P, "predict",
              at_run({"predict": {"input_dir": "data/07_model_output"}}), ParameterError,
              r"^parameter predict\.input_dir: .*data/07_model_output overlaps the output folder"),
+    BadInput("predict inputs set where the catalog does not look", P, "predict",
+             in_local({"predict": {"input_dir": "photos"}}), ParameterError,
+             r"^parameter predict\.input_dir: .*/photos is not the folder the catalog's "
+             r"predict_images reads \(.*/data/01_raw/predict_inputs\); expected it set on the "
+             r"command line .* or as predict_input_dir in conf/<env>/globals\.yml"),
     # image errors that escaped Pillow's types
     BadInput("decompression bomb", D, "ingestion",
              lambda p: gta(p, lambda r: bomb_png(gta_image(r))),
@@ -334,6 +340,28 @@ def test_predict_skips_an_unreadable_image_when_asked(name: str, trained: Path) 
     run_in_process(trained, "predict", params)
     labels = trained / "data" / "07_model_output" / "predict" / "labels"
     assert sorted(p.name for p in labels.iterdir()) == ["good.png"]
+
+
+@pytest.mark.parametrize("where", ["command line", "globals"])
+def test_predict_segments_the_folder_set_in_one_place(where: str, trained: Path) -> None:
+    """``--params predict.input_dir=...`` (a real ``kedro run``) or ``predict_input_dir`` in
+    conf/local/globals.yml moves the catalog's ``predict_images`` and the parameter alike."""
+    folder = trained / USER_DATA / "to segment"
+    write_rgb(folder / "a photo.png", 40, 70)
+    write_rgb(folder / "sub" / "b.JPG", 33, 47, seed=1)
+    if where == "command line":
+        result = kedro(trained, "--pipeline=predict", "--params", f"predict.input_dir={folder}")
+        assert result.returncode == 0, result.stdout[-3000:]
+    else:
+        (trained / "conf" / "local" / "globals.yml").write_text(f"predict_input_dir: {folder}\n")
+        run_in_process(trained, "predict")
+    labels = trained / "data" / "07_model_output" / "predict" / "labels"
+    assert sorted(p.relative_to(labels).as_posix() for p in labels.rglob("*.png")) == [
+        "a photo.png",
+        "sub/b.png",
+    ]
+    manifest = pd.read_csv(labels.parent / "inputs.csv")
+    assert [Path(p).parent for p in manifest["image_path"]] == [folder, folder / "sub"]
 
 
 # --------------------------------------------------------------------------- resume

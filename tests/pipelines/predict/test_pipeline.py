@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -64,12 +65,20 @@ def write_inputs(folder: Path) -> dict[str, tuple[int, int]]:
     }  # fmt: skip
 
 
+def project_catalog(predict: dict) -> dict:
+    """The shipped catalog's entries, ``predict.input_dir`` given as on the command line."""
+    runtime_params = {"predict": {"input_dir": predict["input_dir"]}}
+    return OmegaConfigLoader(
+        str(PROJECT / "conf"),
+        base_env="base",
+        default_run_env="local",
+        runtime_params=runtime_params,
+    )["catalog"]
+
+
 def make_catalog(predict: dict) -> DataCatalog:
-    config = OmegaConfigLoader(str(PROJECT / "conf"), base_env="base", default_run_env="local")
-    entries = config["catalog"]
-    catalog = DataCatalog.from_config(
-        {name: entries[name] for name in create_pipeline().all_outputs()}
-    )
+    """The shipped catalog, with the run's parameters."""
+    catalog = DataCatalog.from_config(project_catalog(predict))
     catalog["params:predict"] = predict
     catalog["params:runtime"] = RUNTIME
     return catalog
@@ -188,18 +197,39 @@ def test_shipped_parameters_default_to_the_last_rounds_model() -> None:
     ("rounds", "stage", "model"),
     [(1, "round_1", "round_1.model"), (0, "source_only", "source_only_model")],
 )
-def test_predict_reads_the_final_model_through_the_catalog(
+def test_predict_reads_the_final_model_and_the_images_through_the_catalog(
     project: Path, rounds: int, stage: str, model: str
 ) -> None:
-    """``--load-versions`` and kedro viz see the model; no path parameter is needed. With
+    """``--load-versions`` and kedro viz see both inputs; no path parameter is needed. With
     ``rounds: 0`` (source-only) the final model is the warmup's."""
     write_inputs(project / "inputs")
     save_checkpoint(project / "data", stage=stage)  # data/06_models/<stage>/model.pt/<version>/
-    config = OmegaConfigLoader(str(PROJECT / "conf"), base_env="base", default_run_env="local")
-    catalog = DataCatalog.from_config(config["catalog"])
-    catalog["params:predict"] = {"input_dir": "inputs", "checkpoint": None}
-    catalog["params:runtime"] = RUNTIME
     pipeline = register_pipelines({"self_training": {"rounds": rounds}})["predict"]
-    assert model in pipeline.inputs()
+    assert {model, "predict_images"} <= pipeline.inputs()
+    catalog = make_catalog({"input_dir": "inputs", "checkpoint": None})
     SequentialRunner().run(pipeline, catalog)
     assert len(list((project / "data/07_model_output/predict/labels").rglob("*.png"))) == 9
+
+
+def _folders(conf: Path, runtime_params: dict | None = None) -> tuple[str, str]:
+    """The folder ``predict_images`` reads and parameter ``predict.input_dir``."""
+    loader = OmegaConfigLoader(
+        str(conf), base_env="base", default_run_env="local", runtime_params=runtime_params
+    )
+    return loader["catalog"]["predict_images"]["path"], loader["parameters"]["predict"]["input_dir"]
+
+
+def test_the_images_dataset_reads_the_folder_of_the_command_line_or_globals(
+    tmp_path: Path,
+) -> None:
+    """One place sets the folder: ``--params predict.input_dir``, else ``predict_input_dir``
+    of the environment's globals; the parameter mirrors what the catalog reads."""
+    conf = tmp_path / "conf"
+    shutil.copytree(PROJECT / "conf" / "base", conf / "base")
+    (conf / "local").mkdir()
+    default = "data/01_raw/predict_inputs"
+    assert _folders(conf) == (default, default)
+    assert _folders(conf, {"predict": {"input_dir": "/my photos"}}) == ("/my photos",) * 2
+    (conf / "local" / "globals.yml").write_text("predict_input_dir: /shared/photos\n")
+    assert _folders(conf) == ("/shared/photos",) * 2
+    assert _folders(conf, {"predict": {"input_dir": "mine"}}) == ("mine",) * 2

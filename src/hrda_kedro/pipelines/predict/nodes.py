@@ -1,7 +1,8 @@
 """Nodes of the ``predict`` pipeline.
 
-Outputs are written lazily through ``PartitionedDataset``s: each image is read, predicted
-and saved one at a time, so a folder of any size never sits in memory.
+The images come from the catalog's ``predict_images`` folder, listed but not read; outputs
+are written lazily through ``PartitionedDataset``s: each image is read, predicted and saved
+one at a time, so a folder of any size never sits in memory.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from hrda_kedro.data.layouts import printable
 from hrda_kedro.data.validation import check_folder, read_image_as_rgb
 from hrda_kedro.datasets.checkpoint_dataset import CheckpointDataset
 from hrda_kedro.datasets.export_datasets import CONFIG_FILE, WEIGHTS_FILE, ExportedModelDataset
+from hrda_kedro.datasets.image_folder import IMAGE_SUFFIXES, ImageFolder
 from hrda_kedro.export import checkpoint_from_export
 from hrda_kedro.hrda import normalize
 from hrda_kedro.hrda.inference import predict_full_image_labels
@@ -34,7 +36,6 @@ from hrda_kedro.runtime.models import model_from_checkpoint
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MANIFEST_COLUMNS = ("partition_id", "image_path", "height", "width")
 
 
@@ -55,34 +56,34 @@ def _partition_ids(paths: list[Path], folder: Path) -> list[str]:
     return ids
 
 
-def list_inputs(predict: dict[str, Any]) -> pd.DataFrame:
-    """Find and check every image under ``predict.input_dir`` before any model work.
+def list_inputs(predict_images: ImageFolder, predict: dict[str, Any]) -> pd.DataFrame:
+    """Check every image of the catalog's ``predict_images`` folder before any model work.
 
     Every image is fully decoded here, so a bad file stops the run (or, with
     ``skip_bad_files``, is left out) before a single output is written.
     """
     params = parse(PredictParams, predict, "predict")
-    folder = Path(params.input_dir)
+    folder = predict_images.root
     check_folder(folder, "a folder of images to segment (parameter predict.input_dir)")
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
-    if not images:
+    files = predict_images.files
+    if not predict_images:
         found = f"it holds {len(files)} other files" if files else "it is empty"
         raise DataError(
             f"{folder}: no image to segment ({', '.join(IMAGE_SUFFIXES)}); {found} "
             "(parameter predict.input_dir)"
         )
-    if len(images) < len(files):
-        logger.info("ignoring %d files that are not images", len(files) - len(images))
+    if len(predict_images) < len(files):
+        logger.info("ignoring %d files that are not images", len(files) - len(predict_images))
     readable, sizes = [], []
-    for path in images:
+    for name, read in predict_images.items():
+        path = predict_images.path(name)
         try:
             if printable(path) != str(path):  # no CSV nor output name can hold it
                 raise DataError(
                     f"{printable(path)}: the file name is not valid UTF-8; expected UTF-8 "
                     "file names (rename the file)"
                 )
-            pixels = read_image_as_rgb(path)
+            pixels = read()
         except DataError as err:
             if not params.skip_bad_files:
                 raise
@@ -91,7 +92,7 @@ def list_inputs(predict: dict[str, Any]) -> pd.DataFrame:
         readable.append(path)
         sizes.append(pixels.shape[:2])
     if not readable:
-        raise DataError(f"{folder}: none of its {len(images)} images is readable")
+        raise DataError(f"{folder}: none of its {len(predict_images)} images is readable")
     logger.info("%d images to segment in %s", len(readable), folder)
     return pd.DataFrame(
         {

@@ -1,4 +1,5 @@
-"""The ``predict`` pipeline: list the input folder, segment every image, draw overlays."""
+"""The ``predict`` pipeline: check the catalog's ``predict_images``, segment every image,
+draw overlays."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def create_pipeline(model: str | None = None, **kwargs) -> Pipeline:
         [
             Node(
                 list_inputs,
-                inputs="params:predict",
+                inputs=["predict_images", "params:predict"],
                 outputs="predict_manifest",
                 name="list_predict_inputs",
             ),
