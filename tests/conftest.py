@@ -1,4 +1,5 @@
-"""Shared fixtures: a throw-away copy of the project for whole-pipeline runs."""
+"""Shared fixtures: a throw-away copy of the project for whole-pipeline runs, and one
+finished tiny ``kedro run`` that every test reading a finished project shares."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from tests import process_guard
+from tests.reliability.helpers import kedro, make_project
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,6 +58,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny project after a complete, uninterrupted ``kedro run`` (the default ``uda``).
+
+    Built once per session (the costliest set-up of the suite): tests only read it, or
+    copy it first (``tests/reliability/conftest.py::trained``).
+    """
+    project = make_project(tmp_path_factory.mktemp("reference") / "project")
+    result = kedro(project)
+    assert result.returncode == 0, result.stdout[-5000:]
+    return project
 
 
 @pytest.fixture

@@ -141,6 +141,9 @@ def test_two_localhost_nodes_train_identical_teachers_with_one_writer(
 ) -> None:
     """Node 0 runs the pipeline; node 1 only trains its rank (gloo) and writes nothing."""
     params = {**TINY_PARAMS, "self_training": {**TINY_PARAMS["self_training"], "rounds": 1}}
+    # Node 0 evaluates alone while node 1 waits: one image, one prediction is enough.
+    evaluation = {"predictions": ["fused"], "max_images": 1, "qualitative_images": 1}
+    params["evaluation"] = {**params["evaluation"], **evaluation}
     params["runtime"] = {**params["runtime"], "devices": 1, "device": "cpu"}
     (project_copy / "conf" / "local" / "parameters.yml").write_text(yaml.safe_dump(params))
     src = str(Path(__file__).resolve().parents[1] / "src")

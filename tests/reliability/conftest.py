@@ -1,4 +1,5 @@
-"""Shared projects: one uninterrupted tiny ``uda`` run that the other tests copy and break."""
+"""The shared finished project (``reference``, tests/conftest.py), copied for each test
+that breaks it."""
 
 from __future__ import annotations
 
@@ -6,16 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.helpers import copy_project, kedro, make_project
-
-
-@pytest.fixture(scope="session")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny project after a complete, uninterrupted ``kedro run`` (the default ``uda``)."""
-    project = make_project(tmp_path_factory.mktemp("reference") / "project")
-    result = kedro(project)
-    assert result.returncode == 0, result.stdout[-5000:]
-    return project
+from tests.reliability.helpers import copy_project
 
 
 @pytest.fixture
