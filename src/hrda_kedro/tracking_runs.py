@@ -16,7 +16,6 @@ Without mlflow installed, or without an active run, every function here does not
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -41,16 +40,13 @@ _nested_runs: dict[str, str] = {}
 _current_namespace: str | None = None
 
 
-def _optional(module: str) -> Any | None:
-    """``module``, or None without the optional extra that brings it."""
+def _mlflow() -> Any | None:
+    """mlflow, or None without the optional extra that brings it."""
     try:
-        return importlib.import_module(module)
+        import mlflow
     except ImportError:
         return None
-
-
-def _mlflow() -> Any | None:
-    return _optional("mlflow")
+    return mlflow
 
 
 def client() -> Any:
@@ -132,8 +128,11 @@ def _share_with_workers(parent: str | None) -> None:
 
 def _kedro_mlflow_hook() -> Any | None:
     """kedro-mlflow's hook, the instance its entry point registers in every process."""
-    module = _optional("kedro_mlflow.framework.hooks.mlflow_hook")
-    return None if module is None else module.mlflow_hook
+    try:
+        from kedro_mlflow.framework.hooks.mlflow_hook import mlflow_hook
+    except ImportError:
+        return None
+    return mlflow_hook
 
 
 def join_in_worker() -> None:
