@@ -13,9 +13,11 @@ Phases (the project's CPU configuration, random weights, synthetic 256x512 image
 - ``evaluate``: ``predict_full_image_branches`` (fused, context, detail) per image;
 - ``train``: one self-training ``Trainer.step`` of HRDA (teacher, source, mix, AdamW, EMA).
 
-``--wait-policy`` compares how idle OpenMP threads wait: ``passive`` (asleep; what the
-project sets, see ``hrda_kedro/__init__.py``) and ``default`` (libgomp's own: spin for a
-while, then sleep; the worker gets an empty ``OMP_WAIT_POLICY``, which libgomp ignores).
+``--wait-policy`` compares how idle OpenMP threads wait (libgomp, torch's pip wheels):
+``brief`` (what the project sets, see ``hrda_kedro/__init__.py``: spin 1000 rounds, about
+10 us, then sleep), ``passive`` (asleep at once) and ``default`` (libgomp's own: spin about
+3 ms, then sleep; the worker gets an empty ``OMP_WAIT_POLICY``, which libgomp ignores, and
+no ``GOMP_SPINCOUNT``).
 
 Method: for every thread setting, each phase runs in a fresh process twice, quiet and next
 to ``--load`` competing processes started just before it and killed after (``spin``: a
@@ -50,7 +52,12 @@ CSV_COLUMNS = (
     *TABLE_COLUMNS, "units", "cpu", "torch", "quiet_times_s",
     "loaded_times_s", "error",
 )  # fmt: skip
-WAIT_POLICIES = {"passive": "PASSIVE", "default": ""}
+# The worker's OpenMP variables per policy; the parent passes on no GOMP_SPINCOUNT of its own.
+WAIT_POLICIES = {
+    "brief": {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "1000"},
+    "passive": {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0"},
+    "default": {"OMP_WAIT_POLICY": ""},
+}
 LOADS = {
     "spin": "while True: pass",
     "torch": ("import torch\na = torch.randn(512, 512)\nwhile True:\n    a = (a @ a).tanh_()"),
@@ -166,9 +173,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--wait-policy",
-        default="passive",
+        default="brief",
         dest="wait_policy",
-        help="comma list of OpenMP wait policies: passive, default (libgomp's spin-then-sleep)",
+        help="comma list of OpenMP wait policies: brief (the project's 1000-round spin), "
+        "passive (sleep at once), default (libgomp's ~3 ms spin)",
     )
     parser.add_argument("--load", type=int, default=2, help="competing processes")
     parser.add_argument("--load-kind", choices=sorted(LOADS), default="torch", dest="load_kind")
@@ -187,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     info: dict[str, Any] = {}
     policies = common.comma_list(args.wait_policy)
+    os.environ.pop("GOMP_SPINCOUNT", None)  # each policy sets its own (see WAIT_POLICIES)
     if unknown := [p for p in policies if p not in WAIT_POLICIES]:
         raise SystemExit(f"unknown wait policy: {unknown}")
     settings = [
@@ -198,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     for threads, phase, policy in settings:
         cfg = {"phase": phase, "threads": threads, "repeats": args.repeats,
                "warmup": args.warmup}  # fmt: skip
-        env = {"OMP_WAIT_POLICY": WAIT_POLICIES[policy]}
+        env = WAIT_POLICIES[policy]
         quiet = common.run_worker(Path(__file__), cfg, args.timeout, env)
         load = _start_load(args.load_kind, args.load)
         try:
