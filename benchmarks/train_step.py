@@ -73,7 +73,7 @@ TABLE_COLUMNS = (
 )  # fmt: skip
 CSV_COLUMNS = (
     *TABLE_COLUMNS, "description", "encoder", "batch", "context", "detail", "scale",
-    "channels_last", "device", "cpu", "gpu", "torch", "threads", "host_memory", "compile", "steps", "warmup",
+    "channels_last", "device", "cpu", "gpu", "torch", "threads", "host_memory", "compile", "hr_window_batch", "steps", "warmup",
     "mem_source", "matmul_gflops", "conv3x3_gflops", "times_s", "error",
 )  # fmt: skip
 # A row's fields from its workers' results (_common.pooled): the first's, the largest (of
@@ -136,7 +136,13 @@ def _model(cfg: dict[str, Any], variant: str) -> Any:
         # (crops, fusion) out of the graph. The first step pays the compilation.
         for part in ("extract", "segment", "attend"):
             setattr(network, part, torch.compile(getattr(network, part)))
-    return HRDAModel(network, scale=scale, detail_hw=tuple(cfg["detail"]), mode=mode)
+    return HRDAModel(
+        network,
+        scale=scale,
+        detail_hw=tuple(cfg["detail"]),
+        mode=mode,
+        hr_window_batch=cfg.get("hr_window_batch"),
+    )
 
 
 class _SyntheticSegmentation:
@@ -346,6 +352,14 @@ def _parser() -> argparse.ArgumentParser:
         help="model and inputs in channels_last memory format",
     )
     parser.add_argument(
+        "--hr-window-batch",
+        type=int,
+        default=None,
+        dest="hr_window_batch",
+        help="HR crops per network call in the teacher's sliding windows "
+        "(model.inference.hr_window_batch; default: all in one call): less memory, more calls",
+    )
+    parser.add_argument(
         "--variants", default=",".join(VARIANTS), help="comma list out of " + ", ".join(VARIANTS)
     )
     uda = parser.add_mutually_exclusive_group()
@@ -448,7 +462,8 @@ def main(argv: list[str] | None = None) -> int:
             variants.append("uda_hrda_mic")
     shared = {**settings, "device": args.device, "channels_last": args.channels_last,
               "host_memory": args.host_memory, "threads": args.threads,
-              "compile": args.compile, "profile": args.profile}  # fmt: skip
+              "compile": args.compile, "profile": args.profile,
+              "hr_window_batch": args.hr_window_batch}  # fmt: skip
     grid = {"precision": precisions, "variant": variants}  # rounds interleave the variants
     runs, info = common.run_rounds(Path(__file__), shared, grid, args.rounds, args.timeout)
     rows = []
@@ -469,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
             "channels_last": args.channels_last,
             "host_memory": args.host_memory,
             "compile": args.compile,
+            "hr_window_batch": args.hr_window_batch,
             "steps": settings["steps"] * len(results),
             "warmup": settings["warmup"],
         }
