@@ -108,8 +108,11 @@ SMALL = {
 LOAD_SIZE = {"gta2cs": {"width": 128, "height": 72}, "synthia2cs": {"width": 128, "height": 76}}
 
 
+# gta2cs is not run on its own: gta2cs_mic is gta2cs plus MIC (checked key by key below, in
+# test_mic_environment_is_its_recipe_plus_mic), so a GTA5 run with MIC and a SYNTHIA run
+# without it cover both recipes, both layouts, and MIC on and off.
 @pytest.mark.slow
-@pytest.mark.parametrize("env", ["gta2cs", "synthia2cs", "gta2cs_mic"])
+@pytest.mark.parametrize("env", ["gta2cs_mic", "synthia2cs"])
 def test_recipe_runs_every_uda_stage_on_fake_data(project_copy: Path, env: str) -> None:
     mic, env_name, env = env.endswith("_mic"), env, _recipe(env)
     data = project_copy / "data"

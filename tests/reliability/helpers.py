@@ -141,8 +141,13 @@ def kedro(
         )
 
 
-def run_in_process(project: Path, pipeline: str, params: Mapping[str, Any] | None = None) -> None:
-    """What ``kedro run --pipeline=PIPELINE --params ...`` does, in this process.
+def run_in_process(
+    project: Path,
+    pipeline: str,
+    params: Mapping[str, Any] | None = None,
+    tags: tuple[str, ...] = (),
+) -> None:
+    """What ``kedro run --pipeline=PIPELINE --params ... --tags ...`` does, in this process.
 
     The caller changes into ``project`` first: parameters hold paths relative to it.
     """
@@ -151,7 +156,7 @@ def run_in_process(project: Path, pipeline: str, params: Mapping[str, Any] | Non
 
     bootstrap_project(project)
     with KedroSession.create(project_path=project, runtime_params=dict(params or {})) as session:
-        session.run(pipeline_names=[pipeline])
+        session.run(pipeline_names=[pipeline], tags=tags or None)
 
 
 def flat(text: str) -> str:

@@ -3,8 +3,9 @@
 Each must stop the run with one message that names the input and what was expected,
 raised by our own check (not from deep inside torch or Pillow), and leave every file the
 project had written before as it was. Most runs are in-process ``KedroSession`` runs (what
-``kedro run`` calls; a second each); ``test_kedro_cli_*`` repeat one input per kind in a real
-``kedro run`` process for its exit status and printed message. Unit-level checks of the
+``kedro run`` calls; a second each); ``test_kedro_cli_*`` repeat a bad data file and a bad
+checkpoint in a real ``kedro run`` process for its exit status and printed message (a bad
+parameter: tests/reliability/test_second_round_faults.py). Unit-level checks of the
 same readers and validators live in tests/data, tests/test_params.py and
 tests/hrda/test_checkpoint.py; the table in docs/reliability.md lists them all.
 """
@@ -323,15 +324,6 @@ def test_evaluating_a_checkpoint_of_another_class_count(trained: Path) -> None:
 
 
 # --------------------------------------------------------------------------- real processes
-
-
-def test_kedro_cli_bad_parameter(trained: Path) -> None:
-    output = assert_refused(
-        trained,
-        "--params self_training.iterations=0",
-        r"ParameterError: parameter self_training\.iterations: expected >= 1, got 0",
-    )
-    assert "Running node" not in output
 
 
 def test_kedro_cli_bad_data_file(trained: Path) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import torch
+import yaml
 from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog
 from kedro.io.core import DatasetError
@@ -30,6 +31,7 @@ from PIL import Image
 
 from hrda_kedro.datasets.atomic_files import use_atomic_local_writes
 from hrda_kedro.hrda.checkpoint import CheckpointError, load_checkpoint
+from hrda_kedro.hrda.training.history import NonFiniteLossError
 from tests.reliability.helpers import (
     assert_kept,
     assert_not_lost,
@@ -41,6 +43,7 @@ from tests.reliability.helpers import (
     kedro,
     latest_version,
     make_project,
+    run_in_process,
     snapshot,
 )
 
@@ -66,6 +69,11 @@ def model_file(project: Path, name: str) -> Path:
 
 def test_killed_runs_resume_to_the_uninterrupted_result(reference: Path, tmp_path: Path) -> None:
     project = make_project(tmp_path / "project")
+    # Only the models are compared: one image, one prediction per evaluation is enough.
+    evaluation = {"predictions": ["fused"], "max_images": 1}
+    (project / "conf" / "local" / "parameters.yml").write_text(
+        yaml.safe_dump({"evaluation": evaluation})
+    )
     data = project / "data"
     state = data / "06_models" / "in_progress" / "warmup" / "state.pt"
 
@@ -114,20 +122,20 @@ def test_killed_runs_resume_to_the_uninterrupted_result(reference: Path, tmp_pat
     assert check_readable(data) > 0
 
 
-def test_diverging_loss_stops_naming_iteration_and_term(reference: Path, tmp_path: Path) -> None:
+@pytest.mark.usefixtures("one_thread")
+def test_diverging_loss_stops_naming_iteration_and_term(
+    reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In this process: a loss that diverges needs no process of its own to stop a run."""
     project = copy_project(reference, tmp_path / "project")
+    monkeypatch.chdir(project)
     before = snapshot(project / "data")
-    result = kedro(
-        project,
-        "--pipeline",
-        "warmup",
-        "--params",
-        "warmup.optimizer.lr=1000000000.0,warmup.checkpoint_every=1",
-    )
-    assert result.returncode == 1
-    error = final_error(result.stdout)
+    params = {"warmup": {"optimizer": {"lr": 1e9}, "checkpoint_every": 1}}
+    with pytest.raises(NonFiniteLossError) as info:
+        run_in_process(project, "warmup", params)
+    error = flat(str(info.value))
     found = re.match(
-        r"NonFiniteLossError: warmup: loss term '(\w+)' is (-?inf|nan) at iteration (\d+); "
+        r"warmup: loss term '(\w+)' is (-?inf|nan) at iteration (\d+); "
         r"stopped, the last checkpoint on disk is from before it",
         error,
     )

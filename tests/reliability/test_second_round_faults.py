@@ -10,6 +10,7 @@ prints its message and what to do, not a framed traceback.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 import signal
@@ -20,6 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
+from hrda_kedro.data import DataError
 from hrda_kedro.hrda.checkpoint import load_checkpoint
 from tests.reliability.helpers import (
     assert_kept,
@@ -27,7 +29,6 @@ from tests.reliability.helpers import (
     assert_unchanged,
     check_readable,
     copy_project,
-    final_error,
     flat,
     kedro,
     latest_version,
@@ -65,6 +66,7 @@ def staging_folders(project: Path) -> list[Path]:
 
 
 REDRAW = ("--pipeline", "ingestion", "--params", "ingestion.embedded.seed=5")
+REDRAW_PARAMS = {"ingestion": {"embedded": {"seed": 5}}}  # the same, for run_in_process
 
 
 def test_sigterm_while_drawing_the_benchmark(reference: Path, tmp_path: Path) -> None:
@@ -79,9 +81,13 @@ def test_sigterm_while_drawing_the_benchmark(reference: Path, tmp_path: Path) ->
 
 
 def test_sigkill_while_drawing_is_cleaned_up_by_the_next_run(
-    reference: Path, tmp_path: Path
+    reference: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """SIGKILL mid-draw leaves a staging folder (nothing can run); the next run removes it."""
+    """SIGKILL mid-draw leaves a staging folder (nothing can run); the next run (in this
+    process: the clean-up is no matter of the process) removes it."""
     project = copy_project(reference, tmp_path / "project")
     before = snapshot(project / "data")
     status = start_and_stop(project, "stop-in-draw", REDRAW, signal.SIGKILL)
@@ -89,25 +95,32 @@ def test_sigkill_while_drawing_is_cleaned_up_by_the_next_run(
     left = staging_folders(project)
     assert len(left) == 1 and left[0].name.startswith(".embedded.staging-")
     assert_kept(before, project / "data")  # the abandoned folder is the only change
-    result = kedro(project, *REDRAW)
-    assert result.returncode == 0, result.stdout[-3000:]
+    monkeypatch.chdir(project)
+    with caplog.at_level(logging.INFO, logger="hrda_kedro"):
+        run_in_process(project, "ingestion", REDRAW_PARAMS)
     assert re.search(r"Removing .*\.embedded\.staging-\d+-\w+, left by a run that was stopped",
-                     flat(result.stdout))  # fmt: skip
+                     flat(caplog.text))  # fmt: skip
     assert staging_folders(project) == []
     assert check_readable(project / "data" / "01_raw") > 0
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_sigterm_in_training_keeps_the_checkpoint_and_resumes(
-    reference: Path, tmp_path: Path
+    reference: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """The re-run is in this process, with one thread like the reference's process."""
     project = copy_project(reference, tmp_path / "project")
     status = start_and_stop(project, "stop-in-step:4", ("--pipeline", "warmup"), signal.SIGTERM)
     assert status == 128 + signal.SIGTERM, last_output(project)[-3000:]
     state = load_checkpoint(project / "data" / "06_models" / "in_progress" / "warmup" / "state.pt")
     assert state["iteration"] == 2
-    result = kedro(project, "--pipeline", "warmup")
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert "warmup: resuming at iteration 2" in result.stdout
+    monkeypatch.chdir(project)
+    with caplog.at_level(logging.INFO, logger="hrda_kedro"):
+        run_in_process(project, "warmup")
+    assert "warmup: resuming at iteration 2" in caplog.text
     model = "data/06_models/source_only/model.pt"
     ours = load_checkpoint(latest_version(project / model))["model"]
     theirs = load_checkpoint(latest_version(reference / model))["model"]
@@ -115,10 +128,14 @@ def test_sigterm_in_training_keeps_the_checkpoint_and_resumes(
 
 
 def test_kill_between_two_report_saves_is_not_read_as_one_set(
-    reference: Path, tmp_path: Path
+    reference: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Killed after the mIoU table and before per-class IoU: "latest" of each now comes from
-    two runs. Redrawing the figures from them must stop and say so."""
+    two runs. Redrawing the figures from them (``--tags reports``, here in this process)
+    must stop and say so."""
     project = copy_project(reference, tmp_path / "project")
     reports = project / "data" / "08_reporting"
     status = start_and_stop(
@@ -130,16 +147,17 @@ def test_kill_between_two_report_saves_is_not_read_as_one_set(
     ]
     assert tables[0] > tables[1], "the kill did not fall between the two saves"
     before = snapshot(project / "data")
-    result = kedro(project, "--pipeline", "evaluation", "--tags", "reports")
-    assert result.returncode == 1
-    message = final_error(result.stdout)
+    monkeypatch.chdir(project)
+    with caplog.at_level(logging.INFO), pytest.raises(DataError) as info:
+        run_in_process(project, "evaluation", tags=("reports",))
+    message = flat(str(info.value))
     assert re.match(
-        r"DataError: per_class_iou: the latest saved versions of the outputs saved together "
+        r"per_class_iou: the latest saved versions of the outputs saved together "
         r"come from different runs \(evaluation_summary \S+, miou_table \S+, per_class_iou \S+\): "
         r"a run stopped between two saves; expected one run's set",
         message,
     ), message
-    assert "Running node" not in result.stdout
+    assert "Running node" not in caplog.text
     assert_unchanged(before, project / "data")
 
 
@@ -171,7 +189,11 @@ def test_full_disk_while_caching_converted_labels_names_the_file(
 
 
 def test_cli_bad_parameter_prints_a_short_message(trained: Path) -> None:
+    """The one real ``kedro run`` process of a bad parameter: exit status 1, data unchanged,
+    no node run, a two-line message (tests/reliability/test_second_round.py checks the
+    parameter messages in process)."""
     output = assert_refused(trained, "--params warmpu.iterations=2", "ParameterError")
+    assert "Running node" not in output
     assert "Traceback" not in output and "╭" not in output
     tail = output.strip().splitlines()[-2:]
     assert tail[0].startswith(
