@@ -15,7 +15,8 @@ pytest.importorskip("kedro_mlflow")
 
 
 def _loader(conf: Path, uri: str | None) -> OmegaConfigLoader:
-    (conf / "base").mkdir(parents=True, exist_ok=True)
+    for env in ("base", "local"):
+        (conf / env).mkdir(parents=True, exist_ok=True)
     if uri is not None:
         server = {"server": {"mlflow_tracking_uri": uri}, "ui": {"port": "5000"}}
         (conf / "base" / "mlflow.yml").write_text(yaml.safe_dump(server))
