@@ -97,6 +97,9 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
+    # Its default experiment: MLflow keeps the experiment a session's kedro-mlflow set (in
+    # another store) as the process's active one.
+    mlflow.set_experiment(experiment_id="0")
     return mlflow.MlflowClient(uri)
 
 

@@ -14,6 +14,7 @@ from hrda_kedro import tracking
 from hrda_kedro.pipelines.ablations.nodes import deep_merge
 from tests.conftest import TINY_PARAMS
 from tests.pipelines.ablations.test_pipeline import TINY, shipped_parameters
+from tests.reliability.helpers import make_project, run_in_process
 
 mlflow = pytest.importorskip("mlflow")
 pytest.importorskip("kedro_mlflow")
@@ -48,8 +49,7 @@ def test_a_tracked_uda_run_reads_back(project_copy: Path) -> None:
     bootstrap_project(project_copy)
     with KedroSession.create(project_path=project_copy, runtime_params=params) as session:
         session.run(pipeline_names=["uda"])
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
+    assert mlflow.active_run() is None  # a notebook's next session opens a run of its own
 
     client = mlflow.MlflowClient(f"sqlite:///{project_copy / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("hrda_kedro")
@@ -67,6 +67,28 @@ def test_a_tracked_uda_run_reads_back(project_copy: Path) -> None:
     assert {"miou_table.csv", "per_class_iou.png", "qualitative.png"} <= reports
     models = [Path(a.path).name for a in client.list_artifacts(run.info.run_id, "model")]
     assert models == ["model.pt"]
+
+
+@pytest.mark.slow
+def test_sessions_in_one_process_track_into_their_own_projects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notebook runs one session after another in one process: each logs into its own
+    project's store (MLflow keeps one store per URI for the process: with the relative URI of
+    mlflow.yml, the second would log into the first's), and leaves no run active (the next
+    session's kedro-mlflow would log into that one)."""
+    projects = [make_project(tmp_path / name) for name in ("first", "second")]
+    for project in projects:
+        monkeypatch.chdir(project)
+        run_in_process(project, "ingestion")
+        assert mlflow.active_run() is None
+    for project in projects:
+        client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+        (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+        assert (run.info.run_name, run.info.status) == ("ingestion", "FINISHED")
+        assert run.info.artifact_uri.startswith((project / "mlruns").as_uri())
+        reports = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "reports")}
+        assert reports == {"ingestion_report.json", "ingestion_samples.png"}
 
 
 def _two_variant_study(project: Path) -> dict:

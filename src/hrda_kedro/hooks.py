@@ -201,6 +201,13 @@ class TrackingHooks:
     def __init__(self) -> None:
         self._catalog: Any = None
 
+    @hook_impl(tryfirst=True)
+    def after_context_created(self, context: Any) -> None:
+        """Before kedro-mlflow's hook reads mlflow.yml: the store in this project."""
+        from hrda_kedro.tracking_store import anchor_store
+
+        anchor_store(context.config_loader, context.project_path)
+
     @hook_impl(trylast=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         """After kedro-mlflow opened the run and the run-start checks passed."""

@@ -24,6 +24,9 @@ CONFIG_LOADER_ARGS: dict[str, Any] = {
     # Environments (gta2cs, synthia2cs, local) state only what differs from base: nested
     # parameter keys are merged, not replaced whole.
     "merge_strategy": {"parameters": "soft"},
+    # kedro-mlflow's own patterns for mlflow.yml, declared here so that the project's hook
+    # can read the file before kedro-mlflow's does (tracking_store.py).
+    "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"]},
 }
 
 _config_loader: Any = None
