@@ -40,3 +40,33 @@ def test_an_explicit_wait_policy_wins_with_its_own_spin_count() -> None:
 
 def test_an_explicit_spin_count_wins() -> None:
     assert _probe(GOMP_SPINCOUNT="0") == "PASSIVE 0 False"
+
+
+FORK_PROBE = """
+import os, sys, hrda_kedro, torch
+torch.set_num_threads(2)
+x = torch.randn(1, 8, 256, 256)
+conv = torch.nn.Conv2d(8, 8, 3)
+conv(x)  # the parent's OpenMP pool now exists
+pid = os.fork()
+if pid == 0:
+    conv(x)  # hangs in libgomp unless the child runs one thread
+    os._exit(0 if torch.get_num_threads() == 1 else 3)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_forked_child_computes_after_its_parent_used_openmp() -> None:
+    # Kedro's ParallelRunner forks its workers on Linux; a notebook or a test that ran a
+    # session first has started torch's OpenMP pool in the parent.
+    environ = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    environ.update(PYTHONPATH=SRC)
+    result = subprocess.run(
+        [sys.executable, "-c", FORK_PROBE],
+        check=False,
+        env=environ,
+        timeout=120,
+        capture_output=True,
+    )
+    assert result.returncode == 0, result.stderr.decode()[-2000:]

@@ -4,6 +4,7 @@
 """
 
 import os
+import sys
 import warnings
 
 # OpenMP threads that have no work spin only briefly, then sleep. libgomp's default spins
@@ -21,6 +22,19 @@ import warnings
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _one_torch_thread_after_fork() -> None:
+    """A forked child (Kedro's ParallelRunner workers on Linux) cannot use the OpenMP thread
+    pool its parent started: libgomp is not fork-safe, and the child's first parallel
+    region waits forever for threads that were not copied. One thread runs no parallel
+    region; the workers share the cores anyway."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
+os.register_at_fork(after_in_child=_one_torch_thread_after_fork)
 
 __version__ = "0.1"
 
