@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import subprocess
 import sys
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
+from hrda_kedro import launch
 from hrda_kedro.hrda.checkpoint import load_checkpoint
 from hrda_kedro.launch import Cluster, LauncherError, StageChannel, detect_cluster
 from tests.conftest import TINY_PARAMS
@@ -118,6 +121,57 @@ def test_a_message_not_signed_by_node_0_is_refused_before_unpickling(
     with pytest.raises(LauncherError, match="not signed by node 0 of this run"):
         node1.receive()
     assert not Path("pwned").exists()
+
+
+def test_a_node_whose_node_0_never_opens_the_hand_over_stops_with_a_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Node 0 failed before its first pipeline node: node 1 must not wait for 48 hours."""
+    monkeypatch.setattr(launch, "CONNECT_WAIT", timedelta(seconds=1))
+    with pytest.raises(LauncherError, match=r"node 1: node 0 did not open the stage hand-over"):
+        StageChannel(Cluster(2, 1, "127.0.0.1", _free_port_pair(), "test"))
+
+
+def test_node_0_failing_stops_the_other_node_with_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error on node 0 (``on_pipeline_error``) is an error on node 1, not a clean end."""
+    monkeypatch.chdir(tmp_path)
+    port = _free_port_pair()
+    node0 = StageChannel(Cluster(2, 0, "127.0.0.1", port, "test"))
+    node1 = StageChannel(Cluster(2, 1, "127.0.0.1", port, "test"))
+    node0.send({"stage": "warmup"})
+    assert node1.receive() == {"stage": "warmup"}
+    errors: list[Exception] = []
+
+    def serve() -> None:
+        try:
+            node1.receive()
+        except LauncherError as error:
+            errors.append(error)
+
+    worker = threading.Thread(target=serve)
+    worker.start()
+    node0.finish(failed=True)  # returns once node 1 heard it
+    worker.join(timeout=60)
+    assert [str(e) for e in errors] == [
+        "node 1: node 0 stopped the run with an error (its log says which); a re-run of every "
+        "node resumes from the last checkpoint"
+    ]
+
+
+def test_node_0_vanishing_mid_run_stops_the_other_node_with_a_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Node 0 killed (no chance to say so): node 1's wait ends when the connection drops."""
+    monkeypatch.chdir(tmp_path)
+    port = _free_port_pair()
+    node0 = StageChannel(Cluster(2, 0, "127.0.0.1", port, "test"))
+    node1 = StageChannel(Cluster(2, 1, "127.0.0.1", port, "test"))
+    del node0  # the store's server lives in node 0's channel
+    gc.collect()
+    with pytest.raises(LauncherError, match=r"node 1: node 0 closed the stage hand-over"):
+        node1.receive()
 
 
 def _free_port_pair() -> int:

@@ -4,8 +4,9 @@ Kedro loads ``<package>.cli`` and lets its ``cli`` group override built-in comma
 https://docs.kedro.org/en/stable/extend/common_use_cases/). ``run`` here takes every option
 of Kedro's ``run`` and calls it, so it behaves the same, except:
 
-- a bad parameter, data file or checkpoint (:class:`ParameterError`, :class:`DataError`,
-  :class:`CheckpointError`, also under Kedro's ``DatasetError``) prints its one-line message
+- a bad parameter, data file or checkpoint, or a launch that would duplicate the run
+  (:class:`ParameterError`, :class:`DataError`, :class:`CheckpointError`,
+  :class:`LauncherError`, also under Kedro's ``DatasetError``) prints its one-line message
   and what to do, not a framed traceback of 100+ lines; the traceback goes to the log
   file (``info.log``), or to the console with ``--verbose``;
 - an unknown ``--pipeline``/``--pipelines`` name lists the pipelines that exist.
@@ -24,11 +25,12 @@ from kedro.io.core import DatasetError
 
 from hrda_kedro.data import DataError
 from hrda_kedro.hrda.checkpoint import CheckpointError
+from hrda_kedro.launch import LauncherError
 from hrda_kedro.params import ParameterError
 
 logger = logging.getLogger(__name__)
 
-_KNOWN = (ParameterError, DataError, CheckpointError)
+_KNOWN = (ParameterError, DataError, CheckpointError, LauncherError)
 _ADVICE = {
     ParameterError: "fix this key in conf/<env>/parameters*.yml (conf/base, conf/local) or "
     "in --params, then run again",
@@ -36,6 +38,8 @@ _ADVICE = {
     "predict.skip_bad_files: true leaves bad files out), then run again",
     CheckpointError: "use a checkpoint written by hrda-kedro for this configuration (or move "
     "this one away to train afresh), then run again",
+    LauncherError: "start or restart `kedro run` on every machine as the README shows "
+    "('Several GPUs, several machines')",
 }
 
 

@@ -189,7 +189,7 @@ class LauncherHooks:
     ) -> None:
         from hrda_kedro import launch
 
-        launch.close_channel()  # the other nodes stop waiting
+        launch.close_channel(failed=True)  # the other nodes stop, with an error too
 
 
 class TrackingHooks:

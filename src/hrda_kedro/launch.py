@@ -36,10 +36,14 @@ logger = logging.getLogger(__name__)
 # pseudo-labels between stages (minutes to hours at Cityscapes scale).
 STAGE_WAIT = timedelta(hours=48)
 _DONE = b"done"
+_FAILED = b"failed"  # node 0 stopped with an error: the other nodes stop with one too
 _SIGNATURE = 32  # bytes of an HMAC-SHA256
 # The run's signing key, in the project folder that every node shares (git-ignored).
 KEY_FILE = Path(".stage_channel_key")
 ACK_WAIT = timedelta(minutes=5)  # how long node 0 waits for the others to hear "done"
+# How long nodes > 0 wait for node 0 to open the hand-over: it does so before its first
+# pipeline node, seconds after it starts. Past it, node 0 stopped early (its log says why).
+CONNECT_WAIT = timedelta(minutes=10)
 
 TORCHRUN_VARIABLES = ("TORCHELASTIC_RUN_ID", "LOCAL_RANK", "WORLD_SIZE")
 HOW_TO_LAUNCH = (
@@ -147,7 +151,8 @@ class StageChannel:
     """
 
     def __init__(self, where: Cluster) -> None:
-        from torch.distributed import TCPStore  # torch is imported only when several nodes
+        # torch is imported only when several nodes
+        from torch.distributed import DistNetworkError, TCPStore
 
         self.cluster = where
         self._key: bytes | None = None
@@ -157,14 +162,23 @@ class StageChannel:
             descriptor = os.open(KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(descriptor, "wb") as handle:
                 handle.write(self._key)
-        self.store = TCPStore(
-            where.master_addr,
-            where.control_port,
-            world_size=where.nnodes,
-            is_master=where.node_rank == 0,
-            timeout=STAGE_WAIT,
-            wait_for_workers=False,
-        )
+        try:
+            self.store = TCPStore(
+                where.master_addr,
+                where.control_port,
+                world_size=where.nnodes,
+                is_master=where.node_rank == 0,
+                timeout=STAGE_WAIT if where.node_rank == 0 else CONNECT_WAIT,
+                wait_for_workers=False,
+            )
+        except DistNetworkError as exc:
+            raise LauncherError(
+                f"node {where.node_rank}: node 0 did not open the stage hand-over on "
+                f"{where.master_addr}:{where.control_port} within {CONNECT_WAIT}: it stopped "
+                "before its first pipeline node (its log says why) or MASTER_ADDR/MASTER_PORT "
+                "differ between the nodes"
+            ) from exc
+        self.store.set_timeout(STAGE_WAIT)  # from now on, stages may take hours
         self.count = 0
 
     def _sign(self, data: bytes) -> bytes:
@@ -174,13 +188,24 @@ class StageChannel:
 
     def send(self, job: Any | None) -> None:
         """Node 0: the next stage (``None``: the run is over)."""
-        data = _DONE if job is None else pickle.dumps(job)
+        self._send(_DONE if job is None else pickle.dumps(job))
+
+    def _send(self, data: bytes) -> None:
         self.store.set(f"stage/{self.count}", self._sign(data) + data)
         self.count += 1
 
     def receive(self) -> Any | None:
         """Nodes > 0: wait for the next stage; ``None`` once node 0 is done."""
-        message = self.store.get(f"stage/{self.count}")
+        from torch.distributed import DistNetworkError
+
+        try:
+            message = self.store.get(f"stage/{self.count}")
+        except DistNetworkError as exc:
+            raise LauncherError(
+                f"node {self.cluster.node_rank}: node 0 closed the stage hand-over before the "
+                "end of the run: it stopped (its log says why); a re-run of every node resumes "
+                "from the last checkpoint"
+            ) from exc
         self.count += 1
         signature, data = message[:_SIGNATURE], message[_SIGNATURE:]
         if not hmac.compare_digest(signature, self._sign(data)):
@@ -189,15 +214,22 @@ class StageChannel:
                 f"{self.cluster.control_port} is not signed by node 0 of this run (another "
                 f"job on that port, or {KEY_FILE.resolve()} not on storage all nodes share?)"
             )
-        if data == _DONE:
+        if data in (_DONE, _FAILED):
             self.store.set(f"done/{self.cluster.node_rank}", b"")  # node 0 may now exit
+        if data == _FAILED:
+            raise LauncherError(
+                f"node {self.cluster.node_rank}: node 0 stopped the run with an error (its log "
+                "says which); a re-run of every node resumes from the last checkpoint"
+            )
+        if data == _DONE:
             return None
         return pickle.loads(data)  # noqa: S301 - signed by node 0 of this run, checked above
 
-    def finish(self) -> None:
-        """Node 0: say the run is over and wait until every node heard it (the store lives
-        in this process: exiting at once would cut the others off mid-read)."""
-        self.send(None)
+    def finish(self, failed: bool = False) -> None:
+        """Node 0: say the run is over (``failed``: with an error) and wait until every node
+        heard it (the store lives in this process: exiting at once would cut the others off
+        mid-read)."""
+        self._send(_FAILED if failed else _DONE)
         others = [f"done/{rank}" for rank in range(1, self.cluster.nnodes)]
         try:
             self.store.wait(others, ACK_WAIT)
@@ -216,9 +248,9 @@ def stage_channel(where: Cluster) -> StageChannel:
     return _channel
 
 
-def close_channel() -> None:
-    """Node 0: tell the other nodes the run is over."""
+def close_channel(failed: bool = False) -> None:
+    """Node 0: tell the other nodes the run is over (``failed``: node 0 stopped on an error)."""
     global _channel  # noqa: PLW0603 - one run per process
     if _channel is not None and _channel.cluster.node_rank == 0:
-        _channel.finish()
+        _channel.finish(failed)
     _channel = None

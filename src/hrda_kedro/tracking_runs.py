@@ -143,12 +143,20 @@ def join_in_worker() -> None:
     """
     shared = os.environ.get(_SHARED)
     mlflow = _mlflow()
-    if shared is None or mlflow is None:
+    if mlflow is None:
+        return
+    hook = _kedro_mlflow_hook()
+    if shared is None:
+        # A runner started without a Kedro session (in code, a notebook): Kedro registers
+        # the plugins' hooks in each worker anyway, and kedro-mlflow's, never configured,
+        # would log the node's parameters into a run of its own in MLflow's default store
+        # (the workers creating it at once fail on each other's schema migrations).
+        if hook is not None:
+            hook._is_mlflow_enabled = False
         return
     state = json.loads(shared)
     if state["pid"] == os.getpid():
         return
-    hook = _kedro_mlflow_hook()
     for name, value in state["kedro_mlflow"].items() if hook is not None else ():
         setattr(hook, name, value)
     _nested_runs.update(state["nested_runs"])

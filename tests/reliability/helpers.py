@@ -115,6 +115,14 @@ def copy_project(source: Path, root: Path, in_progress: bool = False) -> Path:
     return root
 
 
+def untracked(project: Path, pipeline: str) -> None:
+    """``pipeline`` runs without experiment tracking (with the ``mlflow`` extra, the tracking
+    store is a file too: under a full disk it would be the first write that fails)."""
+    conf = yaml.safe_load((project / "conf" / "base" / "mlflow.yml").read_text())
+    conf["tracking"]["disable_tracking"] = {"pipelines": [pipeline]}
+    (project / "conf" / "local" / "mlflow.yml").write_text(yaml.safe_dump(conf))
+
+
 def kedro(
     project: Path, *args: str, fault: str | None = None, wait: bool = True
 ) -> subprocess.CompletedProcess[str] | subprocess.Popen[str]:

@@ -9,6 +9,7 @@ depends on timing.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import re
@@ -45,6 +46,7 @@ from tests.reliability.helpers import (
     make_project,
     run_in_process,
     snapshot,
+    untracked,
 )
 
 MODELS = ("source_only", "round_1", "round_2")
@@ -153,6 +155,7 @@ def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(
     """Every write past 64 KiB fails (RLIMIT_FSIZE, see fault_driver): the first thing a
     re-run with another learning rate writes is its 5 MB in-training checkpoint."""
     project = copy_project(reference, tmp_path / "project", in_progress=True)
+    untracked(project, "warmup")
     before = snapshot(project / "data")
     result = kedro(
         project,
@@ -169,12 +172,30 @@ def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(
     assert_unchanged(before, project / "data")  # old state.pt whole, no temporary left
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("kedro_mlflow") is None, reason="needs the mlflow extra"
+)
+def test_full_disk_with_tracking_stops_the_run_before_its_first_node(
+    reference: Path, tmp_path: Path
+) -> None:
+    """With the ``mlflow`` extra the tracking store is the run's first write: a full disk
+    stops the run there, before any work, and every output stays as it was."""
+    project = copy_project(reference, tmp_path / "project", in_progress=True)
+    before = snapshot(project / "data")
+    result = kedro(project, "--pipeline", "warmup", fault="file-size:65536")
+    assert result.returncode == 1
+    assert "disk I/O error" in final_error(result.stdout), final_error(result.stdout)
+    assert "Running node" not in result.stdout
+    assert_unchanged(before, project / "data")
+
+
 def test_full_disk_while_saving_a_report_keeps_the_previous_one(
     reference: Path, tmp_path: Path
 ) -> None:
     """Re-ingesting writes small files (under 16 KiB) and the 100+ KiB sample figure, whose
     write fails midway: the figure of the earlier run must stay as it was."""
     project = copy_project(reference, tmp_path / "project")
+    untracked(project, "ingestion")
     figure = project / "data" / "08_reporting" / "ingestion_samples.png"
     before = figure.read_bytes()
     result = kedro(project, "--pipeline", "ingestion", fault="file-size:16384")

@@ -205,6 +205,20 @@ def test_cli_bad_parameter_prints_a_short_message(trained: Path) -> None:
     assert "Traceback (most recent call last)" in log and "ParameterError: parameter warmpu" in log
 
 
+def test_cli_under_torchrun_prints_how_to_launch(
+    trained: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``torchrun --nproc-per-node=2 kedro run``: each process stops at once, in two lines."""
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    output = assert_refused(trained, "--pipeline warmup", "LauncherError")
+    assert "Running node" not in output and "Traceback" not in output
+    tail = output.strip().splitlines()[-2:]
+    assert re.match(r"LauncherError: .*torchrun.* start `kedro run` once per machine", tail[0])
+    assert tail[1].startswith("What to do: start or restart `kedro run` on every machine"), tail
+
+
 def test_cli_verbose_shows_the_traceback(trained: Path) -> None:
     result = kedro(trained, "--params", "warmpu.iterations=2", "--verbose")
     assert result.returncode == 1

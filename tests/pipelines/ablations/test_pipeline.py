@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from kedro.config import OmegaConfigLoader
+from kedro.framework.project import configure_project
 from kedro.io import DataCatalog, SharedMemoryDataCatalog
 from kedro.pipeline import Pipeline
 from kedro.runner import ParallelRunner, SequentialRunner
@@ -223,7 +224,12 @@ def test_tiny_study_runs_in_parallel_and_writes_every_variant_and_seed(
     tmp_path, monkeypatch
 ) -> None:
     """Independent runs: ``kedro run --pipeline=ablations --runner=ParallelRunner`` (the
-    README's command) works; a second, sequential run trains nothing again."""
+    README's command) works; a second, sequential run trains nothing again.
+
+    Without a session, as in a notebook (``%load_ext kedro.ipython`` configures the project):
+    the workers register the project's hooks and the installed plugins' (kedro-mlflow's with
+    the ``mlflow`` extra, which must then stay out of the way)."""
+    configure_project("hrda_kedro")
     monkeypatch.chdir(tmp_path)  # the catalog's relative data/ paths land here
     parameters = tiny_parameters()
     pipeline = create_pipeline(parameters=parameters)
