@@ -43,14 +43,19 @@ def _source_val(embedded: dict[str, Any], count: int) -> list[dict[str, Any]]:
     """Fresh source images of the embedded benchmark, after the last source_train index."""
     import torch
 
-    from hrda_kedro.data.streets import image_rng, render_street
+    from hrda_kedro.data.streets import StreetsConfig, image_rng, render_street
 
     first = embedded["sizes"]["source_train"]
     items = []
     for index in range(first, first + count):
         rng = image_rng(embedded["seed"], "source_train", index)
         image, label = render_street(
-            "source", embedded["height"], embedded["width"], rng, embedded["domain_shift"]
+            "source",
+            embedded["height"],
+            embedded["width"],
+            rng,
+            embedded["domain_shift"],
+            embedded.get("focal", StreetsConfig.focal),
         )
         items.append(
             {

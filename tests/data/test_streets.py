@@ -3,10 +3,12 @@ import numpy as np
 from hrda_kedro.data.streets import (
     POLE,
     SKY,
+    SOURCE_STYLE,
     STREET_CLASSES,
     VEGETATION,
     SplitSizes,
     StreetsConfig,
+    _Scene,
     image_rng,
     read_fingerprint,
     render_street,
@@ -76,3 +78,38 @@ def test_thin_objects_are_a_few_pixels_wide_and_the_domains_differ_at_high_resol
     assert saturation["source"] > 1.3 * saturation["target"]  # palette
     assert sky["target"] > 2 * sky["source"]  # sensor noise and clouds vs. a clean gradient
     assert vegetation["source"] > 1.4 * vegetation["target"]  # blotchy CG foliage vs. fine grain
+
+
+def test_a_longer_focal_length_draws_the_same_object_larger():
+    """``focal`` is the camera's: at Cityscapes' 1.1 a pole 20 m ahead is twice as wide in
+    pixels as at the default 0.55; the default's fingerprint is the one from before it."""
+    widths = {}
+    for focal in (0.55, 1.1):
+        scene = _Scene(SOURCE_STYLE, 256, 512, image_rng(0, "source_train", 0), focal)
+        scene.pole(1.0, 20.0, 6.0, 0.3, 1, {"arm": False, "light": False, "sign": False})
+        widths[focal] = np.median(_pole_run_lengths(scene.label))
+    assert widths[0.55] >= 4 and abs(widths[1.1] - 2 * widths[0.55]) <= 1  # rasterised
+    assert StreetsConfig().fingerprint() == "b42a8d758f7d10d81d05bf869d2629a2a56eef2d"
+    assert StreetsConfig(focal=1.1).fingerprint() != StreetsConfig().fingerprint()
+
+
+def test_a_coarse_shift_leaves_out_the_pixel_level_noise_but_not_the_palette():
+    """``pixel_level_shift: false``: the target's sky loses its sensor noise (not its
+    clouds), its colours stay the target's muted ones, and the labels are the same scene's."""
+    energy, saturation, labels = {}, {}, {}
+    for pixel_level in (True, False):
+        drawn = [
+            render_street(
+                "target", 256, 512, image_rng(0, "target_train", i), 0.6,
+                pixel_level_shift=pixel_level,
+            )
+            for i in range(4)
+        ]  # fmt: skip
+        energy[pixel_level] = np.mean([_laplacian_energy(i, lab, SKY) for i, lab in drawn])
+        saturation[pixel_level] = np.mean(
+            [(i.astype(np.float32).max(-1) - i.astype(np.float32).min(-1)).mean() for i, _ in drawn]
+        )
+        labels[pixel_level] = [lab for _, lab in drawn]
+    assert energy[False] < 0.7 * energy[True]  # the clouds stay
+    assert abs(saturation[False] - saturation[True]) < 0.1 * saturation[True]
+    assert all(np.array_equal(a, b) for a, b in zip(labels[True], labels[False], strict=True))

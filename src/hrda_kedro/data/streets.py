@@ -33,7 +33,7 @@ import logging
 import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -67,7 +67,6 @@ PERSON, RIDER, CAR, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE = (
     for n in ("person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle")
 )
 
-_FOCAL = 0.55  # focal length as a fraction of the image width (about 85 degrees field of view)
 _FAR = 180.0  # metres; the street ends in a band of distant buildings and trees
 
 Colour = tuple[int, int, int]
@@ -274,6 +273,17 @@ def shifted_style(shift: float) -> DomainStyle:
     return DomainStyle(**blended)
 
 
+def coarse_shift(style: DomainStyle) -> DomainStyle:
+    """``style`` with its pixel-level texture ("grain") drawn at the 4-pixel scale ("blotch",
+    same amplitude) and without blur and sensor noise; palette, illumination, layout and
+    the coarser textures stay."""
+    textures = {
+        cls: tuple(("blotch", amp) if kind == "grain" else (kind, amp) for kind, amp in terms)
+        for cls, terms in style.textures.items()
+    }
+    return replace(style, textures=textures, blur_sigma=0.0, noise_sigma=0.0)
+
+
 @dataclass(frozen=True)
 class SplitSizes(Config):
     """Images per split of the embedded benchmark."""
@@ -296,6 +306,14 @@ class StreetsConfig(Config):
     width: int = 512
     domain_shift: float = 0.6
     sizes: SplitSizes = field(default_factory=SplitSizes)
+    # Focal length as a fraction of the image width: 0.55 is an 85-degree field of view;
+    # Cityscapes' camera has about 1.1 (2262 px at 2048), which draws every object twice as
+    # large in pixels: thin objects a few HR pixels wide that a 2x downscaled input loses.
+    focal: float = 0.55
+    # Whether the target's fine texture, blur and sensor noise work at pixel level (true) or
+    # its texture at the 4-pixel scale without blur and noise (false), a shift that looks
+    # the same at HR and at LR. At pixel level the shift hits the HR input hardest.
+    pixel_level_shift: bool = True
 
     def validate(self) -> None:
         require(
@@ -303,6 +321,7 @@ class StreetsConfig(Config):
             "domain_shift",
             f"expected 0 (no shift) .. 1 (full shift), got {self.domain_shift}",
         )
+        require(0.2 <= self.focal <= 3.0, "focal", f"expected 0.2 .. 3.0, got {self.focal}")
         require(
             self.height >= 16 and self.width >= 32,
             "height/width",
@@ -314,6 +333,9 @@ class StreetsConfig(Config):
         subsets drawn as well (subsets of CONDITION_SUBSETS)."""
         config = {f.name: getattr(self, f.name) for f in fields(StreetsConfig)}
         config["sizes"] = asdict(self.sizes)
+        for name in _NEWER_FIELDS:  # at their defaults, the description from before them
+            if config[name] == StreetsConfig.__dataclass_fields__[name].default:
+                del config[name]
         if conditions:  # without them, the description from before they existed
             config["conditions"] = list(conditions)
         return config
@@ -335,14 +357,26 @@ class StreetsConfig(Config):
         return {**sizes, **{c: sizes[CONDITION_SUBSETS[c][0]] for c in conditions}}
 
 
+# Fields added after benchmarks had been drawn: at their defaults, a benchmark's fingerprint
+# stays what it was, and it is not redrawn.
+_NEWER_FIELDS = ("focal", "pixel_level_shift")
+
+
 class _Scene:
     """One image under construction: trainId map, float RGB and the camera."""
 
-    def __init__(self, style: DomainStyle, height: int, width: int, rng: np.random.Generator):
+    def __init__(
+        self,
+        style: DomainStyle,
+        height: int,
+        width: int,
+        rng: np.random.Generator,
+        focal: float = StreetsConfig.focal,
+    ):
         self.style, self.h, self.w, self.rng = style, height, width, rng
         self.label = np.full((height, width), SKY, dtype=np.uint8)
         self.rgb = np.zeros((height, width, 3), dtype=np.float32)
-        self.f = _FOCAL * width
+        self.f = focal * width
         self.cx = width / 2 + rng.uniform(-0.03, 0.03) * width
         self.yh = height * rng.uniform(*style.horizon)
         self.hc = rng.uniform(*style.camera_height)
@@ -830,15 +864,23 @@ def _texture_fields(
 
 
 def render_street(
-    domain: str, height: int, width: int, rng: np.random.Generator, domain_shift: float = 1.0
+    domain: str,
+    height: int,
+    width: int,
+    rng: np.random.Generator,
+    domain_shift: float = 1.0,
+    focal: float = StreetsConfig.focal,
+    pixel_level_shift: bool = StreetsConfig.pixel_level_shift,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One scene of ``domain`` ("source" or "target"): uint8 RGB ``(H, W, 3)`` and trainIds ``(H, W)``.
 
     ``domain_shift`` scales how far the target style lies from the source (see
-    :func:`shifted_style`).
+    :func:`shifted_style`); ``focal`` and ``pixel_level_shift`` as in :class:`StreetsConfig`.
     """
     style = SOURCE_STYLE if domain == "source" else shifted_style(domain_shift)
-    scene = _Scene(style, height, width, rng)
+    if domain != "source" and not pixel_level_shift:
+        style = coarse_shift(style)
+    scene = _Scene(style, height, width, rng, focal)
     scene.compose()
     return scene.finish(), scene.label
 
@@ -884,6 +926,8 @@ def _write_one(root: Path, config: StreetsConfig, split: str, index: int) -> Non
         config.width,
         image_rng(config.seed, base, index),
         config.domain_shift,
+        config.focal,
+        config.pixel_level_shift,
     )
     if condition is not None:
         # Its own stream (after the splits' ones), so the scene itself is drawn as in ``base``.
