@@ -4,7 +4,8 @@ A small class at 0 IoU on the target can mean two different things: the model ne
 it (then it scores 0 on the *source* images it was trained on, too), or it learnt it and
 the domain shift loses it. This script tells them apart. For each trained model of a
 project (``source_only``, ``round_1``, ``round_2`` by default, read through the project's
-Kedro catalog, so versioned checkpoints resolve as in a run) it predicts the first
+Kedro catalog, so versioned checkpoints resolve as in a run; or ``LABEL=PATH``, a model file
+such as one of the ablation study's variants) it predicts the first
 ``--images`` images of ``source_train`` (labels seen in training), of ``source_val`` and of
 ``target_val`` with the fused HRDA sliding-window prediction (the ``model.inference``
 windows its checkpoint records, as the run's evaluation used them) and prints, per small
@@ -84,8 +85,23 @@ def measure(project: Path, models: list[str], images: int) -> list[dict[str, Any
         if datasets["source_train"]["kind"] == "embedded":
             data["source_val"] = _source_val(catalog.load("params:ingestion")["embedded"], images)
         data = {split: data[split] for split in SPLITS if split in data}
-        checkpoints = {name: catalog.load(_catalog_name(name)) for name in models}
+        checkpoints = {_label(m): _checkpoint(catalog, project, m) for m in models}
     return score(checkpoints, data, images)
+
+
+def _label(model: str) -> str:
+    return model.partition("=")[0]
+
+
+def _checkpoint(catalog: Any, project: Path, model: str) -> dict[str, Any]:
+    """A catalog model (``round_1``), or ``LABEL=PATH``: a model file of the project (the
+    ablation study's ``data/06_models/ablations/<variant>/seed_<n>/<stage>/model.pt``)."""
+    from hrda_kedro.hrda.checkpoint import load_checkpoint
+
+    label, _, path = model.partition("=")
+    if not path:
+        return catalog.load(_catalog_name(label))
+    return load_checkpoint(project / path)
 
 
 def score(
@@ -145,7 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         "and target-val, for each trained model of a project."
     )
     parser.add_argument("--project", type=Path, default=common.REPO_ROOT)
-    parser.add_argument("--models", default="source_only,round_1,round_2")
+    parser.add_argument(
+        "--models",
+        default="source_only,round_1,round_2",
+        help="catalog models, or LABEL=PATH for a model file (path relative to the project)",
+    )
     parser.add_argument("--images", type=int, default=40, help="first N images of each split")
     common.add_threads_option(parser)
     common.add_out_option(parser)

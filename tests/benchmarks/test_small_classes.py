@@ -84,3 +84,21 @@ def test_predictions_follow_the_training_runs_window_weights(
     assert used == [params.sliding_windows()] and used[0].weights == "tapered"
     assert [(r["model"], r["split"], r["images"]) for r in rows] == [("round_1", "target_val", 1)]
     assert 0 <= rows[0]["miou"] <= 100
+
+
+def test_a_model_file_is_read_by_its_path_in_the_project(tmp_path: Path) -> None:
+    """``--models hrda=data/.../model.pt``: the ablation study's variants, by file."""
+    from hrda_kedro.hrda.checkpoint import save_checkpoint
+
+    params = parse(ModelConfig, {"network": {"encoder": "mit-nano"}}, "model")
+    payload = checkpoint_payload(
+        StageResult(model=build_model(params).state_dict(), teacher=None), params, "source_only"
+    )
+    path = tmp_path / "data" / "hrda" / "model.pt"
+    path.parent.mkdir(parents=True)
+    save_checkpoint(path, payload)
+    script = _script()
+    read = script._checkpoint(None, tmp_path, "lr=data/hrda/model.pt")
+    assert script._label("lr=data/hrda/model.pt") == "lr"
+    assert read["stage"] == payload["stage"]
+    assert all(torch.equal(read["model"][k], v) for k, v in payload["model"].items())
