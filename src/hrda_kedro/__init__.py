@@ -5,7 +5,8 @@
 
 import os
 import sys
-import warnings
+
+from hrda_kedro.log_filters import ignore_harmless_warnings
 
 # OpenMP threads that have no work spin only briefly, then sleep. libgomp's default spins
 # for about 3 ms at every barrier: on a CPU that other processes also use, each of torch's
@@ -38,12 +39,4 @@ os.register_at_fork(after_in_child=_one_torch_thread_after_fork)
 
 __version__ = "0.1"
 
-# Harmless third-party warnings that printed 14 lines each before the first node of every
-# run: Kedro's config loader calls an OmegaConf API that OmegaConf has deprecated;
-# `--pipeline` still works (the README notes the newer `--pipelines`); MLflow (optional
-# extra) asks for type hints in a class of its own. Filtered by message, so any other warning
-# still shows. Here, not in settings.py: Kedro imports the package before it runs a command,
-# but the settings only when first read, which with plugins installed is after the warnings.
-warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")
-warnings.filterwarnings("ignore", message=r"Option '--pipeline' is deprecated")
-warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method")
+ignore_harmless_warnings()

@@ -233,3 +233,11 @@ def test_cli_unknown_pipeline_lists_the_pipelines(trained: Path) -> None:
         "Error: no pipeline named 'nosuch'; the pipelines are: ablations, evaluation, "
         "export, export_onnx, ingestion, predict, self_training, uda, warmup (default: uda)"
     ) in flat(result.stdout)
+
+
+def test_cli_prints_no_warning_before_the_first_node(trained: Path) -> None:
+    """Third-party warnings (with the mlflow extra, more of them) do not precede the run."""
+    result = kedro(trained, "--pipeline", "ingestion")
+    assert result.returncode == 0, result.stdout[-2000:]
+    before_first_node = result.stdout.split("Running node", 1)[0]
+    assert "WARNING" not in before_first_node, before_first_node
