@@ -62,7 +62,37 @@ def _stop(server: subprocess.Popen) -> None:
 
 
 @pytest.mark.slow
+def _save_reports(project: Path) -> None:
+    """A table, a JSON report and a figure saved through the catalog, for the previews."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project) as session:
+        catalog = session.load_context().catalog
+        catalog.save("miou_table", pd.DataFrame({"model": ["round_2"], "fused": [0.5]}))
+        catalog.save("evaluation_summary", {"round_2": {"miou": 0.5}})
+        figure, axes = plt.subplots()
+        axes.plot([0, 1], [0, 1])
+        catalog.save("qualitative_figure", figure)
+        plt.close(figure)
+
+
+def _previews(base: str, graph: dict[str, Any], names: set[str]) -> dict[str, str | None]:
+    """The preview type kedro viz serves for each named dataset (None: no preview)."""
+    found = {}
+    for node in graph["nodes"]:
+        if node["type"] == "data" and node["name"] in names:
+            with urllib.request.urlopen(f"{base}/nodes/{node['id']}", timeout=30) as response:
+                details = json.load(response)
+            found[node["name"]] = details.get("preview_type") if details.get("preview") else None
+    return found
+
+
 def test_kedro_viz_lists_our_pipelines_nodes_and_rounds(project_copy: Path) -> None:
+    _save_reports(project_copy)
     port = _free_port()
     log = project_copy / "viz.log"
     with log.open("w") as output:
@@ -78,6 +108,11 @@ def test_kedro_viz_lists_our_pipelines_nodes_and_rounds(project_copy: Path) -> N
     try:
         graph = _wait_for_graph(f"http://127.0.0.1:{port}/api/main", server, log)
         predict = _wait_for_graph(f"http://127.0.0.1:{port}/api/pipelines/predict", server, log)
+        previews = _previews(
+            f"http://127.0.0.1:{port}/api",
+            graph,
+            {"miou_table", "evaluation_summary", "qualitative_figure"},
+        )
     finally:
         _stop(server)
 
@@ -122,3 +157,9 @@ def test_kedro_viz_lists_our_pipelines_nodes_and_rounds(project_copy: Path) -> N
     assert predict_data["predict_images"]["layer"] == "raw"
     pipelines = {p["id"] for p in graph["pipelines"]}
     assert {"ingestion", "warmup", "self_training", "evaluation", "uda"} <= pipelines
+    # Tables, reports and figures saved by a run are previewed (a figure as an image).
+    assert previews == {
+        "miou_table": "TablePreview",
+        "evaluation_summary": "JSONPreview",
+        "qualitative_figure": "ImagePreview",
+    }
