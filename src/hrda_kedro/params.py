@@ -328,7 +328,13 @@ class AblationParams(Config):
     small_classes: list[int] = field(default_factory=lambda: [5, 6, 7, 11, 12])
     class_subset: list[int] | None = None
     shared: AblationOverrides = field(default_factory=AblationOverrides)
-    variants: dict[str, AblationVariant] = field(default_factory=dict)
+    # A variant set to null is left out: environments merge into base key by key, so null
+    # is how conf/local or an environment runs a subset of the variants.
+    variants: dict[str, AblationVariant | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.variants = {name: spec for name, spec in self.variants.items() if spec is not None}
+        super().__post_init__()
 
     def validate(self) -> None:
         require(bool(self.seeds), "seeds", "expected at least one seed")

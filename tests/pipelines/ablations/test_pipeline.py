@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from hrda_kedro.pipelines.ablations.nodes import (
     variant_parameters,
 )
 from hrda_kedro.pipelines.templates import GROUPS
+from hrda_kedro.run_config import CONFIG_LOADER_ARGS
 from hrda_kedro.runtime.models import model_from_checkpoint
 
 PROJECT = Path(__file__).resolve().parents[3]
@@ -179,6 +181,20 @@ def test_one_namespace_per_variant_and_seed_with_rounds_only_where_adapting() ->
     assert train.namespace == "ablations.hrda.seed_2.round_1"
     assert train.func.keywords == {"stage": "round_1"}
     assert pipeline.outputs() >= {"ablation_table", "ablation_summary"}
+
+
+def test_a_variant_set_to_null_in_an_environment_is_left_out(tmp_path: Path) -> None:
+    """conf/local (or an environment) runs a subset: base's variants merge key by key."""
+    conf = tmp_path / "conf"
+    shutil.copytree(PROJECT / "conf", conf, ignore=shutil.ignore_patterns("local"))
+    (conf / "local").mkdir()
+    (conf / "local" / "parameters_ablations.yml").write_text(
+        "ablations:\n  variants: {naive_hr: null, hrda_mic: null, hrda_fixed_attention: null}\n"
+    )
+    loader = OmegaConfigLoader(str(conf), **CONFIG_LOADER_ARGS)
+    pipeline = create_pipeline(parameters=loader["parameters"])
+    variants = {n.namespace.split(".")[1] for n in pipeline.nodes if n.namespace}
+    assert variants == {"source_only", "daformer", "hrda"}
 
 
 def test_runs_are_built_from_the_uda_templates() -> None:
