@@ -3,10 +3,11 @@
 ``hrda`` and ``data`` are plain PyTorch/Python libraries; ``pipelines`` is the Kedro layer.
 """
 
+import logging
 import os
+import re
 import sys
-
-from hrda_kedro.log_filters import ignore_harmless_warnings
+import warnings
 
 # OpenMP threads that have no work spin only briefly, then sleep. libgomp's default spins
 # for about 3 ms at every barrier: on a CPU that other processes also use, each of torch's
@@ -38,5 +39,39 @@ def _one_torch_thread_after_fork() -> None:
 os.register_at_fork(after_in_child=_one_torch_thread_after_fork)
 
 __version__ = "0.1"
+
+# Harmless third-party warnings, kept off the console of every run.
+#
+# Each printed about 14 lines before the first node: Kedro's config loader calls an OmegaConf
+# API that OmegaConf has deprecated; `--pipeline` still works (the README notes the newer
+# `--pipelines`); MLflow (optional extra) asks for type hints in a class of its own.
+# Matched by message, so any other warning still shows.
+#
+# Python's warning filters alone do not hold them: packages imported after ours put filters
+# of their own in front (kedro-datasets shows every Kedro deprecation; MLflow shows each
+# UserWarning once), so the same messages are also dropped where Kedro's logging prints
+# warnings, the `py.warnings` logger. In code, not in `conf/logging.yml`: Kedro refuses the
+# `()` factory key there, and a filter of the standard library matches logger names only.
+HARMLESS_WARNINGS = (
+    r"register_new_resolver\(\) is deprecated",
+    r"Option '--pipeline' is deprecated",
+    r"Add type hints to the `predict` method",
+)
+_HARMLESS = re.compile("|".join(HARMLESS_WARNINGS))
+
+
+class HarmlessWarnings(logging.Filter):
+    """Drops the harmless warnings' records from the ``py.warnings`` logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _HARMLESS.search(record.getMessage()) is None
+
+
+def ignore_harmless_warnings() -> None:
+    """Both filters, once per process (the package's import)."""
+    for pattern in HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", message=f".*{pattern}")
+    logging.getLogger("py.warnings").addFilter(HarmlessWarnings())
+
 
 ignore_harmless_warnings()

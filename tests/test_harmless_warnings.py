@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from hrda_kedro.log_filters import HarmlessWarnings
+from hrda_kedro import HarmlessWarnings
 
 
 class Recorder(logging.Handler):
