@@ -49,3 +49,19 @@ def test_without_mlflow_yml_nothing_changes(tmp_path: Path) -> None:
     loader = _loader(tmp_path / "conf", None)
     anchor_store(loader, tmp_path)
     assert "mlflow" not in loader
+
+
+def test_a_node_after_the_first_tracks_into_a_private_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nodes > 0 start with node 0: creating the shared database at once fails for all
+    but one; their runs are discarded anyway."""
+    project = tmp_path / "project"
+    loader = _loader(project / "conf", "sqlite:///mlflow.db")
+    for name, value in {"NNODES": "2", "NODE_RANK": "1", "MASTER_ADDR": "127.0.0.1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    anchor_store(loader, project)
+    uri = loader["mlflow"]["server"]["mlflow_tracking_uri"]
+    assert uri.startswith("sqlite:///") and uri.endswith("/mlflow.db")
+    assert not Path(uri.removeprefix("sqlite:///")).is_relative_to(project)

@@ -7,11 +7,18 @@ would track into ``notebooks/mlflow.db``. MLflow also keeps one store, and one d
 engine, per URI for the life of the process: a second project's session in the same
 process (a notebook, the tests) would log into the first project's database. So the URI
 is made absolute in the project before kedro-mlflow reads it.
+
+On several machines only node 0 tracks. The other nodes start at the same moment and would
+each create the empty database at once, and SQLite's schema migration of all but one fails
+(the node stops at start); they get a throwaway store of their own instead, and discard the
+run kedro-mlflow opens there (:class:`hrda_kedro.hooks.LauncherHooks`).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +38,21 @@ def anchor_store(config_loader: Any, project_path: Path) -> None:
         return
     uri = (conf.get("server") or {}).get("mlflow_tracking_uri") or ""
     path = uri.removeprefix(_SQLITE)
-    if uri.startswith(_SQLITE) and path and not Path(path).is_absolute():
+    if _node_rank() > 0:
+        private = Path(tempfile.mkdtemp(prefix="hrda-node-mlflow-")) / "mlflow.db"
+        conf.setdefault("server", {})["mlflow_tracking_uri"] = _SQLITE + private.as_posix()
+        config_loader["mlflow"] = conf
+    elif uri.startswith(_SQLITE) and path and not Path(path).is_absolute():
         conf["server"]["mlflow_tracking_uri"] = _SQLITE + (Path(project_path) / path).as_posix()
         config_loader["mlflow"] = conf
+
+
+def _node_rank() -> int:
+    """This machine's node rank (0 on one machine; a launcher error is reported later, by
+    the run-start hook)."""
+    from hrda_kedro.launch import LauncherError, detect_cluster
+
+    try:
+        return detect_cluster(os.environ).node_rank
+    except LauncherError:
+        return 0
