@@ -150,9 +150,12 @@ def join_in_worker() -> None:
         # A runner started without a Kedro session (in code, a notebook): Kedro registers
         # the plugins' hooks in each worker anyway, and kedro-mlflow's, never configured,
         # would log the node's parameters into a run of its own in MLflow's default store
-        # (the workers creating it at once fail on each other's schema migrations).
+        # (the workers creating it at once fail on each other's schema migrations). A fork
+        # also inherits the run id an earlier session of the process left in the hook,
+        # which it would reopen in the wrong store before every node.
         if hook is not None:
             hook._is_mlflow_enabled = False
+            hook.run_id = None
         return
     state = json.loads(shared)
     if state["pid"] == os.getpid():
