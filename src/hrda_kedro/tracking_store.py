@@ -16,8 +16,10 @@ run kedro-mlflow opens there (:class:`hrda_kedro.hooks.LauncherHooks`).
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ def anchor_store(config_loader: Any, project_path: Path) -> None:
     path = uri.removeprefix(_SQLITE)
     if _node_rank() > 0:
         private = Path(tempfile.mkdtemp(prefix="hrda-node-mlflow-")) / "mlflow.db"
+        atexit.register(shutil.rmtree, private.parent, ignore_errors=True)
         conf.setdefault("server", {})["mlflow_tracking_uri"] = _SQLITE + private.as_posix()
         config_loader["mlflow"] = conf
     elif uri.startswith(_SQLITE) and path and not Path(path).is_absolute():
