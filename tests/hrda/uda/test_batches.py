@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import Any
 
 import numpy as np
@@ -379,3 +380,26 @@ def test_the_prefetcher_reraises_the_worker_error_in_order() -> None:
             prefetch.get()
     finally:
         prefetch.close()
+
+
+def test_the_prefetch_thread_runs_torch_on_one_thread_and_close_restores_the_count() -> None:
+    # Two OpenMP teams (the step's and the producer's) on the same cores nearly halved the
+    # training speed on 2 cores; the producer's small tensor ops gain nothing from threads.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen: list[int] = []
+        prefetch = Prefetcher(lambda: seen.append(torch.get_num_threads()), depth=1)
+        try:
+            prefetch.get()
+            assert seen[0] == 1
+            assert torch.get_num_threads() == 2  # the consumer's own count is untouched
+        finally:
+            prefetch.close()
+        later: list[int] = []
+        thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        assert later == [2]  # threads started after close begin with the caller's count again
+    finally:
+        torch.set_num_threads(threads)
