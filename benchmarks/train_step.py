@@ -195,8 +195,9 @@ def _plain_step(cfg: dict[str, Any], variant: str, device: Any, autocast: Any) -
     return step
 
 
-def _uda_step(cfg: dict[str, Any], variant: str, device: Any, dtype: Any) -> Any:
-    """A real Trainer on a synthetic source/target set; returns one ``Trainer.step``."""
+def uda_trainer(cfg: dict[str, Any], variant: str, device: Any, dtype: Any) -> Any:
+    """A real self-training Trainer on a synthetic source/target set (``variant``:
+    ``uda_<model variant>``, ``_mic`` for MIC)."""
     from hrda_kedro.hrda.training.devices import DeviceSetup
     from hrda_kedro.hrda.training.streams import StageData
     from hrda_kedro.hrda.training.trainer import Trainer
@@ -236,6 +237,12 @@ def _uda_step(cfg: dict[str, Any], variant: str, device: Any, dtype: Any) -> Any
         seed=1,
         progress_bar=False,
     )
+    return trainer
+
+
+def _uda_step(cfg: dict[str, Any], variant: str, device: Any, dtype: Any) -> Any:
+    """One ``Trainer.step`` of :func:`uda_trainer` on a fixed batch."""
+    trainer = uda_trainer(cfg, variant, device, dtype)
     source = trainer.source_stream.next_batch()
     target = trainer.target_stream.next_batch()
 
