@@ -25,7 +25,7 @@ def _parameters(env: str) -> dict:
     return loader["parameters"]
 
 
-@pytest.mark.parametrize("env", ["local", "gta2cs", "synthia2cs"])
+@pytest.mark.parametrize("env", ["local", "gta2cs", "synthia2cs", "cityscapes_camera"])
 def test_every_parameter_group_validates(env: str) -> None:
     parameters = _parameters(env)
     for group, cls in PARAMETER_GROUPS.items():
@@ -68,6 +68,8 @@ def test_environments_change_the_data_sources() -> None:
 # Every environment of conf/ (local holds a user's own overrides): ones added later are
 # covered without touching this test.
 ENVS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("base", "local"))
+# The paper's setups: real data sets at the paper's scale (cityscapes_camera is not one).
+RECIPE_ENVS = [env for env in ENVS if (CONF / env / "parameters_recipe.yml").is_file()]
 
 
 def _environment(env: str | None) -> tuple[dict, dict]:
@@ -109,7 +111,7 @@ def test_every_environment_validates_for_every_pipeline(env: str | None) -> None
     assert "ablations" in validate_run_parameters(pipelines["ablations"], parameters)
 
 
-@pytest.mark.parametrize("env", ENVS)
+@pytest.mark.parametrize("env", RECIPE_ENVS)
 def test_recipe_ablations_are_scaled_to_the_recipe(env: str) -> None:
     from hrda_kedro.pipelines.ablations.nodes import variant_groups
 
@@ -145,3 +147,18 @@ def test_invalid_ablations_still_stop_the_ablations_run() -> None:
     parameters["ablations"]["seeds"] = [1, 1]
     with pytest.raises(ParameterError, match=r"ablations\.seeds: expected distinct seeds"):
         validate_run_parameters(create_pipeline(parameters=parameters), parameters)
+
+
+def test_the_cityscapes_camera_environment_changes_the_camera_and_the_study_length_only() -> None:
+    base, camera = _parameters("local"), _parameters("cityscapes_camera")
+    embedded = camera["ingestion"]["embedded"]
+    assert embedded["focal"] == 1.1 and base["ingestion"]["embedded"]["focal"] == 0.55
+    assert embedded["root"] != base["ingestion"]["embedded"]["root"]  # no redraw on switching
+    assert camera["ablations"]["shared"]["self_training"]["iterations"] == 900
+    # soft merge: the rest of the study and of the benchmark is conf/base's
+    assert camera["ablations"]["variants"] == base["ablations"]["variants"]
+    assert camera["ablations"]["seeds"] == base["ablations"]["seeds"]
+    for key in ("domain_shift", "sizes", "height", "width", "pixel_level_shift"):
+        assert embedded[key] == base["ingestion"]["embedded"][key]
+    for group in ("model", "warmup", "self_training"):
+        assert camera[group] == base[group]
