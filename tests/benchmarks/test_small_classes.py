@@ -102,3 +102,10 @@ def test_a_model_file_is_read_by_its_path_in_the_project(tmp_path: Path) -> None
     assert script._label("lr=data/hrda/model.pt") == "lr"
     assert read["stage"] == payload["stage"]
     assert all(torch.equal(read["model"][k], v) for k, v in payload["model"].items())
+
+
+def test_where_a_class_pixels_go_names_the_classes_that_take_most_of_them() -> None:
+    row = torch.tensor([5, 60, 0, 35])  # ground-truth pixels of one class, by predicted class
+    where = _script().where_pixels_go(row, ["road", "building", "pole", "person"], top=2)
+    assert where == "building 60 / person 35"
+    assert _script().where_pixels_go(torch.zeros(4, dtype=torch.int64), ["a", "b", "c", "d"]) == ""
