@@ -18,7 +18,8 @@ OUT="${OUT:-benchmarks/results/gpu}"
 PEAK_TFLOPS="${PEAK_TFLOPS:-989}"
 PY="${PYTHON:-python}"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" KEDRO_DISABLE_TELEMETRY=1
-mkdir -p "$OUT"
+# A dry run writes nothing: its machine line would pass for a GPU result.
+if [[ -n "${DRY_RUN:-}" ]]; then MACHINE=/dev/null; else mkdir -p "$OUT"; MACHINE="$OUT/machine.txt"; fi
 
 run() {  # run LIMIT_S NAME CMD...: time-limited, output to $OUT/NAME.log, never fatal
   local limit=$1 name=$2
@@ -32,9 +33,9 @@ run() {  # run LIMIT_S NAME CMD...: time-limited, output to $OUT/NAME.log, never
 }
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true; } \
-  | tee "$OUT/machine.txt"
+  | tee "$MACHINE"
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" \
-  | tee -a "$OUT/machine.txt"
+  | tee -a "$MACHINE"
 
 # 1. Paper recipe, fp32 and bf16 (4 workers: hrda and uda_hrda per precision), ~3 min.
 run 240 paper_step "$PY" benchmarks/train_step.py --preset paper --device cuda \
