@@ -23,6 +23,7 @@ from torch import nn
 from hrda_kedro.hrda.model_config import NetworkConfig
 
 from .base import SegmentationNetwork
+from .depthwise import DilatedDepthwiseConv2d
 from .mit import MiTEncoder
 
 ASPP_DILATIONS = (6, 12, 18)
@@ -39,15 +40,18 @@ class ConvBNReLU(nn.Sequential):
         dilation: int = 1,
         groups: int = 1,
     ) -> None:
-        conv = nn.Conv2d(
-            in_channels,
-            out_channels,
-            kernel_size,
-            padding=dilation * (kernel_size // 2),
-            dilation=dilation,
-            groups=groups,
-            bias=False,
-        )
+        if dilation > 1 and kernel_size == 3 and in_channels == out_channels == groups:
+            conv: nn.Conv2d = DilatedDepthwiseConv2d(in_channels, dilation)
+        else:
+            conv = nn.Conv2d(
+                in_channels,
+                out_channels,
+                kernel_size,
+                padding=dilation * (kernel_size // 2),
+                dilation=dilation,
+                groups=groups,
+                bias=False,
+            )
         nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
         super().__init__(conv, nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
 
