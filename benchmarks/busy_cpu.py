@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -63,6 +64,18 @@ WAIT_POLICIES = {
     "passive": {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0"},
     "default": {"OMP_WAIT_POLICY": ""},
 }
+
+
+def _policy_env(policy: str) -> dict[str, str] | None:
+    """The worker's OpenMP variables for ``policy``: a name of ``WAIT_POLICIES`` or
+    ``spin<N>`` (sleep after N spin rounds, between ``passive``'s 0 and ``brief``'s 1000)."""
+    if policy in WAIT_POLICIES:
+        return WAIT_POLICIES[policy]
+    if (match := re.fullmatch(r"spin(\d+)", policy)) is not None:
+        return {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": match.group(1)}
+    return None
+
+
 LOADS = {
     "spin": "while True: pass",
     "torch": ("import torch\na = torch.randn(512, 512)\nwhile True:\n    a = (a @ a).tanh_()"),
@@ -187,7 +200,7 @@ def _parser() -> argparse.ArgumentParser:
         default="brief",
         dest="wait_policy",
         help="comma list of OpenMP wait policies: brief (the project's 1000-round spin), "
-        "passive (sleep at once), default (libgomp's ~3 ms spin)",
+        "passive (sleep at once), spin<N> (sleep after N spin rounds), default (libgomp's ~3 ms spin)",
     )
     parser.add_argument("--load", type=int, default=2, help="competing processes")
     parser.add_argument("--load-kind", choices=sorted(LOADS), default="torch", dest="load_kind")
@@ -207,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     info: dict[str, Any] = {}
     policies = common.comma_list(args.wait_policy)
     os.environ.pop("GOMP_SPINCOUNT", None)  # each policy sets its own (see WAIT_POLICIES)
-    if unknown := [p for p in policies if p not in WAIT_POLICIES]:
+    if unknown := [p for p in policies if _policy_env(p) is None]:
         raise SystemExit(f"unknown wait policy: {unknown}")
     settings = [
         (threads, phase, policy)
@@ -218,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     for threads, phase, policy in settings:
         cfg = {"phase": phase, "threads": threads, "repeats": args.repeats,
                "warmup": args.warmup}  # fmt: skip
-        env = WAIT_POLICIES[policy]
+        env = _policy_env(policy)
         quiet = common.run_worker(Path(__file__), cfg, args.timeout, env)
         load = _start_load(args.load_kind, args.load)
         try:
