@@ -16,7 +16,8 @@ Phases (the project's CPU configuration, random weights, synthetic 256x512 image
 
 ``--wait-policy`` compares how idle OpenMP threads wait (libgomp, torch's pip wheels):
 ``brief`` (what the project sets, see ``hrda_kedro/__init__.py``: spin 1000 rounds, about
-10 us, then sleep), ``passive`` (asleep at once) and ``default`` (libgomp's own: spin about
+10 us, then sleep), ``passive`` (asleep at once), ``spin<N>`` (asleep after N spin
+rounds) and ``default`` (libgomp's own: spin about
 3 ms, then sleep; the worker gets an empty ``OMP_WAIT_POLICY``, which libgomp ignores, and
 no ``GOMP_SPINCOUNT``).
 

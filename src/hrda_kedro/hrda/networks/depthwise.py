@@ -3,9 +3,10 @@
 Why not ``F.conv2d``: oneDNN, torch's CPU convolution backend, runs DAFormer's dilated
 depthwise 3x3 convolutions (dilations 6/12/18 on the 1/4-resolution feature map) at a few
 GFLOP/s. Nine elementwise multiply-adds over the overlapping slices of the map, batch
-chunks kept cache-sized, do the same sums 2-4x faster forward and backward (README,
-Performance). The results agree to float rounding (another summation order). CUDA, other
-dtypes, autocast and tracing (the ONNX export) keep ``F.conv2d``.
+chunks kept cache-sized, do the same sums 2-4x faster forward, and training iterations
+became about 1.2x faster on a 2-core CPU (README, Performance). The results agree to float
+rounding (another summation order). CUDA, other dtypes, autocast, tracing (the ONNX
+export) and ``torch.compile`` keep ``F.conv2d``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def _tap_slices(height: int, width: int, dilation: int, i: int, j: int) -> Any:
     return (..., rows[0], cols[0]), (..., rows[1], cols[1])
 
 
-def _convolve_into(x: torch.Tensor, weight: torch.Tensor, dilation: int, out: torch.Tensor):
+def _convolve_into(x: torch.Tensor, weight: torch.Tensor, dilation: int, out: torch.Tensor) -> None:
     """``out`` = the zero-padded dilated depthwise 3x3 convolution of ``x`` by ``weight``."""
     channels, (height, width) = x.shape[1], x.shape[-2:]
     taps = weight.view(channels, 9).t().reshape(9, 1, channels, 1, 1)
@@ -49,14 +50,14 @@ def _convolve_into(x: torch.Tensor, weight: torch.Tensor, dilation: int, out: to
             out[slices[0]].addcmul_(x[slices[1]], taps[3 * i + j])
 
 
-def _chunks(x: torch.Tensor) -> int:
+def _images_per_chunk(x: torch.Tensor) -> int:
     return max(1, CHUNK_ELEMENTS // max(1, x[0].numel()))
 
 
 def depthwise_3x3(x: torch.Tensor, weight: torch.Tensor, dilation: int) -> torch.Tensor:
     """The convolution of ``x`` (N, C, H, W) by ``weight`` (C, 1, 3, 3), padding = dilation."""
     out = torch.empty_like(x)
-    step = _chunks(x)
+    step = _images_per_chunk(x)
     for start in range(0, x.shape[0], step):
         _convolve_into(x[start : start + step], weight, dilation, out[start : start + step])
     return out
