@@ -21,13 +21,16 @@ rounds) and ``default`` (libgomp's own: spin about
 3 ms, then sleep; the worker gets an empty ``OMP_WAIT_POLICY``, which libgomp ignores, and
 no ``GOMP_SPINCOUNT``).
 
-Method: for every thread setting, each phase runs in a fresh process twice, quiet and next
-to ``--load`` competing processes started just before it and killed after (``spin``: a
-Python busy loop; ``torch``: repeated 512x512 matmuls with torch's default threads, like
-another training run). ``slowdown`` = loaded median / quiet median, measured back to back
-in one run; ``nvcsw`` / ``nivcsw`` are the voluntary / involuntary context switches of
-the phase's process per unit of work (``getrusage``). The quiet run is only as quiet as
-the machine: run it where nothing else runs, or read the ratios with the load column.
+Method: for every thread setting, each phase runs in a fresh process that alternates
+quiet and loaded units (quiet, loaded, quiet, ...): ``--load`` competing processes start
+once, wait until they are busy, and are paused (``SIGSTOP``) during the quiet units and
+resumed (``SIGCONT``) for the loaded ones (``spin``: a Python busy loop; ``torch``:
+repeated 512x512 matmuls with torch's default threads, like another training run).
+Alternating unit by unit puts the quiet and the loaded figure at the same moment of a
+shared machine, whose own load drifts over minutes; ``slowdown`` = loaded median / quiet
+median. ``nvcsw`` / ``nivcsw`` are the voluntary / involuntary context switches of the
+phase's process per unit of work (``getrusage``). The quiet units are only as quiet as the
+machine: read the ratios with the load column.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import dataclasses
 import os
 import re
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -77,10 +81,16 @@ def _policy_env(policy: str) -> dict[str, str] | None:
     return None
 
 
+# Each load prints a line once it is busy, so that no unit times its start-up.
 LOADS = {
-    "spin": "while True: pass",
-    "torch": ("import torch\na = torch.randn(512, 512)\nwhile True:\n    a = (a @ a).tanh_()"),
+    "spin": "print('busy', flush=True)\nwhile True: pass",
+    "torch": (
+        "import torch\na = torch.randn(512, 512)\nprint('busy', flush=True)\n"
+        "while True:\n    a = (a @ a).tanh_()"
+    ),
 }
+# Seconds the resumed load runs before a loaded unit starts (its threads back on the cores).
+LOAD_SETTLE_S = 0.5
 
 
 # --------------------------------------------------------------------------- worker
@@ -132,44 +142,77 @@ def _phase(name: str) -> Any:
     return {"materialize": materialize, "evaluate": evaluate}[name]
 
 
-def worker(cfg: dict[str, Any]) -> dict[str, Any]:
-    common.apply_host_memory("keep")
-    common.set_threads(cfg["threads"])
-    unit = _phase(cfg["phase"])
-    for _ in range(cfg["warmup"]):
-        unit()
+def _signal_load(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        os.kill(pid, sig)
+
+
+def _timed_units(unit: Any, count: int) -> tuple[list[float], float, float]:
+    """Seconds of each of ``count`` units, and the context switches per unit."""
     before = resource.getrusage(resource.RUSAGE_SELF)
     times = []
-    for _ in range(cfg["repeats"]):
+    for _ in range(count):
         tic = time.perf_counter()
         unit()
         times.append(time.perf_counter() - tic)
     after = resource.getrusage(resource.RUSAGE_SELF)
-    return {
-        **common.machine_info("cpu"),
-        "times_s": times,
-        "nvcsw": (after.ru_nvcsw - before.ru_nvcsw) / cfg["repeats"],
-        "nivcsw": (after.ru_nivcsw - before.ru_nivcsw) / cfg["repeats"],
-    }
+    return (
+        times,
+        (after.ru_nvcsw - before.ru_nvcsw) / count,
+        (after.ru_nivcsw - before.ru_nivcsw) / count,
+    )
+
+
+def worker(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Alternate quiet and loaded units; the paused load processes are ``cfg["load_pids"]``."""
+    common.apply_host_memory("keep")
+    common.set_threads(cfg["threads"])
+    unit = _phase(cfg["phase"])
+    pids = cfg["load_pids"]
+    for _ in range(cfg["warmup"]):
+        unit()
+    results: dict[str, list[tuple[list[float], float, float]]] = {"quiet": [], "loaded": []}
+    for _ in range(cfg["repeats"]):
+        results["quiet"].append(_timed_units(unit, 1))
+        _signal_load(pids, signal.SIGCONT)
+        try:
+            time.sleep(LOAD_SETTLE_S)
+            results["loaded"].append(_timed_units(unit, 1))
+        finally:
+            _signal_load(pids, signal.SIGSTOP)
+    out: dict[str, Any] = common.machine_info("cpu")
+    for mode, runs in results.items():
+        out[f"{mode}_times_s"] = [t for times, _, _ in runs for t in times]
+        out[f"{mode}_nvcsw"] = sum(v for _, v, _ in runs) / len(runs)
+        out[f"{mode}_nivcsw"] = sum(v for _, _, v in runs) / len(runs)
+    return out
 
 
 # --------------------------------------------------------------------------- parent
 
 
 def _start_load(kind: str, count: int) -> list[subprocess.Popen]:
-    return [
+    """``count`` load processes, each busy, then paused until a worker resumes them."""
+    processes = [
         subprocess.Popen(
             [sys.executable, "-c", LOADS[kind]],
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
+            text=True,
         )
         for _ in range(count)
     ]
+    for process in processes:
+        if process.stdout is None or process.stdout.readline().strip() != "busy":
+            _stop_load(processes)
+            raise SystemExit(f"the {kind} load process did not start")
+        process.send_signal(signal.SIGSTOP)
+    return processes
 
 
 def _stop_load(processes: list[subprocess.Popen]) -> None:
     for process in processes:
-        process.kill()
+        process.kill()  # SIGKILL ends a stopped process too
     for process in processes:
         process.wait()
 
@@ -184,6 +227,38 @@ def _fair_slowdown(threads: int, competing: int) -> float:
     quiet = min(threads, cores)
     loaded = min(threads, cores * threads / (threads + competing))
     return quiet / loaded
+
+
+def _row(
+    args: argparse.Namespace,
+    phase: str,
+    threads: int,
+    policy: str,
+    competing: int,
+    result: dict[str, Any],
+) -> dict[str, Any]:
+    """One table row from a worker's alternating quiet and loaded units."""
+    row: dict[str, Any] = {
+        "phase": phase,
+        "threads": threads or os.cpu_count(),
+        "wait_policy": policy,
+        "load": f"{args.load} {args.load_kind} ({competing} threads)",
+        "fair_slowdown": _fair_slowdown(threads, competing),
+        "units": args.repeats,
+        "loadavg": f"{os.getloadavg()[0]:.1f}",
+    }
+    if "error" in result:
+        return {**row, "error": result["error"]}
+    quiet, loaded = result["quiet_times_s"], result["loaded_times_s"]
+    row["quiet_s"] = common.median(quiet)
+    row["loaded_s"] = common.median(loaded)
+    row["slowdown"] = row["loaded_s"] / row["quiet_s"]
+    row["quiet_nvcsw"] = result["quiet_nvcsw"]
+    row["loaded_nvcsw"] = result["loaded_nvcsw"]
+    row["loaded_nivcsw"] = result["loaded_nivcsw"]
+    row["quiet_times_s"] = ";".join(f"{t:.4f}" for t in quiet)
+    row["loaded_times_s"] = ";".join(f"{t:.4f}" for t in loaded)
+    return {**row, "cpu": result["cpu"], "torch": result["torch"]}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -229,40 +304,18 @@ def main(argv: list[str] | None = None) -> int:
         for phase in phases
         for policy in policies
     ]
-    for threads, phase, policy in settings:
-        cfg = {"phase": phase, "threads": threads, "repeats": args.repeats,
-               "warmup": args.warmup}  # fmt: skip
-        env = _policy_env(policy)
-        quiet = common.run_worker(Path(__file__), cfg, args.timeout, env)
-        load = _start_load(args.load_kind, args.load)
-        try:
-            loaded = common.run_worker(Path(__file__), cfg, args.timeout, env)
-        finally:
-            _stop_load(load)
-        row: dict[str, Any] = {
-            "phase": phase,
-            "threads": threads or os.cpu_count(),
-            "wait_policy": policy,
-            "load": f"{args.load} {args.load_kind} ({competing} threads)",
-            "fair_slowdown": _fair_slowdown(threads, competing),
-            "units": args.repeats,
-            "loadavg": f"{os.getloadavg()[0]:.1f}",
-        }
-        error = quiet.get("error") or loaded.get("error")
-        if error:
-            row["error"] = error
-        else:
-            info = quiet
-            row["quiet_s"] = common.median(quiet["times_s"])
-            row["loaded_s"] = common.median(loaded["times_s"])
-            row["slowdown"] = row["loaded_s"] / row["quiet_s"]
-            row["quiet_nvcsw"] = quiet["nvcsw"]
-            row["loaded_nvcsw"] = loaded["nvcsw"]
-            row["loaded_nivcsw"] = loaded["nivcsw"]
-            row["quiet_times_s"] = ";".join(f"{t:.4f}" for t in quiet["times_s"])
-            row["loaded_times_s"] = ";".join(f"{t:.4f}" for t in loaded["times_s"])
-            row.update(cpu=quiet["cpu"], torch=quiet["torch"])
-        rows.append(row)
+    load = _start_load(args.load_kind, args.load)
+    try:
+        for threads, phase, policy in settings:
+            cfg = {"phase": phase, "threads": threads, "repeats": args.repeats,
+                   "warmup": args.warmup, "load_pids": [p.pid for p in load]}  # fmt: skip
+            result = common.run_worker(Path(__file__), cfg, args.timeout, _policy_env(policy))
+            _signal_load([p.pid for p in load], signal.SIGSTOP)  # a killed worker's load
+            row = _row(args, phase, threads, policy, competing, result)
+            info = result if "error" not in result else info
+            rows.append(row)
+    finally:
+        _stop_load(load)
     out = args.out or common.RESULTS_DIR / "busy_cpu.csv"
     title = (
         f"Slowdown next to {args.load} competing {args.load_kind} processes\n"

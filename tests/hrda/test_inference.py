@@ -79,6 +79,17 @@ def test_hrda_prediction_does_not_depend_on_the_window_batch() -> None:
     assert whole.shape == (2, NUM_CLASSES, 45, 70)
 
 
+def test_full_image_inference_predicts_shared_detail_crops_once() -> None:
+    # 32 x 64 image, 32 x 32 windows at stride 16: 3 windows, 27 detail crops, 21 distinct
+    images = torch.randn(1, 3, 32, 64, generator=torch.Generator().manual_seed(4))
+    windows = SlidingWindows((32, 32), (16, 16))
+    model = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16)).eval()
+    separate = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16), hr_window_batch=27).eval()
+    logits = predict_full_image(model, images, windows)
+    assert model.network.extract_calls == [3 + 21]
+    torch.testing.assert_close(logits, predict_full_image(separate, images, windows))
+
+
 def test_predict_full_image_requires_windows_aligned_to_s_times_o() -> None:
     model = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16))
     with pytest.raises(ValueError, match="align=8"):

@@ -409,6 +409,32 @@ def test_predict_window_shares_one_encoder_call_when_lr_and_hr_crops_have_the_sa
     torch.testing.assert_close(shared.context_features, separate.context_features)
 
 
+def _overlapping_windows() -> torch.Tensor:
+    """Three 32 x 32 windows of one 32 x 64 image at columns 0, 16 and 32."""
+    image = torch.randn(1, 3, 32, 64, generator=torch.Generator().manual_seed(12))
+    return torch.cat([image[..., left : left + 32] for left in (0, 16, 32)])
+
+
+def test_overlapping_windows_predict_each_distinct_detail_crop_once() -> None:
+    # 9 detail crops per window (16 x 16, stride 8) at columns 0-16, 16-32, 32-48: 7 of the
+    # 9 columns are distinct, so 21 crops and 3 LR windows go through the encoder, not 30.
+    windows = _overlapping_windows()
+    reused_model, plain_model = make().eval(), make().eval()  # same seed, same weights
+    reused = reused_model.predict_window(windows, reuse_identical_crops=True)
+    plain = plain_model.predict_window(windows)
+    assert reused_model.network.extract_calls == [24]
+    assert plain_model.network.extract_calls == [30]
+    for name in ("fused", "context", "detail", "attention"):
+        assert torch.equal(getattr(reused, name), getattr(plain, name)), name
+
+
+def test_training_mode_never_reuses_crops() -> None:
+    """Heads with BatchNorm mix a training batch: its samples are never dropped."""
+    model = HRDAModel(SampleWiseCellNet(), scale=2, detail_hw=(16, 16)).train()
+    model.predict_window(_overlapping_windows(), reuse_identical_crops=True)
+    assert model.network.extract_calls == [30]
+
+
 def test_the_teachers_shared_encoder_call_gives_the_same_pseudo_labels() -> None:
     from hrda_kedro.hrda.networks import NetworkConfig, build_network
 

@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from hrda_kedro.hrda.crops import Box
-from hrda_kedro.hrda.windows import sliding_window_boxes, sliding_window_grid, window_weight_map
+from hrda_kedro.hrda.windows import (
+    distinct_crops,
+    sliding_window_boxes,
+    sliding_window_grid,
+    window_weight_map,
+)
 from tests.hrda.test_model import CellNet
 
 
@@ -78,3 +83,29 @@ def test_tapered_weights_are_a_positive_centred_normalised_average() -> None:
         window_weights="tapered",
     )
     torch.testing.assert_close(grid, torch.full((2, 1, 10, 14), 2.5))
+
+
+def test_distinct_crops_groups_identical_crops_exactly() -> None:
+    crops = torch.randn(6, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+    crops[3] = crops[1]
+    crops[5] = crops[1]
+    crops[4] = crops[0]
+    first, inverse = distinct_crops(crops)
+    assert first.tolist() == [0, 1, 2]
+    assert inverse.tolist() == [0, 1, 2, 1, 0, 1]
+    assert torch.equal(crops[first][inverse], crops)
+
+
+def test_crops_with_the_same_key_but_other_values_stay_distinct() -> None:
+    a, b = torch.zeros(3, 4, 4), torch.zeros(3, 4, 4)
+    a[0, 0, 2], b[1, 3, 1] = 0.5, 0.5  # the same values elsewhere: the same key
+    first, inverse = distinct_crops(torch.stack([a, b, a]))
+    assert first.tolist() == [0, 1]
+    assert inverse.tolist() == [0, 1, 0]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_distinct_crops_of_other_float_types(dtype: torch.dtype) -> None:
+    crops = torch.randn(3, 3, 4, 4).to(dtype)
+    crops[2] = crops[0]
+    assert distinct_crops(crops)[1].tolist() == [0, 1, 0]

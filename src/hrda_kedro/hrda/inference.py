@@ -67,7 +67,7 @@ def _model_grid(
     """
 
     def per_window(crops: torch.Tensor) -> torch.Tensor:
-        return torch.cat(outputs(model.predict_window(crops)), dim=1)
+        return torch.cat(outputs(model.predict_window(crops, reuse_identical_crops=True)), dim=1)
 
     stride = model.output_stride
     padded = _padded(images, windows, model.scale * stride)

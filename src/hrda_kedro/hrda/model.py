@@ -22,7 +22,13 @@ from torch import nn
 
 from hrda_kedro.hrda.crops import Box
 from hrda_kedro.hrda.networks.base import SegmentationNetwork
-from hrda_kedro.hrda.windows import cut_crops, sliding_window_grid, stitch_grid, window_crops
+from hrda_kedro.hrda.windows import (
+    cut_crops,
+    distinct_crops,
+    sliding_window_grid,
+    stitch_grid,
+    window_crops,
+)
 
 MODES = ("hrda", "lr_only", "hr_only", "fixed_attention")
 
@@ -273,7 +279,7 @@ class HRDAModel(nn.Module):
         )
 
     def _shared_window_pass(
-        self, window_hr: torch.Tensor
+        self, window_hr: torch.Tensor, reuse_identical_crops: bool
     ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor | None, torch.Tensor] | None:
         """Features, context logits, attention and stitched detail logits from one encoder call.
 
@@ -297,15 +303,23 @@ class HRDAModel(nn.Module):
         )
         num_windows = int(window_hr.shape[0])  # a plain int also when traced (ONNX export)
         crops = cut_crops(window_hr, boxes, range(len(boxes) * num_windows))
+        inverse = None
+        if reuse_identical_crops and not self.network.training:
+            first, inverse = distinct_crops(crops)
+            crops = crops[first]
         features = self.network.extract(torch.cat([self._downscale(window_hr), crops]))
         context_features = [f[:num_windows] for f in features]
         crop_logits = self.network.segment([f[num_windows:] for f in features])
+        if inverse is not None:
+            crop_logits = crop_logits[inverse]
         grid_hw = tuple(v // self.output_stride for v in window_hr.shape[-2:])
         detail = stitch_grid(crop_logits, grid_boxes, num_windows, cast(tuple[int, int], grid_hw))
         context, attention = self._context_heads(context_features)
         return context_features, context, attention, detail
 
-    def predict_window(self, window_hr: torch.Tensor) -> MultiResOutput:
+    def predict_window(
+        self, window_hr: torch.Tensor, *, reuse_identical_crops: bool = False
+    ) -> MultiResOutput:
         """Prediction of whole HR windows ``(N, 3, H, W)``, used for pseudo-labels and tests.
 
         The LR pass covers the window; the HR pass slides detail-size windows with a stride
@@ -313,9 +327,14 @@ class HRDAModel(nn.Module):
         windows in one batch or chunks of ``hr_window_batch``; overlaps are averaged and
         fused with the unmasked attention. A window smaller than the detail size runs as a
         single HR crop of its own size.
+
+        ``reuse_identical_crops`` (full-image inference, whose overlapping windows share
+        detail crops): in eval mode, each distinct HR crop goes through the network once
+        (:func:`~hrda_kedro.hrda.windows.distinct_crops`); the same logits, fewer samples.
+        Off for the teacher's crops (no overlaps, no host synchronisation) and for tracing.
         """
         self._check_hr_size(window_hr, "window_hr")
-        shared = self._shared_window_pass(window_hr)
+        shared = self._shared_window_pass(window_hr, reuse_identical_crops)
         if shared is not None:
             features, context, attention, detail = shared
         else:

@@ -10,6 +10,7 @@ translation-equivariant network gives exactly its whole-image output.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import cast
 
 import torch
@@ -82,6 +83,37 @@ def cut_crops(images: torch.Tensor, boxes: list[Box], indices: range) -> torch.T
     """Crops ``indices`` of all windows of all images, window-major: ``(len(indices), 3, h, w)``."""
     num_images = images.shape[0]
     return torch.stack([boxes[i // num_images].crop(images[i % num_images]) for i in indices])
+
+
+_SAME_SIZE_INT = {2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def distinct_crops(crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of the distinct crops among ``crops`` ``(N, ...)`` and, per crop, the
+    position of its copy among them: ``crops[first][inverse]`` equals ``crops``.
+
+    Overlapping windows cut the same HR crop more than once (the three context windows of a
+    512x256 image cut 27 detail crops, 21 of them distinct). A crop's key is the integer
+    sum of its values' bit patterns (exact, so equal crops get equal keys, which a float
+    sum does not guarantee); crops with equal keys are compared in full, so the grouping
+    is exact. A network whose samples do not interact (eval mode) then predicts each
+    distinct crop once. The keys are read on the host: one synchronisation per call.
+    """
+    flat = crops.flatten(1)
+    bits = flat.view(_SAME_SIZE_INT[flat.element_size()])
+    first: list[int] = []
+    inverse: list[int] = []
+    slots_by_key: dict[int, list[int]] = {}
+    for index, key in enumerate(bits.sum(dim=1, dtype=torch.int64).tolist()):
+        slots = slots_by_key.setdefault(key, [])
+        slot = next((j for j in slots if torch.equal(flat[first[j]], flat[index])), None)
+        if slot is None:
+            slot = len(first)
+            first.append(index)
+            slots.append(slot)
+        inverse.append(slot)
+    as_tensor = partial(torch.tensor, dtype=torch.long, device=crops.device)
+    return as_tensor(first), as_tensor(inverse)
 
 
 WINDOW_WEIGHTS = ("uniform", "tapered")

@@ -16,6 +16,7 @@ from hrda_kedro.hrda.uda.augment import (
     adjust_hue,
     adjust_saturation,
     blur_kernel_size,
+    gaussian_blur,
     strong_augment,
 )
 
@@ -194,6 +195,16 @@ def test_blur_smooths_and_keeps_constant_images() -> None:
     flat = normalize(torch.full((1, 3, 31, 31), 100.0))
     out = strong_augment(flat, torch.Generator().manual_seed(0), color_jitter=False, blur_p=1.0)
     torch.testing.assert_close(out, flat)
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "sigma"), [(256, 256, 1.15), (64, 160, 0.15), (40, 24, 0.7), (20, 256, 1.0)]
+)
+def test_two_pass_blur_equals_torchvisions_2d_blur(height: int, width: int, sigma: float) -> None:
+    rgb = torch.rand(2, 3, height, width, generator=torch.Generator().manual_seed(4))
+    kernel = [blur_kernel_size(width), blur_kernel_size(height)]  # (x, y) as torchvision
+    expected = TF.gaussian_blur(rgb, kernel_size=kernel, sigma=[sigma, sigma])
+    torch.testing.assert_close(gaussian_blur(rgb, kernel, sigma), expected, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize(

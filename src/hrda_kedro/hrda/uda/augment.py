@@ -25,6 +25,7 @@ from collections.abc import Callable
 from functools import partial
 
 import torch
+import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from hrda_kedro.hrda import denormalize, normalize
@@ -46,6 +47,31 @@ def blur_kernel_size(side: int, fraction: float = 0.1) -> int:
     """
     size = math.ceil(fraction * side)
     return size if size % 2 == 1 else max(size - 1, 1)
+
+
+def _gaussian_kernel_1d(size: int, sigma: float, like: torch.Tensor) -> torch.Tensor:
+    """torchvision's normalised 1D Gaussian: ``size`` taps at integer offsets from the centre."""
+    offsets = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2
+    weights = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    return weights / weights.sum()
+
+
+def gaussian_blur(image: torch.Tensor, kernel_wh: list[int], sigma: float) -> torch.Tensor:
+    """torchvision's ``gaussian_blur`` of ``(N, C, H, W)`` images (reflect padding, the
+    same kernel), computed as a row pass and a column pass.
+
+    torchvision convolves with the whole 2D kernel: the official rule makes it 25 x 25
+    taps per pixel for a 256 px crop (103 x 103 at 1024 px). That kernel is the outer
+    product of two 1D kernels, so two 1D passes give the same sums in another order with
+    2 k taps instead of k^2 (``tests/hrda/uda/test_augment.py``).
+    """
+    kernel_w, kernel_h = kernel_wh
+    channels = image.shape[1]
+    padded = F.pad(image, [kernel_w // 2, kernel_w // 2, kernel_h // 2, kernel_h // 2], "reflect")
+    row = _gaussian_kernel_1d(kernel_w, sigma, image).expand(channels, 1, 1, kernel_w)
+    column = _gaussian_kernel_1d(kernel_h, sigma, image).expand(channels, 1, 1, kernel_h)
+    rows_done = F.conv2d(padded, row, groups=channels)
+    return F.conv2d(rows_done, column.transpose(-1, -2), groups=channels)
 
 
 def adjust_brightness(image: torch.Tensor, factor: float) -> torch.Tensor:
@@ -144,7 +170,7 @@ def strong_augment(
             image = _color_jitter(image, d[1:9], jitter_strength)
         if do_blur:
             sigma = blur_sigma[0] + (blur_sigma[1] - blur_sigma[0]) * d[10]
-            image = TF.gaussian_blur(image, kernel_size=kernel, sigma=[sigma, sigma])
+            image = gaussian_blur(image, kernel, sigma)
         out[i : i + 1] = normalize(image * 255.0).to(images.dtype)
     return out
 
