@@ -73,6 +73,28 @@ def test_groups_lr_and_weight_decay() -> None:
     assert optimizer.defaults["betas"] == (0.9, 0.999)
 
 
+def test_cpu_parameters_get_the_fused_kernel_with_the_reference_update() -> None:
+    model = _Model()
+    reference_model = _Model()
+    reference_model.load_state_dict(model.state_dict())
+    initial = [p.detach().clone() for p in model.parameters()]
+    fused = build_optimizer(model, lr=1e-2, weight_decay=0.01)
+    assert all(group["fused"] for group in fused.param_groups)
+    reference = build_optimizer(reference_model, lr=1e-2, weight_decay=0.01)
+    for group in reference.param_groups:  # torch's per-tensor loop
+        group["fused"] = None
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        for a, b in zip(model.parameters(), reference_model.parameters(), strict=True):
+            a.grad = torch.randn(a.shape, generator=generator)
+            b.grad = a.grad.clone()
+        fused.step()
+        reference.step()
+    for a, b, before in zip(model.parameters(), reference_model.parameters(), initial, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        assert torch.all(a != before)  # the steps moved every value
+
+
 def test_frozen_parameters_are_left_out_and_prefix_is_checked() -> None:
     model = _Model()
     model.network.attention_head.requires_grad_(False)

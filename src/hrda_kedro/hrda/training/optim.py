@@ -96,7 +96,31 @@ def build_optimizer(
             group["lr"],
             group["weight_decay"],
         )
-    return AdamW(param_groups, lr=lr, betas=betas, weight_decay=weight_decay)
+    return AdamW(
+        param_groups,
+        lr=lr,
+        betas=betas,
+        weight_decay=weight_decay,
+        fused=_fused_kernel_applies(model),
+    )
+
+
+def _fused_kernel_applies(model: nn.Module) -> bool:
+    """Whether torch's fused AdamW kernel takes all parameters (float, on a CPU or CUDA).
+
+    torch's default on the CPU is a per-tensor loop: about 6.6 ms per step for mit-nano's
+    155 tensors against 1.3 ms fused (2 threads), 2 % of a warmup step; on CUDA the
+    default is the multi-tensor ``foreach`` path, which the fused kernel also beats. The
+    same update, summed in another order (not bit for bit the loop's).
+    """
+    parameters = list(model.parameters())
+    devices = {p.device.type for p in parameters}
+    return (
+        bool(parameters)
+        and devices <= {"cpu", "cuda"}
+        and len(devices) == 1
+        and all(p.is_floating_point() for p in parameters)
+    )
 
 
 @dataclass(frozen=True)
