@@ -331,7 +331,8 @@ class HRDAModel(nn.Module):
         ``reuse_identical_crops`` (full-image inference, whose overlapping windows share
         detail crops): in eval mode, each distinct HR crop goes through the network once
         (:func:`~hrda_kedro.hrda.windows.distinct_crops`); the same logits, fewer samples.
-        Off for the teacher's crops (no overlaps, no host synchronisation) and for tracing.
+        The teacher's per-step pass (no overlaps; no host synchronisation wanted) and the
+        ONNX export (a static graph) leave it off.
         """
         self._check_hr_size(window_hr, "window_hr")
         shared = self._shared_window_pass(window_hr, reuse_identical_crops)
