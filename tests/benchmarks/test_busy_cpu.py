@@ -3,20 +3,16 @@ quiet and loaded units alternate in one process."""
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "busy_cpu.py"
+from tests.benchmarks import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("busy_cpu", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("busy_cpu")
 
 
 def _state(pid: int) -> str:

@@ -4,17 +4,13 @@ on the same parameters, and writes one row for each."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "optimizer_step.py"
+from tests.benchmarks import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("optimizer_step", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("optimizer_step")
 
 
 def test_the_three_optimizers_share_the_parameters_and_differ_in_the_kernel() -> None:

@@ -3,7 +3,6 @@ the predictions use the window settings of the run that trained the model, as it
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +16,11 @@ from hrda_kedro.hrda.training.trainer import StageResult
 from hrda_kedro.params import parse
 from hrda_kedro.runtime.models import build_model
 from hrda_kedro.stages import checkpoint_payload
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "small_classes.py"
+from tests.benchmarks import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("small_classes", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("small_classes")
 
 
 def test_source_val_draws_fresh_source_images_after_the_training_split() -> None:
