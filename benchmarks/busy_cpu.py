@@ -147,20 +147,14 @@ def _signal_load(pids: list[int], sig: signal.Signals) -> None:
         os.kill(pid, sig)
 
 
-def _timed_units(unit: Any, count: int) -> tuple[list[float], float, float]:
-    """Seconds of each of ``count`` units, and the context switches per unit."""
+def _timed_unit(unit: Any) -> tuple[float, int, int]:
+    """Seconds of one unit, and its voluntary and involuntary context switches."""
     before = resource.getrusage(resource.RUSAGE_SELF)
-    times = []
-    for _ in range(count):
-        tic = time.perf_counter()
-        unit()
-        times.append(time.perf_counter() - tic)
+    tic = time.perf_counter()
+    unit()
+    seconds = time.perf_counter() - tic
     after = resource.getrusage(resource.RUSAGE_SELF)
-    return (
-        times,
-        (after.ru_nvcsw - before.ru_nvcsw) / count,
-        (after.ru_nivcsw - before.ru_nivcsw) / count,
-    )
+    return seconds, after.ru_nvcsw - before.ru_nvcsw, after.ru_nivcsw - before.ru_nivcsw
 
 
 def worker(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -171,20 +165,21 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
     pids = cfg["load_pids"]
     for _ in range(cfg["warmup"]):
         unit()
-    results: dict[str, list[tuple[list[float], float, float]]] = {"quiet": [], "loaded": []}
+    runs: dict[str, list[tuple[float, int, int]]] = {"quiet": [], "loaded": []}
     for _ in range(cfg["repeats"]):
-        results["quiet"].append(_timed_units(unit, 1))
+        runs["quiet"].append(_timed_unit(unit))
         _signal_load(pids, signal.SIGCONT)
         try:
             time.sleep(LOAD_SETTLE_S)
-            results["loaded"].append(_timed_units(unit, 1))
+            runs["loaded"].append(_timed_unit(unit))
         finally:
             _signal_load(pids, signal.SIGSTOP)
     out: dict[str, Any] = common.machine_info("cpu")
-    for mode, runs in results.items():
-        out[f"{mode}_times_s"] = [t for times, _, _ in runs for t in times]
-        out[f"{mode}_nvcsw"] = sum(v for _, v, _ in runs) / len(runs)
-        out[f"{mode}_nivcsw"] = sum(v for _, _, v in runs) / len(runs)
+    for mode, measured in runs.items():
+        times, voluntary, involuntary = zip(*measured, strict=True)
+        out[f"{mode}_times_s"] = list(times)
+        out[f"{mode}_nvcsw"] = sum(voluntary) / len(measured)
+        out[f"{mode}_nivcsw"] = sum(involuntary) / len(measured)
     return out
 
 

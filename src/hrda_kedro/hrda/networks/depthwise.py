@@ -71,8 +71,8 @@ def depthwise_3x3_weight_grad(grad: torch.Tensor, x: torch.Tensor, dilation: int
         for j in range(3):
             slices = _tap_slices(height, width, dilation, i, j)
             if slices is not None:
-                # A product and a sum over (N, H, W): 2-5x faster than einsum, whose
-                # contraction copies both strided slices into a channel-first layout.
+                # A product and a sum over (N, H, W), not einsum, whose contraction copies
+                # both strided slices channel-first (README: 10.7 -> 3.8 ms per backward).
                 result[i, j] = (grad[slices[0]] * x[slices[1]]).sum(dim=(0, 2, 3))
     return result.permute(2, 0, 1).unsqueeze(1).contiguous()
 
