@@ -83,3 +83,25 @@ def test_daformer_head_uses_it_for_its_dilated_branches() -> None:
     assert dilated == {
         f"decode_head.fusion.branches.{b}.0.0": d for b, d in enumerate((6, 12, 18), 1)
     }
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_a_bias_passed_to_conv_forward_is_added_as_conv2d_adds_it(grad: bool) -> None:
+    """The hook a folded BatchNorm uses: the bias rides on the centre tap without autograd
+    and is a separate, differentiable add with it."""
+    gen = torch.Generator().manual_seed(3)
+    conv = DilatedDepthwiseConv2d(4, 6)
+    x = torch.randn(2, 4, 11, 13, generator=gen, requires_grad=grad)
+    bias = torch.randn(4, generator=gen, requires_grad=grad)
+    ref = F.conv2d(x, conv.weight, bias, padding=6, dilation=6, groups=4)
+
+    with torch.set_grad_enabled(grad):
+        out = conv._conv_forward(x, conv.weight, bias)
+
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    if grad:
+        upstream = torch.randn(ref.shape, generator=gen)
+        ours = torch.autograd.grad(out, (x, bias, conv.weight), upstream)
+        theirs = torch.autograd.grad(ref, (x, bias, conv.weight), upstream)
+        for mine, expected in zip(ours, theirs, strict=True):
+            torch.testing.assert_close(mine, expected, rtol=1e-4, atol=1e-4)

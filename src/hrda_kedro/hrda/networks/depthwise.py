@@ -39,11 +39,21 @@ def _tap_slices(height: int, width: int, dilation: int, i: int, j: int) -> Any:
     return (..., rows[0], cols[0]), (..., rows[1], cols[1])
 
 
-def _convolve_into(x: torch.Tensor, weight: torch.Tensor, dilation: int, out: torch.Tensor) -> None:
-    """``out`` = the zero-padded dilated depthwise 3x3 convolution of ``x`` by ``weight``."""
+def _convolve_into(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    dilation: int,
+    out: torch.Tensor,
+) -> None:
+    """``out`` = the zero-padded dilated depthwise 3x3 convolution of ``x`` by ``weight``,
+    plus ``bias`` (C,) if given (added with the centre tap, not in a pass of its own)."""
     channels, (height, width) = x.shape[1], x.shape[-2:]
     taps = weight.view(channels, 9).t().reshape(9, 1, channels, 1, 1)
-    torch.mul(x, taps[4], out=out)
+    if bias is None:
+        torch.mul(x, taps[4], out=out)
+    else:
+        torch.addcmul(bias.view(1, channels, 1, 1), x, taps[4], out=out)
     for i, j in TAPS:
         slices = _tap_slices(height, width, dilation, i, j)
         if slices is not None:
@@ -54,12 +64,16 @@ def _images_per_chunk(x: torch.Tensor) -> int:
     return max(1, CHUNK_ELEMENTS // max(1, x[0].numel()))
 
 
-def depthwise_3x3(x: torch.Tensor, weight: torch.Tensor, dilation: int) -> torch.Tensor:
-    """The convolution of ``x`` (N, C, H, W) by ``weight`` (C, 1, 3, 3), padding = dilation."""
+def depthwise_3x3(
+    x: torch.Tensor, weight: torch.Tensor, dilation: int, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The convolution of ``x`` (N, C, H, W) by ``weight`` (C, 1, 3, 3), padding = dilation,
+    plus ``bias`` (C,) if given."""
     out = torch.empty_like(x)
     step = _images_per_chunk(x)
     for start in range(0, x.shape[0], step):
-        _convolve_into(x[start : start + step], weight, dilation, out[start : start + step])
+        chunk = slice(start, start + step)
+        _convolve_into(x[chunk], weight, bias, dilation, out[chunk])
     return out
 
 
@@ -103,17 +117,31 @@ class _Depthwise3x3(torch.autograd.Function):
 
 class DilatedDepthwiseConv2d(nn.Conv2d):
     """``nn.Conv2d(C, C, 3, padding=d, dilation=d, groups=C, bias=False)`` (same parameters
-    and state dict) that runs :func:`depthwise_3x3` on float32 CPU tensors."""
+    and state dict) that runs :func:`depthwise_3x3` on float32 CPU tensors.
+
+    ``_conv_forward(x, weight, bias)`` is ``nn.Conv2d``'s hook for convolving with other
+    weights; a BatchNorm folded into them (``ConvBNReLU`` in inference) passes a bias.
+    """
 
     def __init__(self, channels: int, dilation: int) -> None:
         super().__init__(
             channels, channels, 3, padding=dilation, dilation=dilation, groups=channels, bias=False
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._use_taps(x):
-            return _Depthwise3x3.apply(x, self.weight, self.dilation[0])
-        return F.conv2d(x, self.weight, None, 1, self.padding, self.dilation, self.groups)
+    def _conv_forward(
+        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        if not self._use_taps(x):
+            return F.conv2d(x, weight, bias, 1, self.padding, self.dilation, self.groups)
+        dilation = self.dilation[0]
+        if bias is None:
+            return _Depthwise3x3.apply(x, weight, dilation)
+        if torch.is_grad_enabled() and (
+            x.requires_grad or weight.requires_grad or bias.requires_grad
+        ):
+            # The autograd function has no bias gradient; a separate add has one.
+            return _Depthwise3x3.apply(x, weight, dilation) + bias.view(1, -1, 1, 1)
+        return depthwise_3x3(x, weight, dilation, bias)
 
     def _use_taps(self, x: torch.Tensor) -> bool:
         return (
