@@ -26,6 +26,7 @@ from hrda_kedro.hrda.model_config import NetworkConfig
 from .base import SegmentationNetwork
 from .depthwise import DilatedDepthwiseConv2d
 from .mit import MiTEncoder
+from .pointwise import PointwiseConv2d
 
 ASPP_DILATIONS = (6, 12, 18)
 
@@ -49,6 +50,8 @@ class ConvBNReLU(nn.Sequential):
     ) -> None:
         if dilation > 1 and kernel_size == 3 and in_channels == out_channels == groups:
             conv: nn.Conv2d = DilatedDepthwiseConv2d(in_channels, dilation)
+        elif kernel_size == 1 and groups == 1:
+            conv = PointwiseConv2d(in_channels, out_channels, bias=False)
         else:
             conv = nn.Conv2d(
                 in_channels,
@@ -117,11 +120,11 @@ class MultiLevelHead(nn.Module):
         dropout: float,
     ) -> None:
         super().__init__()
-        self.embeddings = nn.ModuleList(nn.Conv2d(c, embed_dim, 1) for c in in_channels)
+        self.embeddings = nn.ModuleList(PointwiseConv2d(c, embed_dim) for c in in_channels)
         self.fusion = fusion
         # Whole-channel dropout, like the decode heads of mmsegmentation.
         self.dropout = nn.Dropout2d(dropout)
-        self.classifier = nn.Conv2d(embed_dim, out_channels, 1)
+        self.classifier = PointwiseConv2d(embed_dim, out_channels)
         nn.init.normal_(self.classifier.weight, std=0.01)
         nn.init.zeros_(self.classifier.bias)
 
