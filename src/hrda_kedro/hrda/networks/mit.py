@@ -19,12 +19,15 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from transformers import SegformerConfig, SegformerModel
 
 from .weights import load_checked, read_state_dict, resolve_weights
+
+if TYPE_CHECKING:
+    from transformers import SegformerConfig
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +143,10 @@ MIT_BLOCK_LAYER_NORM_EPS = 1e-6
 
 def segformer_config(spec: MiTSpec) -> SegformerConfig:
     """transformers configuration of an encoder-only MiT."""
+    # Imported here, not with the module: transformers takes seconds to import, and every
+    # `kedro` command loads the parameter schema, which reaches this module.
+    from transformers import SegformerConfig
+
     return SegformerConfig(
         hidden_sizes=list(spec.hidden_sizes),
         depths=list(spec.depths),
@@ -177,6 +184,8 @@ class MiTEncoder(nn.Module):
         self.name = name
         self.spec = MIT_SPECS[name]
         self.channels = self.spec.hidden_sizes
+        from transformers import SegformerModel  # lazily, as in segformer_config
+
         config = segformer_config(self.spec)
         self.model = SegformerModel(config)
         set_official_layer_norm_eps(self.model, config.layer_norm_eps)
