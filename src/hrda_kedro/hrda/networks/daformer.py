@@ -36,8 +36,9 @@ class ConvBNReLU(nn.Sequential):
 
     In inference (BatchNorm in eval mode, autograd off: the EMA teacher, prediction,
     evaluation) the BatchNorm is folded into the convolution's weight and bias, which
-    saves a pass over the feature map: BatchNorm was about 9 % of a full-image prediction
-    on the CPU (README, Performance). Same result up to float rounding.
+    saves a pass over the feature map: without it a full-image prediction took 1.10-1.12x
+    as long on a 2-core CPU (``benchmarks/cpu_paths.py``; README, Performance). Same result
+    up to float rounding.
     """
 
     def __init__(
@@ -143,8 +144,10 @@ def upsample_features(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
     """Bilinear upsampling of a feature map to ``size``, in its own memory format.
 
     On the CPU torch's channels-first bilinear kernel is slow on these wide, small maps (64
-    channels, 4-16 px to 32 px); the channels-last one and the two layout copies take a
-    quarter to a half of its time, forward and backward (README, Performance). Same values.
+    channels, 4-16 px to 32 px): the channels-last one and the two layout copies took a
+    quarter of its time forward and two thirds forward and backward on the teacher's 18
+    crops; a full-image prediction 1.0-1.19x as long without it (``benchmarks/cpu_paths.py``;
+    README, Performance). Same values.
     """
     if x.device.type != "cpu" or x.is_contiguous(memory_format=torch.channels_last):
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False)

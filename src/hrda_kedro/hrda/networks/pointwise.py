@@ -4,10 +4,10 @@ Why not ``F.conv2d``: oneDNN, torch's CPU convolution backend, reorders channels
 maps into its blocked layout around every call, which costs more than the product itself
 for the decode heads' small 1x1 convolutions (16 to 256 channels on maps of 4x4 to 32x32).
 Per image a 1x1 convolution is ``weight (O, C) @ x (C, H*W)``, which ``torch.baddbmm``
-computes on the channels-first map as it lies: 2 to 10x faster forward and backward on a
-2-core CPU, most on the teacher's and inference's batches of 20 crops; a full-image
-prediction takes 0.85x the time (README, Performance). The results agree to float rounding
-(another summation order). CUDA, channels-last maps, other
+computes on the channels-first map as it lies: without it a full-image prediction took
+1.16-1.20x as long on a 2-core CPU, while training steps did not separate from the
+machine's noise (``benchmarks/cpu_paths.py``; README, Performance). The results agree to
+float rounding (another summation order). CUDA, channels-last maps, other
 dtypes, autocast, tracing (the ONNX export) and ``torch.compile`` keep ``F.conv2d``.
 """
 
