@@ -68,7 +68,12 @@ class ConvBNReLU(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv, norm = self[0], self[1]
-        if norm.training or torch.is_grad_enabled() or norm.running_var is None:
+        if (
+            norm.training
+            or torch.is_grad_enabled()
+            or norm.running_var is None
+            or torch.compiler.is_compiling()  # the compiler folds and fuses on its own
+        ):
             return super().forward(x)
         weight, bias = fuse_conv_bn_weights(
             conv.weight,
