@@ -151,8 +151,8 @@ def upsample_features(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
     On the CPU torch's channels-first bilinear kernel is slow on these wide, small maps (64
     channels, 4-16 px to 32 px): the channels-last one and the two layout copies took a
     quarter of its time forward and two thirds forward and backward on the teacher's 18
-    crops; a full-image prediction 1.0-1.19x as long without it (``benchmarks/cpu_paths.py``;
-    README, Performance). Same values.
+    crops, and without it a full-image prediction took 1.0-1.19x as long
+    (``benchmarks/cpu_paths.py``; README, Performance). Same values.
     """
     if x.device.type != "cpu" or x.is_contiguous(memory_format=torch.channels_last):
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
