@@ -68,7 +68,8 @@ def test_keeping_freed_memory_stops_page_faults_in_a_prediction_loop():
     default, kept = _steady_faults("default", "keep")
     # glibc's default hands the freed blocks back and faults them in again on every call
     # (thousands of pages); kept, a typical call faults nothing. The heap may still grow
-    # once in a while as it settles, hence the median and the ratio of the totals.
-    assert statistics.median(kept) <= 10
+    # once in a while as it settles (one call of 1900 pages has been seen), so up to two of
+    # the eight calls may fault.
     assert statistics.median(default) > 1000
-    assert sum(default) > 10 * sum(kept)
+    assert min(default) > 100
+    assert sum(faults > 10 for faults in kept) <= 2, kept
