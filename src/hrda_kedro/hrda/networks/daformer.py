@@ -149,10 +149,9 @@ def upsample_features(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
     """Bilinear upsampling of a feature map to ``size``, in its own memory format.
 
     On the CPU torch's channels-first bilinear kernel is slow on these wide, small maps (64
-    channels, 4-16 px to 32 px): the channels-last one and the two layout copies took a
-    quarter of its time forward and two thirds forward and backward on the teacher's 18
-    crops, and without it a full-image prediction took 1.0-1.19x as long
-    (``benchmarks/cpu_paths.py``; README, Performance). Same values.
+    channels, 4-16 px to 32 px): without the channels-last detour (layout copies included)
+    a full-image prediction took 1.0-1.19x as long (``benchmarks/cpu_paths.py``; README,
+    Performance). Same values.
     """
     if x.device.type != "cpu" or x.is_contiguous(memory_format=torch.channels_last):
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
