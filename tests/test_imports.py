@@ -161,3 +161,26 @@ def test_every_module_imports_in_a_fresh_interpreter() -> None:
     # Every kedro command imports the parameter schema, which reaches networks/mit.py;
     # transformers (seconds to import) waits until a MiT is built.
     assert "transformers loaded: False" in result.stdout
+
+
+def test_kedro_start_up_loads_neither_torch_nor_the_model_stack() -> None:
+    """Kedro imports the project's ``cli`` and ``settings`` (with its hooks) for every
+    command, ``kedro --version`` and ``--help`` included; torch, torchvision, transformers
+    and the parameter schema wait until a command needs them (about 5 s of start-up)."""
+    heavy = ("torch", "torchvision", "transformers", f"{PACKAGE}.params", f"{PACKAGE}.hrda")
+    probe = (
+        "import sys\n"
+        f"import {PACKAGE}.cli, {PACKAGE}.settings\n"
+        f"print('loaded:', [m for m in {heavy!r} if m in sys.modules])\n"
+    )
+    environ = {**os.environ, "PYTHONPATH": str(SRC), "KEDRO_DISABLE_TELEMETRY": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "loaded: []" in result.stdout, result.stdout

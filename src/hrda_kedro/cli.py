@@ -23,24 +23,32 @@ import click
 from kedro.framework.cli.project import run as kedro_run
 from kedro.io.core import DatasetError
 
-from hrda_kedro.data import DataError
-from hrda_kedro.hrda.checkpoint import CheckpointError
-from hrda_kedro.launch import LauncherError
-from hrda_kedro.params import ParameterError
-
 logger = logging.getLogger(__name__)
 
-_KNOWN = (ParameterError, DataError, CheckpointError, LauncherError)
-_ADVICE = {
-    ParameterError: "fix this key in conf/<env>/parameters*.yml (conf/base, conf/local) or "
-    "in --params, then run again",
-    DataError: "fix, replace or remove this file or folder (ingestion.skip_bad_files or "
-    "predict.skip_bad_files: true leaves bad files out), then run again",
-    CheckpointError: "use a checkpoint written by hrda-kedro for this configuration (or move "
-    "this one away to train afresh), then run again",
-    LauncherError: "start or restart `kedro run` on every machine as the README shows "
-    "('Several GPUs, several machines')",
-}
+
+def _advice() -> dict[type[Exception], str]:
+    """Our error types and what to do about each.
+
+    Imported here, not at module level: Kedro imports this module for every ``kedro``
+    command (``--version``, ``--help``, ``info``), and the modules defining these errors
+    load torch and the whole model stack (seconds). An error of one of these types can only
+    have been raised once its module was loaded, so the import costs nothing by then.
+    """
+    from hrda_kedro.data import DataError
+    from hrda_kedro.hrda.checkpoint import CheckpointError
+    from hrda_kedro.launch import LauncherError
+    from hrda_kedro.params import ParameterError
+
+    return {
+        ParameterError: "fix this key in conf/<env>/parameters*.yml (conf/base, conf/local) "
+        "or in --params, then run again",
+        DataError: "fix, replace or remove this file or folder (ingestion.skip_bad_files or "
+        "predict.skip_bad_files: true leaves bad files out), then run again",
+        CheckpointError: "use a checkpoint written by hrda-kedro for this configuration (or "
+        "move this one away to train afresh), then run again",
+        LauncherError: "start or restart `kedro run` on every machine as the README shows "
+        "('Several GPUs, several machines')",
+    }
 
 
 class ShortError(click.ClickException):
@@ -51,15 +59,16 @@ class ShortError(click.ClickException):
         self.shown, self.cause, self.where_traceback = shown, cause, where_traceback
 
     def show(self, file: IO[Any] | None = None) -> None:
-        advice = next(v for k, v in _ADVICE.items() if isinstance(self.cause, k))
+        advice = next(v for k, v in _advice().items() if isinstance(self.cause, k))
         click.echo(f"{type(self.shown).__name__}: {self.shown}", file=file, err=True)
         click.echo(f"What to do: {advice}. {self.where_traceback}", file=file, err=True)
 
 
 def _our_cause(error: BaseException | None) -> Exception | None:
     """Our own error: ``error`` itself, or its cause under Kedro's ``DatasetError``."""
+    known = tuple(_advice())
     while error is not None:
-        if isinstance(error, _KNOWN):
+        if isinstance(error, known):
             return error
         if not isinstance(error, DatasetError):
             return None
