@@ -163,9 +163,14 @@ def test_kedro_start_up_loads_neither_torch_nor_the_model_stack() -> None:
         "import sys\n"
         f"import {PACKAGE}.cli, {PACKAGE}.settings\n"
         f"print('loaded:', [m for m in {heavy!r} if m in sys.modules])\n"
+        f"from {PACKAGE}.hrda.networks import NetworkConfig, build_network\n"
+        "build_network(NetworkConfig(encoder='mit-nano'))\n"
+        "print('after a MiT:', 'transformers' in sys.modules)\n"
     )
     stdout = _run_in_fresh_interpreter(probe)
     assert "loaded: []" in stdout, stdout
+    # The probe sees what it looks for: building a MiT does load transformers.
+    assert "after a MiT: True" in stdout, stdout
 
 
 def _run_in_fresh_interpreter(code: str, *args: str) -> str:
