@@ -139,3 +139,79 @@ def test_hrda_loss_lr_only_and_hr_only_use_one_term_at_full_weight() -> None:
     loss, terms = hrda_loss(output(with_context=False), labels, [Box(0, 0, 4, 4)] * 2, None, 0.1)
     assert set(terms) == {"detail"}
     torch.testing.assert_close(loss, torch.tensor(40.0))
+
+
+def _plain_cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None
+) -> torch.Tensor:
+    """The composition the memory-lean loss replaces: upsample, CE, weight, mean."""
+    resized = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+    loss = F.cross_entropy(resized, labels, reduction="none", ignore_index=255)
+    if weights is not None:
+        loss = loss * (weights[:, None, None] if weights.dim() == 1 else weights)
+    return loss.sum() / (labels != 255).sum().clamp_min(1)
+
+
+@pytest.mark.parametrize("weights_kind", ["none", "pixel", "image"])
+@pytest.mark.parametrize(("batch", "logits_hw"), [(2, (16, 32)), (3, (64, 128))])
+def test_loss_and_gradient_equal_the_plain_upsample_and_cross_entropy_bit_for_bit(
+    weights_kind: str, batch: int, logits_hw: tuple[int, int]
+) -> None:
+    """Recomputing the log-probabilities in backward, one image at a time, runs the same
+    operators in the same order: the same loss and gradient to the last bit, so no recorded
+    result moves (also when the logits are already at the label size: no resize)."""
+    generator = torch.Generator().manual_seed(3)
+    logits = torch.randn(batch, 19, *logits_hw, generator=generator) * 3
+    labels = torch.randint(0, 19, (batch, 64, 128), generator=generator)
+    labels[0, :5] = 255
+    weights = {
+        "none": None,
+        "pixel": torch.rand(batch, 64, 128, generator=generator),
+        "image": torch.rand(batch, generator=generator),
+    }[weights_kind]
+    ours_in = logits.clone().requires_grad_()
+    plain_in = logits.clone().requires_grad_()
+    ours = pixel_cross_entropy(ours_in, labels, weights)
+    plain = _plain_cross_entropy(plain_in, labels, weights)
+    (3.0 * ours).backward()
+    (3.0 * plain).backward()
+    assert torch.equal(ours, plain)
+    assert torch.equal(ours_in.grad, plain_in.grad)
+
+
+def test_the_full_resolution_logits_are_not_kept_for_backward() -> None:
+    """The graph holds the low-resolution logits and per-pixel scalars, nothing of size
+    ``C x H x W``: the memory the loss saves on every step."""
+    logits = torch.randn(2, 19, 8, 8, requires_grad=True)
+    labels = torch.randint(0, 19, (2, 64, 64))
+    saved: list[torch.Tensor] = []
+
+    def keep(tensor: torch.Tensor) -> torch.Tensor:
+        saved.append(tensor)
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+        pixel_cross_entropy(logits, labels, torch.rand(2, 64, 64))
+    assert max(t.numel() for t in saved) == 2 * 64 * 64  # labels and scales; logits 2x19x8x8
+    saved.clear()
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+        _plain_cross_entropy(logits, labels, torch.rand(2, 64, 64))
+    assert max(t.numel() for t in saved) == 2 * 19 * 64 * 64  # what the plain one keeps
+
+
+def test_under_bf16_autocast_it_equals_the_plain_composition() -> None:
+    """bf16 logits: resized in bf16, the softmax in the dtype autocast picks for
+    ``F.cross_entropy``, the gradient back in bf16, each as for the plain composition."""
+    generator = torch.Generator().manual_seed(5)
+    logits = torch.randn(2, 19, 8, 16, generator=generator).bfloat16()
+    labels = torch.randint(0, 19, (2, 32, 64), generator=generator)
+    ours_in = logits.clone().requires_grad_()
+    plain_in = logits.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = pixel_cross_entropy(ours_in, labels)
+        plain = _plain_cross_entropy(plain_in, labels, None)
+    ours.backward()
+    plain.backward()
+    assert ours.dtype == plain.dtype and ours_in.grad.dtype == torch.bfloat16
+    assert torch.equal(ours, plain)
+    assert torch.equal(ours_in.grad, plain_in.grad)

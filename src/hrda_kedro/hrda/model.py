@@ -279,21 +279,21 @@ class HRDAModel(nn.Module):
         )
 
     def _shared_window_pass(
-        self, window_hr: torch.Tensor, reuse_identical_crops: bool
+        self, window_hr: torch.Tensor, reuse_identical_crops: bool, crops_per_call: int | None
     ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor | None, torch.Tensor] | None:
         """Features, context logits, attention and stitched detail logits from one encoder call.
 
         With HRDA's recipe the LR window (``H/s x W/s``) and the HR sliding crops have the
         same size, so -- as in the training pass -- one encoder call on the LR windows and
         all HR crops stacked gives the same features as separate calls, with fewer and
-        larger kernels. None when that does not hold (other sizes, ``hr_window_batch``
-        chunks that bound memory, single-branch modes, or an encoder that mixes samples in
-        training mode); the caller then runs the branches apart.
+        larger kernels. None when that does not hold (other sizes, chunks of
+        ``crops_per_call`` that bound memory, single-branch modes, or an encoder that mixes
+        samples in training mode); the caller then runs the branches apart.
         """
         lr_hw = tuple(v // self.scale for v in window_hr.shape[-2:])
         if (
             self.mode not in ("hrda", "fixed_attention")
-            or self.hr_window_batch is not None
+            or crops_per_call is not None
             or lr_hw != self.detail_hw
             or (self.network.training and not self.network.batch_independent_encoder)
         ):
@@ -318,7 +318,11 @@ class HRDAModel(nn.Module):
         return context_features, context, attention, detail
 
     def predict_window(
-        self, window_hr: torch.Tensor, *, reuse_identical_crops: bool = False
+        self,
+        window_hr: torch.Tensor,
+        *,
+        reuse_identical_crops: bool = False,
+        max_crops_per_call: int | None = None,
     ) -> MultiResOutput:
         """Prediction of whole HR windows ``(N, 3, H, W)``, used for pseudo-labels and tests.
 
@@ -333,9 +337,15 @@ class HRDAModel(nn.Module):
         (:func:`~hrda_kedro.hrda.windows.distinct_crops`); the same logits, fewer samples.
         The teacher's per-step pass (no overlaps; no host synchronisation wanted) and the
         ONNX export (a static graph) leave it off.
+
+        ``max_crops_per_call`` caps the HR crops per network call below ``hr_window_batch``
+        (the teacher's per-step pass caps them at the student's batch, so that making
+        pseudo-labels never needs more memory than training does); chunks give the same
+        logits as one call, since samples do not interact in eval mode.
         """
         self._check_hr_size(window_hr, "window_hr")
-        shared = self._shared_window_pass(window_hr, reuse_identical_crops)
+        crops_per_call = _smaller(self.hr_window_batch, max_crops_per_call)
+        shared = self._shared_window_pass(window_hr, reuse_identical_crops, crops_per_call)
         if shared is not None:
             features, context, attention, detail = shared
         else:
@@ -346,7 +356,7 @@ class HRDAModel(nn.Module):
                     self.detail_hw,
                     self._hr_stride(),
                     self.output_stride,
-                    batch_size=self.hr_window_batch,
+                    batch_size=crops_per_call,
                 )
             if self.mode == "hr_only":
                 return MultiResOutput(detail, None, detail, None, None)
@@ -355,3 +365,8 @@ class HRDAModel(nn.Module):
             return MultiResOutput(self._upscale(context), context, None, None, features)
         fused = self._fuse(context, attention, detail)
         return MultiResOutput(fused, context, detail, attention, features)
+
+
+def _smaller(a: int | None, b: int | None) -> int | None:
+    """The smaller of two optional limits (None: no limit)."""
+    return b if a is None else a if b is None else min(a, b)

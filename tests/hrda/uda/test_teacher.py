@@ -59,3 +59,30 @@ def test_offline_labels_come_from_the_batch_weighted_by_their_confidence() -> No
     assert torch.equal(got, labels) and weights.eq(0).all()  # nothing above 0.9
     with pytest.raises(ValueError, match="none were materialized"):
         teacher_pseudo_labels(None, _batch(), normalize(batch.images), config, CPU)
+
+
+def test_the_teacher_runs_no_more_crops_per_call_than_the_students_pass() -> None:
+    """Pseudo-labels of B images (1 LR window + 9 HR crops each) run in network calls of at
+    most 2B crops, what the student's pass holds at once, so making them never sets the
+    step's memory peak; the labels are those of one call over all crops."""
+    torch.manual_seed(0)
+    teacher = EMATeacher(build_model(parse(ModelConfig, MODEL, "model")), alpha=0.99)
+    batch = _batch()
+    images = normalize(batch.images)
+    network = teacher.model.network
+    calls: list[int] = []
+    extract = network.extract
+
+    def counted(x: torch.Tensor) -> list[torch.Tensor]:
+        calls.append(x.shape[0])
+        return extract(x)
+
+    network.extract = counted  # type: ignore[method-assign]
+    labels, _ = teacher_pseudo_labels(teacher, batch, images, CONFIG, CPU)
+    assert max(calls) == 4 and sum(calls) == 2 * (1 + 9)
+    calls.clear()
+    with torch.no_grad():
+        one_call = teacher.model.predict_window(images).fused
+    assert calls == [20]
+    expected = F.interpolate(one_call, size=(64, 64), mode="bilinear").argmax(1)
+    assert torch.equal(labels, expected)

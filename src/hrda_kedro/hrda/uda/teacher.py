@@ -32,8 +32,11 @@ def teacher_pseudo_labels(
     ``target``): the teacher's prediction (LR pass plus batched HR sliding windows), or,
     without a teacher, the batch's materialized labels and confidences."""
     if teacher is not None:
+        # The student's passes run 2B crops per network call (B contexts, B details); the
+        # teacher's 1 + 9 crops per image in calls of that size never need more memory.
+        crops_per_call = 2 * images.shape[0]
         with record_function("teacher_forward"), torch.no_grad(), setup.autocast():
-            logits = teacher.model.predict_window(images).fused
+            logits = teacher.model.predict_window(images, max_crops_per_call=crops_per_call).fused
         logits = F.interpolate(
             logits.float(), size=images.shape[-2:], mode="bilinear", align_corners=False
         )
