@@ -91,15 +91,15 @@ def measure(project: Path, models: list[str], images: int) -> list[dict[str, Any
         if datasets["source_train"]["kind"] == "embedded":
             data["source_val"] = _source_val(catalog.load("params:ingestion")["embedded"], images)
         data = {split: data[split] for split in SPLITS if split in data}
-        checkpoints = {_label(m): _checkpoint(catalog, project, m) for m in models}
+        checkpoints = {model_label(m): model_checkpoint(catalog, project, m) for m in models}
     return score(checkpoints, data, images)
 
 
-def _label(model: str) -> str:
+def model_label(model: str) -> str:
     return model.partition("=")[0]
 
 
-def _checkpoint(catalog: Any, project: Path, model: str) -> dict[str, Any]:
+def model_checkpoint(catalog: Any, project: Path, model: str) -> dict[str, Any]:
     """A catalog model (``round_1``), or ``LABEL=PATH``: a model file of the project (the
     ablation study's ``data/06_models/ablations/<variant>/seed_<n>/<stage>/model.pt``)."""
     from hrda_kedro.hrda.checkpoint import load_checkpoint

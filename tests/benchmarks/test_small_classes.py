@@ -93,8 +93,8 @@ def test_a_model_file_is_read_by_its_path_in_the_project(tmp_path: Path) -> None
     path.parent.mkdir(parents=True)
     save_checkpoint(path, payload)
     script = _script()
-    read = script._checkpoint(None, tmp_path, "lr=data/hrda/model.pt")
-    assert script._label("lr=data/hrda/model.pt") == "lr"
+    read = script.model_checkpoint(None, tmp_path, "lr=data/hrda/model.pt")
+    assert script.model_label("lr=data/hrda/model.pt") == "lr"
     assert read["stage"] == payload["stage"]
     assert all(torch.equal(read["model"][k], v) for k, v in payload["model"].items())
 

@@ -1,17 +1,26 @@
+from functools import partial
+
 import numpy as np
+import pytest
 
 from hrda_kedro.data.streets import (
     POLE,
+    SHIFT_COMPONENTS,
     SKY,
     SOURCE_STYLE,
     STREET_CLASSES,
+    TARGET_STYLE,
     VEGETATION,
+    DomainStyle,
     SplitSizes,
     StreetsConfig,
     _Scene,
     image_rng,
+    partial_shift,
     read_fingerprint,
     render_street,
+    render_styled,
+    shifted_style,
     write_benchmark,
 )
 
@@ -113,3 +122,26 @@ def test_a_coarse_shift_leaves_out_the_pixel_level_noise_but_not_the_palette():
     assert energy[False] < 0.7 * energy[True]  # the clouds stay
     assert abs(saturation[False] - saturation[True]) < 0.1 * saturation[True]
     assert all(np.array_equal(a, b) for a, b in zip(labels[True], labels[False], strict=True))
+
+
+def test_the_shift_components_split_the_style_and_add_up_to_the_target():
+    """Every field that differs between the domains belongs to one component, so that
+    :func:`partial_shift` with all of them is the target style and with none the source."""
+    named = [name for fields_ in SHIFT_COMPONENTS.values() for name in fields_]
+    assert sorted(named) == sorted(DomainStyle.__dataclass_fields__)
+    assert partial_shift(set(SHIFT_COMPONENTS), 0.6) == shifted_style(0.6)
+    assert partial_shift(set(), 0.6) == SOURCE_STYLE
+    lit = partial_shift({"illumination"}, 1.0)
+    assert lit.gamma == TARGET_STYLE.gamma and lit.palette == SOURCE_STYLE.palette
+    with pytest.raises(ValueError, match="unknown shift components \\['weather'\\]"):
+        partial_shift({"weather"}, 0.6)
+
+
+def test_a_scene_drawn_in_a_partial_style_keeps_its_layout_and_labels():
+    """Without the layout component the target-val scene's labels are those drawn in the
+    source style; the image changes with the component (here the illumination)."""
+    rng = partial(image_rng, 0, "target_val", 3)
+    plain_image, plain_label = render_styled(SOURCE_STYLE, 64, 128, rng())
+    lit_image, lit_label = render_styled(partial_shift({"illumination"}, 0.6), 64, 128, rng())
+    assert np.array_equal(plain_label, lit_label)
+    assert not np.array_equal(plain_image, lit_image)

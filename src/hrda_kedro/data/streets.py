@@ -273,6 +273,34 @@ def shifted_style(shift: float) -> DomainStyle:
     return DomainStyle(**blended)
 
 
+# The kinds of shift between the domains: every DomainStyle field belongs to exactly one.
+SHIFT_COMPONENTS: dict[str, tuple[str, ...]] = {
+    "palette": ("palette", "window"),
+    "illumination": ("gain", "tint", "gamma", "vignette", "saturation"),
+    "sensor": ("blur_sigma", "noise_sigma"),
+    "texture": ("textures", "sidewalk_tiles", "marking_contrast"),
+    "layout": (
+        "camera_height", "horizon", "road_half_width", "sidewalk_width", "building_side",
+        "pole_spacing", "tree_spacing", "cars", "parked_cars", "persons", "riders", "truck",
+        "bus", "train",
+    ),
+}  # fmt: skip
+
+
+def partial_shift(components: set[str], shift: float) -> DomainStyle:
+    """The source style with the ``components`` (:data:`SHIFT_COMPONENTS` keys) of the
+    target style at strength ``shift`` (:func:`shifted_style`): which kind of shift a
+    model fails on. All components give the target style, none the source style."""
+    unknown = components - SHIFT_COMPONENTS.keys()
+    if unknown:
+        raise ValueError(
+            f"unknown shift components {sorted(unknown)}: expected {list(SHIFT_COMPONENTS)}"
+        )
+    target = shifted_style(shift)
+    fields_ = [name for c in sorted(components) for name in SHIFT_COMPONENTS[c]]
+    return replace(SOURCE_STYLE, **{name: getattr(target, name) for name in fields_})
+
+
 def coarse_shift(style: DomainStyle) -> DomainStyle:
     """``style`` with its pixel-level texture ("grain") drawn at the 4-pixel scale ("blotch",
     same amplitude) and without blur and sensor noise; palette, illumination, layout and
@@ -880,6 +908,17 @@ def render_street(
     style = SOURCE_STYLE if domain == "source" else shifted_style(domain_shift)
     if domain != "source" and not pixel_level_shift:
         style = coarse_shift(style)
+    return render_styled(style, height, width, rng, focal)
+
+
+def render_styled(
+    style: DomainStyle,
+    height: int,
+    width: int,
+    rng: np.random.Generator,
+    focal: float = StreetsConfig.focal,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One scene drawn in ``style`` (for example a :func:`partial_shift`): RGB and trainIds."""
     scene = _Scene(style, height, width, rng, focal)
     scene.compose()
     return scene.finish(), scene.label
