@@ -237,3 +237,42 @@ def test_every_log_interval_writes_a_plain_line_and_reaches_on_log(
     assert lines[-1].endswith("ETA 0:00:00")
     assert received == [("train", [1.0, 2.0]), ("train", [3.0, 4.0]), ("train", [5.0])]
     assert len(history) == 5
+
+
+def test_warmup_augment_settings_jitter_the_source_crops_and_resume_exactly(
+    tmp_path: Path,
+) -> None:
+    """Source-only, ``augment.color_jitter`` / ``blur`` apply to the source crops (the
+    warmup has no mixed images): the student sees other images than without them, the
+    draws come from the stage's own generator (exact resume), and with both off the
+    images are untouched."""
+    settings = {"iterations": 4, "log_every": 1, "checkpoint_every": 2}
+    jitter = {**settings, "augment": {"color_jitter": True, "color_jitter_p": 1.0, "blur": True}}
+    plain = parse(TrainingConfig, settings, "warmup")
+    augmented = parse(TrainingConfig, jitter, "warmup")
+    seen: dict[str, list[torch.Tensor]] = {"plain": [], "augmented": []}
+    for name, params in (("plain", plain), ("augmented", augmented)):
+        trainer = _trainer(params)
+        forward = trainer.student.forward_train
+
+        def spy(images: torch.Tensor, *args: Any, _name: str = name, _f: Any = forward) -> Any:
+            seen[_name].append(images.detach().clone())
+            return _f(images, *args)
+
+        trainer.student.forward_train = spy  # type: ignore[method-assign]
+        source, _ = trainer.draw()
+        trainer.step(source, None)
+        images = trainer.setup.images(source.images)
+        assert torch.equal(seen[name][0], images) == (name == "plain")
+
+    uninterrupted = _trainer(augmented).run(tmp_path / "a.pt", "job")
+
+    def kill_at_2(iteration: int) -> None:
+        if iteration == 2:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        _trainer(augmented).run(tmp_path / "b.pt", "job", on_checkpoint=kill_at_2)
+    resumed = _trainer(augmented).run(tmp_path / "b.pt", "job")
+    for key, value in uninterrupted.model.items():
+        assert torch.equal(value, resumed.model[key]), key

@@ -46,9 +46,14 @@ def source_loss(
     labels: torch.Tensor,
     boxes: list[Box],
     feature_distance: Regularizer | None = None,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, Terms]:
-    """HRDA loss of the source crops, plus the ImageNet feature distance when given."""
-    out = student(images, boxes)
+    """HRDA loss of the source crops, plus the ImageNet feature distance when given.
+
+    ``augment`` (the source-only warmup's colour jitter and blur, when configured) changes
+    the images the student sees, not those the feature distance compares."""
+    seen = images if augment is None else student.setup.layout(augment(images))
+    out = student(seen, boxes)
     loss, terms = hrda_loss(out, labels, boxes, None, student.hr_loss_weight)
     named = {f"source_{k}": v for k, v in terms.items()}
     if feature_distance is not None:

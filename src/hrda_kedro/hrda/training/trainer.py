@@ -121,10 +121,17 @@ class Trainer:
         self.pseudo_labels: Callable[..., PseudoLabels] | None = None
         self.mixed: Callable[..., tuple[torch.Tensor, Terms]] | None = None
         self.mic: Callable[..., tuple[torch.Tensor, Terms]] | None = None
+        # Source-only, the augment settings apply to the source crops (the warmup has no other
+        # images to augment); with self-training they apply to the mixed images, the source
+        # crops stay clean (official).
+        self.source_augment: Callable[[torch.Tensor], torch.Tensor] | None = None
         if uda is not None:
             assert data.target is not None
             self.target_stream = target_stream(data.target, config, spec, self.data_generator)
             self._bind_uda(uda, teacher_state, imagenet_network)
+        elif config.augment.color_jitter or config.augment.blur:
+            augment = configured_augment(config.augment)
+            self.source_augment = partial(augment, generator=self.mix_generator)
         self.grad_clip = config.optimizer.grad_clip
         self.iteration = 0
         self.history = History(
@@ -186,7 +193,11 @@ class Trainer:
         # With a target, the source gradients are all-reduced with the last target pass's.
         with record_function("source"), no_sync(student.forward_train, target is not None):
             boxes = source.detail_boxes
-            losses.backward(*source_loss(student, src_images, src_labels, boxes, self.distance))
+            losses.backward(
+                *source_loss(
+                    student, src_images, src_labels, boxes, self.distance, self.source_augment
+                )
+            )
         if target is not None and self.pseudo_labels is not None and self.mixed is not None:
             tgt_images = setup.images(target.images)
             with record_function("pseudo_labels"):
