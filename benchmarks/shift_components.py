@@ -104,9 +104,14 @@ def score(net: Any, windows: Any, scenes: list[Any], threshold: float) -> dict[s
 
 
 def measure(
-    project: Path, models: list[str], images: int, threshold: float
+    project: Path, models: list[str], images: int, threshold: float, shifts: list[str]
 ) -> list[dict[str, Any]]:
-    """Every model on every shift variant, read through the project's Kedro catalog."""
+    """Every model on each of ``shifts`` (labels of :func:`shift_variants`), read through
+    the project's Kedro catalog."""
+    variants = shift_variants()
+    unknown = [name for name in shifts if name not in variants]
+    if unknown:
+        raise SystemExit(f"--shifts: unknown {unknown}; expected some of {list(variants)}")
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
@@ -122,9 +127,7 @@ def measure(
             small_classes.model_label(m): small_classes.model_checkpoint(catalog, project, m)
             for m in models
         }
-    scenes = {
-        name: draw_scenes(embedded, parts, images) for name, parts in shift_variants().items()
-    }
+    scenes = {name: draw_scenes(embedded, variants[name], images) for name in shifts}
     rows = []
     for name, checkpoint in checkpoints.items():
         net, trained = model_from_checkpoint(checkpoint, name)
@@ -149,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--images", type=int, default=40, help="first N target-val scenes")
     parser.add_argument(
+        "--shifts",
+        default=",".join(shift_variants()),
+        help="comma list of shift variants (default: all of them)",
+    )
+    parser.add_argument(
         "--threshold", type=float, default=0.968, help="confidence threshold (pseudo-labels')"
     )
     common.add_threads_option(parser)
@@ -156,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     common.set_threads(args.threads)
     models = common.comma_list(args.models)
-    rows = measure(args.project.resolve(), models, args.images, args.threshold)
+    shifts = common.comma_list(args.shifts)
+    rows = measure(args.project.resolve(), models, args.images, args.threshold, shifts)
     info = common.machine_info("cpu")
     for row in rows:
         row.update({"threshold": args.threshold, "project": str(args.project), **info})
