@@ -144,13 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         "mIoU, small-class IoU and confident share of each model on target-val scenes "
         "drawn with one component of the domain shift, all but one, none and all."
     )
-    parser.add_argument("--project", type=Path, default=common.REPO_ROOT)
-    parser.add_argument(
-        "--models",
-        default="source_only",
-        help="catalog models, or LABEL=PATH for a model file (path relative to the project)",
-    )
-    parser.add_argument("--images", type=int, default=40, help="first N target-val scenes")
+    small_classes.add_project_options(parser, "source_only", "first N target-val scenes")
     parser.add_argument(
         "--shifts",
         default=",".join(shift_variants()),

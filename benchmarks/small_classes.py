@@ -176,18 +176,24 @@ def where_pixels_go(confusion_row: Any, names: Sequence[str], top: int = WHERE_T
     return " / ".join(f"{name} {100 * count / total:.0f}" for count, name in shares[:top])
 
 
+def add_project_options(parser: Any, default_models: str, images_help: str) -> None:
+    """``--project``, ``--models`` and ``--images``: which trained models of which project,
+    on how many images (this script's and ``shift_components.py``'s)."""
+    parser.add_argument("--project", type=Path, default=common.REPO_ROOT)
+    parser.add_argument(
+        "--models",
+        default=default_models,
+        help="catalog models, or LABEL=PATH for a model file (path relative to the project)",
+    )
+    parser.add_argument("--images", type=int, default=40, help=images_help)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = common.argument_parser(
         "IoU and pixel shares of the small classes on source-train (seen labels) "
         "and target-val, for each trained model of a project."
     )
-    parser.add_argument("--project", type=Path, default=common.REPO_ROOT)
-    parser.add_argument(
-        "--models",
-        default="source_only,round_1,round_2",
-        help="catalog models, or LABEL=PATH for a model file (path relative to the project)",
-    )
-    parser.add_argument("--images", type=int, default=40, help="first N images of each split")
+    add_project_options(parser, "source_only,round_1,round_2", "first N images of each split")
     common.add_threads_option(parser)
     common.add_out_option(parser)
     args = parser.parse_args(argv)
