@@ -42,6 +42,16 @@ from hrda_kedro.params import (
             {"augment": {"flip": "yes"}},
             r"warmup\.augment\.flip: expected true/false",
         ),
+        (
+            TrainingConfig,
+            {"augment": {"color_jitter_strength": 0.9}},
+            r"warmup\.augment\.color_jitter_strength: expected 0 <= value <= 0\.5, got 0\.9",
+        ),
+        (
+            SelfTrainingParams,
+            {"augment": {"blur_p": 1.5}},
+            r"warmup\.augment\.blur_p: expected 0 <= value <= 1, got 1\.5",
+        ),
         (RuntimeParams, {"device": "tpu"}, r"warmup\.device: expected auto \| cpu \| cuda"),
         (
             RuntimeParams,

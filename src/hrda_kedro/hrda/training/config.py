@@ -44,14 +44,15 @@ class RareClassSamplingConfig(Config):
 @dataclass
 class AugmentConfig(Config):
     """Flips of every crop; DACS colour jitter and blur of the images the student learns the
-    pseudo-labels from (mixed and MIC images)."""
+    pseudo-labels from (mixed and MIC images), or, in a source-only stage, of the source
+    crops."""
 
     flip: bool = True
     color_jitter: bool = False
-    color_jitter_p: float = 0.8
-    color_jitter_strength: float = 0.2
+    color_jitter_p: float = setting(0.8, ge=0, le=1)
+    color_jitter_strength: float = setting(0.2, ge=0, le=0.5)  # strong_augment's range
     blur: bool = False
-    blur_p: float = 0.5
+    blur_p: float = setting(0.5, ge=0, le=1)
 
 
 @dataclass

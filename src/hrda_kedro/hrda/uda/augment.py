@@ -178,7 +178,8 @@ def strong_augment(
 def configured_augment(
     config: AugmentConfig,
 ) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
-    """:func:`strong_augment` with a stage's settings (mixed and MIC images)."""
+    """:func:`strong_augment` with a stage's settings (mixed and MIC images; source-only,
+    the source crops)."""
     options = {  # strong_augment's names for the YAML keys
         "color_jitter": config.color_jitter,
         "jitter_p": config.color_jitter_p,
