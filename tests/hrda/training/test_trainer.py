@@ -239,17 +239,24 @@ def test_every_log_interval_writes_a_plain_line_and_reaches_on_log(
     assert len(history) == 5
 
 
-def test_warmup_augment_settings_jitter_the_source_crops_and_resume_exactly(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    "augment",
+    [
+        {"color_jitter": True, "color_jitter_p": 1.0, "blur": True},
+        {"photometric_distortion": True},
+    ],
+    ids=["jitter_and_blur", "photometric_distortion"],
+)
+def test_warmup_augment_settings_change_the_source_crops_and_resume_exactly(
+    tmp_path: Path, augment: dict[str, Any]
 ) -> None:
     """Source-only, ``augment.color_jitter`` / ``blur`` apply to the source crops (the
-    warmup has no mixed images): the student sees other images than without them, the
-    draws come from the stage's own generator (exact resume), and with both off the
-    images are untouched."""
+    warmup has no mixed images), as ``photometric_distortion`` does in any stage: the
+    student sees other images than without them, the draws come from the stage's own
+    generator (exact resume), and with all off the images are untouched."""
     settings = {"iterations": 4, "log_every": 1, "checkpoint_every": 2}
-    jitter = {**settings, "augment": {"color_jitter": True, "color_jitter_p": 1.0, "blur": True}}
     plain = parse(TrainingConfig, settings, "warmup")
-    augmented = parse(TrainingConfig, jitter, "warmup")
+    augmented = parse(TrainingConfig, {**settings, "augment": augment}, "warmup")
     seen: dict[str, list[torch.Tensor]] = {"plain": [], "augmented": []}
     for name, params in (("plain", plain), ("augmented", augmented)):
         trainer = _trainer(params)
@@ -276,3 +283,23 @@ def test_warmup_augment_settings_jitter_the_source_crops_and_resume_exactly(
     resumed = _trainer(augmented).run(tmp_path / "b.pt", "job")
     for key, value in uninterrupted.model.items():
         assert torch.equal(value, resumed.model[key]), key
+
+
+def test_photometric_distortion_reaches_the_self_training_source_crops() -> None:
+    """With self-training the distorted source crops are what the source pass sees (and
+    what is mixed), as in the official augmented-source pipelines; off, no random number
+    is drawn for it, so the default recipe's runs are unchanged."""
+    settings = {**SELF_TRAINING, "augment": {"photometric_distortion": True}}
+    params = parse(SelfTrainingParams, settings, "self_training")
+    target = TinySegmentationSet(6, seed=2, with_labels=False)
+    trainer = _trainer(params, target)
+    source, _ = trainer.draw()
+    state = trainer.mix_generator.get_state()
+    distorted = trainer._distorted(source.images)
+    assert distorted.dtype == torch.uint8 and not torch.equal(distorted, source.images)
+    assert not torch.equal(trainer.mix_generator.get_state(), state)
+
+    off = _trainer(parse(SelfTrainingParams, SELF_TRAINING, "self_training"), target)
+    state = off.mix_generator.get_state()
+    assert off._distorted(source.images) is source.images
+    assert torch.equal(off.mix_generator.get_state(), state)

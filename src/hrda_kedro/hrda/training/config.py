@@ -45,7 +45,7 @@ class RareClassSamplingConfig(Config):
 class AugmentConfig(Config):
     """Flips of every crop; DACS colour jitter and blur of the images the student learns the
     pseudo-labels from (mixed and MIC images), or, in a source-only stage, of the source
-    crops."""
+    crops; optionally mmseg's photometric distortion of the source crops."""
 
     flip: bool = True
     color_jitter: bool = False
@@ -53,6 +53,10 @@ class AugmentConfig(Config):
     color_jitter_strength: float = setting(0.2, ge=0, le=0.5)  # strong_augment's range
     blur: bool = False
     blur_p: float = setting(0.5, ge=0, le=1)
+    photometric_distortion: bool = False
+    """mmseg's ``PhotoMetricDistortion`` of every source crop, in any stage (the official
+    source-only and augmented-source pipelines; not in the DACS recipe):
+    :mod:`~hrda_kedro.hrda.training.photometric`."""
 
 
 @dataclass

@@ -47,6 +47,7 @@ from hrda_kedro.hrda.training.history import (
     history_to_columns,
 )
 from hrda_kedro.hrda.training.optim import optimizer_and_schedule
+from hrda_kedro.hrda.training.photometric import photometric_distortion
 from hrda_kedro.hrda.training.steps import StepLosses, Terms, optimizer_update, source_loss
 from hrda_kedro.hrda.training.streams import StageData, source_stream, target_stream
 from hrda_kedro.hrda.training.student import Student
@@ -178,6 +179,13 @@ class Trainer:
             target = target.pinned() if target is not None else None
         return source, target
 
+    def _distorted(self, images: torch.Tensor) -> torch.Tensor:
+        """The source crops, photometrically distorted when configured (on the host, with the
+        step's generator: the batch thread draws none of the step's random numbers)."""
+        if not self.config.augment.photometric_distortion:
+            return images
+        return photometric_distortion(images, self.mix_generator)
+
     def step(self, source: CropBatch, target: CropBatch | None) -> dict[str, torch.Tensor]:
         """One optimisation step; returns detached loss terms (still on the device)."""
         student, setup = self.student, self.setup
@@ -189,7 +197,10 @@ class Trainer:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         losses = StepLosses()
-        src_images, src_labels = setup.images(source.images), setup.labels(source.labels)
+        src_images, src_labels = (
+            setup.images(self._distorted(source.images)),
+            setup.labels(source.labels),
+        )
         # With a target, the source gradients are all-reduced with the last target pass's.
         with record_function("source"), no_sync(student.forward_train, target is not None):
             boxes = source.detail_boxes
