@@ -64,9 +64,9 @@ def _distort(image: torch.Tensor, draws: list[float]) -> torch.Tensor:
 
 
 def photometric_distortion(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Distort ``uint8`` images ``(B, 3, H, W)``; returns new ``uint8`` images.
+    """Distort ``uint8`` images ``(B, 3, H, W)`` on their device; returns new ``uint8`` images.
 
-    Use a CPU generator: the draws are read on the host."""
+    Use a CPU generator: the draws are read on the host, so no device sync is needed."""
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(
             f"images must be uint8 (B, 3, H, W), got {images.dtype} {tuple(images.shape)}"

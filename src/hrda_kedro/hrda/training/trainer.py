@@ -180,11 +180,12 @@ class Trainer:
         return source, target
 
     def _distorted(self, images: torch.Tensor) -> torch.Tensor:
-        """The source crops, photometrically distorted when configured (on the host, with the
-        step's generator: the batch thread draws none of the step's random numbers)."""
+        """The source crops, photometrically distorted when configured: on the device, with
+        the step's generator (the batch thread draws none of the step's random numbers)."""
         if not self.config.augment.photometric_distortion:
             return images
-        return photometric_distortion(images, self.mix_generator)
+        on_device = images.to(self.setup.device, non_blocking=True)
+        return photometric_distortion(on_device, self.mix_generator)
 
     def step(self, source: CropBatch, target: CropBatch | None) -> dict[str, torch.Tensor]:
         """One optimisation step; returns detached loss terms (still on the device)."""
