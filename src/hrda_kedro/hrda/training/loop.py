@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from hrda_kedro.hrda.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from hrda_kedro.hrda.training.config import TrainingConfig
+from hrda_kedro.hrda.training.cpu_threads import ThreadGovernor
 from hrda_kedro.hrda.training.history import History
 from hrda_kedro.hrda.uda.batches import CropBatch, Prefetcher
 
@@ -51,6 +52,8 @@ class Trainer(Protocol):
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
+    def thread_governor(self) -> ThreadGovernor | None: ...
+
 
 def train(
     trainer: Trainer,
@@ -74,6 +77,7 @@ def train(
         dynamic_ncols=True,
     )
     history.start(history.rows)  # a resumed run's rows were reported before
+    governor = trainer.thread_governor()
     data_state = trainer.data_generator.get_state()
     try:
         while trainer.iteration < config.iterations:
@@ -84,6 +88,8 @@ def train(
             with record_function("step"):
                 history.add(trainer.step(source, target), lr)
             trainer.iteration += 1
+            if governor is not None:
+                governor.observe()
             done = trainer.iteration >= config.iterations
             log = trainer.iteration % config.log_every == 0 or done
             save = checkpoint_path is not None and (
@@ -104,6 +110,8 @@ def train(
                 if trainer.rank == 0 and on_checkpoint is not None:
                     on_checkpoint(trainer.iteration)
     finally:
+        if governor is not None:
+            governor.close()
         prefetch.close()
         bar.close()
 
