@@ -6,7 +6,8 @@ distort every source crop photometrically; the DACS recipe does not. Per image, 
 with probability 0.5: a brightness offset uniform in ``+-32`` grey levels, a contrast
 factor uniform in ``[0.5, 1.5]`` (before the colour steps or after them, with equal
 probability), a saturation factor uniform in ``[0.5, 1.5]`` on HSV's ``S``, and a hue
-shift of an integer in ``[-18, 18]`` OpenCV hue units (2 degrees each). As officially the
+shift of an integer from -18 to 17 OpenCV hue units of 2 degrees (NumPy's
+``randint(-18, 18)`` excludes 18). As officially the
 image is 8-bit between the steps: brightness and contrast clip to ``[0, 255]`` and
 truncate, the HSV steps round. The HSV round trip itself is computed in closed form on
 floats (:func:`~hrda_kedro.hrda.uda.augment.adjust_saturation`, torchvision's hue
@@ -56,7 +57,8 @@ def _distort(image: torch.Tensor, draws: list[float]) -> torch.Tensor:
         factor = _in_range(s_value, SATURATION_RANGE)
         image = (adjust_saturation(image / 255.0, factor) * 255.0).round_()
     if h_gate < 0.5:
-        units = min(int(h_value * (2 * HUE_DELTA + 1)), 2 * HUE_DELTA) - HUE_DELTA
+        # NumPy's randint(-18, 18), as officially: -18 to 17.
+        units = min(int(h_value * 2 * HUE_DELTA), 2 * HUE_DELTA - 1) - HUE_DELTA
         image = (adjust_hue(image / 255.0, units / 180.0) * 255.0).round_()
     if not contrast_first:
         image = contrast(image)
