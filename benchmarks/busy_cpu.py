@@ -11,12 +11,8 @@ Phases (the project's CPU configuration, random weights, synthetic 256x512 image
 - ``materialize``: what pseudo-label materialization does per image,
   ``predict_full_image`` with ``window_batch`` windows per call, then softmax and argmax;
 - ``evaluate``: ``predict_full_image_branches`` (fused, context, detail) per image;
-- ``train``: ``--train-steps`` self-training steps of HRDA (teacher, source, mix, AdamW,
-  EMA) as training runs them, ``Trainer.run`` with its batch-prefetch thread;
-- ``train_adaptive``: the same with ``runtime.adaptive_threads`` on: one torch thread
-  while the load lasts (``hrda_kedro.hrda.training.cpu_threads``). Each unit is a
-  ``Trainer.run``, which starts on the configured threads and judges its first window
-  after about 2 s: use units long enough for that (``--train-steps 20``).
+- ``train``: ``TRAIN_STEPS_PER_UNIT`` self-training steps of HRDA (teacher, source, mix,
+  AdamW, EMA) as training runs them, ``Trainer.run`` with its batch-prefetch thread.
 
 ``--wait-policy`` compares how idle OpenMP threads wait (libgomp, torch's pip wheels):
 ``brief`` (what the project sets, see ``hrda_kedro/__init__.py``: spin 1000 rounds, about
@@ -55,7 +51,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as common  # noqa: E402 - the benchmarks folder is not a package
 
-PHASES = ("materialize", "evaluate", "train", "train_adaptive")
+PHASES = ("materialize", "evaluate", "train")
 # Training is timed through the loop, prefetch thread included: a second thread of torch
 # work next to the step is part of what a busy CPU does to it.
 TRAIN_STEPS_PER_UNIT = 5
@@ -100,7 +96,7 @@ LOAD_SETTLE_S = 0.5
 # --------------------------------------------------------------------------- worker
 
 
-def _phase(name: str, train_steps: int) -> Any:
+def _phase(name: str) -> Any:
     """One unit of the phase's work, as a callable."""
     import torch
     import train_step
@@ -108,7 +104,7 @@ def _phase(name: str, train_steps: int) -> Any:
     from hrda_kedro.hrda.inference import predict_full_image, predict_full_image_branches
     from hrda_kedro.hrda.model_config import SlidingWindows
 
-    if name in ("train", "train_adaptive"):
+    if name == "train":
         cfg = {
             **train_step.DEFAULTS,
             "context": (256, 256),
@@ -116,11 +112,10 @@ def _phase(name: str, train_steps: int) -> Any:
             "channels_last": False,
         }
         trainer = train_step.uda_trainer(cfg, "uda_hrda", torch.device("cpu"), None)
-        trainer.adaptive_threads = name == "train_adaptive"
 
         def train() -> None:
             # The loop stops at config.iterations: move it on by one unit of steps.
-            end = trainer.iteration + train_steps
+            end = trainer.iteration + TRAIN_STEPS_PER_UNIT
             trainer.config = dataclasses.replace(trainer.config, iterations=end)
             trainer.run()
 
@@ -166,7 +161,7 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
     """Alternate quiet and loaded units; the paused load processes are ``cfg["load_pids"]``."""
     common.apply_host_memory("keep")
     common.set_threads(cfg["threads"])
-    unit = _phase(cfg["phase"], cfg["train_steps"])
+    unit = _phase(cfg["phase"])
     pids = cfg["load_pids"]
     for _ in range(cfg["warmup"]):
         unit()
@@ -282,13 +277,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--load-kind", choices=sorted(LOADS), default="torch", dest="load_kind")
     parser.add_argument("--repeats", type=int, default=5, help="timed units per run")
     parser.add_argument("--warmup", type=int, default=1, help="untimed units first")
-    parser.add_argument(
-        "--train-steps",
-        type=int,
-        default=TRAIN_STEPS_PER_UNIT,
-        dest="train_steps",
-        help="self-training steps per unit of the train phases",
-    )
     common.add_worker_options(parser, timeout=1800, timeout_help="seconds per worker")
     return parser
 
@@ -315,8 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for threads, phase, policy in settings:
             cfg = {"phase": phase, "threads": threads, "repeats": args.repeats,
-                   "warmup": args.warmup, "train_steps": args.train_steps,
-                   "load_pids": [p.pid for p in load]}  # fmt: skip
+                   "warmup": args.warmup, "load_pids": [p.pid for p in load]}  # fmt: skip
             result = common.run_worker(Path(__file__), cfg, args.timeout, _policy_env(policy))
             _signal_load([p.pid for p in load], signal.SIGSTOP)  # a killed worker's load
             row = _row(args, phase, threads, policy, competing, result)

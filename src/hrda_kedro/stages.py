@@ -123,7 +123,6 @@ def _make_trainer(
         rank=rank,
         world_size=world_size,
         progress_bar=job.runtime.progress_bar,
-        adaptive_threads=job.runtime.adaptive_threads,
         on_log=job.on_log,
     )
 

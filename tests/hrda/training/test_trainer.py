@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -12,7 +11,6 @@ import torch
 
 from hrda_kedro.hrda.checkpoint import load_checkpoint
 from hrda_kedro.hrda.model_config import ModelConfig
-from hrda_kedro.hrda.training import cpu_threads
 from hrda_kedro.hrda.training.config import TrainingConfig
 from hrda_kedro.hrda.training.devices import DeviceSetup
 from hrda_kedro.hrda.training.history import NonFiniteLossError
@@ -305,44 +303,3 @@ def test_photometric_distortion_reaches_the_self_training_source_crops() -> None
     state = off.mix_generator.get_state()
     assert off._distorted(source.images) is source.images
     assert torch.equal(off.mix_generator.get_state(), state)
-
-
-@pytest.mark.parametrize("adaptive", [True, False])
-def test_a_busy_cpu_drops_the_loop_to_one_thread_only_when_adaptive(
-    adaptive: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The loop consults the governor after each step: with ``adaptive_threads`` the steps
-    after a busy window run on one torch thread, and the stage ends with the configured
-    count restored; off, every step keeps the configured count."""
-    clock = iter(range(3, 10_000, 3))  # every look is a full window later
-    now = [0.0]
-
-    def monotonic() -> float:
-        now[0] = float(next(clock))
-        return now[0]
-
-    def busy_counters() -> cpu_threads.CpuSample:  # 60 % of the runnable time waiting
-        ns = int(now[0] * 1e9)
-        return cpu_threads.CpuSample(now[0], int(ns * 0.4), int(ns * 0.6), 0, int(now[0] * 200))
-
-    monkeypatch.setattr(cpu_threads, "time", SimpleNamespace(monotonic=monotonic))
-    monkeypatch.setattr(cpu_threads.CpuSample, "read", staticmethod(busy_counters))
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        trainer = _trainer(
-            parse(TrainingConfig, {"iterations": 3, "log_every": 1}, "warmup"),
-            adaptive_threads=adaptive,
-        )
-        step, threads = trainer.step, []
-
-        def spy(*args: Any) -> Any:
-            threads.append(torch.get_num_threads())
-            return step(*args)
-
-        trainer.step = spy  # type: ignore[method-assign]
-        trainer.run()
-        assert threads == ([2, 1, 1] if adaptive else [2, 2, 2])
-        assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(before)

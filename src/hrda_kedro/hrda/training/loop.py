@@ -24,7 +24,6 @@ from tqdm.auto import tqdm
 
 from hrda_kedro.hrda.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from hrda_kedro.hrda.training.config import TrainingConfig
-from hrda_kedro.hrda.training.cpu_threads import ThreadGovernor
 from hrda_kedro.hrda.training.history import History
 from hrda_kedro.hrda.uda.batches import CropBatch, Prefetcher
 
@@ -52,8 +51,6 @@ class Trainer(Protocol):
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
-    def thread_governor(self) -> ThreadGovernor | None: ...
-
 
 def train(
     trainer: Trainer,
@@ -77,7 +74,6 @@ def train(
         dynamic_ncols=True,
     )
     history.start(history.rows)  # a resumed run's rows were reported before
-    governor = trainer.thread_governor()
     data_state = trainer.data_generator.get_state()
     try:
         while trainer.iteration < config.iterations:
@@ -88,8 +84,6 @@ def train(
             with record_function("step"):
                 history.add(trainer.step(source, target), lr)
             trainer.iteration += 1
-            if governor is not None:
-                governor.observe()
             done = trainer.iteration >= config.iterations
             log = trainer.iteration % config.log_every == 0 or done
             save = checkpoint_path is not None and (
@@ -110,8 +104,6 @@ def train(
                 if trainer.rank == 0 and on_checkpoint is not None:
                     on_checkpoint(trainer.iteration)
     finally:
-        if governor is not None:
-            governor.close()
         prefetch.close()
         bar.close()
 

@@ -33,7 +33,6 @@ from hrda_kedro.hrda.model import HRDAModel
 from hrda_kedro.hrda.networks.base import SegmentationNetwork
 from hrda_kedro.hrda.training import loop
 from hrda_kedro.hrda.training.config import TrainingConfig
-from hrda_kedro.hrda.training.cpu_threads import ThreadGovernor
 from hrda_kedro.hrda.training.devices import DeviceSetup
 from hrda_kedro.hrda.training.distributed import (
     broadcast_buffers,
@@ -92,7 +91,6 @@ class Trainer:
         rank: int = 0,
         world_size: int = 1,
         progress_bar: bool = True,
-        adaptive_threads: bool = False,
         on_log: OnLog | None = None,
     ) -> None:
         """``uda`` None trains source-only. ``context_crop`` is the HR context crop size; the
@@ -103,7 +101,6 @@ class Trainer:
         self.config, self.setup = config, setup
         self.stage, self.rank, self.world_size = stage, rank, world_size
         self.progress_bar = progress_bar and rank == 0
-        self.adaptive_threads = adaptive_threads
         self.model = model.to(setup.device)
         if setup.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -266,14 +263,6 @@ class Trainer:
         if self.teacher is not None and "teacher" in state:
             self.teacher.model.load_state_dict(state["teacher"])
         self.history.rows = history_from_columns(state["history"])
-
-    def thread_governor(self) -> ThreadGovernor | None:
-        """For a single CPU process: one torch thread under competing load when
-        ``adaptive_threads``, else a warning once (:mod:`~hrda_kedro.hrda.training.cpu_threads`).
-        Ranks of a distributed CPU run already split the cores between them."""
-        if self.setup.device.type != "cpu" or self.world_size > 1:
-            return None
-        return ThreadGovernor(self.adaptive_threads)
 
     def run(
         self,
