@@ -11,8 +11,8 @@ Phases (the project's CPU configuration, random weights, synthetic 256x512 image
 - ``materialize``: what pseudo-label materialization does per image,
   ``predict_full_image`` with ``window_batch`` windows per call, then softmax and argmax;
 - ``evaluate``: ``predict_full_image_branches`` (fused, context, detail) per image;
-- ``train``: ``TRAIN_STEPS_PER_UNIT`` self-training steps of HRDA (teacher, source, mix,
-  AdamW, EMA) as training runs them, ``Trainer.run`` with its batch-prefetch thread.
+- ``train``: ``--train-steps`` self-training steps of HRDA (teacher, source, mix, AdamW,
+  EMA) as training runs them, ``Trainer.run`` with its batch-prefetch thread.
 
 ``--wait-policy`` compares how idle OpenMP threads wait (libgomp, torch's pip wheels):
 ``brief`` (what the project sets, see ``hrda_kedro/__init__.py``: spin 1000 rounds, about
@@ -96,7 +96,7 @@ LOAD_SETTLE_S = 0.5
 # --------------------------------------------------------------------------- worker
 
 
-def _phase(name: str) -> Any:
+def _phase(name: str, train_steps: int) -> Any:
     """One unit of the phase's work, as a callable."""
     import torch
     import train_step
@@ -115,7 +115,7 @@ def _phase(name: str) -> Any:
 
         def train() -> None:
             # The loop stops at config.iterations: move it on by one unit of steps.
-            end = trainer.iteration + TRAIN_STEPS_PER_UNIT
+            end = trainer.iteration + train_steps
             trainer.config = dataclasses.replace(trainer.config, iterations=end)
             trainer.run()
 
@@ -161,7 +161,7 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
     """Alternate quiet and loaded units; the paused load processes are ``cfg["load_pids"]``."""
     common.apply_host_memory("keep")
     common.set_threads(cfg["threads"])
-    unit = _phase(cfg["phase"])
+    unit = _phase(cfg["phase"], cfg["train_steps"])
     pids = cfg["load_pids"]
     for _ in range(cfg["warmup"]):
         unit()
@@ -277,6 +277,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--load-kind", choices=sorted(LOADS), default="torch", dest="load_kind")
     parser.add_argument("--repeats", type=int, default=5, help="timed units per run")
     parser.add_argument("--warmup", type=int, default=1, help="untimed units first")
+    parser.add_argument(
+        "--train-steps",
+        type=int,
+        default=TRAIN_STEPS_PER_UNIT,
+        dest="train_steps",
+        help="self-training steps per unit of the train phase",
+    )
     common.add_worker_options(parser, timeout=1800, timeout_help="seconds per worker")
     return parser
 
@@ -303,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for threads, phase, policy in settings:
             cfg = {"phase": phase, "threads": threads, "repeats": args.repeats,
-                   "warmup": args.warmup, "load_pids": [p.pid for p in load]}  # fmt: skip
+                   "warmup": args.warmup, "train_steps": args.train_steps,
+                   "load_pids": [p.pid for p in load]}  # fmt: skip
             result = common.run_worker(Path(__file__), cfg, args.timeout, _policy_env(policy))
             _signal_load([p.pid for p in load], signal.SIGSTOP)  # a killed worker's load
             row = _row(args, phase, threads, policy, competing, result)

@@ -36,12 +36,21 @@ def test_load_is_paused_for_quiet_units_and_resumed_for_loaded_ones(monkeypatch)
     load = busy_cpu._start_load("spin", 1)
     pid = load[0].pid
     seen: list[str] = []
-    monkeypatch.setattr(busy_cpu, "_phase", lambda name: lambda: seen.append(_settled_state(pid)))
+    monkeypatch.setattr(
+        busy_cpu, "_phase", lambda name, steps: lambda: seen.append(_settled_state(pid))
+    )
     monkeypatch.setattr(busy_cpu, "LOAD_SETTLE_S", 0.05)
     try:
         assert _settled_state(pid) == "T"  # started busy, then paused
         result = busy_cpu.worker(
-            {"phase": "train", "threads": 1, "repeats": 3, "warmup": 1, "load_pids": [pid]}
+            {
+                "phase": "train",
+                "threads": 1,
+                "repeats": 3,
+                "warmup": 1,
+                "train_steps": 5,
+                "load_pids": [pid],
+            }  # fmt: skip
         )
         assert _settled_state(pid) == "T"  # paused again after the last loaded unit
     finally:
