@@ -15,14 +15,14 @@ PROBE = (
 )
 
 
-def _probe(**env: str) -> str:
+def _probe(probe: str = PROBE, **env: str) -> str:
     """``OMP_WAIT_POLICY GOMP_SPINCOUNT torch-loaded`` as a process importing the settings sees them."""
     environ = {
         k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
     }
     environ.update(PYTHONPATH=SRC, KEDRO_DISABLE_TELEMETRY="1", **env)
     result = subprocess.run(
-        [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, env=environ
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=environ
     )
     return " ".join(result.stdout.split()[-3:])
 
@@ -70,3 +70,15 @@ def test_a_forked_child_computes_after_its_parent_used_openmp() -> None:
         capture_output=True,
     )
     assert result.returncode == 0, result.stderr.decode()[-2000:]
+
+
+def test_every_benchmark_process_gets_the_brief_spin_before_torch() -> None:
+    """Benchmark workers import torch inside their functions, some before the package: the
+    shared helpers module sets the policy first, so no benchmark times libgomp's own spin."""
+    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
+    probe = (
+        f"import os, sys; sys.path.insert(0, {str(benchmarks)!r}); import _common; "
+        "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'), "
+        "'torch' in sys.modules)"
+    )
+    assert _probe(probe) == "PASSIVE 1000 False"
