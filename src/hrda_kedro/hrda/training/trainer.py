@@ -198,10 +198,8 @@ class Trainer:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         losses = StepLosses()
-        src_images, src_labels = (
-            setup.images(self._distorted(source.images)),
-            setup.labels(source.labels),
-        )
+        src_images = setup.images(self._distorted(source.images))
+        src_labels = setup.labels(source.labels)
         # With a target, the source gradients are all-reduced with the last target pass's.
         with record_function("source"), no_sync(student.forward_train, target is not None):
             boxes = source.detail_boxes
