@@ -104,10 +104,15 @@ def score(net: Any, windows: Any, scenes: list[Any], threshold: float) -> dict[s
 
 
 def measure(
-    project: Path, models: list[str], images: int, threshold: float, shifts: list[str]
+    project: Path,
+    models: list[str],
+    images: int,
+    threshold: float,
+    shifts: list[str],
+    env: str | None = None,
 ) -> list[dict[str, Any]]:
     """Every model on each of ``shifts`` (labels of :func:`shift_variants`), read through
-    the project's Kedro catalog."""
+    the project's Kedro catalog (``env``: the environment it ran with)."""
     variants = shift_variants()
     unknown = [name for name in shifts if name not in variants]
     if unknown:
@@ -118,11 +123,11 @@ def measure(
     from hrda_kedro.runtime.models import model_from_checkpoint
 
     bootstrap_project(project)
-    with KedroSession.create(project_path=project) as session:
+    with KedroSession.create(project_path=project, env=env) as session:
         catalog = session.load_context().catalog
         if catalog.load("params:ingestion_datasets")["target_val"]["kind"] != "embedded":
             raise SystemExit("shift_components.py needs a project whose target_val is embedded")
-        embedded = catalog.load("params:ingestion")["embedded"]
+        embedded = small_classes.drawn_embedded(catalog, project)
         checkpoints = {
             small_classes.model_label(m): small_classes.model_checkpoint(catalog, project, m)
             for m in models
@@ -159,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     common.set_threads(args.threads)
     models = common.comma_list(args.models)
     shifts = common.comma_list(args.shifts)
-    rows = measure(args.project.resolve(), models, args.images, args.threshold, shifts)
+    rows = measure(args.project.resolve(), models, args.images, args.threshold, shifts, args.env)
     info = common.machine_info("cpu")
     for row in rows:
         row.update({"threshold": args.threshold, "project": str(args.project), **info})

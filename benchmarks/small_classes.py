@@ -13,11 +13,14 @@ class, the IoU, the share of ground-truth pixels and the share of predicted pixe
 exists only for the embedded benchmark: fresh source images drawn by its generator after
 the last ``source_train`` index (never trained on), so that the source-only model's
 source-val vs. target-val mIoU measures the domain gap. Run it after ``kedro run
---pipeline=uda`` in the project folder (``--project``, default: this repository).
+--pipeline=uda`` in the project folder (``--project``, default: this repository), with the
+``--env`` the project ran with: its parameters draw the fresh scenes, and a project whose
+benchmark they did not draw is refused.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -73,15 +76,45 @@ def _source_val(embedded: dict[str, Any], count: int) -> list[dict[str, Any]]:
     return items
 
 
-def measure(project: Path, models: list[str], images: int) -> list[dict[str, Any]]:
-    """Load the project's data and ``models`` through its Kedro catalog, then :func:`score`."""
+def drawn_embedded(catalog: Any, project: Path) -> dict[str, Any]:
+    """The project's ``ingestion.embedded`` parameters, if they drew the benchmark in its
+    folder.
+
+    Scenes drawn here from other parameters (conf/base's camera for a project that ran with
+    ``--env=cityscapes_camera``, say) would silently belong to another benchmark than the
+    images the models were trained and evaluated on.
+    """
+    from hrda_kedro.data.ingest import EmbeddedSettings
+    from hrda_kedro.data.streets import FINGERPRINT_FILE
+    from hrda_kedro.params import parse
+
+    embedded = catalog.load("params:ingestion")["embedded"]
+    settings = parse(EmbeddedSettings, embedded, "ingestion.embedded")
+    root = project / settings.root
+    try:
+        drawn = json.loads((root / FINGERPRINT_FILE).read_text())
+    except (OSError, ValueError):
+        drawn = {}
+    if drawn.get("fingerprint") != settings.fingerprint(tuple(drawn.get("conditions", ()))):
+        raise SystemExit(
+            f"{root / FINGERPRINT_FILE}: the project's embedded benchmark was not drawn with "
+            "these parameters; pass --env with the environment the project ran with"
+        )
+    return embedded
+
+
+def measure(
+    project: Path, models: list[str], images: int, env: str | None = None
+) -> list[dict[str, Any]]:
+    """Load the project's data and ``models`` through its Kedro catalog (``env``: the
+    environment it ran with), then :func:`score`."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
     from hrda_kedro.runtime.training_data import labelled_dataset
 
     bootstrap_project(project)
-    with KedroSession.create(project_path=project) as session:
+    with KedroSession.create(project_path=project, env=env) as session:
         catalog = session.load_context().catalog
         data: dict[str, Any] = {
             split: labelled_dataset(catalog.load(f"{split}_manifest"))
@@ -89,7 +122,7 @@ def measure(project: Path, models: list[str], images: int) -> list[dict[str, Any
         }
         datasets = catalog.load("params:ingestion_datasets")
         if datasets["source_train"]["kind"] == "embedded":
-            data["source_val"] = _source_val(catalog.load("params:ingestion")["embedded"], images)
+            data["source_val"] = _source_val(drawn_embedded(catalog, project), images)
         data = {split: data[split] for split in SPLITS if split in data}
         checkpoints = {model_label(m): model_checkpoint(catalog, project, m) for m in models}
     return score(checkpoints, data, images)
@@ -177,9 +210,15 @@ def where_pixels_go(confusion_row: Any, names: Sequence[str], top: int = WHERE_T
 
 
 def add_project_options(parser: Any, default_models: str, images_help: str) -> None:
-    """``--project``, ``--models`` and ``--images``: which trained models of which project,
-    on how many images (this script's and ``shift_components.py``'s)."""
+    """``--project``, ``--env``, ``--models`` and ``--images``: which trained models of which
+    project, on how many images (this script's and ``shift_components.py``'s)."""
     parser.add_argument("--project", type=Path, default=common.REPO_ROOT)
+    parser.add_argument(
+        "--env",
+        default=None,
+        help="the Kedro environment the project ran with (kedro run --env); its parameters "
+        "draw the scenes",
+    )
     parser.add_argument(
         "--models",
         default=default_models,
@@ -199,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     common.set_threads(args.threads)
     models = common.comma_list(args.models)
-    rows = measure(args.project.resolve(), models, args.images)
+    rows = measure(args.project.resolve(), models, args.images, args.env)
     info = common.machine_info("cpu")
     for row in rows:
         row.update({"project": str(args.project), **info})

@@ -104,3 +104,41 @@ def test_where_a_class_pixels_go_names_the_classes_that_take_most_of_them() -> N
     where = _script().where_pixels_go(row, ["road", "building", "pole", "person"], top=2)
     assert where == "building 60 / person 35"
     assert _script().where_pixels_go(torch.zeros(4, dtype=torch.int64), ["a", "b", "c", "d"]) == ""
+
+
+class _Catalog:
+    """The one entry :func:`drawn_embedded` reads: ``params:ingestion``."""
+
+    def __init__(self, embedded: dict) -> None:
+        self.embedded = embedded
+
+    def load(self, name: str) -> dict:
+        assert name == "params:ingestion"
+        return {"embedded": self.embedded}
+
+
+def test_fresh_scenes_come_only_from_the_parameters_that_drew_the_projects_benchmark(
+    tmp_path: Path,
+) -> None:
+    """A project run with --env=cityscapes_camera read with conf/base's parameters would
+    draw its source-val scenes with the other camera: refused, naming --env."""
+    from hrda_kedro.data.ingest import EmbeddedSettings
+    from hrda_kedro.data.streets import write_benchmark
+
+    embedded = {
+        "root": "data/01_raw/embedded_focal_1.1",
+        "height": 32,
+        "width": 64,
+        "focal": 1.1,
+        "sizes": {"source_train": 1, "target_train": 1, "target_val": 1},
+    }
+    drawn = parse(EmbeddedSettings, embedded, "ingestion.embedded")
+    write_benchmark(tmp_path / drawn.root, drawn)
+    script = _script()
+    assert script.drawn_embedded(_Catalog(embedded), tmp_path) == embedded
+    other_camera = {**embedded, "focal": 0.55}
+    with pytest.raises(SystemExit, match="not drawn with these parameters; pass --env"):
+        script.drawn_embedded(_Catalog(other_camera), tmp_path)
+    elsewhere = {**embedded, "root": "data/01_raw/embedded"}  # conf/base's folder: never drawn
+    with pytest.raises(SystemExit, match="embedded/fingerprint.json: the project's embedded"):
+        script.drawn_embedded(_Catalog(elsewhere), tmp_path)
