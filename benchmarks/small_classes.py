@@ -20,7 +20,6 @@ benchmark they did not draw is refused.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -85,17 +84,13 @@ def drawn_embedded(catalog: Any, project: Path) -> dict[str, Any]:
     images the models were trained and evaluated on.
     """
     from hrda_kedro.data.ingest import EmbeddedSettings
-    from hrda_kedro.data.streets import FINGERPRINT_FILE
+    from hrda_kedro.data.streets import FINGERPRINT_FILE, drew
     from hrda_kedro.params import parse
 
     embedded = catalog.load("params:ingestion")["embedded"]
     settings = parse(EmbeddedSettings, embedded, "ingestion.embedded")
     root = project / settings.root
-    try:
-        drawn = json.loads((root / FINGERPRINT_FILE).read_text())
-    except (OSError, ValueError):
-        drawn = {}
-    if drawn.get("fingerprint") != settings.fingerprint(tuple(drawn.get("conditions", ()))):
+    if not drew(settings, root):
         raise SystemExit(
             f"{root / FINGERPRINT_FILE}: the project's embedded benchmark was not drawn with "
             "these parameters; pass --env with the environment the project ran with"

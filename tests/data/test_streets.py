@@ -15,6 +15,7 @@ from hrda_kedro.data.streets import (
     SplitSizes,
     StreetsConfig,
     _Scene,
+    drew,
     image_rng,
     partial_shift,
     read_fingerprint,
@@ -39,6 +40,16 @@ def test_same_seed_gives_identical_files(tmp_path):
     image, _ = render_street("source", 64, 128, image_rng(4, "source_train", 0))
     first, _ = render_street("source", 64, 128, image_rng(3, "source_train", 0))
     assert not np.array_equal(image, first)
+
+
+def test_a_benchmark_is_known_by_the_config_that_drew_it_with_its_conditions(tmp_path):
+    """What scripts drawing fresh scenes check first: the same config, whichever condition
+    subsets were drawn with it; another camera, or a folder never drawn, is not it."""
+    config = StreetsConfig(height=32, width=64, focal=1.1, sizes=SplitSizes(1, 1, 1))
+    write_benchmark(tmp_path / "night", config, conditions=("target_val_night",))
+    assert drew(config, tmp_path / "night")
+    assert not drew(StreetsConfig(height=32, width=64, sizes=config.sizes), tmp_path / "night")
+    assert not drew(config, tmp_path / "never_drawn")
 
 
 def test_every_declared_class_is_drawn_in_both_domains():

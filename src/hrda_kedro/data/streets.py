@@ -1011,9 +1011,21 @@ def write_benchmark(
     logger.info("Drew %d embedded street scenes into %s", len(jobs), root)
 
 
+def _stored_description(root: Path) -> dict[str, Any]:
+    """The fingerprint file of a drawn benchmark, or {} when there is none."""
+    try:
+        return json.loads((root / FINGERPRINT_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def read_fingerprint(root: Path) -> str | None:
     """The fingerprint stored with a drawn benchmark, or None when there is none."""
-    try:
-        return json.loads((root / FINGERPRINT_FILE).read_text())["fingerprint"]
-    except (OSError, ValueError, KeyError):
-        return None
+    return _stored_description(root).get("fingerprint")
+
+
+def drew(config: StreetsConfig, root: Path) -> bool:
+    """Whether ``config`` drew the benchmark in ``root``, whichever condition subsets it
+    was drawn with: scenes drawn later from ``config`` then belong to that benchmark."""
+    stored = _stored_description(root)
+    return stored.get("fingerprint") == config.fingerprint(tuple(stored.get("conditions", ())))
