@@ -149,12 +149,18 @@ def test_invalid_ablations_still_stop_the_ablations_run() -> None:
         validate_run_parameters(create_pipeline(parameters=parameters), parameters)
 
 
-def test_the_cityscapes_camera_environment_changes_the_camera_and_the_study_length_only() -> None:
+def test_the_cityscapes_camera_environment_changes_the_camera_and_the_study_recipe_only() -> None:
     base, camera = _parameters("local"), _parameters("cityscapes_camera")
     embedded = camera["ingestion"]["embedded"]
     assert embedded["focal"] == 1.1 and base["ingestion"]["embedded"]["focal"] == 0.55
     assert embedded["root"] != base["ingestion"]["embedded"]["root"]  # no redraw on switching
-    assert camera["ablations"]["shared"]["self_training"]["iterations"] == 900
+    shared = camera["ablations"]["shared"]
+    assert shared["self_training"]["iterations"] == 900
+    # the study distorts the source crops in both stages (the official gtaCAug placement)
+    for stage in ("warmup", "self_training"):
+        assert shared[stage]["augment"] == {"photometric_distortion": True}
+        assert base["ablations"]["shared"][stage].get("augment") is None
+        assert not base[stage]["augment"]["photometric_distortion"]  # the run's stays off
     # soft merge: the rest of the study and of the benchmark is conf/base's
     assert camera["ablations"]["variants"] == base["ablations"]["variants"]
     assert camera["ablations"]["seeds"] == base["ablations"]["seeds"]

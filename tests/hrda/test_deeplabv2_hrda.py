@@ -68,10 +68,13 @@ def test_training_pass_fuses_on_aligned_grids(model: HRDAModel) -> None:
         assert out.context.shape == out.attention.shape == (2, 19, 4, 4)
         assert out.detail.shape == (2, 19, 4, 4) and out.fused.shape == (2, 19, 8, 8)
         low = F.interpolate(context_hr, scale_factor=0.5, mode="bilinear", align_corners=False)
-        torch.testing.assert_close(out.context, model.network(low), rtol=1e-4, atol=1e-4)
+        # ResNet-101 on another batch size sums in another order on some CPUs (up to 1.8e-4
+        # measured on an AMD EPYC); a crop one HR cell off differs by up to 33 here
+        close = {"rtol": 1e-3, "atol": 1e-3}
+        torch.testing.assert_close(out.context, model.network(low), **close)
         for i, box in enumerate(BOXES):
             detail = model.network(box.crop(context_hr[i : i + 1]))
-            torch.testing.assert_close(out.detail[i : i + 1], detail, rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(out.detail[i : i + 1], detail, **close)
     for i, box in enumerate(BOXES):
         # the box covers whole LR cells (16 px) and whole HR cells (8 px): the official
         # masked fusion, by hand, on the two grids
