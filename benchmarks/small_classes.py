@@ -16,6 +16,11 @@ source-val vs. target-val mIoU measures the domain gap. Run it after ``kedro run
 --pipeline=uda`` in the project folder (``--project``, default: this repository), with the
 ``--env`` the project ran with: its parameters draw the fresh scenes, and a project whose
 benchmark they did not draw is refused.
+
+With ``--branches``, models with both branches (HRDA, fixed attention) also report each
+small class's IoU from the LR context alone and from the HR detail alone, and the mean
+detail weight the scale attention gives the class's ground-truth pixels (its own channel of
+a class-wise attention): whether the fusion passes on what the detail branch finds.
 """
 
 from __future__ import annotations
@@ -41,6 +46,11 @@ CSV_COLUMNS = (
     "threads",
 )  # fmt: skip
 WHERE_TOP = 3
+# --branches: per small class, the context's and the detail's IoU and the detail weight.
+BRANCH_COLUMNS = (
+    *(f"context iou {c}" for c in SMALL_CLASSES), *(f"detail iou {c}" for c in SMALL_CLASSES),
+    *(f"detail weight {c}" for c in SMALL_CLASSES),
+)  # fmt: skip
 
 
 def _catalog_name(model: str) -> str:
@@ -99,7 +109,12 @@ def drawn_embedded(catalog: Any, project: Path) -> dict[str, Any]:
 
 
 def measure(
-    project: Path, models: list[str], images: int, env: str | None = None
+    project: Path,
+    models: list[str],
+    images: int,
+    env: str | None = None,
+    *,
+    branches: bool = False,
 ) -> list[dict[str, Any]]:
     """Load the project's data and ``models`` through its Kedro catalog (``env``: the
     environment it ran with), then :func:`score`."""
@@ -120,7 +135,7 @@ def measure(
             data["source_val"] = _source_val(drawn_embedded(catalog, project), images)
         data = {split: data[split] for split in SPLITS if split in data}
         checkpoints = {model_label(m): model_checkpoint(catalog, project, m) for m in models}
-    return score(checkpoints, data, images)
+    return score(checkpoints, data, images, branches=branches)
 
 
 def model_label(model: str) -> str:
@@ -139,55 +154,108 @@ def model_checkpoint(catalog: Any, project: Path, model: str) -> dict[str, Any]:
 
 
 def score(
-    checkpoints: dict[str, dict[str, Any]], data: dict[str, Any], images: int
+    checkpoints: dict[str, dict[str, Any]],
+    data: dict[str, Any],
+    images: int,
+    *,
+    branches: bool = False,
 ) -> list[dict[str, Any]]:
-    """One row per checkpoint and split: mIoU and the small classes' IoU and pixel shares.
+    """One row per checkpoint and split: mIoU and the small classes' IoU and pixel shares
+    (with ``branches``, also :data:`BRANCH_COLUMNS` for models that have both branches).
 
     Each model predicts with the ``model.inference`` windows (window, stride, batch,
     weights) of the run that trained it, as recorded in its checkpoint, through the
     evaluation's ``ModelConfig.sliding_windows``: the target-val figures are the run's
     evaluation's, also where the run set them with ``--params``, which the project's
     configuration read afterwards would not know."""
-    import torch
-
-    from hrda_kedro.data.labels import CITYSCAPES_CLASSES
-    from hrda_kedro.hrda import normalize
-    from hrda_kedro.hrda.inference import predict_full_image
-    from hrda_kedro.hrda.metrics import confusion_matrix, iou_per_class
     from hrda_kedro.runtime.models import model_from_checkpoint
 
-    num_classes = len(CITYSCAPES_CLASSES)
-    index = [CITYSCAPES_CLASSES.index(c) for c in SMALL_CLASSES]
     rows = []
     for name, checkpoint in checkpoints.items():
         net, trained = model_from_checkpoint(checkpoint, name)
         net.eval()
         windows = trained.sliding_windows()
+        with_branches = branches and net.mode not in ("lr_only", "hr_only")
         for split, dataset in data.items():
             count = min(images, len(dataset))
-            cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+            tally = _Tally(with_branches)
             for i in range(count):
-                item = dataset[i]
-                with torch.inference_mode():
-                    logits = predict_full_image(net, normalize(item["image"].unsqueeze(0)), windows)
-                cm += confusion_matrix(logits.argmax(1)[0], item["label"], num_classes)
-            iou = iou_per_class(cm)
-            gt_share = cm.sum(1).double() / cm.sum()
-            pred_share = cm.sum(0).double() / cm.sum()
-            present = cm.sum(1) > 0
-            row: dict[str, Any] = {
-                "model": name,
-                "split": split,
-                "images": count,
-                "miou": 100 * iou[present].nan_to_num(0.0).mean().item(),
-            }
-            for cls, k in zip(SMALL_CLASSES, index, strict=True):
-                row[f"iou {cls}"] = 100 * iou[k].nan_to_num(0.0).item()
-                row[f"gt% {cls}"] = 100 * gt_share[k].item()
-                row[f"pred% {cls}"] = 100 * pred_share[k].item()
-                row[f"labelled as {cls}"] = where_pixels_go(cm[k], CITYSCAPES_CLASSES)
-            rows.append(row)
+                tally.add(net, dataset[i], windows)
+            rows.append({"model": name, "split": split, "images": count, **tally.row()})
     return rows
+
+
+class _Tally:
+    """Confusion matrices of one model on one split (fused; with ``branches`` also context
+    and detail) and the detail weight summed over each small class's pixels."""
+
+    def __init__(self, branches: bool) -> None:
+        import torch
+
+        from hrda_kedro.data.labels import CITYSCAPES_CLASSES
+
+        self.branches = branches
+        self.num_classes = len(CITYSCAPES_CLASSES)
+        self.small = [CITYSCAPES_CLASSES.index(c) for c in SMALL_CLASSES]
+        kinds = ("fused", "context", "detail") if branches else ("fused",)
+        shape = (self.num_classes, self.num_classes)
+        self.matrices = {k: torch.zeros(shape, dtype=torch.int64) for k in kinds}
+        self.weight_sums = torch.zeros(len(self.small), dtype=torch.float64)
+
+    def add(self, net: Any, item: dict[str, Any], windows: Any) -> None:
+        import torch
+
+        from hrda_kedro.hrda import inference, normalize
+        from hrda_kedro.hrda.metrics import confusion_matrix
+
+        image, label = normalize(item["image"].unsqueeze(0)), item["label"]
+        with torch.inference_mode():
+            if self.branches:
+                logits = inference.predict_full_image_branches(net, image, windows)
+                _, attention = inference.predict_full_image_with_attention(net, image, windows)
+                self._add_detail_weight(attention[0], label)
+            else:
+                logits = {"fused": inference.predict_full_image(net, image, windows)}
+        for kind, matrix in self.matrices.items():
+            matrix.add_(confusion_matrix(logits[kind].argmax(1)[0], label, self.num_classes))
+
+    def _add_detail_weight(self, attention: Any, label: Any) -> None:
+        """``attention`` ``(A, H, W)``: class ``c``'s weight is channel ``c`` of a class-wise
+        attention, else the single map."""
+        for j, c in enumerate(self.small):
+            channel = attention[c] if attention.shape[0] > 1 else attention[0]
+            self.weight_sums[j] += channel[label == c].double().sum()
+
+    def row(self) -> dict[str, Any]:
+        from hrda_kedro.data.labels import CITYSCAPES_CLASSES
+        from hrda_kedro.hrda.metrics import iou_per_class
+
+        cm = self.matrices["fused"]
+        iou = iou_per_class(cm)
+        present = cm.sum(1) > 0
+        gt_share, pred_share = cm.sum(1).double() / cm.sum(), cm.sum(0).double() / cm.sum()
+        row: dict[str, Any] = {"miou": 100 * iou[present].nan_to_num(0.0).mean().item()}
+        for cls, k in zip(SMALL_CLASSES, self.small, strict=True):
+            row[f"iou {cls}"] = 100 * iou[k].nan_to_num(0.0).item()
+            row[f"gt% {cls}"] = 100 * gt_share[k].item()
+            row[f"pred% {cls}"] = 100 * pred_share[k].item()
+            row[f"labelled as {cls}"] = where_pixels_go(cm[k], CITYSCAPES_CLASSES)
+        if self.branches:
+            row.update(self._branch_row(cm.sum(1)))
+        return row
+
+    def _branch_row(self, gt_pixels: Any) -> dict[str, Any]:
+        from hrda_kedro.hrda.metrics import iou_per_class
+
+        row: dict[str, Any] = {}
+        for kind in ("context", "detail"):
+            iou = iou_per_class(self.matrices[kind])
+            for cls, k in zip(SMALL_CLASSES, self.small, strict=True):
+                row[f"{kind} iou {cls}"] = 100 * iou[k].nan_to_num(0.0).item()
+        for j, (cls, k) in enumerate(zip(SMALL_CLASSES, self.small, strict=True)):
+            pixels = int(gt_pixels[k])
+            row[f"detail weight {cls}"] = self.weight_sums[j].item() / pixels if pixels else None
+        return row
 
 
 def where_pixels_go(confusion_row: Any, names: Sequence[str], top: int = WHERE_TOP) -> str:
@@ -228,12 +296,18 @@ def main(argv: list[str] | None = None) -> int:
         "and target-val, for each trained model of a project."
     )
     add_project_options(parser, "source_only,round_1,round_2", "first N images of each split")
+    parser.add_argument(
+        "--branches",
+        action="store_true",
+        help="also the context's and the detail's IoU and the attention's detail weight on "
+        "each small class (models with both branches)",
+    )
     common.add_threads_option(parser)
     common.add_out_option(parser)
     args = parser.parse_args(argv)
     common.set_threads(args.threads)
     models = common.comma_list(args.models)
-    rows = measure(args.project.resolve(), models, args.images, args.env)
+    rows = measure(args.project.resolve(), models, args.images, args.env, branches=args.branches)
     info = common.machine_info("cpu")
     for row in rows:
         row.update({"project": str(args.project), **info})
@@ -243,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{datetime.now():%Y-%m-%d %H:%M}"
     )
     out = args.out or common.RESULTS_DIR / "small_classes.csv"
-    common.emit(title, rows, TABLE_COLUMNS, CSV_COLUMNS, out)
+    extra = BRANCH_COLUMNS if args.branches else ()
+    common.emit(title, rows, (*TABLE_COLUMNS, *extra), (*CSV_COLUMNS, *extra), out)
     return 0
 
 

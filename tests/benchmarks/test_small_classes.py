@@ -142,3 +142,65 @@ def test_fresh_scenes_come_only_from_the_parameters_that_drew_the_projects_bench
     elsewhere = {**embedded, "root": "data/01_raw/embedded"}  # conf/base's folder: never drawn
     with pytest.raises(SystemExit, match="embedded/fingerprint.json: the project's embedded"):
         script.drawn_embedded(_Catalog(elsewhere), tmp_path)
+
+
+def _tiny_checkpoint(hrda: dict) -> dict:
+    model = {
+        "network": {"encoder": "mit-nano", "decoder_embed_dim": 16, "attention_embed_dim": 16},
+        "hrda": {"context_crop": [64, 64], "detail_crop": [32, 32], **hrda},
+        "inference": {"stride": [32, 32], "window_batch": 2},
+    }
+    params = parse(ModelConfig, model, "model")
+    torch.manual_seed(0)
+    state = build_model(params).state_dict()
+    return checkpoint_payload(StageResult(model=state, teacher=None), params, "round_1")
+
+
+def _target_item(index: int) -> dict:
+    image, label = render_street("target", 64, 128, image_rng(0, "target_val", index), 0.6)
+    return {
+        "image": torch.from_numpy(image.copy()).permute(2, 0, 1),
+        "label": torch.from_numpy(label.astype("int64")),
+    }
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_branches_report_what_each_branch_finds_and_the_detail_weight_it_gets() -> None:
+    """``--branches``: the context's and the detail's IoU, and the attention's mean on each
+    small class's pixels; a fixed attention of 0.3 gives 0.3 on every class present."""
+    script = _script()
+    items = [_target_item(i) for i in range(2)]
+    present = {c for c in script.SMALL_CLASSES if any(_has(item, c) for item in items)}
+    assert present, "the test images must hold a small class"
+    checkpoints = {
+        "fixed": _tiny_checkpoint({"mode": "fixed_attention", "fixed_attention": 0.3}),
+        "lr": _tiny_checkpoint({"mode": "lr_only"}),
+    }
+    data = {"target_val": items}
+    plain = script.score(checkpoints, data, images=2)
+    rows = script.score(checkpoints, data, images=2, branches=True)
+    fixed, lr = rows
+    for cls in script.SMALL_CLASSES:
+        expected = pytest.approx(0.3) if cls in present else None
+        assert fixed[f"detail weight {cls}"] == expected
+        assert 0 <= fixed[f"context iou {cls}"] <= 100 and 0 <= fixed[f"detail iou {cls}"] <= 100
+    # The fused figures are those of the plain prediction; a one-branch model gets no columns.
+    for with_branches, without in zip(rows, plain, strict=True):
+        assert {k: with_branches[k] for k in without} == without
+    assert not any(k.startswith(("context", "detail")) for k in lr)
+
+
+def _has(item: dict, cls: str) -> bool:
+    from hrda_kedro.data.labels import CITYSCAPES_CLASSES
+
+    return bool((item["label"] == CITYSCAPES_CLASSES.index(cls)).any())
+
+
+def test_the_detail_weight_of_a_class_is_read_from_its_own_attention_channel() -> None:
+    tally = _script()._Tally(branches=True)
+    label = torch.tensor([[5, 5, 6], [11, 0, 0]])  # pole x2, traffic light, person
+    classwise = torch.arange(19, dtype=torch.float32)[:, None, None].expand(19, 2, 3) / 100
+    tally._add_detail_weight(classwise, label)
+    tally._add_detail_weight(torch.full((1, 2, 3), 0.5), label)  # a single map
+    # pole: (0.05 * 2 + 0.5 * 2), traffic light: 0.06 + 0.5, sign: none, person: 0.11 + 0.5
+    assert tally.weight_sums.tolist() == pytest.approx([1.1, 0.56, 0.0, 0.61, 0.0])
