@@ -211,9 +211,8 @@ class _Tally:
         image, label = normalize(item["image"].unsqueeze(0)), item["label"]
         with torch.inference_mode():
             if self.branches:
-                logits = inference.predict_full_image_branches(net, image, windows)
-                _, attention = inference.predict_full_image_with_attention(net, image, windows)
-                self._add_detail_weight(attention[0], label)
+                logits = inference.predict_full_image_branches(net, image, windows, attention=True)
+                self._add_detail_weight(logits["attention"][0], label)
             else:
                 logits = {"fused": inference.predict_full_image(net, image, windows)}
         for kind, matrix in self.matrices.items():

@@ -146,6 +146,23 @@ def test_branches_from_one_pass_equal_separate_mode_predictions() -> None:
         torch.testing.assert_close(branches[name], logits, rtol=1e-5, atol=1e-5, msg=name)
 
 
+@pytest.mark.parametrize(("mode", "channels"), [("hrda", NUM_CLASSES), ("fixed_attention", 1)])
+def test_branches_can_bring_the_attention_from_the_same_pass(mode: str, channels: int) -> None:
+    """Diagnostics read the branches and the attention together, as the separate calls do."""
+    model = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16), mode=mode, fixed_attention=0.25)
+    images = torch.randn(1, 3, 45, 70, generator=torch.Generator().manual_seed(4))
+    together = predict_full_image_branches(model, images, WINDOWS, attention=True)
+    alone = predict_full_image_branches(model, images, WINDOWS)
+    _, attention = predict_full_image_with_attention(model, images, WINDOWS)
+    assert list(together) == ["fused", "context", "detail", "attention"]
+    assert together["attention"].shape == (1, channels, 45, 70)
+    torch.testing.assert_close(together["attention"], attention)
+    for name, logits in alone.items():
+        torch.testing.assert_close(together[name], logits, msg=name)
+    single = HRDAModel(CellNet(), scale=2, detail_hw=(16, 16), mode="lr_only")
+    assert list(predict_full_image_branches(single, images, WINDOWS, attention=True)) == ["fused"]
+
+
 @pytest.mark.parametrize(
     ("mode", "attention"), [("hrda", True), ("hrda", False), ("lr_only", True)]
 )

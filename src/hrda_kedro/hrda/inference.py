@@ -156,6 +156,14 @@ def _all_branches(output: MultiResOutput) -> list[torch.Tensor]:
     return [output.fused, _on_grid_of(output.context, output.fused), output.detail]
 
 
+def _all_branches_and_attention(output: MultiResOutput) -> list[torch.Tensor]:
+    """:func:`_all_branches` and, where the model has one, the attention on their grid."""
+    branches = _all_branches(output)
+    if output.attention is None or len(branches) == 1:
+        return branches
+    return [*branches, _on_grid_of(output.attention, output.fused)]
+
+
 def predict_full_image(
     model: HRDAModel,
     images: torch.Tensor,
@@ -199,17 +207,27 @@ def predict_full_image_branches(
     model: HRDAModel,
     images: torch.Tensor,
     windows: SlidingWindows,
+    *,
+    attention: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Fused, LR-context-only and HR-detail-only logits ``(B, C, H, W)`` from one pass.
 
     One :meth:`HRDAModel.predict_window` call already computes all three, so evaluating the
     value of fusion costs one multi-resolution pass, not three. The ``context`` and
     ``detail`` logits equal :func:`predict_full_image` in ``lr_only`` / ``hr_only`` mode.
-    Models trained without one branch (``lr_only``, ``hr_only``) give ``fused`` only.
+    Models trained without one branch (``lr_only``, ``hr_only``) give ``fused`` only. With
+    ``attention``, models that have one also give it, stitched as
+    :func:`predict_full_image_with_attention` does (``(B, A, H, W)``), from the same pass.
     """
-    stitched = _stitched(model, _all_branches, images, windows)
-    branches = stitched.split(model.network.num_classes, dim=1)
-    return dict(zip(("fused", "context", "detail"), branches, strict=False))
+    outputs = _all_branches_and_attention if attention else _all_branches
+    stitched = _stitched(model, outputs, images, windows)
+    num_classes = model.network.num_classes
+    names = ("fused", "context", "detail")
+    logits = stitched[:, : len(names) * num_classes]
+    branches = dict(zip(names, logits.split(num_classes, dim=1), strict=False))
+    if stitched.shape[1] > logits.shape[1]:
+        branches["attention"] = stitched[:, logits.shape[1] :]
+    return branches
 
 
 def predict_full_image_labels(
