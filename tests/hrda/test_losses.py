@@ -199,19 +199,33 @@ def test_the_full_resolution_logits_are_not_kept_for_backward() -> None:
     assert max(t.numel() for t in saved) == 2 * 19 * 64 * 64  # what the plain one keeps
 
 
-def test_under_bf16_autocast_it_equals_the_plain_composition() -> None:
-    """bf16 logits: resized in bf16, the softmax in the dtype autocast picks for
-    ``F.cross_entropy``, the gradient back in bf16, each as for the plain composition."""
+@pytest.mark.parametrize("autocast", [True, False])
+@pytest.mark.parametrize("weights_kind", ["none", "pixel", "image"])
+@pytest.mark.parametrize("logits_hw", [(8, 16), (32, 64)])
+def test_bf16_logits_are_lost_in_float32_as_mmseg_force_fp32(
+    autocast: bool, weights_kind: str, logits_hw: tuple[int, int]
+) -> None:
+    """bf16 logits (a ``runtime.precision: bf16`` step computes its losses after the
+    autocast forward) get the loss of their float32 copy, as the official decode head's
+    ``force_fp32`` losses, and the gradient comes back in bf16. Before, a bf16 softmax
+    met the float32 pseudo-label weights in backward and every self-training step raised
+    a dtype error."""
     generator = torch.Generator().manual_seed(5)
-    logits = torch.randn(2, 19, 8, 16, generator=generator).bfloat16()
+    logits = torch.randn(2, 19, *logits_hw, generator=generator).bfloat16()
     labels = torch.randint(0, 19, (2, 32, 64), generator=generator)
+    labels[0, :3] = 255
+    weights = {
+        "none": None,
+        "pixel": torch.rand(2, 32, 64, generator=generator),
+        "image": torch.rand(2, generator=generator),
+    }[weights_kind]
     ours_in = logits.clone().requires_grad_()
     plain_in = logits.clone().requires_grad_()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        ours = pixel_cross_entropy(ours_in, labels)
-        plain = _plain_cross_entropy(plain_in, labels, None)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        ours = pixel_cross_entropy(ours_in, labels, weights)
+    plain = _plain_cross_entropy(plain_in.float(), labels, weights)
     ours.backward()
     plain.backward()
-    assert ours.dtype == plain.dtype and ours_in.grad.dtype == torch.bfloat16
+    assert ours.dtype == torch.float32 and ours_in.grad.dtype == torch.bfloat16
     assert torch.equal(ours, plain)
     assert torch.equal(ours_in.grad, plain_in.grad)

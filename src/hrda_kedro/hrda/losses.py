@@ -98,7 +98,9 @@ def pixel_cross_entropy(
     pixels; the official code divides by all pixels, which shrinks the loss of images with
     many ignored pixels. A batch with every pixel ignored gives 0 still attached to the
     graph (a zero gradient, no NaN). The full-resolution logits are not kept for backward
-    (:class:`_UpsampledCrossEntropy`).
+    (:class:`_UpsampledCrossEntropy`). Logits of a lower precision (bf16 autocast) are cast
+    to float32 first, as mmseg's ``force_fp32`` does for the official decode head's losses:
+    a softmax in bf16 loses the small probabilities, and its gradient met float32 weights.
     """
     if logits.dim() != 4 or labels.dim() != 3 or logits.shape[0] != labels.shape[0]:
         raise ValueError(
@@ -112,6 +114,7 @@ def pixel_cross_entropy(
             raise ValueError(
                 f"weights must be (B,) or (B, H, W) = {tuple(labels.shape)}, got {tuple(weights.shape)}"
             )
+    logits = logits.float()  # a no-op for float32 logits
     valid = labels != ignore_index
     # Ignored pixels weigh 0, as in F.cross_entropy's ignore_index; the weights get no gradient.
     scale = valid.to(logits.dtype) if weights is None else weights.detach() * valid

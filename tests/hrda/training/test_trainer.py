@@ -27,7 +27,10 @@ MODEL = {
 
 
 def _trainer(
-    params: TrainingConfig, target: torch.utils.data.Dataset | None = None, **kwargs: Any
+    params: TrainingConfig,
+    target: torch.utils.data.Dataset | None = None,
+    autocast_dtype: torch.dtype | None = None,
+    **kwargs: Any,
 ) -> Trainer:
     """Self-training (``params`` of the ``self_training`` group) when given a target."""
     model_params = parse(ModelConfig, MODEL, "model")
@@ -40,7 +43,7 @@ def _trainer(
         context_crop=model_params.hrda.context_crop,
         hr_loss_weight=model_params.hrda.hr_loss_weight,
         uda=params if target is not None else None,
-        setup=DeviceSetup(torch.device("cpu")),
+        setup=DeviceSetup(torch.device("cpu"), autocast_dtype=autocast_dtype),
         seed=3,
         progress_bar=False,
         **kwargs,
@@ -141,6 +144,24 @@ def test_offline_pseudo_labels_train_without_teacher(tmp_path: Path) -> None:
     assert all(np.isfinite(r["mix_fused"]) for r in result.history)
     # confidence 0.99 >= 0.968 everywhere, so only the border margins lose weight
     assert all(r["pseudo_weight"] > 0.5 for r in result.history)
+
+
+@pytest.mark.parametrize("mic", [False, True])
+def test_self_training_runs_under_bf16_autocast(mic: bool) -> None:
+    """``runtime.precision: bf16`` (the GPU default, allowed on a CPU): teacher, source,
+    mix and MIC passes under autocast, their losses in float32 and the weights kept in
+    float32. Every step raised a dtype error in the loss's backward before."""
+    params = parse(
+        SelfTrainingParams,
+        {**SELF_TRAINING, "iterations": 3, "mic": {"enabled": mic}},
+        "self_training",
+    )
+    trainer = _trainer(params, TinySegmentationSet(6, seed=2), autocast_dtype=torch.bfloat16)
+    history = trainer.run().history
+    assert len(history) == 3
+    terms = ["loss", "source_fused", "mix_fused"] + (["mic_fused"] if mic else [])
+    assert all(np.isfinite(r[term]) for r in history for term in terms)
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
 
 
 def test_loss_decreases_on_a_learnable_task() -> None:
