@@ -4,6 +4,7 @@ run the GPU's numerics before a user's GPU does."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -22,14 +23,20 @@ GPU_DEFAULTS = {
 
 
 @pytest.mark.slow
-def test_uda_and_the_exports_run_with_the_gpu_defaults(project_copy: Path) -> None:
+def test_uda_exports_and_predict_run_with_the_gpu_defaults(project_copy: Path) -> None:
     """The whole ``uda`` run (a self-training step raised a dtype error in the loss under
-    bf16 before), then both exports of its final model."""
+    bf16 before), then both exports and predict with its final model."""
     bootstrap_project(project_copy)
-    for pipeline in ["uda", "export", "export_onnx"]:
-        with KedroSession.create(project_path=project_copy, runtime_params=GPU_DEFAULTS) as session:
-            session.run(pipeline_names=[pipeline])
     data = project_copy / "data"
+    photos = data / "photos"
+    for pipeline in ["uda", "export", "export_onnx", "predict"]:
+        if pipeline == "predict":  # the drawn target-val images, as a user's photos
+            (photos / "sub").mkdir(parents=True)
+            for image in data.glob("01_raw/*/target_val/images/*.png"):
+                shutil.copy(image, photos / "sub" / image.name)
+        params = {**GPU_DEFAULTS, "predict": {"input_dir": str(photos)}}
+        with KedroSession.create(project_path=project_copy, runtime_params=params) as session:
+            session.run(pipeline_names=[pipeline])
     (table_path,) = data.glob("08_reporting/miou_table.csv/*/miou_table.csv")
     table = pd.read_csv(table_path)
     assert set(table["model"]) == {"source_only", "round_1", "round_2"}
@@ -39,6 +46,12 @@ def test_uda_and_the_exports_run_with_the_gpu_defaults(project_copy: Path) -> No
     assert all(
         tensor.dtype == torch.float32 for tensor in weights.values() if tensor.is_floating_point()
     )
+    assert len(list((photos / "sub").iterdir())) == 2  # the tests' target-val images
+    for kind in ["labels", "overlays"]:
+        written = sorted(
+            p.name for p in (data / "07_model_output/predict" / kind / "sub").iterdir()
+        )
+        assert written == sorted(p.name for p in (photos / "sub").iterdir())
     export = data / "06_models/export"
     assert {"config.json", "model.safetensors", "window_predictor.onnx"} <= {
         p.name for p in export.iterdir()
