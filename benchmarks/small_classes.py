@@ -12,7 +12,10 @@ windows its checkpoint records, as the run's evaluation used them) and prints, p
 class, the IoU, the share of ground-truth pixels and the share of predicted pixels. ``source_val``
 exists only for the embedded benchmark: fresh source images drawn by its generator after
 the last ``source_train`` index (never trained on), so that the source-only model's
-source-val vs. target-val mIoU measures the domain gap. Run it after ``kedro run
+source-val vs. target-val mIoU measures the domain gap. ``target_fresh`` (asked for with
+``--splits``) is the same for the target: fresh target images after the last ``target_val``
+index, drawn with the benchmark's whole shift, which no pipeline reads: more images than
+target-val's, for figures less at the mercy of a few images' small objects. Run it after ``kedro run
 --pipeline=uda`` in the project folder (``--project``, default: this repository), with the
 ``--env`` the project ran with: its parameters draw the fresh scenes, and a project whose
 benchmark they did not draw is refused.
@@ -35,7 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as common  # noqa: E402 - the benchmarks folder is not a package
 
 SMALL_CLASSES = ("pole", "traffic light", "traffic sign", "person", "rider")
-SPLITS = ("source_train", "source_val", "target_val")
+SPLITS = ("source_train", "source_val", "target_val", "target_fresh")
+DEFAULT_SPLITS = SPLITS[:3]
+# The fresh splits of the embedded benchmark: the drawn split they continue, and its domain.
+FRESH = {"source_val": ("source_train", "source"), "target_fresh": ("target_val", "target")}
 TABLE_COLUMNS = (
     "model", "split", "images", "miou", *(f"iou {c}" for c in SMALL_CLASSES),
     *(f"gt% {c}" for c in SMALL_CLASSES), *(f"pred% {c}" for c in SMALL_CLASSES),
@@ -58,23 +64,25 @@ def _catalog_name(model: str) -> str:
     return "source_only_model" if model == "source_only" else f"{model}.model"
 
 
-def _source_val(embedded: dict[str, Any], count: int) -> list[dict[str, Any]]:
-    """Fresh source images of the embedded benchmark, after the last source_train index."""
+def _fresh(embedded: dict[str, Any], split: str, count: int) -> list[dict[str, Any]]:
+    """``count`` fresh images of the embedded benchmark for the fresh ``split`` (:data:`FRESH`):
+    the generator's images after the last index of the drawn split it continues."""
     import torch
 
     from hrda_kedro.data.streets import StreetsConfig, image_rng, render_street
 
-    first = embedded["sizes"]["source_train"]
+    drawn, domain = FRESH[split]
+    first = embedded["sizes"][drawn]
     items = []
     for index in range(first, first + count):
-        rng = image_rng(embedded["seed"], "source_train", index)
         image, label = render_street(
-            "source",
+            domain,
             embedded["height"],
             embedded["width"],
-            rng,
+            image_rng(embedded["seed"], drawn, index),
             embedded["domain_shift"],
             embedded.get("focal", StreetsConfig.focal),
+            embedded.get("pixel_level_shift", StreetsConfig.pixel_level_shift),
         )
         items.append(
             {
@@ -115,9 +123,11 @@ def measure(
     env: str | None = None,
     *,
     branches: bool = False,
+    splits: Sequence[str] = DEFAULT_SPLITS,
 ) -> list[dict[str, Any]]:
-    """Load the project's data and ``models`` through its Kedro catalog (``env``: the
-    environment it ran with), then :func:`score`."""
+    """Load the project's ``splits`` and ``models`` through its Kedro catalog (``env``: the
+    environment it ran with), then :func:`score`. The fresh splits exist for the embedded
+    benchmark only."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
@@ -129,10 +139,12 @@ def measure(
         data: dict[str, Any] = {
             split: labelled_dataset(catalog.load(f"{split}_manifest"))
             for split in ("source_train", "target_val")
+            if split in splits
         }
-        datasets = catalog.load("params:ingestion_datasets")
-        if datasets["source_train"]["kind"] == "embedded":
-            data["source_val"] = _source_val(drawn_embedded(catalog, project), images)
+        embedded = catalog.load("params:ingestion_datasets")["source_train"]["kind"] == "embedded"
+        for split in FRESH:
+            if split in splits and embedded:
+                data[split] = _fresh(drawn_embedded(catalog, project), split, images)
         data = {split: data[split] for split in SPLITS if split in data}
         checkpoints = {model_label(m): model_checkpoint(catalog, project, m) for m in models}
     return score(checkpoints, data, images, branches=branches)
@@ -301,12 +313,25 @@ def main(argv: list[str] | None = None) -> int:
         help="also the context's and the detail's IoU and the attention's detail weight on "
         "each small class (models with both branches)",
     )
+    parser.add_argument(
+        "--splits",
+        default=",".join(DEFAULT_SPLITS),
+        help=f"comma list out of {', '.join(SPLITS)} (target_fresh: fresh target images "
+        "after target-val's, embedded benchmark only)",
+    )
     common.add_threads_option(parser)
     common.add_out_option(parser)
     args = parser.parse_args(argv)
+    splits = common.comma_list(args.splits)
+    if unknown := sorted(set(splits) - set(SPLITS)):
+        parser.error(
+            f"--splits: unknown {', '.join(unknown)}; expected some of {', '.join(SPLITS)}"
+        )
     common.set_threads(args.threads)
     models = common.comma_list(args.models)
-    rows = measure(args.project.resolve(), models, args.images, args.env, branches=args.branches)
+    rows = measure(
+        args.project.resolve(), models, args.images, args.env, branches=args.branches, splits=splits
+    )
     info = common.machine_info("cpu")
     for row in rows:
         row.update({"project": str(args.project), **info})

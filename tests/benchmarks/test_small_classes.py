@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from hrda_kedro.data.streets import image_rng, render_street
 from hrda_kedro.hrda import inference
@@ -23,7 +24,15 @@ def _script():
     return load_script("small_classes")
 
 
-def test_source_val_draws_fresh_source_images_after_the_training_split() -> None:
+@pytest.mark.parametrize(
+    ("split", "drawn", "domain"),
+    [("source_val", "source_train", "source"), ("target_fresh", "target_val", "target")],
+)
+def test_fresh_splits_draw_unseen_images_after_the_drawn_split(
+    split: str, drawn: str, domain: str
+) -> None:
+    """source_val: fresh source images after source_train's (never trained on);
+    target_fresh: fresh target images after target_val's, with the whole shift."""
     embedded = {
         "seed": 0,
         "height": 64,
@@ -31,21 +40,18 @@ def test_source_val_draws_fresh_source_images_after_the_training_split() -> None
         "domain_shift": 0.6,
         "sizes": {"source_train": 3, "target_train": 2, "target_val": 2},
     }
-    items = _script()._source_val(embedded, 2)
+    items = _script()._fresh(embedded, split, 2)
     assert len(items) == 2
-    trained = [
-        render_street("source", 64, 128, image_rng(0, "source_train", i), 0.6)[0] for i in range(3)
-    ]
+    size = embedded["sizes"][drawn]
+    seen = [render_street(domain, 64, 128, image_rng(0, drawn, i), 0.6)[0] for i in range(size)]
     for offset, item in enumerate(items):
         assert item["image"].dtype == torch.uint8 and item["image"].shape == (3, 64, 128)
         assert item["label"].dtype == torch.int64 and item["label"].shape == (64, 128)
-        # The generator's image for the index right after source_train: same domain, unseen.
-        image, label = render_street(
-            "source", 64, 128, image_rng(0, "source_train", 3 + offset), 0.6
-        )
+        # The generator's image for the index right after the drawn split: same domain, unseen.
+        image, label = render_street(domain, 64, 128, image_rng(0, drawn, size + offset), 0.6)
         assert np.array_equal(item["image"].permute(1, 2, 0).numpy(), image)
         assert np.array_equal(item["label"].numpy(), label)
-        assert not any(np.array_equal(image, seen) for seen in trained)
+        assert not any(np.array_equal(image, other) for other in seen)
 
 
 @pytest.mark.usefixtures("one_thread")
@@ -204,3 +210,30 @@ def test_the_detail_weight_of_a_class_is_read_from_its_own_attention_channel() -
     tally._add_detail_weight(torch.full((1, 2, 3), 0.5), label)  # a single map
     # pole: (0.05 * 2 + 0.5 * 2), traffic light: 0.06 + 0.5, sign: none, person: 0.11 + 0.5
     assert tally.weight_sums.tolist() == pytest.approx([1.1, 0.56, 0.0, 0.61, 0.0])
+
+
+@pytest.mark.parametrize("pixel_level_shift", [True, False])
+def test_fresh_target_images_are_what_ingestion_would_draw_next(
+    tmp_path: Path, pixel_level_shift: bool
+) -> None:
+    """target_fresh continues target_val exactly as ingestion draws it (camera, whole
+    shift), so its figures are target-val's on more images."""
+    from hrda_kedro.data.streets import StreetsConfig, _write_one
+
+    embedded = {
+        "seed": 4, "height": 64, "width": 128, "domain_shift": 0.6, "focal": 1.1,
+        "pixel_level_shift": pixel_level_shift,
+        "sizes": {"source_train": 3, "target_train": 2, "target_val": 2},
+    }  # fmt: skip
+    config = StreetsConfig(
+        seed=4, height=64, width=128, domain_shift=0.6, focal=1.1,
+        pixel_level_shift=pixel_level_shift,
+    )  # fmt: skip
+    for split in ("images", "labels"):
+        (tmp_path / "target_val" / split).mkdir(parents=True)
+    _write_one(tmp_path, config, "target_val", 2)
+    (item,) = _script()._fresh(embedded, "target_fresh", 1)
+    drawn = np.asarray(Image.open(tmp_path / "target_val/images/00002.png"))
+    label = np.asarray(Image.open(tmp_path / "target_val/labels/00002.png"))
+    assert np.array_equal(item["image"].permute(1, 2, 0).numpy(), drawn)
+    assert np.array_equal(item["label"].numpy(), label)
