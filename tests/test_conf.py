@@ -10,6 +10,7 @@ from kedro.config import OmegaConfigLoader
 from hrda_kedro.hooks import validate_run_parameters
 from hrda_kedro.hrda.model_config import ModelConfig
 from hrda_kedro.params import PARAMETER_GROUPS, ParameterError, SelfTrainingParams, parse
+from hrda_kedro.pipelines.ablations.nodes import variant_groups
 from hrda_kedro.run_config import CONFIG_LOADER_ARGS
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -164,7 +165,15 @@ def test_the_cityscapes_camera_environment_changes_the_camera_and_the_study_reci
     # soft merge: the rest of the study and of the benchmark is conf/base's
     assert camera["ablations"]["variants"] == base["ablations"]["variants"]
     assert camera["ablations"]["seeds"] == base["ablations"]["seeds"]
-    for key in ("domain_shift", "sizes", "height", "width", "pixel_level_shift"):
+    for key in ("domain_shift", "height", "width", "pixel_level_shift"):
         assert embedded[key] == base["ingestion"]["embedded"][key]
+    # 200 target-val images (the first 40 are the 40 of conf/base's sizes at this camera):
+    # the study evaluates them all, the uda run its first 40, as before
+    base_sizes = base["ingestion"]["embedded"]["sizes"]
+    assert embedded["sizes"] == {**base_sizes, "target_val": 200} and base_sizes["target_val"] == 40
+    assert camera["evaluation"] == {**base["evaluation"], "max_images": 40}
+    assert base["evaluation"]["max_images"] is None
+    for variant in camera["ablations"]["variants"]:
+        assert variant_groups(camera, variant)["evaluation"]["max_images"] is None
     for group in ("model", "warmup", "self_training"):
         assert camera[group] == base[group]
