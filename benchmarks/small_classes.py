@@ -93,6 +93,25 @@ def _fresh(embedded: dict[str, Any], split: str, count: int) -> list[dict[str, A
     return items
 
 
+def fresh_splits(datasets: dict[str, Any], splits: Sequence[str]) -> list[str]:
+    """The fresh splits of ``splits`` that the project's data can give: the embedded
+    benchmark's. ``source_val`` (a default) is left out for other data; ``target_fresh``,
+    asked for by name, stops with the reason."""
+    found = []
+    for split, (drawn, _) in FRESH.items():
+        if split not in splits:
+            continue
+        kind = datasets[drawn]["kind"]
+        if kind == "embedded":
+            found.append(split)
+        elif split not in DEFAULT_SPLITS:
+            raise SystemExit(
+                f"--splits {split}: fresh images exist for the embedded benchmark only; "
+                f"the project's {drawn} is {kind!r}"
+            )
+    return found
+
+
 def drawn_embedded(catalog: Any, project: Path) -> dict[str, Any]:
     """The project's ``ingestion.embedded`` parameters, if they drew the benchmark in its
     folder.
@@ -127,7 +146,7 @@ def measure(
 ) -> list[dict[str, Any]]:
     """Load the project's ``splits`` and ``models`` through its Kedro catalog (``env``: the
     environment it ran with), then :func:`score`. The fresh splits exist for the embedded
-    benchmark only."""
+    benchmark only: ``source_val`` is left out for other data, ``target_fresh`` stops."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
@@ -141,10 +160,8 @@ def measure(
             for split in ("source_train", "target_val")
             if split in splits
         }
-        embedded = catalog.load("params:ingestion_datasets")["source_train"]["kind"] == "embedded"
-        for split in FRESH:
-            if split in splits and embedded:
-                data[split] = _fresh(drawn_embedded(catalog, project), split, images)
+        for split in fresh_splits(catalog.load("params:ingestion_datasets"), splits):
+            data[split] = _fresh(drawn_embedded(catalog, project), split, images)
         data = {split: data[split] for split in SPLITS if split in data}
         checkpoints = {model_label(m): model_checkpoint(catalog, project, m) for m in models}
     return score(checkpoints, data, images, branches=branches)

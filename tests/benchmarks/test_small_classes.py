@@ -237,3 +237,19 @@ def test_fresh_target_images_are_what_ingestion_would_draw_next(
     label = np.asarray(Image.open(tmp_path / "target_val/labels/00002.png"))
     assert np.array_equal(item["image"].permute(1, 2, 0).numpy(), drawn)
     assert np.array_equal(item["label"].numpy(), label)
+
+
+def test_fresh_splits_come_from_the_embedded_benchmark_only() -> None:
+    """source_val is quietly left out for other data (it is a default); target_fresh,
+    asked for by name, stops naming the split and the data's kind."""
+    script = _script()
+    embedded = {"source_train": {"kind": "embedded"}, "target_val": {"kind": "embedded"}}
+    assert script.fresh_splits(embedded, ["source_val", "target_fresh"]) == [
+        "source_val",
+        "target_fresh",
+    ]
+    assert script.fresh_splits(embedded, ["target_val"]) == []
+    real = {"source_train": {"kind": "gta5"}, "target_val": {"kind": "cityscapes"}}
+    assert script.fresh_splits(real, script.DEFAULT_SPLITS) == []
+    with pytest.raises(SystemExit, match="--splits target_fresh: .*target_val is 'cityscapes'"):
+        script.fresh_splits(real, ["target_val", "target_fresh"])

@@ -21,6 +21,8 @@ class _UpsampledCrossEntropy(torch.autograd.Function):
     size outlives forward, and backward recomputes them one image at a time. Every value
     goes through the operators autograd runs for the plain composition, in the same order,
     so the loss and the gradient are the same bit for bit (``tests/hrda/test_losses.py``).
+    The logits are float32 (or wider): :func:`pixel_cross_entropy` casts bf16 ones, so every
+    step computes in the logits' own dtype, autocast or not.
     """
 
     @staticmethod
@@ -41,7 +43,6 @@ class _UpsampledCrossEntropy(torch.autograd.Function):
             )
             for image in range(logits.shape[0])
         ]
-        ctx.log_dtype = losses[0].dtype  # that of its log-softmax (float32 under autocast)
         # Ignored pixels have a zero gradient (scale 0); any class index serves them.
         ctx.save_for_backward(logits, torch.where(labels == ignore_index, 0, labels), scale)
         return torch.cat(losses) * scale
@@ -55,14 +56,14 @@ class _UpsampledCrossEntropy(torch.autograd.Function):
         size = labels.shape[-2:]
         grads = []
         for image in range(logits.shape[0]):
-            log_probs = _log_probs(logits[image : image + 1], size, ctx.log_dtype)
+            log_probs = _log_probs(logits[image : image + 1], size)
             # NLL's backward: minus the pixel's gradient at its label, 0 elsewhere.
             one_hot = torch.zeros_like(log_probs).scatter_(
                 1, labels[image : image + 1, None], -per_pixel[image : image + 1, None]
             )
             grad_hr = torch.ops.aten._log_softmax_backward_data(
                 one_hot, log_probs, 1, log_probs.dtype
-            ).to(logits.dtype)
+            )
             del one_hot, log_probs
             if size != logits.shape[-2:]:
                 grad_hr = torch.ops.aten.upsample_bilinear2d_backward(
@@ -72,9 +73,9 @@ class _UpsampledCrossEntropy(torch.autograd.Function):
         return torch.cat(grads), None, None, None
 
 
-def _log_probs(logits: torch.Tensor, size: torch.Size, dtype: torch.dtype) -> torch.Tensor:
-    """What ``F.cross_entropy`` computes first: log-softmax of the resized logits in ``dtype``."""
-    return torch.log_softmax(_resized(logits, size).to(dtype), dim=1)
+def _log_probs(logits: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    """What ``F.cross_entropy`` computes first: log-softmax of the resized logits."""
+    return torch.log_softmax(_resized(logits, size), dim=1)
 
 
 def _resized(logits: torch.Tensor, size: torch.Size) -> torch.Tensor:
@@ -114,7 +115,8 @@ def pixel_cross_entropy(
             raise ValueError(
                 f"weights must be (B,) or (B, H, W) = {tuple(labels.shape)}, got {tuple(weights.shape)}"
             )
-    logits = logits.float()  # a no-op for float32 logits
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
     valid = labels != ignore_index
     # Ignored pixels weigh 0, as in F.cross_entropy's ignore_index; the weights get no gradient.
     scale = valid.to(logits.dtype) if weights is None else weights.detach() * valid
