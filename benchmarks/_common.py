@@ -489,13 +489,19 @@ def run_rounds(
     grid: dict[str, Sequence[Any]],
     rounds: int,
     timeout: float,
+    keep: Callable[[dict[str, Any]], bool] | None = None,
 ) -> tuple[dict[tuple[Any, ...], list[dict[str, Any]]], dict[str, Any]]:
     """Every point of ``grid`` (config key -> its values) on top of ``shared`` in a fresh
-    worker, all of them ``rounds`` times, interleaved (against a drifting, shared machine).
+    worker, all of them ``rounds`` times, interleaved (against a drifting, shared machine);
+    with ``keep``, only the points (key -> value) it accepts.
 
     Returns the point (its values, in the grid's key order) -> its results, and the last
     good result (it names the machine; empty when every worker failed)."""
-    points = list(itertools.product(*grid.values()))
+    points = [
+        point
+        for point in itertools.product(*grid.values())
+        if keep is None or keep(dict(zip(grid, point, strict=True)))
+    ]
     runs: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     info: dict[str, Any] = {}
     for _ in range(rounds):

@@ -12,7 +12,9 @@ Phases (the project's CPU configuration, random weights, synthetic 256x512 image
   ``predict_full_image`` with ``window_batch`` windows per call, then softmax and argmax;
 - ``evaluate``: ``predict_full_image_branches`` (fused, context, detail) per image;
 - ``train``: ``--train-steps`` self-training steps of HRDA (teacher, source, mix, AdamW,
-  EMA) as training runs them, ``Trainer.run`` with its batch-prefetch thread.
+  EMA) as training runs them, ``Trainer.run`` with its batch-prefetch thread; with
+  ``--teacher-thread on`` (the project's ``runtime.teacher_thread``) the EMA teacher
+  predicts in a thread of its own beside the source pass, ``off`` after it.
 
 ``--wait-policy`` compares how idle OpenMP threads wait (libgomp, torch's pip wheels):
 ``brief`` (what the project sets, see ``hrda_kedro/__init__.py``: spin 1000 rounds, about
@@ -56,7 +58,7 @@ PHASES = ("materialize", "evaluate", "train")
 # work next to the step is part of what a busy CPU does to it.
 TRAIN_STEPS_PER_UNIT = 5
 TABLE_COLUMNS = (
-    "phase", "threads", "wait_policy", "load", "quiet_s", "loaded_s", "slowdown", "fair_slowdown",
+    "phase", "teacher_thread", "threads", "wait_policy", "load", "quiet_s", "loaded_s", "slowdown", "fair_slowdown",
     "quiet_nvcsw", "loaded_nvcsw", "loaded_nivcsw", "loadavg",
 )  # fmt: skip
 CSV_COLUMNS = (
@@ -96,7 +98,7 @@ LOAD_SETTLE_S = 0.5
 # --------------------------------------------------------------------------- worker
 
 
-def _phase(name: str, train_steps: int) -> Any:
+def _phase(name: str, train_steps: int, teacher_thread: str = "on") -> Any:
     """One unit of the phase's work, as a callable."""
     import torch
     import train_step
@@ -110,6 +112,7 @@ def _phase(name: str, train_steps: int) -> Any:
             "context": (256, 256),
             "detail": (128, 128),
             "channels_last": False,
+            "teacher_thread": teacher_thread,
         }
         trainer = train_step.uda_trainer(cfg, "uda_hrda", torch.device("cpu"), None)
 
@@ -161,7 +164,7 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
     """Alternate quiet and loaded units; the paused load processes are ``cfg["load_pids"]``."""
     common.apply_host_memory("keep")
     common.set_threads(cfg["threads"])
-    unit = _phase(cfg["phase"], cfg["train_steps"])
+    unit = _phase(cfg["phase"], cfg["train_steps"], cfg["teacher_thread"])
     pids = cfg["load_pids"]
     for _ in range(cfg["warmup"]):
         unit()
@@ -284,6 +287,13 @@ def _parser() -> argparse.ArgumentParser:
         dest="train_steps",
         help="self-training steps per unit of the train phase",
     )
+    parser.add_argument(
+        "--teacher-thread",
+        default="on",
+        dest="teacher_thread",
+        help="on | off | on,off: the train phase's EMA teacher in a thread of its own beside the "
+        "source pass (runtime.teacher_thread, the project's default: on)",
+    )
     common.add_worker_options(parser, timeout=1800, timeout_help="seconds per worker")
     return parser
 
@@ -300,21 +310,26 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.pop("GOMP_SPINCOUNT", None)  # each policy sets its own (see WAIT_POLICIES)
     if unknown := [p for p in policies if _policy_env(p) is None]:
         raise SystemExit(f"unknown wait policy: {unknown}")
+    modes = common.comma_list(args.teacher_thread)
+    if not modes or not set(modes) <= {"on", "off"}:
+        raise SystemExit(f"--teacher-thread: expected on, off or on,off; got {args.teacher_thread}")
     settings = [
-        (threads, phase, policy)
+        (threads, phase, policy, mode)
         for threads in (int(t) for t in args.threads.split(","))
         for phase in phases
         for policy in policies
+        for mode in (modes if phase == "train" else modes[:1])
     ]
     load = _start_load(args.load_kind, args.load)
     try:
-        for threads, phase, policy in settings:
+        for threads, phase, policy, mode in settings:
             cfg = {"phase": phase, "threads": threads, "repeats": args.repeats,
                    "warmup": args.warmup, "train_steps": args.train_steps,
-                   "load_pids": [p.pid for p in load]}  # fmt: skip
+                   "teacher_thread": mode, "load_pids": [p.pid for p in load]}  # fmt: skip
             result = common.run_worker(Path(__file__), cfg, args.timeout, _policy_env(policy))
             _signal_load([p.pid for p in load], signal.SIGSTOP)  # a killed worker's load
             row = _row(args, phase, threads, policy, competing, result)
+            row["teacher_thread"] = mode if phase == "train" else ""
             info = result if "error" not in result else info
             rows.append(row)
     finally:

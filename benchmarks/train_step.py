@@ -41,9 +41,11 @@ what this hardware reaches; ``peak_share`` is the share of a data-sheet ``--peak
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "embed_dim": 64, "steps": 10, "warmup": 2, "uda": False,
 }  # fmt: skip
 TABLE_COLUMNS = (
-    "precision", "variant", "network_input", "median_s", "min_s", "peak_mb", "step_mem_mb",
+    "precision", "variant", "teacher_thread", "network_input", "median_s", "min_s", "peak_mb", "step_mem_mb",
     "gflop", "tflops", "matmul_share", "conv_share", "peak_share", "first_step_s",
 )  # fmt: skip
 CSV_COLUMNS = (
@@ -223,7 +225,12 @@ def uda_trainer(cfg: dict[str, Any], variant: str, device: Any, dtype: Any) -> A
         },
         "self_training",
     )
-    setup = DeviceSetup(device, autocast_dtype=dtype, channels_last=cfg["channels_last"])
+    setup = DeviceSetup(
+        device,
+        autocast_dtype=dtype,
+        channels_last=cfg["channels_last"],
+        teacher_thread=cfg.get("teacher_thread", "on") == "on",
+    )
     trainer = Trainer(
         model,
         params,
@@ -241,13 +248,21 @@ def uda_trainer(cfg: dict[str, Any], variant: str, device: Any, dtype: Any) -> A
 
 
 def _uda_step(cfg: dict[str, Any], variant: str, device: Any, dtype: Any) -> Any:
-    """One ``Trainer.step`` of :func:`uda_trainer` on a fixed batch."""
+    """One ``Trainer.step`` of :func:`uda_trainer` on a fixed batch; ``in_sequence`` runs
+    the teacher after the source pass whatever ``--teacher-thread`` says (the FLOP counter
+    sees only its own thread's operators)."""
     trainer = uda_trainer(cfg, variant, device, dtype)
     source = trainer.source_stream.next_batch()
     target = trainer.target_stream.next_batch()
+    sequential = dataclasses.replace(trainer.setup, teacher_thread=False)
 
-    def step() -> None:
-        trainer.step(source, target)
+    def step(in_sequence: bool = False) -> None:
+        setup = trainer.setup
+        trainer.setup = sequential if in_sequence else setup
+        try:
+            trainer.step(source, target)
+        finally:
+            trainer.setup = setup
         trainer.iteration += 1
 
     return step
@@ -284,7 +299,8 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
     measured = common.timed_with_memory(
         step_timing_the_first, device, cfg["warmup"], cfg["steps"], extra="step_mem_mb"
     )
-    flops, flops_per_op = common.count_flops(step)
+    counted = partial(step, in_sequence=True) if variant.startswith("uda_") else step
+    flops, flops_per_op = common.count_flops(counted)
     peaks = common.measured_peaks(device, dtype)
     profile = _profile_table(step, device, cfg["profile"]) if cfg["profile"] else ""
     return {
@@ -378,6 +394,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     uda.add_argument("--no-uda", action="store_false", dest="uda")
     parser.add_argument(
+        "--teacher-thread",
+        default="on",
+        dest="teacher_thread",
+        help="on | off | on,off: the self-training rows' EMA teacher predicts in a thread of its "
+        "own beside the source pass (runtime.teacher_thread; CPU, 2+ threads; default on)",
+    )
+    parser.add_argument(
         "--mic",
         action="store_true",
         help="with --uda, also time the HRDA self-training step with MIC (uda_hrda_mic)",
@@ -427,28 +450,49 @@ def _ratio(a: float | None, b: float | None) -> float:
 def _ratio_notes(rows: list[dict[str, Any]]) -> list[str]:
     notes = []
     for precision in dict.fromkeys(r["precision"] for r in rows):
-        by = {r["variant"]: r for r in rows if r["precision"] == precision and not r.get("error")}
-        for prefix in ("", "uda_"):
-            hrda = by.get(f"{prefix}hrda")
-            if hrda is None:
-                continue
-            for other, goal in (("naive_hr", " (goal <= 0.6x)"), ("lr_only", "")):
-                ref = by.get(f"{prefix}{other}")
-                if ref is None:
-                    continue
+        good = [r for r in rows if r["precision"] == precision and not r.get("error")]
+        plain = {r["variant"]: r for r in good if not r["teacher_thread"]}
+        modes = list(dict.fromkeys(r["teacher_thread"] for r in good if r["teacher_thread"]))
+        notes += _hrda_ratios(precision, "", plain, "")
+        for mode in modes:
+            by = {r["variant"]: r for r in good if r["teacher_thread"] == mode}
+            label = f" (teacher thread {mode})" if len(modes) > 1 else ""
+            notes += _hrda_ratios(precision, "uda_", by, label)
+            mic, hrda = (by.get(v) for v in ("uda_hrda_mic", "uda_hrda"))
+            if mic is not None and hrda is not None:
                 notes.append(
-                    f"{precision} {prefix}hrda / {prefix}{other}: time "
-                    f"{_ratio(hrda['median_s'], ref['median_s']):.2f}x, peak "
-                    f"{_ratio(hrda['peak_mb'], ref['peak_mb']):.2f}x, step memory "
-                    f"{_ratio(hrda['step_mem_mb'], ref['step_mem_mb']):.2f}x{goal}"
+                    f"{precision} uda_hrda_mic / uda_hrda (the cost of MIC){label}: time "
+                    f"{_ratio(mic['median_s'], hrda['median_s']):.2f}x, peak "
+                    f"{_ratio(mic['peak_mb'], hrda['peak_mb']):.2f}x, step memory "
+                    f"{_ratio(mic['step_mem_mb'], hrda['step_mem_mb']):.2f}x"
                 )
-        mic, hrda = (by.get(v) for v in ("uda_hrda_mic", "uda_hrda"))
-        if mic is not None and hrda is not None:
+        if {"on", "off"} <= set(modes):
+            on = {r["variant"]: r for r in good if r["teacher_thread"] == "on"}
+            off = {r["variant"]: r for r in good if r["teacher_thread"] == "off"}
+            for variant in on.keys() & off.keys():
+                notes.append(
+                    f"{precision} {variant}, teacher thread on / off: time "
+                    f"{_ratio(on[variant]['median_s'], off[variant]['median_s']):.2f}x"
+                )
+    return notes
+
+
+def _hrda_ratios(
+    precision: str, prefix: str, by: dict[str, dict[str, Any]], label: str
+) -> list[str]:
+    """HRDA's time and memory against naive HR and LR-only among the rows ``by`` variant."""
+    hrda = by.get(f"{prefix}hrda")
+    if hrda is None:
+        return []
+    notes = []
+    for other, goal in (("naive_hr", " (goal <= 0.6x)"), ("lr_only", "")):
+        ref = by.get(f"{prefix}{other}")
+        if ref is not None:
             notes.append(
-                f"{precision} uda_hrda_mic / uda_hrda (the cost of MIC): time "
-                f"{_ratio(mic['median_s'], hrda['median_s']):.2f}x, peak "
-                f"{_ratio(mic['peak_mb'], hrda['peak_mb']):.2f}x, step memory "
-                f"{_ratio(mic['step_mem_mb'], hrda['step_mem_mb']):.2f}x"
+                f"{precision} {prefix}hrda / {prefix}{other}{label}: time "
+                f"{_ratio(hrda['median_s'], ref['median_s']):.2f}x, peak "
+                f"{_ratio(hrda['peak_mb'], ref['peak_mb']):.2f}x, step memory "
+                f"{_ratio(hrda['step_mem_mb'], ref['step_mem_mb']):.2f}x{goal}"
             )
     return notes
 
@@ -471,16 +515,24 @@ def main(argv: list[str] | None = None) -> int:
               "host_memory": args.host_memory, "threads": args.threads,
               "compile": args.compile, "profile": args.profile,
               "hr_window_batch": args.hr_window_batch}  # fmt: skip
-    grid = {"precision": precisions, "variant": variants}  # rounds interleave the variants
-    runs, info = common.run_rounds(Path(__file__), shared, grid, args.rounds, args.timeout)
+    modes = common.comma_list(args.teacher_thread)
+    if not set(modes) <= {"on", "off"}:
+        raise SystemExit(f"--teacher-thread: expected on, off or on,off; got {args.teacher_thread}")
+    # rounds interleave the variants; the teacher thread only concerns the self-training rows
+    grid = {"precision": precisions, "variant": variants, "teacher_thread": modes}
+    runs, info = common.run_rounds(
+        Path(__file__), shared, grid, args.rounds, args.timeout,
+        keep=lambda point: point["variant"].startswith("uda_") or point["teacher_thread"] == modes[0],
+    )  # fmt: skip
     rows = []
-    for (precision, variant), results in runs.items():
+    for (precision, variant, mode), results in runs.items():
         network_input, description = _describe(
             variant, settings["context"], settings["detail"], settings["scale"]
         )
         row: dict[str, Any] = {
             "precision": precision,
             "variant": variant,
+            "teacher_thread": mode if variant.startswith("uda_") else "",
             "network_input": network_input,
             "description": description,
             "encoder": settings["encoder"],
@@ -522,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     notes += [
         f"\nprofile of one {variant} step ({precision}):\n{result['profile']}"
-        for (precision, variant), results in runs.items()
+        for (precision, variant, _), results in runs.items()
         for result in results[:1]
         if result.get("profile")
     ]

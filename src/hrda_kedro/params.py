@@ -195,6 +195,7 @@ class RuntimeParams(Config):
     progress_bar: bool = True
     matmul_precision: Literal["highest", "high", "medium"] = "high"
     keep_freed_host_memory: bool = True
+    teacher_thread: bool = True
 
     def validate(self) -> None:
         ok = self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")

@@ -37,7 +37,7 @@ def test_load_is_paused_for_quiet_units_and_resumed_for_loaded_ones(monkeypatch)
     pid = load[0].pid
     seen: list[str] = []
     monkeypatch.setattr(
-        busy_cpu, "_phase", lambda name, steps: lambda: seen.append(_settled_state(pid))
+        busy_cpu, "_phase", lambda name, steps, mode: lambda: seen.append(_settled_state(pid))
     )
     monkeypatch.setattr(busy_cpu, "LOAD_SETTLE_S", 0.05)
     try:
@@ -49,6 +49,7 @@ def test_load_is_paused_for_quiet_units_and_resumed_for_loaded_ones(monkeypatch)
                 "repeats": 3,
                 "warmup": 1,
                 "train_steps": 5,
+                "teacher_thread": "on",
                 "load_pids": [pid],
             }  # fmt: skip
         )

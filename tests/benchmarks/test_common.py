@@ -68,3 +68,23 @@ def test_pooled_rounds_keep_the_first_error_and_pool_the_good_times() -> None:
     }
     assert common.pooled([{"error": "x"}], ("cpu",), ("peak_mb",)) == {"error": "x"}
     assert common.exit_code([{"a": 1}, fields]) == 1 and common.exit_code([{"a": 1}]) == 0
+
+
+def test_rounds_run_only_the_kept_points_interleaved(monkeypatch) -> None:
+    """``keep`` drops grid points (the teacher thread only concerns the self-training rows)
+    and every round still runs the kept points in grid order."""
+    started: list[tuple[str, str]] = []
+
+    def worker(script, config, timeout):
+        started.append((config["variant"], config["mode"]))
+        return {"times_s": [1.0]}
+
+    monkeypatch.setattr(common, "run_worker", worker)
+    grid = {"variant": ["hrda", "uda_hrda"], "mode": ["on", "off"]}
+    runs, _ = common.run_rounds(
+        Path("x.py"), {}, grid, rounds=2, timeout=1,
+        keep=lambda p: p["variant"].startswith("uda_") or p["mode"] == "on",
+    )  # fmt: skip
+    kept = [("hrda", "on"), ("uda_hrda", "on"), ("uda_hrda", "off")]
+    assert list(runs) == kept
+    assert started == kept * 2

@@ -37,4 +37,5 @@ def resolve_device(runtime: RuntimeParams, rank: int = 0) -> DeviceSetup:
         device=device,
         autocast_dtype=torch.bfloat16 if precision == "bf16" else None,
         channels_last=channels_last,
+        teacher_thread=runtime.teacher_thread and not on_gpu,
     )

@@ -13,11 +13,14 @@ from hrda_kedro.hrda import normalize
 
 @dataclass
 class DeviceSetup:
-    """The device, the autocast dtype (None: fp32) and the memory layout of images."""
+    """The device, the autocast dtype (None: fp32), the memory layout of images, and
+    whether a CPU self-training step runs the EMA teacher in a thread of its own next to
+    the source pass (:mod:`hrda_kedro.hrda.training.teacher_thread`; ignored on a GPU)."""
 
     device: torch.device
     autocast_dtype: torch.dtype | None = None
     channels_last: bool = False
+    teacher_thread: bool = False
 
     def autocast(self) -> Any:
         if self.autocast_dtype is None:

@@ -7,7 +7,8 @@ Per step, on the device and without host synchronisation (:meth:`Trainer.step`):
 1. ``source_loss``: source HRDA crops -> multi-resolution forward -> HRDA loss (+ feature
    distance);
 2. with self-training: ``teacher_pseudo_labels`` of the target crop (EMA teacher, or the
-   materialized ones), ``mixed_target_loss`` (ClassMix, strong augmentation, pixel-weighted
+   materialized ones; on a CPU the EMA teacher's run next to step 1, in a thread of its
+   own: :mod:`hrda_kedro.hrda.training.teacher_thread`), ``mixed_target_loss`` (ClassMix, strong augmentation, pixel-weighted
    HRDA loss) and, with MIC, ``masked_consistency_loss``;
 3. ``optimizer_update``: AdamW step, lr schedule step.
 
@@ -21,6 +22,7 @@ The loop around the step (resume, history, checkpoints) is
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -31,7 +33,7 @@ from torch.profiler import record_function
 
 from hrda_kedro.hrda.model import HRDAModel
 from hrda_kedro.hrda.networks.base import SegmentationNetwork
-from hrda_kedro.hrda.training import loop
+from hrda_kedro.hrda.training import loop, teacher_thread
 from hrda_kedro.hrda.training.config import TrainingConfig
 from hrda_kedro.hrda.training.devices import DeviceSetup
 from hrda_kedro.hrda.training.distributed import (
@@ -69,6 +71,10 @@ class StageResult:
     teacher: dict[str, torch.Tensor] | None
     history: list[dict[str, float]] = field(default_factory=list)
     iterations: int = 0
+
+
+def _no_pseudo_labels() -> PseudoLabels:
+    raise AssertionError("a step without a target has no pseudo-labels")
 
 
 class Trainer:
@@ -200,8 +206,13 @@ class Trainer:
         losses = StepLosses()
         src_images = setup.images(self._distorted(source.images))
         src_labels = setup.labels(source.labels)
+        tgt_images = setup.images(target.images) if target is not None else None
         # With a target, the source gradients are all-reduced with the last target pass's.
-        with record_function("source"), no_sync(student.forward_train, target is not None):
+        with (
+            self._pseudo_labels_beside(target, tgt_images) as pseudo_labels,
+            record_function("source"),
+            no_sync(student.forward_train, target is not None),
+        ):
             boxes = source.detail_boxes
             losses.backward(
                 *source_loss(
@@ -209,9 +220,8 @@ class Trainer:
                 )
             )
         if target is not None and self.pseudo_labels is not None and self.mixed is not None:
-            tgt_images = setup.images(target.images)
-            with record_function("pseudo_labels"):
-                pseudo = self.pseudo_labels(self.teacher, target, tgt_images)
+            assert tgt_images is not None
+            pseudo = pseudo_labels()
             with record_function("mix"), no_sync(student.forward_train, self.mic is not None):
                 mixed = (src_images, src_labels, tgt_images, target.detail_boxes, pseudo)
                 losses.backward(*self.mixed(student, *mixed))
@@ -221,6 +231,23 @@ class Trainer:
         with record_function("update"):
             optimizer_update(self.model, self.optimizer, self.scheduler, self.grad_clip)
         return {**losses.terms, "loss": losses.total()}
+
+    def _pseudo_labels_beside(
+        self, target: CropBatch | None, images: torch.Tensor | None
+    ) -> AbstractContextManager[Callable[[], PseudoLabels]]:
+        """The target crops' pseudo-labels, started next to the source pass when the EMA
+        teacher predicts them on a CPU with a teacher thread (the same computation, each
+        pass on its share of the threads), else made when asked for, after it."""
+        if target is None or images is None or self.pseudo_labels is None:
+            return nullcontext(_no_pseudo_labels)
+        make = partial(self._make_pseudo_labels, target, images)
+        concurrent = self.setup.teacher_thread and self.setup.device.type == "cpu"
+        return teacher_thread.beside(make, concurrent and self.teacher is not None)
+
+    def _make_pseudo_labels(self, target: CropBatch, images: torch.Tensor) -> PseudoLabels:
+        assert self.pseudo_labels is not None
+        with record_function("pseudo_labels"):
+            return self.pseudo_labels(self.teacher, target, images)
 
     # ------------------------------------------------------------------ state
 
