@@ -13,10 +13,10 @@ the summation order of some kernels, differ.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 import torch
 
@@ -29,33 +29,6 @@ def thread_split(total: int) -> tuple[int, int]:
     backward), so it gets the odd thread."""
     teacher = (total + 1) // 2
     return total - teacher, teacher
-
-
-class _Call(Generic[T]):
-    """``fn()`` in a daemon thread that runs torch on ``threads`` threads."""
-
-    def __init__(self, fn: Callable[[], T], threads: int) -> None:
-        self._fn, self._threads = fn, threads
-        self._value: T | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="hrda-teacher", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        torch.set_num_threads(self._threads)  # this thread's OpenMP team only
-        try:
-            self._value = self._fn()
-        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
-            self._error = exc
-
-    def join(self) -> None:
-        self._thread.join()
-
-    def result(self) -> T:
-        self.join()
-        if self._error is not None:
-            raise self._error
-        return self._value  # type: ignore[return-value]
 
 
 @contextmanager
@@ -73,10 +46,11 @@ def beside(fn: Callable[[], T], enabled: bool) -> Iterator[Callable[[], T]]:
     own, teacher = thread_split(total)
     torch.set_num_threads(own)
     try:
-        call = _Call(fn, teacher)
-        try:
-            yield call.result
-        finally:
-            call.join()
+        # torch.set_num_threads in the worker sizes that thread's OpenMP team only; leaving
+        # the executor waits for fn, whose error (if any) its future raises.
+        with ThreadPoolExecutor(
+            1, "hrda-teacher", initializer=torch.set_num_threads, initargs=(teacher,)
+        ) as pool:
+            yield pool.submit(fn).result
     finally:
         torch.set_num_threads(total)

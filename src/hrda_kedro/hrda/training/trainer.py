@@ -7,9 +7,10 @@ Per step, on the device and without host synchronisation (:meth:`Trainer.step`):
 1. ``source_loss``: source HRDA crops -> multi-resolution forward -> HRDA loss (+ feature
    distance);
 2. with self-training: ``teacher_pseudo_labels`` of the target crop (EMA teacher, or the
-   materialized ones; on a CPU the EMA teacher's run next to step 1, in a thread of its
-   own: :mod:`hrda_kedro.hrda.training.teacher_thread`), ``mixed_target_loss`` (ClassMix, strong augmentation, pixel-weighted
-   HRDA loss) and, with MIC, ``masked_consistency_loss``;
+   materialized ones; on a CPU the EMA teacher's pass runs beside step 1, in a thread of
+   its own: :mod:`hrda_kedro.hrda.training.teacher_thread`), ``mixed_target_loss``
+   (ClassMix, strong augmentation, pixel-weighted HRDA loss) and, with MIC,
+   ``masked_consistency_loss``;
 3. ``optimizer_update``: AdamW step, lr schedule step.
 
 Each part is a ``torch.profiler.record_function`` region (``ema``, ``source``,
