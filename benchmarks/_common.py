@@ -34,7 +34,7 @@ from typing import Any
 # Before any torch import: the package sets the project's OpenMP wait policy (a brief spin,
 # hrda_kedro/__init__.py), which libgomp reads once, when torch loads it. A worker that
 # imported torch first would time libgomp's own 3 ms spin instead, which collapses under a
-# competing load (README, Performance, "A busy CPU"). The package imports no torch.
+# competing load (docs/performance.md, "A busy CPU"). The package imports no torch.
 import hrda_kedro  # noqa: E402, F401
 
 BENCH_DIR = Path(__file__).resolve().parent

@@ -1,4 +1,4 @@
-"""OpenMP threads must spin briefly, then sleep, in every process of the project (README, busy CPU)."""
+"""OpenMP threads must spin briefly, then sleep, in every process of the project (docs/performance.md, "A busy CPU")."""
 
 from __future__ import annotations
 

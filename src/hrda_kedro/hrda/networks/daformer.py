@@ -37,7 +37,7 @@ class ConvBNReLU(nn.Sequential):
     In inference (BatchNorm in eval mode, autograd off: the EMA teacher, prediction,
     evaluation) the BatchNorm is folded into the convolution's weight and bias, which
     saves a pass over the feature map: without it a full-image prediction took 1.10-1.12x
-    as long on a 2-core CPU (``benchmarks/cpu_paths.py``; README, Performance). Same result
+    as long on a 2-core CPU (``benchmarks/cpu_paths.py``; docs/performance.md). Same result
     up to float rounding.
     """
 

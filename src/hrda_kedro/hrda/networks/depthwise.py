@@ -4,7 +4,7 @@ Why not ``F.conv2d``: oneDNN, torch's CPU convolution backend, runs DAFormer's d
 depthwise 3x3 convolutions (dilations 6/12/18 on the 1/4-resolution feature map) at a few
 GFLOP/s. Nine elementwise multiply-adds over the overlapping slices of the map, batch
 chunks kept cache-sized, do the same sums 2-4x faster forward, and training iterations
-became about 1.2x faster on a 2-core CPU (README, Performance). The results agree to float
+became about 1.2x faster on a 2-core CPU (docs/performance.md). The results agree to float
 rounding (another summation order). CUDA, other dtypes, autocast, tracing (the ONNX
 export) and ``torch.compile`` keep ``F.conv2d``.
 """

@@ -6,7 +6,7 @@ for the decode heads' small 1x1 convolutions (16 to 256 channels on maps of 4x4 
 Per image a 1x1 convolution is ``weight (O, C) @ x (C, H*W)``, which ``torch.baddbmm``
 computes on the channels-first map as it lies: without it a full-image prediction took
 1.16-1.20x as long on a 2-core CPU, while training steps did not separate from the
-machine's noise (``benchmarks/cpu_paths.py``; README, Performance). The results agree to
+machine's noise (``benchmarks/cpu_paths.py``; docs/performance.md). The results agree to
 float rounding (another summation order). CUDA, channels-last maps, other
 dtypes, autocast, tracing (the ONNX export) and ``torch.compile`` keep ``F.conv2d``.
 """

@@ -6,7 +6,7 @@ source pass; both start from the same state. On a GPU the two would queue on one
 but on a CPU they can run side by side, each on its share of torch's threads. Each then
 runs fewer threads (one each on two cores), so fewer parallel regions whose threads meet
 at a barrier: the cost that makes a two-thread step collapse when other processes take
-the CPU (README, Performance). The teacher runs in eval mode and draws no random numbers,
+the CPU (docs/performance.md). The teacher runs in eval mode and draws no random numbers,
 so the step computes what it computes in sequence; only the thread counts, and with them
 the summation order of some kernels, differ.
 """

@@ -206,7 +206,7 @@ class Prefetcher:
     The thread runs torch's CPU operators on one thread. With OpenMP each thread that runs a
     parallel operator gets a team of its own, so a producer stacking and flipping crops
     next to the training step put two teams on the cores: a warmup step on 2 cores took
-    0.49-0.54 s instead of 0.31-0.33 s (README, Performance). ``torch.set_num_threads`` in
+    0.49-0.54 s instead of 0.31-0.33 s (docs/performance.md). ``torch.set_num_threads`` in
     the thread also changes the count threads started later begin with (the decode pool's,
     which is wanted); :meth:`close` puts the caller's count back.
     """
