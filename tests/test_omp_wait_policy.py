@@ -1,4 +1,7 @@
-"""OpenMP threads must spin briefly, then sleep, in every process of the project (docs/performance.md, "A busy CPU")."""
+"""OpenMP threads must spin briefly, then sleep, in every process of the project.
+
+Why: docs/performance.md, "A busy CPU".
+"""
 
 from __future__ import annotations
 

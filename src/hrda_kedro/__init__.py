@@ -17,10 +17,10 @@ import warnings
 # wake-up at each of a training step's thousands of parallel regions: 1.15-1.4x slower
 # training on an idle machine. A spin of 1000 rounds (GOMP_SPINCOUNT, about 10 us) kept the
 # idle speed within about 12 % of the default's and the busy speed of passive waiting
-# (benchmarks/busy_cpu.py, docs/performance.md, "A busy CPU"). PASSIVE stays for OpenMP runtimes other
-# than libgomp. libgomp reads both once, when torch loads it, so they are set here, before
-# any torch import; any value in the environment wins (an explicit OMP_WAIT_POLICY alone
-# gets libgomp's own spin count for it).
+# (benchmarks/busy_cpu.py; docs/performance.md, "A busy CPU"). PASSIVE stays for OpenMP
+# runtimes other than libgomp. libgomp reads both once, when torch loads it, so they are set
+# here, before any torch import; any value in the environment wins (an explicit
+# OMP_WAIT_POLICY alone gets libgomp's own spin count for it).
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
