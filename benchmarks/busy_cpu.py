@@ -8,13 +8,18 @@ descheduled thread stalls the others for a whole scheduler time slice.
 
 Phases (the project's CPU configuration, random weights, synthetic 256x512 images):
 
-- ``materialize``: what pseudo-label materialization does per image,
+- ``materialize``: what pseudo-label materialization does, ``--images`` images per unit:
   ``predict_full_image`` with ``window_batch`` windows per call, then softmax and argmax;
-- ``evaluate``: ``predict_full_image_branches`` (fused, context, detail) per image;
+- ``evaluate``: ``predict_full_image_branches`` (fused, context, detail), ``--images``
+  images per unit;
 - ``train``: ``--train-steps`` self-training steps of HRDA (teacher, source, mix, AdamW,
   EMA) as training runs them, ``Trainer.run`` with its batch-prefetch thread; with
   ``--teacher-thread on`` (the project's ``runtime.teacher_thread``) the EMA teacher
   predicts in a thread of its own beside the source pass, ``off`` after it.
+
+``--predict-streams`` (the project's ``runtime.predict_streams``) sets how many images the
+two predicting phases compute at once: ``1``, one image on all threads, or ``auto``, one
+image per torch thread, each on one thread (:mod:`hrda_kedro.hrda.image_streams`).
 
 ``--wait-policy`` compares how idle OpenMP threads wait (libgomp, torch's pip wheels):
 ``brief`` (what the project sets, see ``hrda_kedro/__init__.py``: spin 1000 rounds, about
@@ -58,7 +63,7 @@ PHASES = ("materialize", "evaluate", "train")
 # work next to the step is part of what a busy CPU does to it.
 TRAIN_STEPS_PER_UNIT = 5
 TABLE_COLUMNS = (
-    "phase", "teacher_thread", "threads", "wait_policy", "load", "quiet_s", "loaded_s", "slowdown", "fair_slowdown",
+    "phase", "teacher_thread", "predict_streams", "images", "threads", "wait_policy", "load", "quiet_s", "loaded_s", "slowdown", "fair_slowdown",
     "quiet_nvcsw", "loaded_nvcsw", "loaded_nivcsw", "loadavg",
 )  # fmt: skip
 CSV_COLUMNS = (
@@ -98,11 +103,14 @@ LOAD_SETTLE_S = 0.5
 # --------------------------------------------------------------------------- worker
 
 
-def _phase(name: str, train_steps: int, teacher_thread: str = "on") -> Any:
+def _phase(
+    name: str, train_steps: int, teacher_thread: str = "on", streams: str = "auto", images: int = 4
+) -> Any:
     """One unit of the phase's work, as a callable."""
     import torch
     import train_step
 
+    from hrda_kedro.hrda.image_streams import auto_streams, map_in_streams
     from hrda_kedro.hrda.inference import predict_full_image, predict_full_image_branches
     from hrda_kedro.hrda.model_config import SlidingWindows
 
@@ -126,23 +134,27 @@ def _phase(name: str, train_steps: int, teacher_thread: str = "on") -> Any:
 
     cfg = {**train_step.DEFAULTS, "detail": (128, 128)}
     model = train_step._model(cfg, "hrda").eval()
-    image = torch.randn(1, 3, 256, 512, generator=torch.Generator().manual_seed(0))
+    inputs = [
+        torch.randn(1, 3, 256, 512, generator=torch.Generator().manual_seed(i))
+        for i in range(images)
+    ]
     windows = SlidingWindows((256, 256), (128, 128), batch_size=4)
+    count = auto_streams(torch.device("cpu"), torch.get_num_threads())
+    count = count if streams == "auto" else int(streams)
 
-    @torch.no_grad()
-    def materialize() -> None:
+    def materialize(image: torch.Tensor) -> None:
         logits = predict_full_image(model, image, windows)
         confidence, label = torch.softmax(logits, dim=1).max(dim=1)
         label.to(torch.uint8).numpy()
         (confidence * 255).round().to(torch.uint8).numpy()
 
-    @torch.no_grad()
-    def evaluate() -> None:
+    def evaluate(image: torch.Tensor) -> None:
         branches = predict_full_image_branches(model, image, windows)
         for logits in branches.values():
             logits.argmax(dim=1)
 
-    return {"materialize": materialize, "evaluate": evaluate}[name]
+    per_image = {"materialize": materialize, "evaluate": evaluate}[name]
+    return lambda: list(map_in_streams(per_image, inputs, count))
 
 
 def _signal_load(pids: list[int], sig: signal.Signals) -> None:
@@ -164,7 +176,9 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
     """Alternate quiet and loaded units; the paused load processes are ``cfg["load_pids"]``."""
     common.apply_host_memory("keep")
     common.set_threads(cfg["threads"])
-    unit = _phase(cfg["phase"], cfg["train_steps"], cfg["teacher_thread"])
+    unit = _phase(
+        cfg["phase"], cfg["train_steps"], cfg["teacher_thread"], cfg["streams"], cfg["images"]
+    )
     pids = cfg["load_pids"]
     for _ in range(cfg["warmup"]):
         unit()
@@ -288,6 +302,16 @@ def _parser() -> argparse.ArgumentParser:
         help="self-training steps per unit of the train phase",
     )
     parser.add_argument(
+        "--predict-streams",
+        default="auto",
+        dest="predict_streams",
+        help="comma list of 1 | N | auto: images the materialize and evaluate phases compute at "
+        "once (runtime.predict_streams, the project's default: auto)",
+    )
+    parser.add_argument(
+        "--images", type=int, default=4, help="images per unit of the predicting phases"
+    )
+    parser.add_argument(
         "--teacher-thread",
         default="on",
         dest="teacher_thread",
@@ -313,23 +337,29 @@ def main(argv: list[str] | None = None) -> int:
     modes = common.comma_list(args.teacher_thread)
     if not modes or not set(modes) <= {"on", "off"}:
         raise SystemExit(f"--teacher-thread: expected on, off or on,off; got {args.teacher_thread}")
+    streams = common.comma_list(args.predict_streams)
+    if not streams or not all(s == "auto" or s.isdigit() and int(s) >= 1 for s in streams):
+        raise SystemExit(f"--predict-streams: expected auto or integers >= 1; got {streams}")
     settings = [
         (threads, phase, policy, mode)
         for threads in (int(t) for t in args.threads.split(","))
         for phase in phases
         for policy in policies
-        for mode in (modes if phase == "train" else modes[:1])
+        for mode in (modes if phase == "train" else streams)
     ]
     load = _start_load(args.load_kind, args.load)
     try:
         for threads, phase, policy, mode in settings:
             cfg = {"phase": phase, "threads": threads, "repeats": args.repeats,
                    "warmup": args.warmup, "train_steps": args.train_steps,
-                   "teacher_thread": mode, "load_pids": [p.pid for p in load]}  # fmt: skip
+                   "teacher_thread": mode, "streams": mode, "images": args.images,
+                   "load_pids": [p.pid for p in load]}  # fmt: skip
             result = common.run_worker(Path(__file__), cfg, args.timeout, _policy_env(policy))
             _signal_load([p.pid for p in load], signal.SIGSTOP)  # a killed worker's load
             row = _row(args, phase, threads, policy, competing, result)
             row["teacher_thread"] = mode if phase == "train" else ""
+            row["predict_streams"] = "" if phase == "train" else mode
+            row["images"] = "" if phase == "train" else args.images
             info = result if "error" not in result else info
             rows.append(row)
     finally:

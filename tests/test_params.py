@@ -59,6 +59,16 @@ from hrda_kedro.params import (
             r"warmup\.precision: expected one of 'auto' \| 'fp32' \| 'bf16'",
         ),
         (
+            RuntimeParams,
+            {"predict_streams": 0},
+            r"warmup\.predict_streams: expected auto or an integer >= 1, got 0",
+        ),
+        (
+            RuntimeParams,
+            {"predict_streams": "many"},
+            r"warmup\.predict_streams: expected 'auto' or an integer, got 'many'",
+        ),
+        (
             ModelConfig,
             {"network": {"encoder": "vit"}},
             r"warmup\.network\.encoder: expected one of",

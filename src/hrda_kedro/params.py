@@ -196,10 +196,17 @@ class RuntimeParams(Config):
     matmul_precision: Literal["highest", "high", "medium"] = "high"
     keep_freed_host_memory: bool = True
     teacher_thread: bool = True
+    predict_streams: Literal["auto"] | int = "auto"
 
     def validate(self) -> None:
         ok = self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
         require(ok, "device", f"expected auto | cpu | cuda | cuda:N, got {self.device!r}")
+        streams = self.predict_streams
+        require(
+            streams == "auto" or streams >= 1,
+            "predict_streams",
+            f"expected auto or an integer >= 1, got {streams!r}",
+        )
 
 
 @dataclass

@@ -37,7 +37,7 @@ def test_load_is_paused_for_quiet_units_and_resumed_for_loaded_ones(monkeypatch)
     pid = load[0].pid
     seen: list[str] = []
     monkeypatch.setattr(
-        busy_cpu, "_phase", lambda name, steps, mode: lambda: seen.append(_settled_state(pid))
+        busy_cpu, "_phase", lambda *setting: lambda: seen.append(_settled_state(pid))
     )
     monkeypatch.setattr(busy_cpu, "LOAD_SETTLE_S", 0.05)
     try:
@@ -50,6 +50,8 @@ def test_load_is_paused_for_quiet_units_and_resumed_for_loaded_ones(monkeypatch)
                 "warmup": 1,
                 "train_steps": 5,
                 "teacher_thread": "on",
+                "streams": "auto",
+                "images": 4,
                 "load_pids": [pid],
             }  # fmt: skip
         )

@@ -39,3 +39,10 @@ def test_resolve_device_honours_explicit_precision_and_layout_on_cpu():
 def test_resolve_device_names_the_parameter_when_cuda_is_missing():
     with pytest.raises(ValueError, match=r"runtime\.device: 'cuda'.*CUDA is not available"):
         devices.resolve_device(RuntimeParams(device="cuda"))
+
+
+@pytest.mark.parametrize(("streams", "expected"), [("auto", 2), (3, 3), (1, 1)])
+def test_predict_streams_auto_is_one_per_torch_thread_on_cpu(streams, expected, monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    setup = devices.resolve_device(RuntimeParams(device="cpu", predict_streams=streams))
+    assert setup.predict_streams == expected

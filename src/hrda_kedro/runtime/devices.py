@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from hrda_kedro.hrda.image_streams import auto_streams
 from hrda_kedro.hrda.training.devices import DeviceSetup
 from hrda_kedro.params import ParameterError, RuntimeParams
 from hrda_kedro.runtime.memory import keep_freed_host_memory
@@ -38,4 +39,9 @@ def resolve_device(runtime: RuntimeParams, rank: int = 0) -> DeviceSetup:
         autocast_dtype=torch.bfloat16 if precision == "bf16" else None,
         channels_last=channels_last,
         teacher_thread=runtime.teacher_thread and not on_gpu,
+        predict_streams=(
+            auto_streams(device, torch.get_num_threads())
+            if runtime.predict_streams == "auto"
+            else runtime.predict_streams
+        ),
     )

@@ -1,8 +1,10 @@
-"""build_miou_report's class subsets and the shipped evaluation parameters."""
+"""evaluate_model in prediction streams, build_miou_report's class subsets and the shipped
+evaluation parameters."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,10 +19,32 @@ from hrda_kedro.data.labels import (
 )
 from hrda_kedro.hrda.metrics import iou_per_class
 from hrda_kedro.params import EvaluationParams, parse
-from hrda_kedro.pipelines.evaluation.nodes import build_miou_report
+from hrda_kedro.pipelines.evaluation.nodes import build_miou_report, evaluate_model
 from hrda_kedro.run_config import CONFIG_LOADER_ARGS
 from tests.conftest import PROJECT_ROOT
-from tests.pipelines.evaluation.fabricate import evaluation
+from tests.pipelines.evaluation.fabricate import (
+    EVALUATION,
+    MODEL,
+    checkpoint,
+    evaluation,
+    val_manifest,
+)
+
+
+@pytest.mark.parametrize("streams", [2, 3])
+def test_evaluation_in_streams_counts_what_a_one_thread_loop_counts(
+    tmp_path: Path, one_thread: None, streams: int
+) -> None:
+    manifest = val_manifest(tmp_path, count=5)
+    model = checkpoint("round_1", 0)
+
+    def evaluated(predict_streams: int) -> dict:
+        runtime = {"device": "cpu", "predict_streams": predict_streams}
+        return evaluate_model(model, manifest, MODEL, EVALUATION, runtime)
+
+    streamed, loop = evaluated(streams), evaluated(1)
+    assert streamed == loop
+    assert streamed["images"] == 5 and set(streamed["confusion"]) == {"fused", "context", "detail"}
 
 
 def _parameters(env: str | None) -> EvaluationParams:

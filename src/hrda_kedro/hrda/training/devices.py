@@ -15,12 +15,15 @@ from hrda_kedro.hrda import normalize
 class DeviceSetup:
     """The device, the autocast dtype (None: fp32), the memory layout of images, and
     whether a CPU self-training step runs the EMA teacher in a thread of its own next to
-    the source pass (:mod:`hrda_kedro.hrda.training.teacher_thread`; ignored on a GPU)."""
+    the source pass (:mod:`hrda_kedro.hrda.training.teacher_thread`; ignored on a GPU), and
+    how many images whole-image prediction computes at once
+    (:mod:`hrda_kedro.hrda.image_streams`)."""
 
     device: torch.device
     autocast_dtype: torch.dtype | None = None
     channels_last: bool = False
     teacher_thread: bool = False
+    predict_streams: int = 1
 
     def autocast(self) -> Any:
         if self.autocast_dtype is None:

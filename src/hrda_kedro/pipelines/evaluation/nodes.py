@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from hrda_kedro.data.labels import CITYSCAPES_CLASSES
 from hrda_kedro.hrda import normalize
+from hrda_kedro.hrda.image_streams import map_in_streams
 from hrda_kedro.hrda.inference import (
     predict_full_image_branches,
     predict_full_image_with_attention,
@@ -66,24 +67,32 @@ def evaluate_model(
     net = net.to(setup.device).eval()
     windows = model_params.sliding_windows()
 
+    def predicted(data: Any, index: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        item = data[index]  # decoded in the prediction stream
+        image = normalize(item["image"].unsqueeze(0).to(setup.device))
+        with setup.autocast():
+            branches = predict_full_image_branches(net, image, windows)
+        modes = [mode for mode in eval_params.predictions if mode in branches]
+        return {mode: branches[mode].argmax(dim=1)[0].cpu() for mode in modes}, item["label"]
+
     def confusions(manifest: pd.DataFrame, target: str) -> dict[str, Any]:
         data = labelled_dataset(manifest.reset_index(drop=True))
         limit = eval_params.max_images
         count = len(data) if limit is None else min(len(data), limit)
         matrices: dict[str, torch.Tensor] = {}
         progress = LogProgress(count, f"evaluate {stage} on {target}")
-        for index in tqdm(
-            range(count), desc=f"evaluate {stage} on {target}", disable=not eval_params.progress_bar
+        predictions = map_in_streams(
+            lambda index: predicted(data, index), range(count), setup.predict_streams
+        )
+        for preds, label in tqdm(
+            predictions,
+            total=count,
+            desc=f"evaluate {stage} on {target}",
+            disable=not eval_params.progress_bar,
         ):
-            item = data[index]
-            image = normalize(item["image"].unsqueeze(0).to(setup.device))
-            with setup.autocast():
-                branches = predict_full_image_branches(net, image, windows)
-            for mode in eval_params.predictions:
-                if mode in branches:
-                    pred = branches[mode].argmax(dim=1)[0].cpu()
-                    cm = confusion_matrix(pred, item["label"], trained.network.num_classes)
-                    matrices[mode] = matrices.get(mode, 0) + cm
+            for mode, pred in preds.items():
+                cm = confusion_matrix(pred, label, trained.network.num_classes)
+                matrices[mode] = matrices.get(mode, 0) + cm
             progress.update()
         logger.info("evaluated %s on %d %s images", stage, count, target)
         return {"images": count, "confusion": {m: cm.tolist() for m, cm in matrices.items()}}

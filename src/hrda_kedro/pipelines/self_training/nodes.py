@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -14,6 +14,7 @@ from PIL import Image
 
 from hrda_kedro.data.labels import CITYSCAPES_CLASSES
 from hrda_kedro.hrda import normalize
+from hrda_kedro.hrda.image_streams import map_in_streams
 from hrda_kedro.hrda.inference import predict_full_image
 from hrda_kedro.hrda.metrics import confusion_matrix, summarize
 from hrda_kedro.hrda.model_config import ModelConfig
@@ -47,23 +48,37 @@ def input_model_name(input_model: dict[str, Any]) -> str:
 class _PseudoLabelWriter:
     """Lazy partitions: each image is predicted once, when its first file is saved.
 
-    Kedro's PartitionedDataset saves partitions in sorted order, so ``<id>_confidence``
-    and ``<id>_label`` of one image are written one after the other; only the latest
-    prediction is kept in memory, whatever the size of the data set.
+    Kedro's PartitionedDataset saves partitions in sorted key order; ``predictions`` yields
+    ``(index, prediction)`` in the order of the images' first files in it, computed ahead by
+    the prediction streams. A prediction is kept until both of its files are written, so
+    memory holds a few images whatever the size of the data set.
     """
 
+    FILES_PER_IMAGE = 2
+
     def __init__(
-        self, predict: Callable[[int], tuple[np.ndarray, np.ndarray]], progress: LogProgress
+        self,
+        predictions: Iterator[tuple[int, tuple[np.ndarray, np.ndarray]]],
+        predict: Callable[[int], tuple[np.ndarray, np.ndarray]],
+        progress: LogProgress,
     ) -> None:
-        self._predict = predict
+        self._predictions = predictions
+        self._predict = predict  # a file asked for again after its image was released
         self._progress = progress
-        self._cached: tuple[int, tuple[np.ndarray, np.ndarray]] | None = None
+        self._held: dict[int, list[Any]] = {}
 
     def _get(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        if self._cached is None or self._cached[0] != index:
-            self._cached = (index, self._predict(index))
+        while index not in self._held:
+            produced = next(self._predictions, None)
+            if produced is None:
+                return self._predict(index)
+            self._held[produced[0]] = [produced[1], self.FILES_PER_IMAGE]
             self._progress.update()
-        return self._cached[1]
+        entry = self._held[index]
+        entry[1] -= 1
+        if entry[1] == 0:
+            del self._held[index]
+        return entry[0]
 
     def label(self, index: int) -> Image.Image:
         return Image.fromarray(self._get(index)[0])
@@ -101,7 +116,7 @@ def materialize_pseudo_labels(
 
     @torch.no_grad()
     def predict(index: int) -> tuple[np.ndarray, np.ndarray]:
-        image = images[index]["image"].unsqueeze(0).to(setup.device)
+        image = images[index]["image"].unsqueeze(0).to(setup.device)  # decoded in the stream
         with setup.autocast():
             logits = predict_full_image(teacher, normalize(image), windows)
         probs = torch.softmax(logits.float(), dim=1)
@@ -111,13 +126,19 @@ def materialize_pseudo_labels(
             (confidence[0] * 255).round().to(torch.uint8).cpu().numpy(),
         )
 
-    progress = LogProgress(len(target_train_manifest), f"pseudo-labels of {source}")
-    writer = _PseudoLabelWriter(predict, progress)
     partitions: dict[str, Callable[[], Image.Image]] = {}
+    index_of: dict[str, int] = {}
     for index, path in enumerate(target_train_manifest["image_path"]):
         pid = partition_id(path)
         partitions[pid + LABEL_SUFFIX] = lambda i=index: writer.label(i)
         partitions[pid + CONFIDENCE_SUFFIX] = lambda i=index: writer.confidence(i)
+        index_of[pid + LABEL_SUFFIX] = index_of[pid + CONFIDENCE_SUFFIX] = index
+    save_order = list(dict.fromkeys(index_of[key] for key in sorted(partitions)))
+    predictions = map_in_streams(
+        lambda index: (index, predict(index)), save_order, setup.predict_streams
+    )
+    progress = LogProgress(len(target_train_manifest), f"pseudo-labels of {source}")
+    writer = _PseudoLabelWriter(predictions, predict, progress)
     logger.info("materializing pseudo-labels for %d target images", len(target_train_manifest))
     return partitions
 

@@ -1,0 +1,80 @@
+"""Whole images predicted in parallel streams on a CPU, each stream on its share of torch's
+threads.
+
+Pseudo-label materialization and evaluation predict one image after another, each through
+a few small batches of sliding windows. On a CPU, one image on two threads spends much of
+its time at the OpenMP barrier that ends every parallel region; and when other processes
+take the CPU, one descheduled thread stalls the other for a scheduler time slice. Two
+images on one thread each meet at no barrier: on a 2-core CPU they predicted 0.68x the
+time of one two-thread stream, and 0.64x next to two competing processes
+(docs/performance.md). Each image is computed by one thread from start to end, so a
+prediction does not depend on which stream ran it or when.
+
+GPUs keep one stream: the kernels queue on the device, and a second host thread only
+contends for it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+import torch
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# "auto" runs at most this many streams: each holds one image's windows and logits, so the
+# count bounds memory on a many-core CPU; beyond it, streams get more threads each.
+MAX_AUTO_STREAMS = 4
+
+
+def auto_streams(device: torch.device, threads: int) -> int:
+    """Streams for ``runtime.predict_streams: auto``: one per torch thread on a CPU (at most
+    :data:`MAX_AUTO_STREAMS`), one on a GPU."""
+    if device.type != "cpu":
+        return 1
+    return max(1, min(threads, MAX_AUTO_STREAMS))
+
+
+def map_in_streams(fn: Callable[[T], R], items: Iterable[T], streams: int) -> Iterator[R]:
+    """``fn(item)`` for every item, in order, computed in ``streams`` threads that share
+    torch's threads between them (at least one each).
+
+    Every stream keeps working while the caller uses a result, and at most ``streams + 1``
+    results exist at once, so memory stays bounded whatever the number of items. ``fn`` runs without autograd. With one stream it runs in the caller's thread, as
+    a plain loop. An error in ``fn`` is raised in the caller, and closing the iterator early
+    cancels what has not started.
+    """
+    if streams <= 1:
+        with torch.no_grad():
+            yield from map(fn, items)
+        return
+    total = torch.get_num_threads()
+    each = max(1, total // streams)
+
+    def job(item: T) -> R:
+        # Autograd's switch is per thread: the caller's no_grad does not reach the pool.
+        with torch.no_grad():
+            return fn(item)
+
+    pending: deque[Future[R]] = deque()
+    # torch.set_num_threads sizes the calling thread's OpenMP team but also sets the value
+    # torch.get_num_threads reports to every thread: the caller's is restored at the end.
+    pool = ThreadPoolExecutor(
+        streams, "hrda-image", initializer=torch.set_num_threads, initargs=(each,)
+    )
+    try:
+        for item in items:
+            pending.append(pool.submit(job, item))
+            if len(pending) > streams:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True)
+        torch.set_num_threads(total)

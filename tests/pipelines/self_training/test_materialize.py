@@ -1,0 +1,85 @@
+"""Pseudo-label materialization: every image predicted once, in parallel streams on a CPU,
+with the files a one-thread loop writes."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from kedro_datasets.partitions import PartitionedDataset
+from PIL import Image
+
+from hrda_kedro.pipelines.self_training import nodes
+from tests.pipelines.evaluation.fabricate import MODEL, checkpoint, val_manifest
+
+# "a" is a prefix of "a_d": sorted, a_d's two files fall between a's, so a's prediction
+# must wait for its second file while a_d's is made.
+NAMES = ["b", "a_d", "a", "c"]
+PREDICT = nodes.predict_full_image
+
+
+def target_train(root: Path) -> pd.DataFrame:
+    manifest = val_manifest(root, count=len(NAMES))
+    for row, name in zip(manifest.itertuples(), NAMES, strict=True):
+        renamed = root / f"{name}.png"
+        Path(row.image_path).rename(renamed)
+        manifest.loc[row.Index, ["name", "image_path"]] = [name, str(renamed)]
+    return manifest.assign(label_path="", original_label_path="", split="target_train")
+
+
+def materialized(root: Path, streams: int, monkeypatch: pytest.MonkeyPatch) -> tuple[dict, list]:
+    """The saved files (name -> array) and the images the teacher predicted, in order."""
+    predicted: list[Any] = []
+    lock = threading.Lock()
+
+    def counted(model, images, windows):  # noqa: ANN001, ANN202 - a spy on the real function
+        with lock:
+            predicted.append(images.sum().item())
+        return PREDICT(model, images, windows)
+
+    monkeypatch.setattr(nodes, "predict_full_image", counted)
+    partitions = nodes.materialize_pseudo_labels(
+        checkpoint("round_0", 0),
+        target_train(root / "images"),
+        MODEL,
+        {"device": "cpu", "predict_streams": streams},
+    )
+    store = PartitionedDataset(
+        path=str(root / "pseudo_labels"),
+        dataset="pillow.ImageDataset",
+        filename_suffix=".png",
+    )
+    store.save(partitions)
+    files = {path.stem: np.asarray(Image.open(path)) for path in (root / "pseudo_labels").iterdir()}
+    return files, predicted
+
+
+@pytest.mark.parametrize("streams", [1, 2, 3])
+def test_each_image_is_predicted_once_and_its_files_equal_a_one_thread_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None, streams: int
+) -> None:
+    files, predicted = materialized(tmp_path / "streams", streams, monkeypatch)
+    expected, _ = materialized(tmp_path / "loop", 1, monkeypatch)
+    assert sorted(files) == sorted(f"{n}{s}" for n in NAMES for s in ("_label", "_confidence"))
+    assert len(predicted) == len(NAMES) and len(set(predicted)) == len(NAMES)
+    for name, array in expected.items():
+        assert np.array_equal(files[name], array), name
+
+
+def test_a_file_saved_again_is_predicted_again_not_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None
+) -> None:
+    """Kedro saves each partition once; a caller that asks twice still gets the file."""
+    partitions = nodes.materialize_pseudo_labels(
+        checkpoint("round_0", 0),
+        target_train(tmp_path),
+        MODEL,
+        {"device": "cpu", "predict_streams": 2},
+    )
+    first = {key: np.asarray(partitions[key]()) for key in sorted(partitions)}
+    again = np.asarray(partitions["a_label"]())
+    assert np.array_equal(again, first["a_label"])
