@@ -59,6 +59,20 @@ def test_streams_compute_without_autograd(streams: int) -> None:
     assert not any(output.requires_grad for output in outputs)
 
 
+@pytest.mark.parametrize("streams", [1, 2])
+def test_a_caller_holding_the_last_result_has_its_own_grad_mode_and_threads(
+    two_threads: None, streams: int
+) -> None:
+    """A lazy writer takes exactly one result per item and never asks for the end: the
+    generator then stays suspended at its last ``yield``, and must hold no torch setting
+    there (a training stage after materialization once found autograd off)."""
+    results = map_in_streams(lambda x: x, range(3), streams)
+    for _ in range(3):
+        next(results)
+        assert torch.is_grad_enabled()
+    assert torch.get_num_threads() == 2
+
+
 def test_at_most_streams_plus_one_items_are_taken_ahead_of_the_caller() -> None:
     taken: list[int] = []
     ahead: list[int] = []

@@ -44,13 +44,21 @@ def map_in_streams(fn: Callable[[T], R], items: Iterable[T], streams: int) -> It
     torch's threads between them (at least one each).
 
     Every stream keeps working while the caller uses a result, and at most ``streams + 1``
-    results exist at once, so memory stays bounded whatever the number of items. ``fn`` runs without autograd. With one stream it runs in the caller's thread, as
-    a plain loop. An error in ``fn`` is raised in the caller, and closing the iterator early
-    cancels what has not started.
+    results exist at once, so memory stays bounded whatever the number of items. ``fn``
+    runs without autograd. With one stream it runs in the caller's thread, as a plain loop.
+    An error in ``fn`` is raised in the caller, and closing the iterator early cancels what
+    has not started.
+
+    The caller's autograd switch and thread count are its own again whenever it holds the
+    last result: a caller that takes exactly as many results as it gave items (a lazy
+    writer) leaves this generator suspended at its last ``yield``, and torch keeps both
+    settings per process or per thread, not per generator.
     """
     if streams <= 1:
-        with torch.no_grad():
-            yield from map(fn, items)
+        for item in items:
+            with torch.no_grad():
+                result = fn(item)
+            yield result
         return
     total = torch.get_num_threads()
     each = max(1, total // streams)
@@ -66,15 +74,18 @@ def map_in_streams(fn: Callable[[T], R], items: Iterable[T], streams: int) -> It
     pool = ThreadPoolExecutor(
         streams, "hrda-image", initializer=torch.set_num_threads, initargs=(each,)
     )
+    last: list[R] = []
     try:
         for item in items:
             pending.append(pool.submit(job, item))
             if len(pending) > streams:
                 yield pending.popleft().result()
-        while pending:
+        while len(pending) > 1:
             yield pending.popleft().result()
+        last = [pending.popleft().result()] if pending else []
     finally:
         for future in pending:
             future.cancel()
         pool.shutdown(wait=True)
         torch.set_num_threads(total)
+    yield from last
