@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -51,13 +53,28 @@ def no_process_left_behind():
     assert not alive, f"processes left behind by the tests (now killed): {alive}"
 
 
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def one_thread():
     """Tiny tensors: thread start-up and contention on a shared CPU cost more than they save."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture
+def two_threads():
+    """Two torch threads, whatever the machine: what splitting threads between streams needs."""
+    with torch_threads(2):
+        yield
 
 
 @pytest.fixture(scope="session")

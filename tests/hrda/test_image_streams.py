@@ -17,14 +17,6 @@ from hrda_kedro.hrda.model_config import SlidingWindows
 from hrda_kedro.hrda.networks import NetworkConfig, build_network
 
 
-@pytest.fixture
-def two_threads() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("streams", [1, 2, 3])
 def test_results_come_in_the_order_of_the_items(streams: int) -> None:
     def slow_for_early_items(item: int) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -13,14 +12,6 @@ from hrda_kedro.hrda.training.devices import DeviceSetup
 from hrda_kedro.params import SelfTrainingParams, parse
 from tests.hrda.training.test_trainer import SELF_TRAINING, _trainer
 from tests.tiny_data import TinySegmentationSet
-
-
-@pytest.fixture
-def two_threads() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _where() -> tuple[int, int]:
