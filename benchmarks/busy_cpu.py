@@ -139,8 +139,11 @@ def _phase(
         for i in range(images)
     ]
     windows = SlidingWindows((256, 256), (128, 128), batch_size=4)
-    count = auto_streams(torch.device("cpu"), torch.get_num_threads())
-    count = count if streams == "auto" else int(streams)
+    count = (
+        auto_streams(torch.device("cpu"), torch.get_num_threads())
+        if streams == "auto"
+        else int(streams)
+    )
 
     def materialize(image: torch.Tensor) -> None:
         logits = predict_full_image(model, image, windows)

@@ -7,8 +7,8 @@ its time at the OpenMP barrier that ends every parallel region; and when other p
 take the CPU, one descheduled thread stalls the other for a scheduler time slice. Two
 images on one thread each meet at no barrier: on a 2-core VM they took 0.44x to 0.93x
 the time of one image on two threads, and 0.76x to 0.83x next to two competing processes
-(``benchmarks/busy_cpu.py``; docs/performance.md). Each image is computed by one thread from start to end, so a
-prediction does not depend on which stream ran it or when.
+(``benchmarks/busy_cpu.py``; docs/performance.md). Each image is computed by one thread
+from start to end, so a prediction does not depend on which stream ran it or when.
 
 GPUs keep one stream: the kernels queue on the device, and a second host thread only
 contends for it.
