@@ -32,6 +32,7 @@ def test_groups_validate_and_the_model_is_the_papers(env: str) -> None:
     model = parse(ModelConfig, parameters["model"], "model")
     assert model.network.encoder == "mit-b5" and model.network.pretrained
     assert model.hrda.context_crop == (1024, 1024) and model.hrda.detail_crop == (512, 512)
+    assert model.hrda.hr_slide_overlapping
     assert model.window == (1024, 1024) and model.stride == (512, 512)
 
 

@@ -41,6 +41,7 @@ def test_paper_recipe(env: str) -> None:
     assert model.network.encoder == "mit-b5" and model.network.decoder_embed_dim == 256
     assert model.hrda.context_crop == (1024, 1024) and model.hrda.detail_crop == (512, 512)
     assert model.hrda.scale == 2 and model.hrda.hr_loss_weight == 0.1
+    assert model.hrda.hr_slide_overlapping
     assert train.iterations == 40000 and train.rounds == 1
     assert train.source_batch_size == 2 and train.target_batch_size == 2
     assert train.optimizer.lr == 6e-5 and train.optimizer.warmup_iters == 1500

@@ -386,6 +386,29 @@ def test_predict_window_averages_overlapping_hr_windows() -> None:
     torch.testing.assert_close(out.fused, expected)
 
 
+def test_without_overlap_hr_windows_tile_the_window_edge_to_edge() -> None:
+    """The official ``nooverlap`` ablation: stride = detail size, every cell seen once."""
+    model = HRDAModel(CornerNet(), scale=2, detail_hw=(8, 8), mode="hr_only")
+    model.hr_slide_overlapping = False
+    # window 16 x 16 -> grid 4 x 4; HR windows 2 x 2 cells at cell offsets 0 and 2 per axis.
+    out = model.predict_window(torch.zeros(1, 3, 16, 16))
+    along = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    expected = (along[:, None] * along[None, :]).expand(1, NUM_CLASSES, 4, 4)
+    torch.testing.assert_close(out.fused, expected)
+
+
+def test_without_overlap_the_teacher_runs_4_instead_of_9_crops_per_window() -> None:
+    window = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(8))
+    tiled_model = make(hr_slide_overlapping=False).eval()
+    tiled = tiled_model.predict_window(window)
+    assert tiled_model.network.extract_calls == [2 + 2 * 4]  # 2 LR windows + 2 x 4 crops
+    torch.testing.assert_close(tiled.detail, tiled_model.network(window))  # equivariant net
+    # a window that is no multiple of the detail size: the last tile snaps to the border
+    odd_model = make(hr_slide_overlapping=False, mode="hr_only")
+    odd_model.predict_window(torch.randn(1, 3, 32, 40))
+    assert odd_model.network.extract_calls == [2 * 3]
+
+
 def test_predict_window_chunks_hr_windows_with_the_same_result() -> None:
     window = torch.randn(2, 3, 32, 48, generator=torch.Generator().manual_seed(4))
     whole = make().predict_window(window)

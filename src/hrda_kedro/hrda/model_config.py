@@ -136,6 +136,7 @@ class HRDAConfig(Config):
     mode: Literal["hrda", "lr_only", "hr_only", "fixed_attention"] = "hrda"
     fixed_attention: float = setting(0.5, ge=0, le=1)
     hr_loss_weight: float = setting(0.1, ge=0, le=1)
+    hr_slide_overlapping: bool = True
 
     def validate(self) -> None:
         require_positive_pair(self.context_crop, "context_crop")

@@ -29,6 +29,7 @@ def build_model(model: ModelConfig, *, load_pretrained: bool = True) -> HRDAMode
         mode=h.mode,
         fixed_attention=h.fixed_attention,
         hr_window_batch=model.inference.hr_window_batch,
+        hr_slide_overlapping=h.hr_slide_overlapping,
     )
 
 

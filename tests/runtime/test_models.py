@@ -1,0 +1,29 @@
+"""The model from the parameters and from a checkpoint keeps HRDA's window settings."""
+
+from __future__ import annotations
+
+from hrda_kedro.hrda.model_config import ModelConfig
+from hrda_kedro.params import parse
+from hrda_kedro.runtime.models import build_model, model_from_checkpoint, model_params_dict
+
+TINY = {"network": {"encoder": "mit-nano", "decoder_embed_dim": 16, "attention_embed_dim": 16}}
+
+
+def test_the_official_nooverlap_setting_reaches_the_model_and_its_checkpoint() -> None:
+    params = parse(ModelConfig, {**TINY, "hrda": {"hr_slide_overlapping": False}}, "model")
+    model = build_model(params)
+    assert not model.hr_slide_overlapping and model._hr_stride() == model.detail_hw
+    checkpoint = {"model_params": model_params_dict(params), "model": model.state_dict()}
+    rebuilt, rebuilt_params = model_from_checkpoint(checkpoint, "model.pt")
+    assert not rebuilt.hr_slide_overlapping and not rebuilt_params.hrda.hr_slide_overlapping
+
+
+def test_a_checkpoint_from_before_the_setting_slides_with_overlap() -> None:
+    params = parse(ModelConfig, TINY, "model")
+    stored = model_params_dict(params)
+    del stored["hrda"]["hr_slide_overlapping"]
+    rebuilt, _ = model_from_checkpoint(
+        {"model_params": stored, "model": build_model(params).state_dict()}, "old.pt"
+    )
+    assert rebuilt.hr_slide_overlapping
+    assert rebuilt._hr_stride() == (64, 64)  # half the 128 x 128 detail crop
