@@ -78,7 +78,7 @@ class HRDAModel(nn.Module):
     ``hr_slide_overlapping`` (the official default) slides the HR detail windows over a
     whole window with a stride of half their size; False tiles them edge to edge (the
     official ``nooverlap`` ablation): 4 instead of 9 crops per context window, less work
-    for the self-training teacher and for test inference, and seams on the tile borders.
+    for the self-training teacher and for test inference, each HR cell seen by one crop.
 
     ``fixed_attention`` and ``hr_window_batch`` are taken as given: they come from
     :class:`~hrda_kedro.hrda.model_config.HRDAConfig` and ``InferenceConfig``, which check
