@@ -476,7 +476,7 @@ def _ratio_notes(rows: list[dict[str, Any]]) -> list[str]:
             by = {r["variant"]: r for r in good if r["teacher_thread"] == mode}
             label = f" (teacher thread {mode})" if len(modes) > 1 else ""
             notes += _hrda_ratios(precision, "uda_", by, label)
-            notes += _hrda_ratios(precision, "uda_", by, label, hrda="hrda_nooverlap")
+            notes += _hrda_ratios(precision, "uda_", by, label, variant="hrda_nooverlap")
             hrda = by.get("uda_hrda")
             for variant, what in (
                 ("uda_hrda_mic", "the cost of MIC"),
@@ -502,11 +502,15 @@ def _ratio_notes(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _hrda_ratios(
-    precision: str, prefix: str, by: dict[str, dict[str, Any]], label: str, hrda: str = "hrda"
+    precision: str,
+    prefix: str,
+    by: dict[str, dict[str, Any]],
+    label: str,
+    variant: str = "hrda",
 ) -> list[str]:
-    """HRDA's (or the ``hrda`` variant's) time and memory against naive HR and LR-only among
-    the rows ``by`` variant."""
-    row = by.get(f"{prefix}{hrda}")
+    """An HRDA ``variant``'s time and memory against naive HR and LR-only among the rows
+    ``by`` variant."""
+    row = by.get(f"{prefix}{variant}")
     if row is None:
         return []
     notes = []
@@ -514,7 +518,7 @@ def _hrda_ratios(
         ref = by.get(f"{prefix}{other}")
         if ref is not None:
             notes.append(
-                f"{precision} {prefix}{hrda} / {prefix}{other}{label}: time "
+                f"{precision} {prefix}{variant} / {prefix}{other}{label}: time "
                 f"{_ratio(row['median_s'], ref['median_s']):.2f}x, peak "
                 f"{_ratio(row['peak_mb'], ref['peak_mb']):.2f}x, step memory "
                 f"{_ratio(row['step_mem_mb'], ref['step_mem_mb']):.2f}x{goal}"

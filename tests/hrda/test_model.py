@@ -388,8 +388,9 @@ def test_predict_window_averages_overlapping_hr_windows() -> None:
 
 def test_without_overlap_hr_windows_tile_the_window_edge_to_edge() -> None:
     """The official ``nooverlap`` ablation: stride = detail size, every cell seen once."""
-    model = HRDAModel(CornerNet(), scale=2, detail_hw=(8, 8), mode="hr_only")
-    model.hr_slide_overlapping = False
+    model = HRDAModel(
+        CornerNet(), scale=2, detail_hw=(8, 8), mode="hr_only", hr_slide_overlapping=False
+    )
     # window 16 x 16 -> grid 4 x 4; HR windows 2 x 2 cells at cell offsets 0 and 2 per axis.
     out = model.predict_window(torch.zeros(1, 3, 16, 16))
     along = torch.tensor([1.0, 0.0, 1.0, 0.0])

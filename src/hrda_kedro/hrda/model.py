@@ -338,9 +338,8 @@ class HRDAModel(nn.Module):
 
         The LR pass covers the window; the HR pass slides detail-size windows with a stride
         of half a window (rounded down to a multiple of ``o``; a whole window without
-        ``hr_slide_overlapping``) over it, all crops of all
-        windows in one batch or chunks of ``hr_window_batch``; overlaps are averaged and
-        fused with the unmasked attention. A window smaller than the detail size runs as a
+        ``hr_slide_overlapping``) over it, all crops of all windows in one batch or chunks
+        of ``hr_window_batch``; overlaps are averaged and fused with the unmasked attention. A window smaller than the detail size runs as a
         single HR crop of its own size.
 
         ``reuse_identical_crops`` (full-image inference, whose overlapping windows share
