@@ -26,3 +26,13 @@ def test_source_only_run_has_no_round_datasets() -> None:
     for name in (*MODEL_READERS, "uda"):
         datasets = pipelines[name].inputs() | pipelines[name].all_outputs()
         assert not [d for d in datasets if d.startswith("round_")], name
+
+
+@pytest.mark.parametrize("checkpoint", ["downloaded/model.pt", "data/06_models/export"])
+def test_predict_with_a_checkpoint_path_needs_no_trained_model(checkpoint: str) -> None:
+    """A project that never trained predicts with a checkpoint it was given: the path
+    replaces the catalog's model, so the run neither loads nor checks that one."""
+    parameters = {"self_training": {"rounds": 2}, "predict": {"checkpoint": checkpoint}}
+    pipelines = register_pipelines(parameters)
+    assert not [i for i in pipelines["predict"].inputs() if i.endswith("model")]
+    assert "round_2.model" in pipelines["export"].inputs()  # export has no path to take

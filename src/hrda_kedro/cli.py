@@ -34,12 +34,15 @@ def _advice() -> dict[type[Exception], str]:
     load torch and the whole model stack (seconds). An error of one of these types can only
     have been raised once its module was loaded, so the import costs nothing by then.
     """
-    from hrda_kedro.data import DataError
+    from hrda_kedro.data import DataError, MissingInputError
     from hrda_kedro.hrda.checkpoint import CheckpointError
     from hrda_kedro.launch import LauncherError
     from hrda_kedro.params import ParameterError
 
-    return {
+    return {  # the first type an error is an instance of gives the advice
+        MissingInputError: "run the pipeline that makes it first (kedro run --pipeline=uda "
+        "trains every model), or name a saved version with --load-versions=<dataset>:"
+        "<timestamp>; predict also takes --params predict.checkpoint=<path>",
         ParameterError: "fix this key in conf/<env>/parameters*.yml (conf/base, conf/local) "
         "or in --params, then run again",
         DataError: "fix, replace or remove this file or folder (ingestion.skip_bad_files or "
@@ -60,8 +63,17 @@ class ShortError(click.ClickException):
 
     def show(self, file: IO[Any] | None = None) -> None:
         advice = next(v for k, v in _advice().items() if isinstance(self.cause, k))
-        click.echo(f"{type(self.shown).__name__}: {self.shown}", file=file, err=True)
+        click.echo(_headline(self.shown, self.cause), file=file, err=True)
         click.echo(f"What to do: {advice}. {self.where_traceback}", file=file, err=True)
+
+
+def _headline(shown: Exception, cause: Exception) -> str:
+    """``Type: message``; an error of ours under Kedro's ``DatasetError`` is shown after the
+    dataset's name alone: Kedro's own text around it repeats the dataset's repr."""
+    name, sep, kedro_text = str(shown).partition(": ")
+    if shown is not cause and sep and kedro_text.startswith("Failed while") and " " not in name:
+        return f"{type(cause).__name__}: {name}: {cause}"
+    return f"{type(shown).__name__}: {shown}"
 
 
 def _our_cause(error: BaseException | None) -> Exception | None:

@@ -42,6 +42,15 @@ def _rounds(parameters: Mapping[str, Any]) -> int:
         return 1
 
 
+def _predict_checkpoint(parameters: Mapping[str, Any]) -> Any:
+    """``predict.checkpoint``, read leniently: a path set there replaces the catalog's model,
+    so predict must not load (or need) that one."""
+    try:
+        return parameters["predict"]["checkpoint"]
+    except (KeyError, TypeError):
+        return None
+
+
 def register_pipelines(parameters: Mapping[str, Any] | None = None) -> dict[str, Pipeline]:
     """Register the project's pipelines, shaped by ``parameters`` (Kedro passes none: the
     run's, :func:`hrda_kedro.run_config.run_parameters`)."""
@@ -59,7 +68,9 @@ def register_pipelines(parameters: Mapping[str, Any] | None = None) -> dict[str,
             "warmup": warmup.create_pipeline(),
             "self_training": self_training.create_pipeline(rounds=rounds),
             "evaluation": evaluation.create_pipeline(rounds=rounds),
-            "predict": predict.create_pipeline(model=model),
+            "predict": predict.create_pipeline(
+                model=None if _predict_checkpoint(parameters) else model
+            ),
             "ablations": ablations.create_pipeline(parameters),
             "export": export.create_pipeline(model=model),
             "export_onnx": create_onnx_pipeline(model=model),

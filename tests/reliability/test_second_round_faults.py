@@ -29,6 +29,7 @@ from tests.reliability.helpers import (
     assert_unchanged,
     check_readable,
     copy_project,
+    final_error,
     flat,
     kedro,
     latest_version,
@@ -203,6 +204,21 @@ def test_cli_bad_parameter_prints_a_short_message(trained: Path) -> None:
     assert tail[1].endswith("info.log (or run with --verbose).")
     log = (trained / "info.log").read_text()
     assert "Traceback (most recent call last)" in log and "ParameterError: parameter warmpu" in log
+
+
+def test_cli_missing_model_stops_before_any_node_naming_the_dataset(trained: Path) -> None:
+    """A model version that was never saved (or a model not trained yet): the dataset, the
+    folder and the saved versions in one line, before the first node."""
+    args = "--pipeline evaluation --load-versions round_1.model:2020-01-01T00.00.00.000Z"
+    output = assert_refused(trained, args, "MissingInputError")
+    assert "Running node" not in output and "Traceback" not in output and "╭" not in output
+    saved = latest_version(trained / "data" / "06_models" / "round_1" / "model.pt").parent.name
+    assert re.match(
+        r"MissingInputError: round_1\.model: \S+/round_1/model\.pt: no saved version "
+        rf"'2020-01-01T00\.00\.00\.000Z' \(--load-versions\); saved: {saved} "
+        "What to do: run the pipeline that makes it first",
+        final_error(output),
+    ), final_error(output)
 
 
 def test_cli_under_torchrun_prints_how_to_launch(

@@ -8,3 +8,8 @@ from __future__ import annotations
 
 class DataError(ValueError):
     """A data file or folder is not what HRDA expects; the message names it."""
+
+
+class MissingInputError(DataError):
+    """An input a run needs has not been made yet (a model not trained, a version not
+    saved); the message names where it was looked for."""

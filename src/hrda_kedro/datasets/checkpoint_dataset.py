@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import PurePosixPath
 from typing import Any
 
 import fsspec
-from kedro.io.core import AbstractVersionedDataset, Version, get_filepath_str, get_protocol_and_path
+from kedro.io.core import (
+    AbstractVersionedDataset,
+    Version,
+    VersionNotFoundError,
+    get_filepath_str,
+    get_protocol_and_path,
+)
 
+from hrda_kedro.data import MissingInputError
 from hrda_kedro.hrda.checkpoint import FORMAT, atomic_write_bytes, from_bytes, to_bytes
 
 
@@ -40,9 +48,29 @@ class CheckpointDataset(AbstractVersionedDataset[dict, dict]):
         )
 
     def load(self) -> dict:
-        path = get_filepath_str(self._get_load_path(), self._protocol)
+        path = get_filepath_str(self._load_path(), self._protocol)
         with self._fs.open(path, "rb") as handle:
             return from_bytes(handle.read(), path)
+
+    def _load_path(self) -> PurePosixPath:
+        """The checkpoint to load; a model not trained yet, or a pinned version that does not
+        exist, is a :class:`MissingInputError` naming the folder (Kedro's own error prints the
+        dataset's repr under a long traceback)."""
+        folder = get_filepath_str(self._filepath, self._protocol)
+        try:
+            path = self._get_load_path()
+        except VersionNotFoundError as err:
+            raise MissingInputError(
+                f"{folder}: no checkpoint saved here yet (expected "
+                f"{folder}/<timestamp>/{self._filepath.name})"
+            ) from err
+        if self._version and self._version.load and not self._exists():
+            saved = sorted(PurePosixPath(p).parent.name for p in self._get_versions())
+            raise MissingInputError(
+                f"{folder}: no saved version {self._version.load!r} (--load-versions); "
+                f"saved: {', '.join(saved) if saved else 'none'}"
+            )
+        return path
 
     def save(self, data: dict) -> None:
         path = get_filepath_str(self._get_save_path(), self._protocol)
@@ -70,3 +98,16 @@ class CheckpointDataset(AbstractVersionedDataset[dict, dict]):
 
     def _invalidate_cache(self) -> None:
         self._fs.invalidate_cache(get_filepath_str(self._filepath, self._protocol))
+
+
+def check_saved_checkpoints(inputs: Iterable[str], catalog: Any) -> None:
+    """Every checkpoint a run reads and does not make (a model for ``predict``, ``export``,
+    ``evaluation`` or ``--from-nodes``) must be saved before the run starts: a missing one
+    stops it before its first node instead of after the nodes before it."""
+    for name in sorted(inputs):
+        dataset = catalog.get(name) if name in catalog else None
+        if isinstance(dataset, CheckpointDataset):
+            try:
+                dataset._load_path()
+            except MissingInputError as err:
+                raise MissingInputError(f"{name}: {err}") from err

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import threading
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +17,15 @@ from PIL import Image
 
 from hrda_kedro.data import DataError
 from hrda_kedro.datasets.checkpoint_dataset import CheckpointDataset
+from hrda_kedro.hrda.inference import predict_full_image_labels
 from hrda_kedro.hrda.model_config import ModelConfig
 from hrda_kedro.hrda.training.trainer import StageResult
 from hrda_kedro.params import parse
 from hrda_kedro.pipeline_registry import register_pipelines
-from hrda_kedro.pipelines.predict import create_pipeline
+from hrda_kedro.pipelines.predict import create_pipeline, nodes
 from hrda_kedro.runtime.models import build_model
 from hrda_kedro.stages import checkpoint_payload
+from tests.conftest import torch_threads
 from tests.data.helpers import truncate, write_index, write_png16, write_rgb
 
 PROJECT = Path(__file__).resolve().parents[3]
@@ -128,6 +132,68 @@ def test_a_model_without_attention_writes_no_maps_and_a_rerun_replaces_the_outpu
     SequentialRunner().run(create_pipeline(), make_catalog(predict))
     assert output(project, "labels", "a").size == (24, 16)
     assert not stale.exists()
+
+
+def _predicted(project: Path) -> dict[str, np.ndarray]:
+    """Every label and attention map the run wrote, by kind and partition id."""
+    folder = project / "data" / "07_model_output" / "predict"
+    return {
+        path.relative_to(folder).as_posix(): np.asarray(Image.open(path))
+        for kind in ("labels", "attention")
+        for path in sorted((folder / kind).rglob("*.png"))
+    }
+
+
+def _run_counting_threads(
+    project: Path, monkeypatch: pytest.MonkeyPatch, checkpoint: Path, streams: int
+) -> tuple[dict[str, np.ndarray], Counter[str]]:
+    """The outputs of one predict run, and how many images each thread predicted."""
+    calls: Counter[str] = Counter()
+
+    def counting(*args, **kwargs):
+        calls[threading.current_thread().name.split("_")[0]] += 1
+        return predict_full_image_labels(*args, **kwargs)
+
+    monkeypatch.setattr(nodes, "predict_full_image_labels", counting)
+    catalog = make_catalog(
+        {"input_dir": "inputs", "checkpoint": str(checkpoint), "attention": True}
+    )
+    catalog["params:runtime"] = {**RUNTIME, "predict_streams": streams}
+    SequentialRunner().run(create_pipeline(), catalog)
+    return _predicted(project), calls
+
+
+def test_images_predicted_in_streams_are_each_predicted_once_as_one_thread_would(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two streams on two threads: every image once, in the streams' threads, with the
+    labels and maps of a one-image loop on one thread (names sort unlike the manifest)."""
+    write_inputs(project / "inputs")
+    write_rgb(project / "inputs" / "street 1_b.png", 30, 20, seed=5)  # sorts after its prefix
+    checkpoint = save_checkpoint(project / "models")
+    loop, loop_calls = _run_counting_threads(project, monkeypatch, checkpoint, streams=1)
+    with torch_threads(2):
+        streamed, stream_calls = _run_counting_threads(project, monkeypatch, checkpoint, 2)
+    assert loop_calls == {"MainThread": 10}
+    assert stream_calls == {"hrda-image": 10}
+    assert loop.keys() == streamed.keys() and len(loop) == 20
+    for name, labels in loop.items():
+        np.testing.assert_array_equal(streamed[name], labels, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    ("largest_streamed", "thread"), [(40 * 70, "hrda-image"), (40 * 70 - 1, "MainThread")]
+)
+def test_a_folder_with_a_larger_image_is_predicted_one_image_at_a_time(
+    project: Path, monkeypatch: pytest.MonkeyPatch, largest_streamed: int, thread: str
+) -> None:
+    """Memory of a large photo stays one stream's, with progress within the image."""
+    write_inputs(project / "inputs")  # the largest image is 40 x 70
+    monkeypatch.setattr(nodes, "STREAMED_PIXELS_MAX", largest_streamed)
+    with torch_threads(2):
+        checkpoint = save_checkpoint(project / "models")
+        _, calls = _run_counting_threads(project, monkeypatch, checkpoint, streams=2)
+    assert calls == {thread: 9}
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,11 @@ one at a time, so a folder of any size never sits in memory.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from hrda_kedro.datasets.export_datasets import CONFIG_FILE, WEIGHTS_FILE, Expor
 from hrda_kedro.datasets.image_folder import IMAGE_SUFFIXES, ImageFolder
 from hrda_kedro.export import checkpoint_from_export
 from hrda_kedro.hrda import normalize
+from hrda_kedro.hrda.image_streams import map_in_streams
 from hrda_kedro.hrda.inference import predict_full_image_labels
 from hrda_kedro.params import PredictParams, RuntimeParams, parse
 from hrda_kedro.runtime.devices import resolve_device
@@ -135,20 +137,36 @@ def load_checkpoint_file(path: str) -> tuple[dict[str, Any], Path]:
     return CheckpointDataset(filepath=str(target)).load(), target
 
 
+# Images up to a Cityscapes frame are predicted several at once on a CPU
+# (``runtime.predict_streams``); a folder holding a larger one goes one image at a time, so
+# a large photo's memory stays what one stream needs and its windows show progress.
+STREAMED_PIXELS_MAX = 2048 * 1024
+
+
 class _LazyOutputs:
-    """Predicts an image once, at the first of its outputs saved; holds the rest until saved.
+    """Each image's outputs, computed ahead by the prediction streams in the order Kedro
+    saves the labels (sorted partition ids), held until every one of its outputs is saved.
 
     Kedro saves a node's outputs one dataset after the other, so with attention maps on,
     the maps (one byte per pixel) wait in memory while the labels are written.
     """
 
-    def __init__(self, predict: Callable[[int], dict[str, Image.Image]]) -> None:
-        self._predict = predict
+    def __init__(
+        self,
+        predictions: Iterator[tuple[int, dict[str, Image.Image]]],
+        predict: Callable[[int], dict[str, Image.Image]],
+    ) -> None:
+        self._predictions = predictions
+        self._predict = predict  # an output asked for again after its image was released
         self._pending: dict[int, dict[str, Image.Image]] = {}
 
     def get(self, index: int, kind: str) -> Image.Image:
-        if index not in self._pending:
-            self._pending[index] = self._predict(index)
+        while index not in self._pending:
+            produced = next(self._predictions, None)
+            if produced is None:
+                self._pending[index] = self._predict(index)
+                break
+            self._pending[produced[0]] = produced[1]
         outputs = self._pending[index]
         image = outputs.pop(kind)
         if not outputs:
@@ -167,7 +185,9 @@ def segment_images(
     The model is rebuilt from the checkpoint's own parameters (not the run's ``model``),
     so any trained checkpoint works; the student is used, as in evaluation. An attention
     map holds, per pixel, the attention of the predicted class: 0 = all LR context,
-    255 = all HR detail.
+    255 = all HR detail. On a CPU, images up to :data:`STREAMED_PIXELS_MAX` pixels are
+    predicted ``runtime.predict_streams`` at once, one thread each; each image's labels are
+    those of a one-image loop on one thread.
     """
     params = parse(PredictParams, predict, "predict")
     runtime_params = parse(RuntimeParams, runtime, "runtime")
@@ -197,6 +217,9 @@ def segment_images(
         setup.device,
     )
     rows = predict_manifest.to_dict(orient="records")
+    largest = int((predict_manifest["height"] * predict_manifest["width"]).max())
+    streams = setup.predict_streams if largest <= STREAMED_PIXELS_MAX else 1
+    finished = itertools.count(1)  # images finished, in whichever stream (atomic under the GIL)
 
     @torch.no_grad()
     def run(index: int) -> dict[str, Image.Image]:
@@ -204,10 +227,10 @@ def segment_images(
         start = time.perf_counter()
         pixels = torch.from_numpy(read_image_as_rgb(Path(row["image_path"])))
         image = normalize(pixels.permute(2, 0, 1).unsqueeze(0).to(setup.device))
-        bar = tqdm(
+        bar = tqdm(  # one image at a time only: several bars at once would garble
             desc=f"{row['partition_id']} windows",
             leave=False,
-            disable=not runtime_params.progress_bar,
+            disable=not runtime_params.progress_bar or streams > 1,
         )
 
         def progress(done: int, total: int) -> None:
@@ -226,7 +249,7 @@ def segment_images(
             outputs["attention"] = Image.fromarray(scaled.cpu().numpy())
         logger.info(
             "segmented %d/%d %s (%dx%d) in %.1f s",
-            index + 1,
+            next(finished),
             len(rows),
             row["partition_id"],
             pixels.shape[1],
@@ -235,8 +258,11 @@ def segment_images(
         )
         return outputs
 
-    outputs = _LazyOutputs(run)
     ids = [str(row["partition_id"]) for row in rows]
+    save_order = sorted(range(len(ids)), key=ids.__getitem__)  # PartitionedDataset's order
+    if streams > 1:
+        logger.info("%d images at once, one stream each", streams)
+    outputs = _LazyOutputs(map_in_streams(lambda i: (i, run(i)), save_order, streams), run)
     labels = {pid: lambda i=i: outputs.get(i, "label") for i, pid in enumerate(ids)}
     maps = (
         {pid: lambda i=i: outputs.get(i, "attention") for i, pid in enumerate(ids)}
