@@ -41,7 +41,7 @@ def _advice() -> dict[type[Exception], str]:
 
     return {  # the first type an error is an instance of gives the advice
         MissingInputError: "run the pipeline that makes it first (kedro run --pipeline=uda "
-        "trains every model), or name a saved version with --load-versions=<dataset>:"
+        "makes every dataset), or name a saved version with --load-versions=<dataset>:"
         "<timestamp>; predict also takes --params predict.checkpoint=<path>",
         ParameterError: "fix this key in conf/<env>/parameters*.yml (conf/base, conf/local) "
         "or in --params, then run again",

@@ -79,8 +79,8 @@ class ProjectHooks:
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        """Parse the parameters of the nodes to run and check the checkpoints it reads; a bad
-        value or a model not trained yet stops the run before any work."""
+        """Parse the parameters of the nodes to run and check the datasets it reads; a bad
+        value or an input not made yet stops the run before any work."""
         from hrda_kedro import tracking_runs
 
         with tracking_runs.run_ends_on_error():
@@ -105,10 +105,10 @@ class ProjectHooks:
             check_outside_outputs(parameters["predict"], _replaced_folders(pipeline, catalog))
         from kedro.framework.project import pipelines as registered
 
-        from hrda_kedro.datasets.checkpoint_dataset import check_saved_checkpoints
         from hrda_kedro.datasets.report_sets import check_report_sets, saved_together
+        from hrda_kedro.datasets.run_inputs import check_run_inputs
 
-        check_saved_checkpoints(pipeline.inputs(), catalog)
+        check_run_inputs(pipeline.inputs(), catalog, registered)
         check_report_sets(pipeline.inputs(), saved_together(registered.values()), catalog)
         logger.info("parameters validated: %s", ", ".join(validated) or "none")
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from kedro.io import DataCatalog, MemoryDataset
 from kedro.io.core import DatasetError, Version
 
 from hrda_kedro.data import MissingInputError
-from hrda_kedro.datasets.checkpoint_dataset import CheckpointDataset, check_saved_checkpoints
+from hrda_kedro.datasets.checkpoint_dataset import CheckpointDataset
 
 SAVED = "2026-01-01T00.00.00.000Z"
 
@@ -47,19 +46,3 @@ def test_a_pinned_version_that_was_never_saved_lists_the_saved_ones(tmp_path: Pa
     assert load_error(checkpoint(tmp_path, load="2020")).endswith(
         f"model.pt: no saved version '2020' (--load-versions); saved: {SAVED}"
     )
-
-
-def test_a_run_stops_before_any_node_on_the_first_missing_checkpoint(tmp_path: Path) -> None:
-    catalog = DataCatalog(
-        {
-            "round_1.model": checkpoint(tmp_path / "round_1"),
-            "round_2.model": checkpoint(tmp_path / "round_2"),
-            "params:x": MemoryDataset(1),
-        }
-    )
-    save(tmp_path / "round_1")
-    inputs = {"round_2.model", "round_1.model", "params:x", "not_in_catalog"}
-    with pytest.raises(MissingInputError, match=r"^round_2.model: .*round_2/model.pt: no chec"):
-        check_saved_checkpoints(inputs, catalog)
-    save(tmp_path / "round_2")
-    check_saved_checkpoints(inputs, catalog)  # every one saved: the run goes on

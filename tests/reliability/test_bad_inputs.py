@@ -348,7 +348,7 @@ def test_kedro_cli_bad_checkpoint(trained: Path) -> None:
     assert_refused(
         trained,
         "--pipeline self_training",
-        r"DatasetError: source_only_model: .*not a readable PyTorch checkpoint",
+        r"CheckpointError: source_only_model: \S+/model\.pt: not a readable PyTorch checkpoint",
     )
 
 

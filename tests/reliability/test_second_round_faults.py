@@ -33,6 +33,7 @@ from tests.reliability.helpers import (
     flat,
     kedro,
     latest_version,
+    make_project,
     run_in_process,
     snapshot,
 )
@@ -215,8 +216,21 @@ def test_cli_missing_model_stops_before_any_node_naming_the_dataset(trained: Pat
     saved = latest_version(trained / "data" / "06_models" / "round_1" / "model.pt").parent.name
     assert re.match(
         r"MissingInputError: round_1\.model: \S+/round_1/model\.pt: no saved version "
-        rf"'2020-01-01T00\.00\.00\.000Z' \(--load-versions\); saved: {saved} "
-        "What to do: run the pipeline that makes it first",
+        rf"'2020-01-01T00\.00\.00\.000Z' \(--load-versions\); saved: {saved}; made by "
+        "kedro run --pipeline=self_training What to do: run the pipeline that makes it first",
+        final_error(output),
+    ), final_error(output)
+
+
+def test_cli_a_stage_run_before_the_one_it_needs_names_that_one(tmp_path: Path) -> None:
+    """``kedro run --pipeline=warmup`` in a project that never ingested: one line, before
+    the first node."""
+    project = make_project(tmp_path / "fresh")
+    output = assert_refused(project, "--pipeline warmup", "MissingInputError")
+    assert "Running node" not in output and "Traceback" not in output and "╭" not in output
+    assert re.match(
+        r"MissingInputError: \w+: \S+/data/\S+\.csv not found; made by kedro run "
+        "--pipeline=ingestion What to do: run the pipeline that makes it first",
         final_error(output),
     ), final_error(output)
 

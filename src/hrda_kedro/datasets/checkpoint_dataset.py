@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -48,11 +47,11 @@ class CheckpointDataset(AbstractVersionedDataset[dict, dict]):
         )
 
     def load(self) -> dict:
-        path = get_filepath_str(self._load_path(), self._protocol)
+        path = get_filepath_str(self.check_loadable(), self._protocol)
         with self._fs.open(path, "rb") as handle:
             return from_bytes(handle.read(), path)
 
-    def _load_path(self) -> PurePosixPath:
+    def check_loadable(self) -> PurePosixPath:
         """The checkpoint to load; a model not trained yet, or a pinned version that does not
         exist, is a :class:`MissingInputError` naming the folder (Kedro's own error prints the
         dataset's repr under a long traceback)."""
@@ -98,16 +97,3 @@ class CheckpointDataset(AbstractVersionedDataset[dict, dict]):
 
     def _invalidate_cache(self) -> None:
         self._fs.invalidate_cache(get_filepath_str(self._filepath, self._protocol))
-
-
-def check_saved_checkpoints(inputs: Iterable[str], catalog: Any) -> None:
-    """Every checkpoint a run reads and does not make (a model for ``predict``, ``export``,
-    ``evaluation`` or ``--from-nodes``) must be saved before the run starts: a missing one
-    stops it before its first node instead of after the nodes before it."""
-    for name in sorted(inputs):
-        dataset = catalog.get(name) if name in catalog else None
-        if isinstance(dataset, CheckpointDataset):
-            try:
-                dataset._load_path()
-            except MissingInputError as err:
-                raise MissingInputError(f"{name}: {err}") from err
