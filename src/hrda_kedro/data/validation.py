@@ -9,13 +9,16 @@ set and checked against the size of their image and the ids their mapping knows.
 
 from __future__ import annotations
 
+import struct
 import warnings
+import zlib
 from enum import Enum
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torchvision.io import ImageReadMode, decode_png, read_file
+from torchvision.io import ImageReadMode, decode_png
 
 from hrda_kedro.data import DataError
 from hrda_kedro.data.labels import LabelMapping
@@ -56,15 +59,132 @@ def _is_16bit(image: Image.Image) -> bool:
     return image.mode.startswith("I;16") or any(";16" in str(tile.args) for tile in image.tile)
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type
+_PNG_BIT_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+# (x start, y start, x step, y step) of the seven Adam7 interlace passes.
+_ADAM7 = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
+
+
+class _CorruptPng(ValueError):
+    """A PNG that libpng would fail on; the caller names the file."""
+
+
+def _png_chunks(data: bytes) -> tuple[bytes, bytes]:
+    """IHDR body and the joined IDAT bodies, once every chunk is whole, named and CRC-correct."""
+    if not data.startswith(_PNG_SIGNATURE):
+        raise _CorruptPng("no PNG signature")
+    pos, header, idat, idat_done = len(_PNG_SIGNATURE), None, [], False
+    while True:
+        if pos + 8 > len(data):
+            raise _CorruptPng("file ends before the IEND chunk")
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        name = kind.decode("latin-1")
+        if length > 0x7FFFFFFF or not name.isascii() or not name.isalpha():
+            raise _CorruptPng(f"invalid chunk header at byte {pos}")
+        body = data[pos + 8 : pos + 8 + length]
+        if pos + 12 + length > len(data):
+            raise _CorruptPng(f"file ends inside the {name} chunk")
+        if zlib.crc32(kind + body) != struct.unpack_from(">I", data, pos + 8 + length)[0]:
+            raise _CorruptPng(f"CRC error in the {name} chunk at byte {pos}")
+        if header is None and (name != "IHDR" or length != 13):
+            raise _CorruptPng("first chunk is not a valid IHDR")
+        if name == "IDAT":
+            if idat_done:
+                raise _CorruptPng("IDAT chunks are not consecutive")
+            idat.append(body)
+        elif idat:
+            idat_done = True
+        if name == "IHDR":
+            header = body
+        if name == "IEND":
+            break
+        pos += 12 + length
+    if not idat:
+        raise _CorruptPng("no IDAT chunk")
+    return header, b"".join(idat)
+
+
+def _check_png(data: bytes) -> None:
+    """Raise :class:`_CorruptPng` unless libpng can read every image row of ``data``.
+
+    torchvision's ``decode_png`` turns a libpng error into an exception only while the header
+    is read; one while reading the rows (a bad IDAT CRC or zlib stream, too little data, a row
+    filter byte over 4 after bit rot) longjmps out of the C++ frames and the whole process
+    dies with a segfault, which no ``except`` or ``skip_bad_files`` can stop. So the data libpng
+    would fail on is checked here first: every chunk's framing and CRC, the IDAT zlib stream
+    (complete, Adler-32 correct, exactly the image's size) and every row's filter byte. That
+    costs one extra inflate in C plus a strided numpy look, far cheaper than a second full
+    decode, and Pillow cannot stand in as the decoder: it drops the low byte of 16-bit colour.
+    """
+    header, compressed = _png_chunks(data)
+    width, height, depth, colour, compression, filtering, interlace = struct.unpack(
+        ">IIBBBBB", header
+    )
+    if (
+        not 0 < width <= 0x7FFFFFFF
+        or not 0 < height <= 0x7FFFFFFF
+        or depth not in _PNG_BIT_DEPTHS.get(colour, ())
+        or (compression, filtering) != (0, 0)
+        or interlace not in (0, 1)
+    ):
+        raise _CorruptPng("invalid IHDR")
+    passes = (
+        [(width, height)]
+        if interlace == 0
+        else [((width - x + dx - 1) // dx, (height - y + dy - 1) // dy) for x, y, dx, dy in _ADAM7]
+    )
+    # (row length with its filter byte, rows) of each non-empty pass
+    rows = [((w * _PNG_CHANNELS[colour] * depth + 7) // 8 + 1, h) for w, h in passes if w and h]
+    size = sum(stride * h for stride, h in rows)
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(compressed, size + 1)  # bounded: no zlib bomb
+    except zlib.error as err:
+        raise _CorruptPng(f"corrupt compressed image data: {err}") from err
+    if len(raw) > size:
+        raise _CorruptPng(f"more image data than the {width}x{height} image holds")
+    if not inflater.eof:
+        raise _CorruptPng("compressed image data ends early")
+    if len(raw) < size:
+        raise _CorruptPng(f"image data is {len(raw)} bytes, expected {size}")
+    if inflater.unused_data:
+        raise _CorruptPng("extra bytes after the compressed image data")
+    filters, start = np.frombuffer(raw, dtype=np.uint8), 0
+    for stride, h in rows:
+        bad = np.flatnonzero(filters[start : start + stride * h : stride] > 4)
+        if bad.size:
+            raise _CorruptPng(
+                f"invalid row filter type {filters[start + stride * bad[0]]}, expected 0-4"
+            )
+        start += stride * h
+
+
 def _decode_png16(path: Path) -> np.ndarray:
     """``(C, H, W)`` of any PNG, 16-bit multi-channel included (Pillow keeps only the high byte).
 
-    torchvision's PNG decoder is deprecated in favour of TorchCodec (torchvision 0.29), which
-    this project does not depend on; the warning is silenced here only.
+    The bytes are checked by :func:`_check_png` first, and the same bytes are decoded, since
+    torchvision's decoder crashes the process on data libpng rejects. torchvision's PNG
+    decoder is deprecated in favour of TorchCodec (torchvision 0.29), which this project does
+    not depend on; the warning is silenced here only.
     """
+    data = path.read_bytes()
+    _check_png(data)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return decode_png(read_file(str(path)), ImageReadMode.UNCHANGED).numpy()
+        encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        try:
+            return decode_png(encoded, ImageReadMode.UNCHANGED).numpy()
+        except RuntimeError as err:  # libpng's header errors, which it prints to stderr
+            raise _CorruptPng("libpng rejects its header chunks") from err
 
 
 def describe_mode(image: Image.Image) -> str:
