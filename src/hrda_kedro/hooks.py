@@ -89,16 +89,24 @@ class ProjectHooks:
     @staticmethod
     def _check_run(pipeline: Any, catalog: Any) -> None:
         from hrda_kedro.params import (
+            RuntimeParams,
+            check_graph_settings,
             check_group_names,
             check_input_folder,
             check_outside_outputs,
             check_run,
+            parse,
         )
 
         parameters = catalog.load("parameters") if "parameters" in catalog else {}
         check_group_names(parameters)
+        check_graph_settings(parameters)
         validated = validate_run_parameters(pipeline, parameters)
         check_run(parameters, [*validated, *_data_groups_for_checks(parameters, validated)])
+        if "runtime" in validated:
+            from hrda_kedro.runtime.devices import check_device
+
+            check_device(parse(RuntimeParams, parameters["runtime"], "runtime"))
         if "predict" in validated:
             for folder in _image_folders(pipeline, catalog):
                 check_input_folder(parameters["predict"], folder)

@@ -390,6 +390,20 @@ def check_group_names(parameters: Mapping[str, Any]) -> None:
             )
 
 
+def check_graph_settings(parameters: Mapping[str, Any]) -> None:
+    """Settings that shape the pipelines, whichever groups a run reads: the registry reads
+    them leniently to build the graph, so a bad value would give another graph silently
+    (``self_training.rounds: -1`` ran a source-only ``uda``)."""
+    self_training = parameters.get("self_training")
+    if isinstance(self_training, Mapping) and "rounds" in self_training:
+        rounds = self_training["rounds"]
+        _require(
+            isinstance(rounds, int) and not isinstance(rounds, bool) and rounds >= 0,
+            "self_training.rounds",
+            f"expected an integer >= 0 (0: source-only), got {rounds!r}",
+        )
+
+
 def check_run(parameters: Mapping[str, Any], groups: typing.Collection[str]) -> None:
     """Checks across groups, for the ``groups`` a run uses (each already valid on its own).
 
@@ -398,7 +412,12 @@ def check_run(parameters: Mapping[str, Any], groups: typing.Collection[str]) -> 
     image size (folders of images are checked against their manifests before training).
     """
     # Imported here: the data layer pulls in numpy and cityscapesscripts.
-    from hrda_kedro.data.ingest import SPLITS, IngestionDatasets, IngestionSettings
+    from hrda_kedro.data.ingest import (
+        SPLITS,
+        IngestionDatasets,
+        IngestionSettings,
+        embedded_size_problem,
+    )
     from hrda_kedro.data.labels import CITYSCAPES_CLASSES
 
     def has(*names: str) -> bool:
@@ -453,6 +472,10 @@ def check_run(parameters: Mapping[str, Any], groups: typing.Collection[str]) -> 
     if datasets is None or not has("ingestion"):
         return
     embedded = parse(IngestionSettings, parameters["ingestion"], "ingestion").embedded
+    specs = {split: getattr(datasets, split) for split in SPLITS} | datasets.extra_targets
+    problem = embedded_size_problem(embedded, specs)
+    if problem is not None:
+        raise ParameterError(problem)
     for split in ("source_train", "target_train"):
         spec = getattr(datasets, split)
         if spec is None or spec.kind != "embedded":

@@ -19,6 +19,7 @@ from hrda_kedro.data.ingest import (
 from hrda_kedro.data.labels import CITYSCAPES_CLASSES
 from hrda_kedro.data.layouts import DatasetSpec, ResizeSpec
 from hrda_kedro.data.streets import SplitSizes
+from hrda_kedro.hrda.config import ConfigError
 from tests.data.helpers import (
     GTA_TRAIN,
     SYNTHIA_TRAIN,
@@ -237,6 +238,41 @@ def test_empty_split_stops_even_in_skip_mode(tmp_path):
     )
     with pytest.raises(DataError, match="empty: split 'source_train' is empty"):
         ingest(_settings(tmp_path), datasets)
+
+
+def _embedded_without_target_train(tmp_path: Path) -> IngestionSettings:
+    embedded = EmbeddedSettings(
+        root=str(tmp_path / "embedded"), height=32, width=64, sizes=SplitSizes(2, 0, 1)
+    )
+    return IngestionSettings(cache_dir=str(tmp_path / "cache"), workers=1, embedded=embedded)
+
+
+def test_an_embedded_split_without_images_stops_before_drawing(tmp_path):
+    datasets = IngestionDatasets(
+        DatasetSpec("embedded"), DatasetSpec("embedded"), DatasetSpec("embedded")
+    )
+    with pytest.raises(
+        DataError,
+        match=r"^parameter ingestion\.embedded\.sizes\.target_train: ingestion_datasets\."
+        r"target_train reads the embedded target_train images, so expected >= 1, got 0",
+    ):
+        ingest(_embedded_without_target_train(tmp_path), datasets)
+    assert not (tmp_path / "embedded").exists() and not any(tmp_path.glob(".*"))
+
+
+def test_no_target_train_images_for_source_only_training(tmp_path):
+    datasets = IngestionDatasets(DatasetSpec("embedded"), None, DatasetSpec("embedded"))
+    result = ingest(_embedded_without_target_train(tmp_path), datasets)
+    assert len(result.manifests["source_train"]) == 2
+    assert len(result.manifests["target_train"]) == 0
+    assert len(result.manifests["target_val"]) == 1
+
+
+@pytest.mark.parametrize("split", ["source_train", "target_val"])
+def test_every_run_needs_source_train_and_target_val_images(split):
+    sizes = {"source_train": 2, "target_train": 2, "target_val": 1, split: 0}
+    with pytest.raises(ConfigError, match=rf"^sizes\.{split}: expected >= 1 image"):
+        EmbeddedSettings(sizes=SplitSizes(**sizes))
 
 
 def test_target_train_without_labels(tmp_path):

@@ -195,6 +195,19 @@ CASES = [
     # other ranges, one per group
     BadInput("no device", P, "warmup", at_run({"runtime": {"devices": 0}}), ParameterError,
              r"^parameter runtime\.devices: expected >= 1, got 0"),
+    BadInput("a GPU this machine lacks", P, "uda", at_run({"runtime": {"device": "cuda:99"}}),
+             ParameterError, r"^parameter runtime\.device: 'cuda:99' asked for, but (CUDA is "
+             r"not available|this machine has \d+ CUDA device)"),
+    BadInput("rounds below zero, run by a pipeline that does not read them", P, "evaluation",
+             at_run({"self_training": {"rounds": -1}}), ParameterError,
+             r"^parameter self_training\.rounds: expected an integer >= 0 \(0: source-only\), "
+             r"got -1"),
+    BadInput("a group written as a value", P, "warmup", at_run({"warmup": 1000}),
+             ParameterError, r"^parameter warmup: expected a mapping, got 1000"),
+    BadInput("no embedded target images for self-training", P, "uda",
+             at_run({"ingestion": {"embedded": {"sizes": {"target_train": 0}}}}), ParameterError,
+             r"^parameter ingestion\.embedded\.sizes\.target_train: ingestion_datasets\."
+             r"target_train reads the embedded target_train images, so expected >= 1, got 0"),
     BadInput("EMA that never moves", P, "self_training",
              at_run({"self_training": {"ema_alpha": 1.0}}), ParameterError,
              r"^parameter self_training\.ema_alpha: expected 0 <= alpha < 1, got 1\.0"),

@@ -25,6 +25,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -63,6 +64,20 @@ class EmbeddedSettings(StreetsConfig):
     """``ingestion.embedded``: the generator's configuration and where it draws."""
 
     root: str = "data/01_raw/embedded"
+
+    def validate(self) -> None:
+        super().validate()
+        # Every run that draws the benchmark trains on source_train and evaluates on
+        # target_val (ingestion_datasets requires both); target_train may be 0 for
+        # source-only runs (ingestion_datasets.target_train: null), checked in ingest().
+        for split in ("source_train", "target_val"):
+            count = getattr(self.sizes, split)
+            require(
+                count >= 1,
+                f"sizes.{split}",
+                f"expected >= 1 image (every run trains on source_train and evaluates on "
+                f"target_val), got {count}",
+            )
 
 
 @dataclass(frozen=True)
@@ -320,6 +335,27 @@ def _cache_folder(cache_dir: Path, kind: str, root: Path) -> Path:
     return cache_dir / f"{kind}-{root.name}-{digest}"
 
 
+def embedded_size_problem(
+    config: StreetsConfig, specs: Mapping[str, DatasetSpec | None]
+) -> str | None:
+    """The message for the first split that reads the embedded benchmark and would get no
+    images (``ingestion.embedded.sizes.<split>: 0``), else None."""
+    for name, spec in specs.items():
+        if spec is None or spec.kind != "embedded":
+            continue
+        subset = spec.subset or name  # a split's own images unless it names a subset
+        split = CONDITION_SUBSETS.get(subset, (subset,))[0]
+        count = getattr(config.sizes, split, None)
+        if count is not None and count < 1:
+            where = name if name in SPLITS else f"extra_targets.{name}"
+            return (
+                f"parameter ingestion.embedded.sizes.{split}: ingestion_datasets.{where} reads "
+                f"the embedded {subset} images, so expected >= 1, got {count} (source-only "
+                "training without target images: ingestion_datasets.target_train: null)"
+            )
+    return None
+
+
 def _prepare_embedded(
     settings: IngestionSettings, staging: _Staging, conditions: tuple[str, ...]
 ) -> tuple[Path, dict[str, Any]]:
@@ -461,6 +497,12 @@ def ingest(settings: IngestionSettings, datasets: IngestionDatasets) -> Ingestio
         embedded_root = None
         if embedded:
             conditions = tuple(sorted({s.subset for s in embedded} & set(CONDITION_SUBSETS)))
+            # The run-start check (params.check_run) says the same; this is for direct calls.
+            problem = embedded_size_problem(
+                settings.embedded, {n: sp for n, (sp, _) in specs.items()}
+            )
+            if problem:
+                raise DataError(problem)
             embedded_root, embedded_report = _prepare_embedded(settings, staging, conditions)
         caches: dict[Path, _LabelCache] = {}
         for split, (spec, domain) in specs.items():

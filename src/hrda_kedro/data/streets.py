@@ -314,7 +314,10 @@ def coarse_shift(style: DomainStyle) -> DomainStyle:
 
 @dataclass(frozen=True)
 class SplitSizes(Config):
-    """Images per split of the embedded benchmark."""
+    """Images per split of the embedded benchmark; 0 draws none of a split (a library user
+    drawing training images only). The project's ``ingestion.embedded`` needs at least one
+    source-train and one target-val image
+    (:class:`hrda_kedro.data.ingest.EmbeddedSettings`)."""
 
     source_train: int = setting(200, ge=0)
     target_train: int = setting(200, ge=0)

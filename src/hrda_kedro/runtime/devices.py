@@ -10,6 +10,34 @@ from hrda_kedro.params import ParameterError, RuntimeParams
 from hrda_kedro.runtime.memory import keep_freed_host_memory
 
 
+def check_device(runtime: RuntimeParams) -> str:
+    """The device ``runtime.device`` names, checked against this machine (the run-start hook
+    calls it, so a missing GPU stops a run before ingestion, not at its first training node).
+    """
+    name = runtime.device
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if not name.startswith("cuda"):
+        return name
+    if not torch.cuda.is_available():
+        raise ParameterError(
+            f"parameter runtime.device: {runtime.device!r} asked for, but CUDA is not available"
+        )
+    count = torch.cuda.device_count()
+    index = int(name.partition(":")[2] or 0)
+    if index >= count:
+        raise ParameterError(
+            f"parameter runtime.device: {runtime.device!r} asked for, but this machine has "
+            f"{count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+        )
+    if name == "cuda" and runtime.devices > count:  # one rank per device, cuda:<rank>
+        raise ParameterError(
+            f"parameter runtime.devices: {runtime.devices} asked for, but this machine has "
+            f"{count} CUDA device(s)"
+        )
+    return name
+
+
 def resolve_device(runtime: RuntimeParams, rank: int = 0) -> DeviceSetup:
     """CPU or CUDA from ``runtime.device``; bf16 autocast and channels_last on CUDA.
 
@@ -18,14 +46,7 @@ def resolve_device(runtime: RuntimeParams, rank: int = 0) -> DeviceSetup:
     """
     if runtime.keep_freed_host_memory:
         keep_freed_host_memory()
-    name = runtime.device
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ParameterError(
-            f"parameter runtime.device: {runtime.device!r} asked for, but CUDA is not available"
-        )
-    device = torch.device(name)
+    device = torch.device(check_device(runtime))
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", rank)
     on_gpu = device.type == "cuda"

@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 
 from hrda_kedro.hrda.config import ConfigError
-from hrda_kedro.hrda.training.config import TrainingConfig
+from hrda_kedro.hrda.training.config import (
+    OptimizerConfig,
+    RareClassSamplingConfig,
+    TrainingConfig,
+)
 from hrda_kedro.hrda.uda.config import (
     FeatureDistanceConfig,
     PseudoLabelConfig,
@@ -28,6 +32,19 @@ from hrda_kedro.params import SelfTrainingParams, parse
         (lambda: MaskingConfig(loss_weight=-1.0), "lambda"),
         (lambda: TrainingConfig(log_every=0), "log_every"),
         (lambda: TrainingConfig(cat_max_ratio=0.0), "cat_max_ratio"),
+        (lambda: PseudoLabelConfig(margins=(0, 0, 0)), "margins"),  # type: ignore[arg-type]
+        (lambda: FeatureDistanceConfig(weight=-1.0), "weight"),
+        (lambda: MaskingConfig(mask_block_size=0), "mask_block_size"),
+        (lambda: MaskingConfig(mask_block_reference_size=(0, 0)), "mask_block_reference_size"),
+        (lambda: OptimizerConfig(weight_decay=-0.01), "weight_decay"),
+        (lambda: OptimizerConfig(head_lr_mult=-10.0), "head_lr_mult"),
+        (lambda: OptimizerConfig(poly_power=0.0), "poly_power"),
+        (lambda: OptimizerConfig(grad_clip=0.0), "grad_clip"),
+        (lambda: OptimizerConfig(grad_clip=-1.0), "grad_clip"),
+        (lambda: OptimizerConfig(betas=(0.9, 1.0)), "betas"),
+        (lambda: OptimizerConfig(betas=(0.9,)), "betas"),  # type: ignore[arg-type]
+        (lambda: RareClassSamplingConfig(reference_size=(0, 0)), "reference_size"),
+        (lambda: RareClassSamplingConfig(reference_size=(1, 2, 3)), "reference_size"),  # type: ignore
     ],
 )
 def test_out_of_range_settings_raise_with_their_key(build, key: str) -> None:

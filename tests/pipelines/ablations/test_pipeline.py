@@ -159,10 +159,19 @@ def test_variants_with_the_same_warmup_share_it_per_seed() -> None:
         ({"variants": {"bad-name": {}}}, "must be a Python identifier"),
         ({"seeds": [1, 1]}, "parameter ablations.seeds: expected distinct seeds"),
         ({"variants": {"hrda": {"adapts": False}}}, "did you mean 'adapt'"),
+        ({"shared": {"self_training": {"rounds": 0}}},
+         r"ablations.variants.daformer.self_training.rounds: 0 for a variant that adapts; "
+         "expected >= 1, or adapt: false"),
+        ({"variants": {"hrda": {"self_training": {"rounds": 0}}}},
+         "ablations.variants.hrda.self_training.rounds: 0 for a variant that adapts"),
+        # A run's own group written as a value: every command builds this graph.
+        ({"_run": {"warmup": 1000}}, r"^parameter warmup: expected a mapping, got 1000$"),
+        ({"_run": {"self_training": 5}}, r"^parameter self_training: expected a mapping, got 5$"),
     ],
 )  # fmt: skip
 def test_bad_ablation_parameters_are_named_at_run_start(overrides, message) -> None:
-    parameters = deep_merge(shipped_parameters(), {"ablations": overrides})
+    run_groups = overrides.pop("_run", {})
+    parameters = {**deep_merge(shipped_parameters(), {"ablations": overrides}), **run_groups}
     with pytest.raises(ParameterError, match=message):
         validate_ablations(parameters)
     # Building the graph must not fail: it is built for every pipeline, uda included.

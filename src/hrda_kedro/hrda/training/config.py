@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hrda_kedro.hrda.config import Config, require, setting
+from hrda_kedro.hrda.config import Config, require, require_positive_pair, setting
 
 
 @dataclass
@@ -19,12 +19,29 @@ class OptimizerConfig(Config):
     """AdamW with a linear warmup, then polynomial decay to 0."""
 
     lr: float = setting(6e-4, gt=0)
-    head_lr_mult: float = 10.0
-    weight_decay: float = 0.01
+    head_lr_mult: float = setting(10.0, ge=0)
+    """The heads' lr is ``lr`` x this; 0 freezes them, a negative value would ascend."""
+    weight_decay: float = setting(0.01, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_iters: int = setting(30, ge=0)
-    poly_power: float = 1.0
+    poly_power: float = setting(1.0, gt=0)
+    """Exponent of the decay ``(1 - step / iterations) ** poly_power`` (the scheduler needs > 0)."""
     grad_clip: float | None = None
+    """Maximum gradient norm; null clips nothing (0 would zero every gradient, a negative
+    norm flip it)."""
+
+    def validate(self) -> None:
+        require(
+            self.grad_clip is None or self.grad_clip > 0,
+            "grad_clip",
+            f"expected null (no clipping) or a gradient norm > 0, got {self.grad_clip}",
+        )
+        betas = tuple(self.betas)
+        require(
+            len(betas) == 2 and all(0 <= b < 1 for b in betas),
+            "betas",
+            f"expected two numbers 0 <= beta < 1 (Adam's moment decays), got {list(betas)}",
+        )
 
 
 @dataclass
@@ -39,6 +56,15 @@ class RareClassSamplingConfig(Config):
     min_crop_ratio: float = setting(2.0, ge=0)
     """The crop is re-drawn (up to 10 times) until it holds more than min_pixels x this of
     the sampled class (HRDA: 2.0; DAFormer: 0.5); 0 keeps the first crop."""
+
+    def validate(self) -> None:
+        if self.reference_size is not None:
+            require(
+                len(self.reference_size) == 2,
+                "reference_size",
+                f"expected two positive integers (H, W) or null, got {list(self.reference_size)}",
+            )
+            require_positive_pair(self.reference_size, "reference_size")
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from hrda_kedro.hrda.config import Config, require, require_positive_pair
+from hrda_kedro.hrda.config import Config, require, require_positive_pair, setting
 from hrda_kedro.hrda.uda.mic import MaskingConfig
 
 
@@ -40,9 +40,10 @@ class PseudoLabelConfig(Config):
     def validate(self) -> None:
         require(0.0 <= self.threshold <= 1.0, "threshold", f"expected 0..1, got {self.threshold}")
         require(
-            min(self.margins) >= 0,
+            len(self.margins) == 4 and min(self.margins) >= 0,
             "margins",
-            f"expected non-negative pixels, got {list(self.margins)}",
+            "expected four non-negative pixels (top, bottom, left, right), "
+            f"got {list(self.margins)}",
         )
         if self.margins_reference_size is not None:
             require_positive_pair(self.margins_reference_size, "margins_reference_size")
@@ -54,7 +55,8 @@ class FeatureDistanceConfig(Config):
     """DAFormer's ImageNet feature distance on thing classes of the source crops."""
 
     enabled: bool = False
-    weight: float = 0.005
+    weight: float = setting(0.005, ge=0)
+    """Weight of the feature distance loss; a negative one would push features apart."""
     pretrained: str | None = None
 
     def validate(self) -> None:

@@ -66,11 +66,16 @@ def variant_groups(parameters: Mapping[str, Any], variant: str) -> dict[str, dic
     spec = settings.variants[variant]
     groups = {}
     for group, cls in GROUPS.items():
-        merged = deep_merge(
-            deep_merge(parameters.get(group) or {}, getattr(settings.shared, group)),
-            getattr(spec, group),
-        )
-        parse(cls, merged, f"ablations.variants.{variant}.{group}")
+        base = parameters.get(group) or {}
+        if not isinstance(base, Mapping):  # `warmup: 1000`: the group itself is wrong
+            raise ParameterError(f"parameter {group}: expected a mapping, got {base!r}")
+        merged = deep_merge(deep_merge(base, getattr(settings.shared, group)), getattr(spec, group))
+        parsed = parse(cls, merged, f"ablations.variants.{variant}.{group}")
+        if group == "self_training" and spec.adapt and parsed.rounds == 0:
+            raise ParameterError(  # the graph would give it a round all the same
+                f"parameter ablations.variants.{variant}.self_training.rounds: 0 for a variant "
+                "that adapts; expected >= 1, or adapt: false for a source-only variant"
+            )
         groups[group] = merged
     return groups
 

@@ -112,8 +112,9 @@ def _variant_rounds(
     variant's parameters are validated, naming their keys, when its run starts."""
     if not spec.adapt:
         return 0
+    base = parameters.get("self_training")
     merged = deep_merge(
-        deep_merge(parameters.get("self_training") or {}, settings.shared.self_training),
+        deep_merge(base if isinstance(base, Mapping) else {}, settings.shared.self_training),
         spec.self_training,
     )
     rounds = merged.get("rounds", 1)
