@@ -332,8 +332,59 @@ def comma_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
+def count_arg(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer of at least ``minimum`` (a bad one is argparse's
+    one-line error, not a traceback from a worker)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+def hw_arg(text: str) -> tuple[int, int]:
+    """An argparse ``type`` for sizes: :func:`parse_hw`."""
+    try:
+        return parse_hw(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
+def device_arg(text: str) -> str:
+    """An argparse ``type`` for ``--device``: cpu | cuda | cuda:N | auto, and a CUDA device
+    only where this machine has it (checked once here, not by every worker)."""
+    if text in ("auto", "cpu"):
+        return text
+    if not re.fullmatch(r"cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"expected cpu | cuda | cuda:N | auto, got {text!r}")
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if int(text.partition(":")[2] or 0) >= count:
+        raise argparse.ArgumentTypeError(
+            f"{text} asked for, but this machine has {count} CUDA devices"
+        )
+    return text
+
+
+def project_arg(text: str) -> Path:
+    """An argparse ``type`` for ``--project``: a folder holding a Kedro project."""
+    path = Path(text)
+    if not (path / "pyproject.toml").is_file():
+        raise argparse.ArgumentTypeError(f"{path}: not a Kedro project (no pyproject.toml there)")
+    return path
+
+
 def add_threads_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument(
+        "--threads", type=count_arg(0), default=0, help="torch threads (0: default)"
+    )
 
 
 def set_threads(threads: int) -> None:
@@ -379,12 +430,14 @@ def preset_settings(
 
 
 def add_device_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
+    parser.add_argument(
+        "--device", type=device_arg, default="auto", help="cpu | cuda | cuda:N | auto"
+    )
 
 
 def add_rounds_option(parser: argparse.ArgumentParser, help_text: str) -> None:
     """``--rounds``: how often :func:`run_rounds` repeats every configuration."""
-    parser.add_argument("--rounds", type=int, default=1, help=help_text)
+    parser.add_argument("--rounds", type=count_arg(1), default=1, help=help_text)
 
 
 def add_out_option(parser: argparse.ArgumentParser) -> None:
@@ -598,9 +651,13 @@ def emit(
     csv_path: Path,
     notes: Sequence[str] = (),
 ) -> None:
-    """Print the table (and notes) and save every row as CSV."""
-    write_csv(csv_path, rows, csv_columns)
-    text = [title, "", format_table(rows, table_columns), *notes, f"saved: {csv_path}"]
+    """Print the table (and notes) and save every row as CSV; a table whose every row failed
+    is not saved, so it never replaces a committed result."""
+    failed = bool(rows) and all(row.get("error") for row in rows)
+    if not failed:
+        write_csv(csv_path, rows, csv_columns)
+    saved = f"not saved: every row failed ({csv_path})" if failed else f"saved: {csv_path}"
+    text = [title, "", format_table(rows, table_columns), *notes, saved]
     print("\n".join(text))  # noqa: T201 - the benchmark's table is its output
 
 

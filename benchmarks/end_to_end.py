@@ -174,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         "started": f"{started:%Y-%m-%d %H:%M:%S}",
     }  # fmt: skip
     rows = [{**base, "item": f"kedro run --pipeline={args.pipeline} (total)", "seconds": wall,
-             "share": 1.0, "peak_rss_mb": peak_rss_mb}]  # fmt: skip
+             "share": 1.0, "peak_rss_mb": peak_rss_mb,
+             **({"error": f"kedro run exited with {rc}"} if rc else {})}]  # fmt: skip
     nodes = node_times(lines, wall)
     if nodes:
         startup = wall - sum(seconds for _, seconds in nodes)

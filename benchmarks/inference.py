@@ -156,7 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--detail", help=f"HR detail crop (default {DEFAULTS['detail']})")
     parser.add_argument("--scale", type=int, default=2)
     parser.add_argument(
-        "--images", type=int, help=f"images per call (default {DEFAULTS['images']})"
+        "--images", type=common.count_arg(1), help=f"images per call (default {DEFAULTS['images']})"
     )
     parser.add_argument(
         "--chunks",
@@ -164,8 +164,12 @@ def _parser() -> argparse.ArgumentParser:
         help="comma list of window chunk sizes (integers or 'all'); the "
         "sequential one-by-one row is always added",
     )
-    parser.add_argument("--repeats", type=int, help=f"timed calls (default {DEFAULTS['repeats']})")
-    parser.add_argument("--warmup", type=int, help=f"untimed calls (default {DEFAULTS['warmup']})")
+    parser.add_argument(
+        "--repeats", type=common.count_arg(1), help=f"timed calls (default {DEFAULTS['repeats']})"
+    )
+    parser.add_argument(
+        "--warmup", type=common.count_arg(0), help=f"untimed calls (default {DEFAULTS['warmup']})"
+    )
     parser.add_argument("--precision", default="fp32", help="fp32 | bf16 | fp32,bf16")
     parser.add_argument("--channels-last", action="store_true", dest="channels_last")
     common.add_threads_option(parser)
@@ -178,7 +182,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = common.parse_args(_parser(), argv, worker)
+    parser = _parser()
+    args = common.parse_args(parser, argv, worker)
     settings = common.preset_settings(args, DEFAULTS, PRESETS)
     for key in ("image", "window", "detail"):
         settings[key] = common.parse_hw(str(settings[key]))
@@ -187,8 +192,13 @@ def main(argv: list[str] | None = None) -> int:
         common.parse_hw(args.stride) if args.stride else (window[0] // 2, window[1] // 2)
     )
     chunks: list[Any] = ["sequential"]
-    chunks += ["all" if item == "all" else int(item) for item in common.comma_list(args.chunks)]
+    for item in common.comma_list(args.chunks):
+        if item != "all" and not (item.isdigit() and int(item) > 0):
+            parser.error(f"argument --chunks: expected integers > 0 or 'all', got {item!r}")
+        chunks.append("all" if item == "all" else int(item))
     precisions = common.comma_list(args.precision)
+    if bad := [p for p in precisions if p not in ("fp32", "bf16")]:
+        parser.error(f"argument --precision: expected fp32 | bf16, got {', '.join(bad)}")
     shared = {**settings, "scale": args.scale, "device": args.device,
               "channels_last": args.channels_last, "threads": args.threads,
               "host_memory": args.host_memory}  # fmt: skip

@@ -65,16 +65,16 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = common.argument_parser(__doc__.splitlines()[0])
-    parser.add_argument("--image", default="3000x4000", help="photo size HxW")
+    parser.add_argument("--image", type=common.hw_arg, default="3000x4000", help="photo size HxW")
     parser.add_argument(
         "--modes", default=",".join(MODES), help="comma list of " + ", ".join(MODES)
     )
-    parser.add_argument("--window-batch", type=int, default=4, dest="batch")
+    parser.add_argument("--window-batch", type=common.count_arg(1), default=4, dest="batch")
     common.add_threads_option(parser)
     common.add_host_memory_option(parser)
     common.add_worker_options(parser)
     args = common.parse_args(parser, argv, worker)
-    image = common.parse_hw(args.image)
+    image = args.image
     rows, digests = [], {}
     for mode in common.comma_list(args.modes):
         cfg = {"mode": mode, "image": image, "batch": args.batch, "threads": args.threads,

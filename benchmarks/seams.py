@@ -51,17 +51,22 @@ def _changes(labels: Any, stride: int) -> tuple[float, float, float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = common.argument_parser(__doc__.splitlines()[0])
-    parser.add_argument("--project", type=Path, default=Path("."), help="the Kedro project")
+    parser.add_argument(
+        "--project", type=common.project_arg, default=Path("."), help="the Kedro project"
+    )
     parser.add_argument(
         "--checkpoint",
         default="data/06_models/source_only/model.pt",
         help="checkpoint file or versioned folder, relative to the project",
     )
-    parser.add_argument("--images", type=int, default=40)
+    parser.add_argument("--images", type=common.count_arg(1), default=40)
     parser.add_argument(
-        "--upscale", type=int, default=2, help="also predict images this much larger"
+        "--upscale",
+        type=common.count_arg(1),
+        default=2,
+        help="also predict images this much larger",
     )
-    parser.add_argument("--threads", type=int, default=0)
+    common.add_threads_option(parser)
     common.add_out_option(parser)
     args = parser.parse_args(argv)
 

@@ -303,7 +303,7 @@ def where_pixels_go(confusion_row: Any, names: Sequence[str], top: int = WHERE_T
 def add_project_options(parser: Any, default_models: str, images_help: str) -> None:
     """``--project``, ``--env``, ``--models`` and ``--images``: which trained models of which
     project, on how many images (this script's and ``shift_components.py``'s)."""
-    parser.add_argument("--project", type=Path, default=common.REPO_ROOT)
+    parser.add_argument("--project", type=common.project_arg, default=common.REPO_ROOT)
     parser.add_argument(
         "--env",
         default=None,
@@ -315,7 +315,7 @@ def add_project_options(parser: Any, default_models: str, images_help: str) -> N
         default=default_models,
         help="catalog models, or LABEL=PATH for a model file (path relative to the project)",
     )
-    parser.add_argument("--images", type=int, default=40, help=images_help)
+    parser.add_argument("--images", type=common.count_arg(1), default=40, help=images_help)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -369,10 +369,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--detail", help=f"HR detail crop (default {DEFAULTS['detail']})")
     parser.add_argument("--scale", type=int, help=f"HRDA scale s (default {DEFAULTS['scale']})")
-    parser.add_argument("--batch", type=int, help=f"images per step (default {DEFAULTS['batch']})")
-    parser.add_argument("--steps", type=int, help=f"timed steps (default {DEFAULTS['steps']})")
     parser.add_argument(
-        "--warmup", type=int, help=f"untimed steps first (default {DEFAULTS['warmup']})"
+        "--batch", type=common.count_arg(1), help=f"images per step (default {DEFAULTS['batch']})"
+    )
+    parser.add_argument(
+        "--steps", type=common.count_arg(1), help=f"timed steps (default {DEFAULTS['steps']})"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=common.count_arg(0),
+        help=f"untimed steps first (default {DEFAULTS['warmup']})",
     )
     parser.add_argument(
         "--precision",

@@ -15,12 +15,15 @@ of Kedro's ``run`` and calls it, so it behaves the same, except:
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import traceback
+from pathlib import Path
 from typing import IO, Any
 
 import click
 from kedro.framework.cli.project import run as kedro_run
+from kedro.framework.project import settings
 from kedro.io.core import DatasetError
 
 logger = logging.getLogger(__name__)
@@ -34,7 +37,7 @@ def _advice() -> dict[type[Exception], str]:
     load torch and the whole model stack (seconds). An error of one of these types can only
     have been raised once its module was loaded, so the import costs nothing by then.
     """
-    from hrda_kedro.data import DataError, MissingInputError
+    from hrda_kedro.data import DataError, MissingFolderError, MissingInputError
     from hrda_kedro.hrda.checkpoint import CheckpointError
     from hrda_kedro.launch import LauncherError
     from hrda_kedro.params import ParameterError
@@ -43,6 +46,9 @@ def _advice() -> dict[type[Exception], str]:
         MissingInputError: "run the pipeline that makes it first (kedro run --pipeline=uda "
         "makes every dataset), or name a saved version with --load-versions=<dataset>:"
         "<timestamp>; predict also takes --params predict.checkpoint=<path>",
+        MissingFolderError: "put the data there, or point the setting that names this folder "
+        "at the one that holds it (the paper's data sets: conf/<env>/parameters_ingestion.yml, "
+        "README 'The paper's data sets'; your images: predict.input_dir)",
         ParameterError: "fix this key in conf/<env>/parameters*.yml (conf/base, conf/local) "
         "or in --params, then run again",
         DataError: "fix, replace or remove this file or folder (ingestion.skip_bad_files or "
@@ -119,8 +125,23 @@ def _stop_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
+def _check_env(env: str | None) -> None:
+    """Kedro's own error for an environment without a folder is a 150-line traceback; list
+    the environments instead."""
+    env = env or os.environ.get("KEDRO_ENV")
+    conf = Path.cwd() / settings.CONF_SOURCE
+    if not env or not conf.is_dir() or (conf / env).is_dir():
+        return
+    known = sorted(p.name for p in conf.iterdir() if p.is_dir() and p.name != "base")
+    raise click.UsageError(
+        f"no environment named {env!r} (no folder {conf / env}); the environments are: "
+        f"{', '.join(known)}"
+    )
+
+
 def _run(verbose: bool, **options: Any) -> Any:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    _check_env(options.get("env"))
     names = [options["pipeline"]] if options.get("pipeline") else list(options["pipelines"])
     _check_pipeline_names(names)
     try:

@@ -114,9 +114,10 @@ class ProjectHooks:
         from kedro.framework.project import pipelines as registered
 
         from hrda_kedro.datasets.report_sets import check_report_sets, saved_together
-        from hrda_kedro.datasets.run_inputs import check_run_inputs
+        from hrda_kedro.datasets.run_inputs import check_manifest_origins, check_run_inputs
 
         check_run_inputs(pipeline.inputs(), catalog, registered)
+        check_manifest_origins(pipeline.inputs(), catalog, parameters)
         check_report_sets(pipeline.inputs(), saved_together(registered.values()), catalog)
         logger.info("parameters validated: %s", ", ".join(validated) or "none")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -88,3 +89,45 @@ def test_rounds_run_only_the_kept_points_interleaved(monkeypatch) -> None:
     kept = [("hrda", "on"), ("uda_hrda", "on"), ("uda_hrda", "off")]
     assert list(runs) == kept
     assert started == kept * 2
+
+
+BENCHMARKS = Path(common.__file__).parent
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "message"),
+    [
+        ("train_step.py", ["--threads", "-1"], "argument --threads: expected an integer >= 0"),
+        ("train_step.py", ["--steps", "0"], "argument --steps: expected an integer >= 1, got '0'"),
+        ("inference.py", ["--chunks", "1,0"], "argument --chunks: expected integers > 0 or 'all'"),
+        ("inference.py", ["--precision", "fp8"], "argument --precision: expected fp32 | bf16"),
+        ("inference.py", ["--device", "tpu"], "argument --device: expected cpu | cuda | cuda:N"),
+        ("large_image.py", ["--image", "10xfoo"], "argument --image: expected a size like 512"),
+        ("seams.py", ["--project", "nowhere"], "argument --project: nowhere: not a Kedro project"),
+        ("small_classes.py", ["--project", "nowhere"], "argument --project: nowhere: not a"),
+    ],
+)  # fmt: skip
+def test_bad_options_are_one_argparse_line_before_any_work(
+    script: str, args: list[str], message: str
+) -> None:
+    """No worker starts, no traceback, no CSV: argparse's usage line and one error line."""
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"{script}: error: {message}")
+
+
+def test_a_table_whose_every_row_failed_does_not_replace_a_result(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recorded = tmp_path / "result.csv"
+    recorded.write_text("a\n1\n")
+    failed = [{"a": None, "error": "ValueError: box too large"}]
+    common.emit("title", failed, ["a"], ["a", "error"], recorded)
+    assert recorded.read_text() == "a\n1\n"
+    assert "not saved: every row failed" in capsys.readouterr().out
+    common.emit("title", [{"a": 2}, *failed], ["a"], ["a", "error"], recorded)
+    assert recorded.read_text().splitlines()[1] == "2,"  # one row good: the table is saved

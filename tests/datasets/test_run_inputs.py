@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.io.core import Version
 from kedro.pipeline import Node, Pipeline
@@ -12,7 +13,8 @@ from kedro_datasets.pandas import CSVDataset
 
 from hrda_kedro.data import MissingInputError
 from hrda_kedro.datasets.checkpoint_dataset import CheckpointDataset
-from hrda_kedro.datasets.run_inputs import check_run_inputs
+from hrda_kedro.datasets.run_inputs import check_manifest_origins, check_run_inputs
+from tests.conftest import PROJECT_ROOT
 
 
 def _node(inputs: list[str], output: str) -> Node:
@@ -22,7 +24,13 @@ def _node(inputs: list[str], output: str) -> Node:
 # The registry's shape: each dataset made by a small pipeline and by the composite ``uda``.
 INGESTION = Pipeline([_node([], "manifest")])
 WARMUP = Pipeline([_node(["manifest"], "source_only_model")])
-PIPELINES = {"uda": INGESTION + WARMUP, "ingestion": INGESTION, "warmup": WARMUP}
+STUDY = INGESTION + Pipeline([_node(["manifest"], "study_model"), _node([], "table")])
+PIPELINES = {
+    "uda": INGESTION + WARMUP,
+    "ablations": STUDY,  # sorts first, makes the manifest too, with more nodes
+    "ingestion": INGESTION,
+    "warmup": WARMUP,
+}
 INPUTS = {"manifest", "source_only_model", "params:warmup", "parameters", "in_memory"}
 
 
@@ -59,6 +67,39 @@ def test_each_missing_input_is_named_with_the_pipeline_that_makes_it(
     check_run_inputs(INPUTS, catalog, PIPELINES)  # everything made: the run goes on
 
 
-def test_an_input_no_pipeline_makes_is_named_alone(catalog: DataCatalog, tmp_path: Path) -> None:
-    with pytest.raises(MissingInputError, match=r"^manifest: \S+manifest.csv not found$"):
-        check_run_inputs({"manifest"}, catalog, {})
+def test_an_input_no_pipeline_makes_is_left_to_its_own_checks(catalog: DataCatalog) -> None:
+    """The user's data (a folder of images to segment): its reader says what belongs there."""
+    check_run_inputs({"manifest"}, catalog, {})
+
+
+def _parameters(env: str) -> dict:
+    loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), base_env="base", default_run_env=env)
+    return loader["parameters"]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ("local", None),  # the environment that wrote it: a copied project's paths included
+        ("cs2acdc", r"target_val_manifest: lists embedded images, but this run's "
+         r"ingestion_datasets.target_val reads acdc images \(another environment's ingestion\)"),
+        ("cityscapes_camera", r"target_val_manifest: lists embedded images such as \S+/data/"
+         r"01_raw/embedded/target_val/images/00000.png, but this run's ingestion_datasets."
+         r"target_val reads the embedded images of data/01_raw/embedded_focal_1.1"),
+    ],
+)  # fmt: skip
+def test_a_manifest_of_another_environments_data_is_refused(
+    tmp_path: Path, env: str, message: str | None
+) -> None:
+    """A paper recipe's evaluation must not score the embedded benchmark's manifest."""
+    manifest = tmp_path / "target_val_manifest.csv"
+    copied = tmp_path / "copy" / "data" / "01_raw" / "embedded" / "target_val" / "images"
+    manifest.write_text(f"image_path,dataset\n{copied}/00000.png,embedded\n")
+    catalog = DataCatalog({"target_val_manifest": CSVDataset(filepath=str(manifest))})
+    inputs = {"target_val_manifest", "round_1.model"}
+    if message is None:
+        check_manifest_origins(inputs, catalog, _parameters(env))
+        return
+    with pytest.raises(MissingInputError, match=message):
+        check_manifest_origins(inputs, catalog, _parameters(env))
+    check_manifest_origins({"round_1.model"}, catalog, _parameters(env))  # not read: no check

@@ -265,6 +265,30 @@ def test_cli_unknown_pipeline_lists_the_pipelines(trained: Path) -> None:
     ) in flat(result.stdout)
 
 
+def test_cli_unknown_environment_lists_the_environments(trained: Path) -> None:
+    result = kedro(trained, "--env", "nosuch")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stdout
+    assert re.search(
+        r"Error: no environment named 'nosuch' \(no folder \S+/conf/nosuch\); the "
+        r"environments are: local$",
+        flat(result.stdout),
+    ), result.stdout[-2000:]
+
+
+def test_cli_missing_data_folder_says_where_to_point(trained: Path) -> None:
+    """Not skip_bad_files: a folder that is not there is data to fetch or a root to fix."""
+    output = assert_refused(
+        trained, "--pipeline predict --params predict.input_dir=nowhere", "MissingFolderError"
+    )
+    assert re.match(
+        r"MissingFolderError: \S+/nowhere: folder not found; expected a folder of images to "
+        r"segment \(parameter predict\.input_dir\) What to do: put the data there, or point "
+        "the setting",
+        final_error(output),
+    ), final_error(output)
+
+
 def test_cli_prints_no_warning_before_the_first_node(trained: Path) -> None:
     """Third-party warnings (with the mlflow extra, more of them) do not precede the run."""
     result = kedro(trained, "--pipeline", "ingestion")

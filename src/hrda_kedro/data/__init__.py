@@ -13,3 +13,8 @@ class DataError(ValueError):
 class MissingInputError(DataError):
     """An input a run needs has not been made yet (a model not trained, a version not
     saved); the message names where it was looked for."""
+
+
+class MissingFolderError(DataError):
+    """A folder the data should be in does not exist (a data set not downloaded yet, or a
+    root that points elsewhere); the message names the folder and what belongs there."""

@@ -20,7 +20,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.io import ImageReadMode, decode_png
 
-from hrda_kedro.data import DataError
+from hrda_kedro.data import DataError, MissingFolderError
 from hrda_kedro.data.labels import LabelMapping
 
 RGB_IMAGE = "an 8-bit RGB image"
@@ -317,6 +317,6 @@ def check_label(
 
 
 def check_folder(path: Path, expected: str) -> None:
-    """Raise a :class:`DataError` unless ``path`` is an existing folder."""
+    """Raise a :class:`MissingFolderError` unless ``path`` is an existing folder."""
     if not Path(path).is_dir():
-        raise DataError(f"{path}: folder not found; expected {expected}")
+        raise MissingFolderError(f"{path}: folder not found; expected {expected}")

@@ -8,6 +8,7 @@ lines. The run-start hook checks them all first (``hooks.py``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from kedro.io import MemoryDataset
@@ -17,17 +18,18 @@ from kedro.pipeline import Pipeline
 from hrda_kedro.data import MissingInputError
 from hrda_kedro.datasets.checkpoint_dataset import CheckpointDataset
 
-# Composite pipelines: a dataset is better described by the smallest one that makes it.
+# Composite pipelines: a dataset is better described by the smallest one that makes it
+# (``ablations`` also runs ingestion, with many more nodes).
 _COMPOSITES = ("__default__", "uda")
 
 
-def _made_by(name: str, pipelines: Mapping[str, Pipeline]) -> str:
-    """``; made by kedro run --pipeline=X`` for the first pipeline that writes ``name``."""
+def _maker(name: str, pipelines: Mapping[str, Pipeline]) -> str | None:
+    """The smallest registered pipeline that writes ``name``, if one does."""
     makers = sorted(
         (n for n, pipeline in pipelines.items() if name in pipeline.all_outputs()),
-        key=lambda n: (n in _COMPOSITES, n),
+        key=lambda n: (n in _COMPOSITES, len(pipelines[n].nodes), n),
     )
-    return f"; made by kedro run --pipeline={makers[0]}" if makers else ""
+    return makers[0] if makers else None
 
 
 def _location(dataset: AbstractDataset) -> str:
@@ -47,18 +49,63 @@ def _checks_existence(dataset: AbstractDataset) -> bool:
 def check_run_inputs(
     inputs: Iterable[str], catalog: Any, pipelines: Mapping[str, Pipeline]
 ) -> None:
-    """Stop with a :class:`MissingInputError` naming the first input dataset that was never
-    saved (for a checkpoint: the version asked for) and the pipeline that makes it."""
+    """Stop with a :class:`MissingInputError` naming the first input dataset that a pipeline
+    makes and that was never saved (for a checkpoint: the version asked for), and that
+    pipeline. Inputs no pipeline makes (the user's data, images to segment) are left to
+    their own checks, whose messages say what belongs there."""
     for name in sorted(inputs):
         if name == "parameters" or name.startswith("params:") or name not in catalog:
             continue
+        maker = _maker(name, pipelines)
+        if maker is None:
+            continue
         dataset = catalog.get(name)
+        made_by = f"; made by kedro run --pipeline={maker}"
         if isinstance(dataset, CheckpointDataset):
             try:
                 dataset.check_loadable()
             except MissingInputError as err:
-                raise MissingInputError(f"{name}: {err}{_made_by(name, pipelines)}") from err
+                raise MissingInputError(f"{name}: {err}{made_by}") from err
         elif _checks_existence(dataset) and not dataset.exists():
-            raise MissingInputError(
-                f"{name}: {_location(dataset)} not found{_made_by(name, pipelines)}"
-            )
+            raise MissingInputError(f"{name}: {_location(dataset)} not found{made_by}")
+
+
+def check_manifest_origins(
+    inputs: Iterable[str], catalog: Any, parameters: Mapping[str, Any]
+) -> None:
+    """A split's manifest that the run reads and does not make must list the kind of images
+    this run's ``ingestion_datasets`` name (for the embedded benchmark: from the folder
+    ``ingestion.embedded.root`` names): another environment's data (a paper recipe's
+    evaluation on the embedded benchmark's manifest, one camera's on the other's) would
+    otherwise be scored without a word. Folder names, not absolute paths, are compared: a
+    copied or moved project keeps its manifests."""
+    from hrda_kedro.data.ingest import SPLITS, IngestionDatasets, IngestionSettings
+    from hrda_kedro.params import parse
+
+    read = [s for s in SPLITS if f"{s}_manifest" in inputs and f"{s}_manifest" in catalog]
+    if not read or "ingestion_datasets" not in parameters:
+        return
+    datasets = parse(IngestionDatasets, parameters["ingestion_datasets"], "ingestion_datasets")
+    folder = Path(parse(IngestionSettings, parameters.get("ingestion"), "ingestion").embedded.root)
+    for split in read:
+        spec, name = getattr(datasets, split), f"{split}_manifest"
+        if spec is None or not catalog.exists(name):
+            continue
+        manifest = catalog.load(name)
+        kinds = sorted(set(manifest["dataset"].astype(str)))
+        elsewhere = [
+            p
+            for p in manifest["image_path"].astype(str)
+            if spec.kind == "embedded" and folder.name not in Path(p).parts
+        ]
+        if manifest.empty or (kinds == [spec.kind] and not elsewhere):
+            continue
+        listed = f"{', '.join(kinds)} images" + (f" such as {elsewhere[0]}" if elsewhere else "")
+        wanted = (
+            f"the embedded images of {folder}" if spec.kind == "embedded" else f"{spec.kind} images"
+        )
+        raise MissingInputError(
+            f"{name}: lists {listed}, but this run's ingestion_datasets.{split} reads "
+            f"{wanted} (another environment's ingestion); made by kedro run "
+            "--pipeline=ingestion with this run's --env"
+        )
