@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from hrda_kedro.hrda.config import Config, ConfigError, require, setting
+from hrda_kedro.hrda.config import Config, ConfigError, require, require_positive_pair, setting
 from hrda_kedro.params import ParameterError, parse
 
 
@@ -44,3 +44,11 @@ def test_parser_names_the_full_dotted_key():
     ):
         parse(_Example, {"lambda": -2}, "group.sub")
     assert parse(_Example, {"lambda": 3}, "group").weight == 3.0
+
+
+@pytest.mark.parametrize("pair", [(0, 4), (4, -1), (4,), (4, 4, 4)])
+def test_a_pair_is_exactly_two_positive_numbers(pair) -> None:
+    """Built in code, a size can have any length; YAML parsing already gives two."""
+    with pytest.raises(ConfigError, match=r"^size: expected two positive integers, got \["):
+        require_positive_pair(pair, "size")
+    require_positive_pair((4, 8), "size")

@@ -31,7 +31,9 @@ def require(condition: bool, key: str, message: str) -> None:
 
 
 def require_positive_pair(pair: tuple[int, int], key: str) -> None:
-    require(pair[0] > 0 and pair[1] > 0, key, f"expected two positive integers, got {list(pair)}")
+    """Two positive numbers: YAML is parsed to exactly two, a config built in code may not be."""
+    ok = len(pair) == 2 and pair[0] > 0 and pair[1] > 0
+    require(ok, key, f"expected two positive integers, got {list(pair)}")
 
 
 def setting(

@@ -59,11 +59,6 @@ class RareClassSamplingConfig(Config):
 
     def validate(self) -> None:
         if self.reference_size is not None:
-            require(
-                len(self.reference_size) == 2,
-                "reference_size",
-                f"expected two positive integers (H, W) or null, got {list(self.reference_size)}",
-            )
             require_positive_pair(self.reference_size, "reference_size")
 
 
