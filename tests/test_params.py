@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import json
+import re
+from typing import Any
 
 import pytest
 
@@ -142,190 +143,96 @@ def test_bool_is_not_an_integer() -> None:
 
 # Each numeric training, self-training and ingestion setting out of the range its meaning
 # allows, through the path a run takes (parse of the group's class, named by the group):
-# (group, mapping, message).
+# (dotted key, value, what the message says after "parameter <key>: ").
 OUT_OF_RANGE = [
-    ("warmup", {"optimizer": {"lr": -1}}, r"warmup\.optimizer\.lr: expected > 0, got -1\.0"),
+    ("warmup.optimizer.lr", -1, r"expected > 0, got -1\.0"),
+    ("warmup.optimizer.weight_decay", -1, r"expected >= 0, got -1\.0"),
+    ("warmup.optimizer.head_lr_mult", -10, r"expected >= 0, got -10\.0"),
+    ("warmup.optimizer.poly_power", 0, r"expected > 0, got 0\.0"),
+    ("warmup.optimizer.poly_power", -1, r"expected > 0, got -1\.0"),
     (
-        "warmup",
-        {"optimizer": {"weight_decay": -1}},
-        r"warmup\.optimizer\.weight_decay: expected >= 0, got -1\.0",
+        "warmup.optimizer.betas",
+        [1.5, 0.999],
+        r"expected two numbers 0 <= beta < 1 .*got \[1\.5, 0\.999\]",
     ),
     (
-        "warmup",
-        {"optimizer": {"head_lr_mult": -10}},
-        r"warmup\.optimizer\.head_lr_mult: expected >= 0, got -10\.0",
+        "warmup.optimizer.betas",
+        [0.9, 1],
+        r"expected two numbers 0 <= beta < 1 .*got \[0\.9, 1\.0\]",
     ),
+    ("warmup.optimizer.betas", [-0.1, 0.999], r"expected two numbers 0 <= beta < 1"),
     (
-        "warmup",
-        {"optimizer": {"poly_power": 0}},
-        r"warmup\.optimizer\.poly_power: expected > 0, got 0\.0",
+        "warmup.optimizer.betas",
+        [0.9, 0.99, 0.999],
+        r"expected a list of 2 x a number, got 3 values",
     ),
+    ("warmup.optimizer.warmup_iters", -1, r"expected >= 0, got -1"),
     (
-        "warmup",
-        {"optimizer": {"poly_power": -1}},
-        r"warmup\.optimizer\.poly_power: expected > 0, got -1\.0",
+        "warmup.optimizer.grad_clip",
+        -1,
+        r"expected null \(no clipping\) or a gradient norm > 0, got -1\.0",
     ),
+    ("warmup.optimizer.grad_clip", 0, r"expected null \(no clipping\) or a gradient norm > 0"),
     (
-        "warmup",
-        {"optimizer": {"betas": [1.5, 0.999]}},
-        r"warmup\.optimizer\.betas: expected two numbers 0 <= beta < 1 .*got \[1\.5, 0\.999\]",
+        "warmup.rare_class_sampling.reference_size",
+        [0, 0],
+        r"expected two positive integers, got \[0, 0\]",
     ),
+    ("warmup.rare_class_sampling.reference_size", [1440, -1], r"expected two positive integers"),
+    ("warmup.rare_class_sampling.temperature", 0, r"expected > 0"),
+    ("warmup.rare_class_sampling.min_pixels", 0, r"expected >= 1"),
+    ("warmup.rare_class_sampling.min_crop_ratio", -1, r"expected >= 0"),
+    ("warmup.augment.color_jitter_p", -0.1, r"expected 0 <= value <= 1"),
+    ("warmup.augment.color_jitter_strength", -0.1, r"expected 0 <= value <= 0\.5"),
+    ("warmup.augment.blur_p", 2, r"expected 0 <= value <= 1"),
+    ("warmup.source_batch_size", 0, r"expected >= 1, got 0"),
+    ("warmup.target_batch_size", 0, r"expected >= 1, got 0"),
+    ("warmup.checkpoint_every", 0, r"expected >= 1, got 0"),
+    ("warmup.log_every", 0, r"expected >= 1, got 0"),
+    ("warmup.decode_threads", 0, r"expected >= 1, got 0"),
+    ("warmup.cat_max_ratio", 0, r"expected 0 < ratio <= 1"),
+    ("warmup.cat_max_ratio", 1.5, r"expected 0 < ratio <= 1"),
+    ("self_training.optimizer.grad_clip", -1, r"expected null \(no clipping\) or a gradient"),
+    ("self_training.optimizer.betas", [1.5, 0.999], r"expected two numbers 0 <= beta < 1"),
+    ("self_training.feature_distance.weight", -1, r"expected >= 0, got -1\.0"),
+    ("self_training.pseudo_labels.threshold", 1.5, r"expected 0\.\.1, got 1\.5"),
+    ("self_training.pseudo_labels.threshold", -0.1, r"expected 0\.\.1"),
+    ("self_training.pseudo_labels.margins", [-1, 0, 0, 0], r"expected four non-negative pixels"),
     (
-        "warmup",
-        {"optimizer": {"betas": [0.9, 1]}},
-        r"warmup\.optimizer\.betas: expected two numbers 0 <= beta < 1 .*got \[0\.9, 1\.0\]",
+        "self_training.pseudo_labels.margins_reference_size",
+        [0, 2048],
+        r"expected two positive integers",
     ),
-    (
-        "warmup",
-        {"optimizer": {"betas": [-0.1, 0.999]}},
-        r"warmup\.optimizer\.betas: expected two numbers 0 <= beta < 1",
-    ),
-    (
-        "warmup",
-        {"optimizer": {"betas": [0.9, 0.99, 0.999]}},
-        r"warmup\.optimizer\.betas: expected a list of 2 x a number, got 3 values",
-    ),
-    (
-        "warmup",
-        {"optimizer": {"warmup_iters": -1}},
-        r"warmup\.optimizer\.warmup_iters: expected >= 0, got -1",
-    ),
-    (
-        "warmup",
-        {"optimizer": {"grad_clip": -1}},
-        r"warmup\.optimizer\.grad_clip: expected null \(no clipping\) or a gradient norm > 0, "
-        r"got -1\.0",
-    ),
-    (
-        "warmup",
-        {"optimizer": {"grad_clip": 0}},
-        r"warmup\.optimizer\.grad_clip: expected null \(no clipping\) or a gradient norm > 0",
-    ),
-    (
-        "warmup",
-        {"rare_class_sampling": {"reference_size": [0, 0]}},
-        r"warmup\.rare_class_sampling\.reference_size: expected two positive integers, "
-        r"got \[0, 0\]",
-    ),
-    (
-        "warmup",
-        {"rare_class_sampling": {"reference_size": [1440, -1]}},
-        r"warmup\.rare_class_sampling\.reference_size: expected two positive integers",
-    ),
-    (
-        "warmup",
-        {"rare_class_sampling": {"temperature": 0}},
-        r"warmup\.rare_class_sampling\.temperature: expected > 0",
-    ),
-    (
-        "warmup",
-        {"rare_class_sampling": {"min_pixels": 0}},
-        r"warmup\.rare_class_sampling\.min_pixels: expected >= 1",
-    ),
-    (
-        "warmup",
-        {"rare_class_sampling": {"min_crop_ratio": -1}},
-        r"warmup\.rare_class_sampling\.min_crop_ratio: expected >= 0",
-    ),
-    (
-        "warmup",
-        {"augment": {"color_jitter_p": -0.1}},
-        r"warmup\.augment\.color_jitter_p: expected 0 <= value <= 1",
-    ),
-    (
-        "warmup",
-        {"augment": {"color_jitter_strength": -0.1}},
-        r"warmup\.augment\.color_jitter_strength: expected 0 <= value <= 0\.5",
-    ),
-    ("warmup", {"augment": {"blur_p": 2}}, r"warmup\.augment\.blur_p: expected 0 <= value <= 1"),
-    ("warmup", {"source_batch_size": 0}, r"warmup\.source_batch_size: expected >= 1, got 0"),
-    ("warmup", {"target_batch_size": 0}, r"warmup\.target_batch_size: expected >= 1, got 0"),
-    ("warmup", {"checkpoint_every": 0}, r"warmup\.checkpoint_every: expected >= 1, got 0"),
-    ("warmup", {"log_every": 0}, r"warmup\.log_every: expected >= 1, got 0"),
-    ("warmup", {"decode_threads": 0}, r"warmup\.decode_threads: expected >= 1, got 0"),
-    ("warmup", {"cat_max_ratio": 0}, r"warmup\.cat_max_ratio: expected 0 < ratio <= 1"),
-    ("warmup", {"cat_max_ratio": 1.5}, r"warmup\.cat_max_ratio: expected 0 < ratio <= 1"),
-    (
-        "self_training",
-        {"optimizer": {"grad_clip": -1}},
-        r"self_training\.optimizer\.grad_clip: expected null \(no clipping\) or a gradient",
-    ),
-    (
-        "self_training",
-        {"optimizer": {"betas": [1.5, 0.999]}},
-        r"self_training\.optimizer\.betas: expected two numbers 0 <= beta < 1",
-    ),
-    (
-        "self_training",
-        {"feature_distance": {"weight": -1}},
-        r"self_training\.feature_distance\.weight: expected >= 0, got -1\.0",
-    ),
-    (
-        "self_training",
-        {"pseudo_labels": {"threshold": 1.5}},
-        r"self_training\.pseudo_labels\.threshold: expected 0\.\.1, got 1\.5",
-    ),
-    (
-        "self_training",
-        {"pseudo_labels": {"threshold": -0.1}},
-        r"self_training\.pseudo_labels\.threshold: expected 0\.\.1",
-    ),
-    (
-        "self_training",
-        {"pseudo_labels": {"margins": [-1, 0, 0, 0]}},
-        r"self_training\.pseudo_labels\.margins: expected four non-negative pixels",
-    ),
-    (
-        "self_training",
-        {"pseudo_labels": {"margins_reference_size": [0, 2048]}},
-        r"self_training\.pseudo_labels\.margins_reference_size: expected two positive integers",
-    ),
-    ("self_training", {"ema_alpha": 1}, r"self_training\.ema_alpha: expected 0 <= alpha < 1"),
-    ("self_training", {"ema_alpha": -0.1}, r"self_training\.ema_alpha: expected 0 <= alpha < 1"),
-    ("self_training", {"mic": {"mask_ratio": 1}}, r"self_training\.mic\.mask_ratio: expected 0"),
-    (
-        "self_training",
-        {"mic": {"mask_ratio": -0.1}},
-        r"self_training\.mic\.mask_ratio: expected 0 <= ratio < 1",
-    ),
-    ("self_training", {"mic": {"lambda": -1}}, r"self_training\.mic\.lambda: expected >= 0"),
-    (
-        "self_training",
-        {"mic": {"mask_block_size": 0}},
-        r"self_training\.mic\.mask_block_size: expected >= 1 pixel, got 0",
-    ),
-    (
-        "self_training",
-        {"mic": {"mask_block_reference_size": [0, 0]}},
-        r"self_training\.mic\.mask_block_reference_size: expected two positive integers",
-    ),
-    (
-        "ingestion",
-        {"embedded": {"sizes": {"source_train": 0}}},
-        r"ingestion\.embedded\.sizes\.source_train: expected >= 1 image .*got 0",
-    ),
-    (
-        "ingestion",
-        {"embedded": {"sizes": {"target_val": 0}}},
-        r"ingestion\.embedded\.sizes\.target_val: expected >= 1 image .*got 0",
-    ),
-    (
-        "ingestion",
-        {"embedded": {"sizes": {"target_train": -1}}},
-        r"ingestion\.embedded\.sizes\.target_train: expected >= 0, got -1",
-    ),
+    ("self_training.ema_alpha", 1, r"expected 0 <= alpha < 1"),
+    ("self_training.ema_alpha", -0.1, r"expected 0 <= alpha < 1"),
+    ("self_training.mic.mask_ratio", 1, r"expected 0"),
+    ("self_training.mic.mask_ratio", -0.1, r"expected 0 <= ratio < 1"),
+    ("self_training.mic.lambda", -1, r"expected >= 0"),
+    ("self_training.mic.mask_block_size", 0, r"expected >= 1 pixel, got 0"),
+    ("self_training.mic.mask_block_reference_size", [0, 0], r"expected two positive integers"),
+    ("ingestion.embedded.sizes.source_train", 0, r"expected >= 1 image .*got 0"),
+    ("ingestion.embedded.sizes.target_val", 0, r"expected >= 1 image .*got 0"),
+    ("ingestion.embedded.sizes.target_train", -1, r"expected >= 0, got -1"),
 ]
 
 
+def _nested(key: str, value: Any) -> tuple[str, dict]:
+    """``"warmup.optimizer.lr", -1`` -> ``("warmup", {"optimizer": {"lr": -1}})``."""
+    group, *path = key.split(".")
+    mapping: Any = value
+    for part in reversed(path):
+        mapping = {part: mapping}
+    return group, mapping
+
+
 @pytest.mark.parametrize(
-    ("group", "mapping", "message"),
-    OUT_OF_RANGE,
-    ids=[f"{g}-{json.dumps(m, separators=(',', ':'))}" for g, m, _ in OUT_OF_RANGE],
+    ("key", "value", "message"), OUT_OF_RANGE, ids=[f"{k}={v}" for k, v, _ in OUT_OF_RANGE]
 )
 def test_out_of_range_values_stop_the_run_naming_the_key(
-    group: str, mapping: dict, message: str
+    key: str, value: Any, message: str
 ) -> None:
-    with pytest.raises(ParameterError, match=rf"^parameter {message}"):
+    group, mapping = _nested(key, value)
+    with pytest.raises(ParameterError, match=rf"^parameter {re.escape(key)}: {message}"):
         parse(parameter_groups()[group], mapping, group)
 
 
