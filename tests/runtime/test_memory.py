@@ -41,9 +41,9 @@ _FAULTS_SCRIPT = textwrap.dedent(
 )
 
 
-def _steady_faults(*modes: str) -> list[list[int]]:
-    """Page faults of each of the last eight of twelve predictions, per mode, each in a
-    fresh interpreter; the interpreters run side by side (their counts are their own)."""
+def _faults_per_call(*modes: str) -> list[list[int]]:
+    """Page faults of each of twelve predictions, per mode, each in a fresh interpreter;
+    the interpreters run side by side (their counts are their own)."""
     runs = [
         subprocess.Popen(
             [sys.executable, "-c", _FAULTS_SCRIPT, mode],
@@ -57,7 +57,7 @@ def _steady_faults(*modes: str) -> list[list[int]]:
     for run in runs:
         stdout, stderr = run.communicate(timeout=300)
         assert run.returncode == 0, stderr[-3000:]
-        faults.append(json.loads(stdout.strip().splitlines()[-1])[-8:])
+        faults.append(json.loads(stdout.strip().splitlines()[-1]))
     return faults
 
 
@@ -65,12 +65,11 @@ def _steady_faults(*modes: str) -> list[list[int]]:
     platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only"
 )
 def test_keeping_freed_memory_stops_page_faults_in_a_prediction_loop():
-    default, kept = _steady_faults("default", "keep")
-    # glibc's default hands the freed blocks back and faults them in again on every call
-    # (thousands of pages); kept, a typical call faults nothing. Some calls still fault a
-    # few hundred pages (up to 1900 seen), more often on a busy CPU (three of eight beside
-    # a second test worker; where from was not traced). So the median call is asserted,
-    # not every call.
-    assert statistics.median(default) > 1000
-    assert min(default) > 100
-    assert statistics.median(kept) <= 10, kept
+    default, kept = _faults_per_call("default", "keep")
+    # By default glibc hands the freed blocks back and faults them in again (thousands of
+    # pages a call). Its dynamic mmap threshold may catch up after a few calls on some hosts
+    # (CI: from the seventh call on), so only the first calls after warm-up are asserted.
+    assert max(default[1:4]) > 1000, default
+    # Kept, a typical call faults nothing. Some calls still fault a few hundred pages (up to
+    # 1900 seen), more often on a busy CPU, so the median of the last eight is asserted.
+    assert statistics.median(kept[-8:]) <= 10, kept
