@@ -21,9 +21,20 @@ GROUPS = ("model", "warmup", "self_training", "evaluation", "runtime")
 PARAMETERS: Mapping[str, str] = {group: f"params:{group}" for group in GROUPS}
 
 
+class _NamedPartial(functools.partial):
+    """A ``functools.partial`` that keeps its name when sent to a ``ParallelRunner`` worker.
+
+    ``multiprocessing`` pickles ``functools.partial`` itself with a reducer that drops the
+    instance ``__dict__``, where ``update_wrapper`` put ``__name__``: every worker then
+    warned that the node was "made from a 'partial' function". A subclass is pickled the
+    ordinary way, ``__dict__`` included.
+    """
+
+
 def bind(func: Callable[..., Any], **kwargs: Any) -> Callable[..., Any]:
-    """``functools.partial`` that keeps the function's name for Kedro's logs and viz."""
-    return functools.update_wrapper(functools.partial(func, **kwargs), func)
+    """``functools.partial`` that keeps the function's name for Kedro's logs and viz, in
+    this process and in a ``ParallelRunner`` worker."""
+    return functools.update_wrapper(_NamedPartial(func, **kwargs), func)
 
 
 def training_node(
