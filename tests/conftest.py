@@ -53,6 +53,16 @@ def no_process_left_behind():
     assert not alive, f"processes left behind by the tests (now killed): {alive}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def project_logging() -> None:
+    """Kedro applies the project's logging configuration (``dictConfig``, which replaces the
+    root logger's handlers) the first time a process configures the project. Done here,
+    before any test, so that a test's ``caplog`` handler is not the one it drops."""
+    from kedro.framework.project import configure_project
+
+    configure_project("hrda_kedro")
+
+
 @contextmanager
 def torch_threads(count: int) -> Iterator[None]:
     threads = torch.get_num_threads()

@@ -463,6 +463,41 @@ def test_warmup_trains_again_when_one_source_image_changes(
     assert _differ(_model(project, "source_only"), _model(reference, "source_only"))
 
 
+def test_settings_that_do_not_shape_the_weights_resume(
+    reference: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Checkpointing more often to resume a killed run, logging, decoding, or the test-time
+    windows (tapered, as the README suggests) once restarted every stage from scratch,
+    overwriting its progress; a setting that shapes the weights still does."""
+    project = copy_project(reference, tmp_path / "project", in_progress=True)
+    monkeypatch.chdir(project)
+    bookkeeping = {"log_every": 5, "checkpoint_every": 7, "cache_images": False}
+    params = {
+        "model": {"inference": {"window_weights": "tapered", "window_batch": 1}},
+        "warmup": {**bookkeeping, "decode_threads": 1},
+        "self_training": bookkeeping,
+    }
+    with caplog.at_level(logging.INFO, logger="hrda_kedro"):
+        run_in_process(project, "warmup", params)
+        run_in_process(project, "self_training", params)
+    assert "warmup: resuming at iteration 6" in caplog.text
+    for stage in ("round_1", "round_2"):
+        assert re.search(rf"{stage}: resuming at iteration \d+", caplog.text), stage
+    for stage in ("source_only", "round_1", "round_2"):
+        assert not _differ(_model(project, stage), _model(reference, stage)), stage
+    assert "afresh" not in caplog.text
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="hrda_kedro"):
+        run_in_process(project, "warmup", {"warmup": {"optimizer": {"lr": 1e-3}}})
+    assert re.search(
+        r"warmup: \S+state\.pt was trained on other parameters; starting afresh", caplog.text
+    )
+
+
 def test_unchanged_data_in_another_folder_resumes(
     reference: Path,
     tmp_path: Path,

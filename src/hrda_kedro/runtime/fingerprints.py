@@ -4,11 +4,46 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 
 from hrda_kedro.data import DataError
+
+# Settings that do not change the weights a stage trains: how often it logs and saves, how
+# it reads its images (every random draw stays on the training thread, so batches do not
+# depend on them) and how many rounds follow (each round has its own schedule). Changing
+# one to resume a killed run, or adding a round, must not throw finished training away.
+_STAGE_BOOKKEEPING = frozenset(
+    {"log_every", "checkpoint_every", "cache_images", "decode_threads", "rounds"}
+)
+# How test-time inference batches its windows: the same numbers, in other calls.
+_WINDOW_BATCHING = frozenset({"window_batch", "hr_window_batch"})
+
+
+def trained_settings(
+    model: Mapping[str, Any], stage: Mapping[str, Any], *, reads_inference: bool
+) -> dict[str, Any]:
+    """The parameters that shape a stage's weights: its ``model`` and stage group (``warmup``
+    or ``self_training``) without their bookkeeping, for the stage's fingerprint.
+
+    ``model.inference`` (test-time windows) counts only where the stage trains on labels
+    predicted with it (``reads_inference``: offline pseudo-labels), and its batching never.
+    """
+    inference = model.get("inference") or {}
+    kept_inference = (
+        {key: value for key, value in inference.items() if key not in _WINDOW_BATCHING}
+        if reads_inference
+        else None
+    )
+    return {
+        "model": {
+            **{k: v for k, v in model.items() if k != "inference"},
+            "inference": kept_inference,
+        },
+        "stage": {k: v for k, v in stage.items() if k not in _STAGE_BOOKKEEPING},
+    }
 
 
 def fingerprint(**parts: Any) -> str:

@@ -24,7 +24,7 @@ from hrda_kedro.hrda.training.distributed import state_digest
 from hrda_kedro.params import RuntimeParams, SelfTrainingParams, parse
 from hrda_kedro.progress import LogProgress
 from hrda_kedro.runtime.devices import resolve_device
-from hrda_kedro.runtime.fingerprints import fingerprint, manifest_digest
+from hrda_kedro.runtime.fingerprints import fingerprint, manifest_digest, trained_settings
 from hrda_kedro.runtime.models import check_compatible, model_from_checkpoint
 from hrda_kedro.runtime.training_data import (
     CONFIDENCE_SUFFIX,
@@ -227,7 +227,10 @@ def train_round(
         init_teacher=input_model.get("teacher"),
         imagenet_network=imagenet_network(model_params, train_params),
         fingerprint=fingerprint(
-            parameters=(model, self_training, runtime_params.seed),
+            parameters=(
+                trained_settings(model, self_training, reads_inference=offline),
+                runtime_params.seed,
+            ),
             input_model=state_digest(input_model["model"]),
             data=(manifest_digest(source_train_manifest), manifest_digest(target_train_manifest)),
         ),

@@ -10,7 +10,7 @@ import pandas as pd
 from hrda_kedro.hrda.model_config import ModelConfig
 from hrda_kedro.hrda.training.config import TrainingConfig
 from hrda_kedro.params import RuntimeParams, parse
-from hrda_kedro.runtime.fingerprints import fingerprint, manifest_digest
+from hrda_kedro.runtime.fingerprints import fingerprint, manifest_digest, trained_settings
 from hrda_kedro.stages import checkpoint_payload, run_stage, source_stage_job
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,10 @@ def train_source_only(
         source_train_manifest,
         source_class_pixel_counts,
         fingerprint=fingerprint(
-            parameters=(model, warmup, runtime_params.seed),
+            parameters=(
+                trained_settings(model, warmup, reads_inference=False),
+                runtime_params.seed,
+            ),
             data=manifest_digest(source_train_manifest),
         ),
     )
