@@ -111,6 +111,18 @@ def test_generic_folder_with_class_map(tmp_path):
     assert _trainids(manifest.loc[0, "label_path"])[0, :3].tolist() == [255, 11, 13]
 
 
+def test_unlabelled_folder_needs_no_class_map(tmp_path):
+    """A user's own target images without labels (``labels: false``) and without a class
+    map (which only labels need) are ingested; the map's absence once crashed ingestion."""
+    write_rgb(tmp_path / "photos" / "images" / "a.jpg")
+    target = DatasetSpec("folder", str(tmp_path / "photos"), labels=False)
+    target.validate()
+    datasets = IngestionDatasets(DatasetSpec("embedded"), target, DatasetSpec("embedded"))
+    manifest = ingest(_settings(tmp_path), datasets).manifests["target_train"]
+    assert manifest["image_path"].tolist() == [str(tmp_path / "photos" / "images" / "a.jpg")]
+    assert manifest["label_path"].isna().all()
+
+
 def test_embedded_benchmark_and_a_rerun_that_does_no_work(tmp_path):
     settings = _settings(tmp_path)
     datasets = IngestionDatasets(

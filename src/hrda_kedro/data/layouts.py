@@ -158,11 +158,12 @@ class DatasetSpec(Config):
                 raise ConfigError("class_map", str(err)) from err
 
     def mapping(self) -> LabelMapping:
-        """The raw-id -> trainId mapping of this data set's labels."""
+        """The raw-id -> trainId mapping of this data set's labels (an unlabelled folder,
+        which needs no class map, has an empty one)."""
         if self.kind == "folder":
             class_map = {
                 int(k) if isinstance(k, str) and k.isdigit() else k: v
-                for k, v in self.class_map.items()
+                for k, v in (self.class_map or {}).items()
             }
             return mapping_from_class_map(class_map)
         return {
