@@ -25,6 +25,7 @@ import click
 from kedro.framework.cli.project import run as kedro_run
 from kedro.framework.project import settings
 from kedro.io.core import DatasetError
+from kedro.utils import find_kedro_project
 
 logger = logging.getLogger(__name__)
 
@@ -125,11 +126,16 @@ def _stop_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
-def _check_env(env: str | None) -> None:
+def _check_env(env: str | None, conf_source: str | None) -> None:
     """Kedro's own error for an environment without a folder is a 150-line traceback; list
-    the environments instead."""
+    the environments instead. They are looked up in ``--conf-source`` when it is a folder,
+    else in the project's (found from a subfolder too, as Kedro finds it)."""
     env = env or os.environ.get("KEDRO_ENV")
-    conf = Path.cwd() / settings.CONF_SOURCE
+    if conf_source:
+        conf = Path(conf_source).expanduser()
+    else:
+        root = find_kedro_project(Path.cwd()) or Path.cwd()
+        conf = Path(root) / settings.CONF_SOURCE
     if not env or not conf.is_dir() or (conf / env).is_dir():
         return
     known = sorted(p.name for p in conf.iterdir() if p.is_dir() and p.name != "base")
@@ -141,7 +147,7 @@ def _check_env(env: str | None) -> None:
 
 def _run(verbose: bool, **options: Any) -> Any:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    _check_env(options.get("env"))
+    _check_env(options.get("env"), options.get("conf_source"))
     names = [options["pipeline"]] if options.get("pipeline") else list(options["pipelines"])
     _check_pipeline_names(names)
     try:

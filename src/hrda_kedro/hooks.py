@@ -3,7 +3,8 @@ the first one, hand training stages between machines, report to MLflow.
 
 Kedro calls them in this order: ``after_context_created`` (the registry's view of the
 run's parameters, atomic local writes), ``after_catalog_created``, the pipelines are
-built, ``before_pipeline_run`` (the launcher, then parameter validation), then per node
+built, ``before_pipeline_run`` (the project root as the working directory, the launcher,
+then parameter validation), then per node
 ``before_node_run`` and ``after_dataset_saved``, and ``after_pipeline_run`` or
 ``on_pipeline_error``. Within one hook, Kedro calls the classes of ``settings.HOOKS``
 last to first.
@@ -15,7 +16,9 @@ Every ``kedro`` command imports this module (through the settings), so what pull
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
@@ -61,6 +64,42 @@ def validate_run_parameters(pipeline: Any, parameters: Mapping[str, Any]) -> lis
     return [group for group in groups if group in classes or group == "ablations"]
 
 
+# Where the run in progress was started, restored when it ends.
+_started_in: list[Path] = []
+
+
+def _leave_project_root() -> None:
+    """Back to where the run was started (a notebook's folder), once the run is over."""
+    if _started_in:
+        os.chdir(_started_in.pop())
+
+
+class ProjectRootHooks:
+    """A run works in the project root, wherever it was started (``kedro run`` in
+    ``notebooks/``, a notebook's ``session.run()``): Kedro resolves the catalog's relative
+    paths against the root, and the parameters' paths (``ingestion.embedded.root``,
+    ``runtime.work_dir``, ``predict.input_dir``, ...) must mean the same files. Started in
+    a subfolder, a run redrew the benchmark and retrained into ``<subfolder>/data``. The
+    working directory is restored when the run ends, or when its checks stop it."""
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
+        root = Path(run_params.get("project_path") or Path.cwd()).resolve()
+        here = Path.cwd()
+        _started_in.append(here)
+        if here.resolve() != root:
+            logger.info("working in the project root %s (started in %s)", root, here)
+            os.chdir(root)
+
+    @hook_impl(trylast=True)
+    def after_pipeline_run(self) -> None:
+        _leave_project_root()
+
+    @hook_impl(trylast=True)
+    def on_pipeline_error(self) -> None:
+        _leave_project_root()
+
+
 class ProjectHooks:
     @hook_impl
     def after_context_created(self, context: Any) -> None:
@@ -83,8 +122,12 @@ class ProjectHooks:
         value or an input not made yet stops the run before any work."""
         from hrda_kedro import tracking_runs
 
-        with tracking_runs.run_ends_on_error():
-            self._check_run(pipeline, catalog)
+        try:
+            with tracking_runs.run_ends_on_error():
+                self._check_run(pipeline, catalog)
+        except BaseException:
+            _leave_project_root()  # Kedro calls no end-of-run hook for a run stopped here
+            raise
 
     @staticmethod
     def _check_run(pipeline: Any, catalog: Any) -> None:

@@ -4,9 +4,9 @@ Importing this module changes nothing in the process: what a run needs set up (a
 local writes, the registry's view of the run's parameters) is done by the hooks.
 """
 
-from hrda_kedro.hooks import LauncherHooks, ProjectHooks, TrackingHooks
+from hrda_kedro.hooks import LauncherHooks, ProjectHooks, ProjectRootHooks, TrackingHooks
 from hrda_kedro.run_config import CONFIG_LOADER_ARGS
 
-HOOKS = (ProjectHooks(), LauncherHooks(), TrackingHooks())
+HOOKS = (ProjectHooks(), LauncherHooks(), TrackingHooks(), ProjectRootHooks())
 
 __all__ = ["CONFIG_LOADER_ARGS", "HOOKS"]

@@ -124,13 +124,14 @@ def untracked(project: Path, pipeline: str) -> None:
 
 
 def kedro(
-    project: Path, *args: str, fault: str | None = None, wait: bool = True
+    project: Path, *args: str, fault: str | None = None, wait: bool = True, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str] | subprocess.Popen[str]:
     """``kedro run ARGS`` in ``project``, in its own process (through the fault driver if
     ``fault`` is given), with stdout and stderr together.
 
     ``wait=False`` returns the running process, for tests that kill it; its output goes to
-    ``project/run-N.out`` (a pipe nobody reads would fill up and stall the run).
+    ``project/run-N.out`` (a pipe nobody reads would fill up and stall the run). ``cwd``: a
+    subfolder of ``project`` to start in, as a user in ``notebooks/`` does.
     """
     env = {**os.environ, **RUN_ENV}
     command = [sys.executable, "-m", "kedro", "run", *args]
@@ -139,13 +140,13 @@ def kedro(
         command = [sys.executable, str(DRIVER), "run", *args]
     if wait:  # a pipe: a file would count against the file-size cap of some faults
         return subprocess.run(
-            command, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            command, cwd=cwd or project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, check=False,
         )  # fmt: skip
     log = project / f"run-{len(list(project.glob('run-*.out')))}.out"
     with log.open("w") as handle:
         return subprocess.Popen(
-            command, cwd=project, env=env, stdout=handle, stderr=subprocess.STDOUT, text=True
+            command, cwd=cwd or project, env=env, stdout=handle, stderr=subprocess.STDOUT, text=True
         )
 
 
