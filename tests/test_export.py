@@ -79,11 +79,48 @@ def test_a_foreign_config_is_refused(checkpoint: dict, tmp_path: Path) -> None:
         load_checkpoint_file(str(folder))
 
 
+def _retrained(checkpoint: dict) -> dict:
+    """The same model after more training: other weights."""
+    model = {k: v + 0.01 if v.is_floating_point() else v for k, v in checkpoint["model"].items()}
+    return {**checkpoint, "model": model}
+
+
+def test_a_pair_of_two_exports_is_refused(checkpoint: dict, tmp_path: Path) -> None:
+    """The two files are written one after the other: a crash between them, or a copied
+    file, leaves new weights beside the old config, which predict once used silently."""
+    folder = tmp_path / "export"
+    ExportedModelDataset(filepath=str(folder)).save(export_model(checkpoint))
+    old_config = (folder / "config.json").read_bytes()
+    ExportedModelDataset(filepath=str(folder)).save(export_model(_retrained(checkpoint)))
+    load_checkpoint_file(str(folder))  # one export's pair loads
+    (folder / "config.json").write_bytes(old_config)
+    with pytest.raises(CheckpointError, match=r"mixes two exports"):
+        load_checkpoint_file(str(folder))
+
+
+def test_the_export_folder_holds_one_model(checkpoint: dict, tmp_path: Path) -> None:
+    """The ONNX graph records the weights' digest of config.json; exporting another model
+    removes the previous model's graph instead of leaving it to be deployed."""
+    onnx = pytest.importorskip("onnx")
+    folder = tmp_path / "export"
+    exports = ExportedModelDataset(filepath=str(folder))
+    exported = export_model(checkpoint)
+    exports.save(exported)
+    (folder / "window_predictor.onnx").write_bytes(export_onnx(exports.load()))
+    metadata = {p.key: p.value for p in onnx.load(folder / "window_predictor.onnx").metadata_props}
+    assert metadata["hrda_kedro.weights_sha256"] == exported["config"]["weights_sha256"]
+    exports.save(export_model(checkpoint))  # the same model again: its graph stays
+    assert (folder / "window_predictor.onnx").is_file()
+    exports.save(export_model(_retrained(checkpoint)))
+    assert not (folder / "window_predictor.onnx").exists()
+
+
 def test_onnx_window_predictor_matches_torch_on_one_image(checkpoint: dict) -> None:
     """LR context, HR detail crops and attention fusion, all in the graph; CPU runtime."""
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    session = ort.InferenceSession(export_onnx(checkpoint), providers=["CPUExecutionProvider"])
+    graph = export_onnx(export_model(checkpoint))
+    session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
     model, params = model_from_checkpoint(checkpoint, "checkpoint")
     window = _window(params)
     (onnx_logits,) = session.run(None, {"window": window.numpy()})

@@ -20,11 +20,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from hrda_kedro.datasets.export_datasets import DIGEST_KEY
 from hrda_kedro.hrda.checkpoint import CheckpointError
 from hrda_kedro.hrda.model import HRDAModel
+from hrda_kedro.hrda.training.distributed import state_digest
 from hrda_kedro.runtime.models import model_from_checkpoint
 
 EXPORT_FORMAT = "hrda-kedro-export/1"
+ONNX_DIGEST_KEY = f"hrda_kedro.{DIGEST_KEY}"  # the ONNX graph's metadata entry
 
 
 class WindowPredictor(nn.Module):
@@ -48,6 +51,7 @@ def export_weights(checkpoint: dict[str, Any]) -> tuple[dict[str, torch.Tensor],
         "stage": checkpoint.get("stage"),
         "iterations": checkpoint.get("iterations"),
         "model_params": checkpoint["model_params"],
+        DIGEST_KEY: state_digest(weights),
     }
     return weights, config
 
@@ -59,6 +63,13 @@ def checkpoint_from_export(
     if not isinstance(config, dict) or config.get("format") != EXPORT_FORMAT:
         raise CheckpointError(
             f"{source}: config.json is not an hrda-kedro export (expected format {EXPORT_FORMAT!r})"
+        )
+    recorded = config.get(DIGEST_KEY)  # exports before it was recorded have none
+    if recorded is not None and recorded != state_digest(weights):
+        raise CheckpointError(
+            f"{source}: model.safetensors is not the model config.json describes (the "
+            "weights' sha256 differs): the folder mixes two exports; expected one export's "
+            "pair, run kedro run --pipeline=export again"
         )
     return {
         "stage": config.get("stage"),
@@ -92,4 +103,15 @@ def onnx_window_predictor(checkpoint: dict[str, Any], opset: int = 17) -> bytes:
             input_names=["window"],
             output_names=["fused_logits"],
         )
-    return buffer.getvalue()
+    return _with_digest(buffer.getvalue(), state_digest(checkpoint["model"]))
+
+
+def _with_digest(graph: bytes, digest: str) -> bytes:
+    """The ONNX graph with the weights' digest in its metadata, so that a deployment can
+    check it against ``config.json``."""
+    import onnx
+
+    proto = onnx.load_from_string(graph)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = ONNX_DIGEST_KEY, digest
+    return proto.SerializeToString()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,14 @@ from safetensors.torch import save as save_safetensors
 
 from hrda_kedro.hrda.checkpoint import CheckpointError, atomic_write_bytes
 
+logger = logging.getLogger(__name__)
+
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+ONNX_FILE = "window_predictor.onnx"  # conf/base/catalog_export.yml's exported_onnx
+# The exported weights' digest, in config.json and in the ONNX graph's metadata: the files
+# of one export folder are written one by one, and must be of one model.
+DIGEST_KEY = "weights_sha256"
 
 
 class ExportedModelDataset(AbstractDataset[dict, dict]):
@@ -48,9 +55,29 @@ class ExportedModelDataset(AbstractDataset[dict, dict]):
         return {"weights": weights, "config": config}
 
     def save(self, data: dict) -> None:
+        """The weights, then ``config.json`` with their digest (a crash between the two
+        leaves a pair that loading refuses). The folder holds one model: the ONNX graph of
+        another one (an ``export`` after retraining) is removed, not left to be deployed."""
+        digest = data["config"].get(DIGEST_KEY)
+        onnx = self._folder / ONNX_FILE
+        if onnx.is_file() and (digest is None or self._saved_digest() != digest):
+            onnx.unlink()
+            logger.info(
+                "removed %s: it was exported from another model (kedro run "
+                "--pipeline=export_onnx makes it again)",
+                onnx,
+            )
         atomic_write_bytes(self._folder / WEIGHTS_FILE, save_safetensors(data["weights"]))
         config = json.dumps(data["config"], indent=2, sort_keys=True).encode()
         atomic_write_bytes(self._folder / CONFIG_FILE, config)
+
+    def _saved_digest(self) -> str | None:
+        try:
+            return json.loads((self._folder / CONFIG_FILE).read_text(encoding="utf-8")).get(
+                DIGEST_KEY
+            )
+        except (OSError, ValueError, AttributeError):
+            return None
 
     def _exists(self) -> bool:
         return (self._folder / WEIGHTS_FILE).is_file() and (self._folder / CONFIG_FILE).is_file()

@@ -6,7 +6,7 @@ import importlib.util
 import logging
 from typing import Any
 
-from hrda_kedro.export import export_weights, onnx_window_predictor
+from hrda_kedro.export import checkpoint_from_export, export_weights, onnx_window_predictor
 
 logger = logging.getLogger(__name__)
 
@@ -23,13 +23,15 @@ def export_model(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return {"weights": weights, "config": config}
 
 
-def export_onnx(checkpoint: dict[str, Any]) -> bytes:
-    """The window predictor as an ONNX graph (needs the ``export`` extra: onnx)."""
+def export_onnx(exported: dict[str, Any]) -> bytes:
+    """The exported model's window predictor as an ONNX graph (needs the ``export`` extra:
+    onnx), with the weights' digest of ``config.json`` in its metadata."""
     if importlib.util.find_spec("onnx") is None:
         raise ImportError(
             'the ONNX export needs the onnx package: pip install -e ".[export]" '
             "(the safetensors export, `kedro run --pipeline=export`, does not)"
         )
+    checkpoint = checkpoint_from_export(exported["weights"], exported["config"], "exported_model")
     graph = onnx_window_predictor(checkpoint)
     logger.info(
         "exported the window predictor of %s to ONNX (%.1f MB)",

@@ -18,5 +18,8 @@ def create_pipeline(model: str, **kwargs: Any) -> Pipeline:
 
 
 def create_onnx_pipeline(model: str, **kwargs: Any) -> Pipeline:
-    """ONNX of the window predictor of ``model``."""
-    return Pipeline([Node(export_onnx, inputs=model, outputs="exported_onnx", name="export_onnx")])
+    """ONNX of the window predictor of ``model``, made from the export it writes first, so
+    that the folder's three files are of one model."""
+    return create_pipeline(model) + Pipeline(
+        [Node(export_onnx, inputs="exported_model", outputs="exported_onnx", name="export_onnx")]
+    )
