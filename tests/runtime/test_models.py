@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from hrda_kedro.hrda.checkpoint import CheckpointError
 from hrda_kedro.hrda.model_config import ModelConfig
 from hrda_kedro.params import parse
 from hrda_kedro.runtime.models import build_model, model_from_checkpoint, model_params_dict
@@ -27,3 +30,11 @@ def test_a_checkpoint_from_before_the_setting_slides_with_overlap() -> None:
     )
     assert rebuilt.hr_slide_overlapping
     assert rebuilt._hr_stride() == (64, 64)  # half the 128 x 128 detail crop
+
+
+def test_an_in_training_checkpoint_is_named_as_one() -> None:
+    """A stage's state.pt (what ``predict.checkpoint`` may be pointed at by mistake) has the
+    weights but not the model's settings: the message says which file to use instead."""
+    state = {"model": {}, "optimizer": {}, "scheduler": {}, "iteration": 40, "format": 1}
+    with pytest.raises(CheckpointError, match=r"state.pt: an in-training checkpoint .*model\.pt"):
+        model_from_checkpoint(state, "data/06_models/in_progress/round_1/state.pt")

@@ -45,6 +45,12 @@ def model_from_checkpoint(
 
     ``teacher=True`` loads the EMA teacher's weights when the checkpoint has them.
     """
+    if "model_params" not in checkpoint and "optimizer" in checkpoint:
+        raise CheckpointError(
+            f"{source}: an in-training checkpoint (a stage's state.pt, which resumes training); "
+            "expected a trained model: the stage's versioned model.pt folder under "
+            "data/06_models/<stage>, written when the stage finishes"
+        )
     if "model_params" not in checkpoint or "model" not in checkpoint:
         raise CheckpointError(f"{source}: not a trained-model checkpoint (no model_params/model)")
     params = parse(ModelConfig, checkpoint["model_params"], f"{source}:model_params")

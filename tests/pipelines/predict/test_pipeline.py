@@ -20,7 +20,7 @@ from hrda_kedro.datasets.checkpoint_dataset import CheckpointDataset
 from hrda_kedro.hrda.inference import predict_full_image_labels
 from hrda_kedro.hrda.model_config import ModelConfig
 from hrda_kedro.hrda.training.trainer import StageResult
-from hrda_kedro.params import parse
+from hrda_kedro.params import ParameterError, parse
 from hrda_kedro.pipeline_registry import register_pipelines
 from hrda_kedro.pipelines.predict import create_pipeline, nodes
 from hrda_kedro.runtime.models import build_model
@@ -235,7 +235,10 @@ def test_bad_files_can_be_skipped(project: Path) -> None:
     ("make", "message"),
     [
         (lambda p: None, "model.pt: checkpoint not found"),
-        (lambda p: p.mkdir(parents=True), "model.pt: no saved version in this versioned"),
+        (
+            lambda p: p.mkdir(parents=True),
+            r"model.pt: no saved version in this folder .*; expected",
+        ),
     ],
 )
 def test_a_missing_checkpoint_is_named(project: Path, make, message: str) -> None:
@@ -243,7 +246,16 @@ def test_a_missing_checkpoint_is_named(project: Path, make, message: str) -> Non
     path = project / "data" / "06_models" / "round_2" / "model.pt"
     make(path)
     catalog = make_catalog({"input_dir": "inputs", "checkpoint": str(path)})
-    with pytest.raises(DataError, match=message):
+    with pytest.raises(ParameterError, match=f"parameter predict.checkpoint: .*{message}"):
+        SequentialRunner().run(create_pipeline(), catalog)
+
+
+def test_a_stage_folder_as_checkpoint_names_the_checkpoints_inside(project: Path) -> None:
+    """``data/06_models/round_1`` is one level above the versioned ``model.pt`` folder."""
+    write_rgb(project / "inputs" / "a.png")
+    stage = save_checkpoint(project / "data").parent  # data/06_models/round_1
+    catalog = make_catalog({"input_dir": "inputs", "checkpoint": str(stage)})
+    with pytest.raises(ParameterError, match=rf"the checkpoints under it: {stage / 'model.pt'}$"):
         SequentialRunner().run(create_pipeline(), catalog)
 
 

@@ -32,7 +32,7 @@ from hrda_kedro.export import checkpoint_from_export
 from hrda_kedro.hrda import normalize
 from hrda_kedro.hrda.image_streams import map_in_streams
 from hrda_kedro.hrda.inference import predict_full_image_labels
-from hrda_kedro.params import PredictParams, RuntimeParams, parse
+from hrda_kedro.params import ParameterError, PredictParams, RuntimeParams, parse
 from hrda_kedro.runtime.devices import resolve_device
 from hrda_kedro.runtime.models import model_from_checkpoint
 
@@ -122,19 +122,30 @@ def load_checkpoint_file(path: str) -> tuple[dict[str, Any], Path]:
     if target.is_dir():
         versions = sorted(p for p in target.glob(f"*/{target.name}") if p.is_file())
         if not versions:
-            raise DataError(
-                f"{target}: no saved version in this versioned checkpoint folder (expected "
-                f"{target}/<timestamp>/{target.name}); train a model first or set "
-                "predict.checkpoint"
+            raise ParameterError(
+                f"parameter predict.checkpoint: {target}: no saved version in this folder "
+                f"(a versioned checkpoint folder holds <timestamp>/{target.name}){_inside(target)}"
             )
         target = versions[-1]
     elif not target.is_file():
-        raise DataError(
-            f"{target}: checkpoint not found; expected a checkpoint file or a versioned "
-            "checkpoint folder (train a model first, e.g. kedro run --pipeline=uda, or set "
-            "predict.checkpoint)"
+        raise ParameterError(
+            f"parameter predict.checkpoint: {target}: checkpoint not found; expected a "
+            "checkpoint file, a versioned checkpoint folder or an exported model folder "
+            "(train a model first, e.g. kedro run --pipeline=uda)"
         )
     return CheckpointDataset(filepath=str(target)).load(), target
+
+
+def _inside(folder: Path) -> str:
+    """The versioned checkpoints and exports under ``folder`` (a stage's folder, say), as
+    the message's hint of what ``predict.checkpoint`` may name instead."""
+    found = sorted(
+        {p.parent.parent for p in folder.glob("*/*/*") if p.name == p.parent.parent.name}
+        | {p.parent for p in folder.glob(f"*/{CONFIG_FILE}") if (p.parent / WEIGHTS_FILE).is_file()}
+    )
+    if not found:
+        return "; expected a checkpoint file, a versioned checkpoint folder or an exported model"
+    return f"; the checkpoints under it: {', '.join(map(str, found[:4]))}"
 
 
 # Images up to a Cityscapes frame are predicted several at once on a CPU
