@@ -36,4 +36,9 @@ def test_workers_run_the_project_hooks(monkeypatch: pytest.MonkeyPatch, start_me
     catalog = SharedMemoryDataCatalog({"start": MemoryDataset(0)})
     runner = ParallelRunner(max_workers=1)  # its manager holds the outputs
     runner.run(pipeline, catalog)
-    assert catalog.load("same_hooks") == ["ProjectHooks", "LauncherHooks", "TrackingHooks"]
+    assert catalog.load("same_hooks") == [
+        "ProjectHooks",
+        "LauncherHooks",
+        "TrackingHooks",
+        "ProjectRootHooks",
+    ]

@@ -123,6 +123,16 @@ def test_unlabelled_folder_needs_no_class_map(tmp_path):
     assert manifest["label_path"].isna().all()
 
 
+def test_a_folder_of_subfolders_says_the_layout_is_flat(tmp_path):
+    write_rgb(tmp_path / "photos" / "images" / "city_a" / "a.jpg")
+    target = DatasetSpec("folder", str(tmp_path / "photos"), labels=False)
+    datasets = IngestionDatasets(DatasetSpec("embedded"), target, DatasetSpec("embedded"))
+    with pytest.raises(
+        DataError, match=r"directly in \S+/photos/images \(the folder layout is flat"
+    ):
+        ingest(_settings(tmp_path), datasets)
+
+
 def test_embedded_benchmark_and_a_rerun_that_does_no_work(tmp_path):
     settings = _settings(tmp_path)
     datasets = IngestionDatasets(

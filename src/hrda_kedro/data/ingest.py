@@ -378,6 +378,14 @@ def _prepare_embedded(
     return staged, {**info, "generated": True, "seconds": round(time.perf_counter() - start, 2)}
 
 
+def _nested_hint(spec: DatasetSpec, root: Path) -> str:
+    """A user's folder whose images sit in subfolders: the folder layout is flat."""
+    images = root / spec.image_dir if spec.kind == "folder" else None
+    if images is None or not images.is_dir() or not any(p.is_dir() for p in images.iterdir()):
+        return ""
+    return f" directly in {images} (the folder layout is flat: its subfolders are not read)"
+
+
 def _ingest_split(
     split: str,
     spec: DatasetSpec,
@@ -423,6 +431,7 @@ def _ingest_split(
     if not kept:
         raise DataError(
             f"{root}: split {split!r} is empty; expected at least one {spec.kind} image/label pair"
+            + _nested_hint(spec, root)
         )
     rows, counts = [], []
     for pair in kept:
