@@ -56,20 +56,22 @@ class ExportedModelDataset(AbstractDataset[dict, dict]):
 
     def save(self, data: dict) -> None:
         """The weights, then ``config.json`` with their digest (a crash between the two
-        leaves a pair that loading refuses). The folder holds one model: the ONNX graph of
-        another one (an ``export`` after retraining) is removed, not left to be deployed."""
+        leaves a pair that loading refuses). The folder holds one model: once the new pair
+        is written, the ONNX graph of the previous one (an ``export`` after retraining) is
+        removed, not left to be deployed; a failed write keeps it beside its own pair."""
         digest = data["config"].get(DIGEST_KEY)
         onnx = self._folder / ONNX_FILE
-        if onnx.is_file() and (digest is None or self._saved_digest() != digest):
+        stale = onnx.is_file() and (digest is None or self._saved_digest() != digest)
+        atomic_write_bytes(self._folder / WEIGHTS_FILE, save_safetensors(data["weights"]))
+        config = json.dumps(data["config"], indent=2, sort_keys=True).encode()
+        atomic_write_bytes(self._folder / CONFIG_FILE, config)
+        if stale:
             onnx.unlink()
             logger.info(
                 "removed %s: it was exported from another model (kedro run "
                 "--pipeline=export_onnx makes it again)",
                 onnx,
             )
-        atomic_write_bytes(self._folder / WEIGHTS_FILE, save_safetensors(data["weights"]))
-        config = json.dumps(data["config"], indent=2, sort_keys=True).encode()
-        atomic_write_bytes(self._folder / CONFIG_FILE, config)
 
     def _saved_digest(self) -> str | None:
         try:
