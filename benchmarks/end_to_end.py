@@ -13,10 +13,16 @@ sequential). Peak memory is the largest resident set of the finished ``kedro run
 process (``getrusage(RUSAGE_CHILDREN).ru_maxrss``; this parent never imports torch before
 the run, so the high-water mark a child inherits across ``fork`` + ``exec`` is small).
 Goal: at most 15 minutes on the machine at hand.
+
+What the run scored is saved beside the timing: the mIoU table and the per-class IoU the
+run's evaluation wrote (``data/08_reporting``), joined per target, model and prediction, as
+``<out>_iou.csv``, with the final figures printed under the table. A run is thus one
+command from its wall time to its numbers.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import resource
@@ -37,6 +43,10 @@ DATA_LAYERS = (
     "07_model_output", "08_reporting",
 )  # fmt: skip
 GOAL_S = 15 * 60
+REPORTS = Path("data") / "08_reporting"
+SCORE_KEYS = ("target", "model", "prediction")
+SMALL_CLASSES = ("pole", "traffic light", "traffic sign", "person", "rider")
+RUN_COLUMNS = ("started", "pipeline", "params", "env")
 NODE_RE = re.compile(r"Running node: ([^\s(\[:]+)")
 TABLE_COLUMNS = ("item", "seconds", "share")
 CSV_COLUMNS = (
@@ -109,6 +119,63 @@ def node_times(lines: list[tuple[float, str]], wall: float) -> list[tuple[str, f
     return out
 
 
+def _saved_by_run(project: Path, name: str, since: float) -> Path | None:
+    """The newest version of the versioned report ``name`` written at or after ``since``
+    (an in-place run's folder also holds earlier runs' versions)."""
+    versions = [
+        path
+        for path in (project / REPORTS / name).glob(f"*/{name}")
+        if path.stat().st_mtime >= since
+    ]
+    return max(versions, key=lambda path: path.parent.name) if versions else None
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def run_scores(project: Path, since: float) -> list[dict[str, str]]:
+    """The run's mIoU table joined with its per-class IoU, a row per target, model and
+    prediction; empty when the run evaluated nothing (another pipeline, a failed run)."""
+    miou = _saved_by_run(project, "miou_table.csv", since)
+    per_class = _saved_by_run(project, "per_class_iou.csv", since)
+    if miou is None or per_class is None:
+        return []
+    ious = {tuple(row[k] for k in SCORE_KEYS): row for row in _read_rows(per_class)}
+    return [{**row, **ious.get(tuple(row[k] for k in SCORE_KEYS), {})} for row in _read_rows(miou)]
+
+
+def _percent(fraction: str) -> str:
+    """A stored IoU (a fraction) in % with one decimal; blank where it is blank or NaN
+    (a class absent from the evaluated images)."""
+    try:
+        return f"{100 * float(fraction):.1f}" if fraction and fraction != "nan" else ""
+    except ValueError:
+        return fraction
+
+
+def score_lines(scores: list[dict[str, str]]) -> list[str]:
+    """The fused target-val figures in %: mIoU, the small-class mean and each small class."""
+    columns = ("model", "miou", "small_class_miou", *SMALL_CLASSES)
+    rows = [
+        {c: row[c] if c == "model" else _percent(row.get(c, "")) for c in columns}
+        for row in scores
+        if row.get("target") == "target_val" and row.get("prediction") == "fused"
+    ]
+    if not rows:
+        return []
+    table = common.format_table(rows, columns)
+    return ["", "target-val, fused prediction, IoU in %:", *table.splitlines()]
+
+
+def save_scores(scores: list[dict[str, str]], run: dict[str, Any], timing_csv: Path) -> Path:
+    """``<timing csv stem>_iou.csv``: every score row, prefixed with what identifies the run."""
+    path = timing_csv.with_name(f"{timing_csv.stem}_iou.csv")
+    columns = [*RUN_COLUMNS, *dict.fromkeys(key for row in scores for key in row)]
+    return common.write_csv(path, [{**run, **row} for row in scores], columns)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = common.argument_parser(
         "Time `kedro run --pipeline=uda` end to end, by default in a fresh copy "
@@ -145,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.env:
         kedro_args.append(f"--env={args.env}")
     started = datetime.now()
+    since = (
+        time.time() - 1.0
+    )  # file times have a coarser clock than time.time() on some filesystems
     tmp = Path(tempfile.mkdtemp(prefix="hrda-e2e-"))
     try:
         project = fresh_project(tmp) if args.fresh else common.REPO_ROOT
@@ -156,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         results_log = common.RESULTS_DIR / "end_to_end_last_run.log"
         common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         shutil.copy2(log_path, results_log)
+        scores = run_scores(project, since)
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -207,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     if rc != 0:
         notes.append("last output lines:")
         notes += [f"  {text}" for _, text in lines[-15:]]
+    notes += score_lines(scores)
+    if scores:
+        notes.append(f"scores saved: {save_scores(scores, base, out)}")
     common.emit(title, rows, TABLE_COLUMNS, CSV_COLUMNS, out, notes)
     return 0 if rc == 0 else 1
 
