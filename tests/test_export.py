@@ -109,10 +109,13 @@ def test_the_export_folder_holds_one_model(checkpoint: dict, tmp_path: Path) -> 
     (folder / "window_predictor.onnx").write_bytes(export_onnx(exports.load()))
     metadata = {p.key: p.value for p in onnx.load(folder / "window_predictor.onnx").metadata_props}
     assert metadata["hrda_kedro.weights_sha256"] == exported["config"]["weights_sha256"]
-    exports.save(export_model(checkpoint))  # the same model again: its graph stays
-    assert (folder / "window_predictor.onnx").is_file()
+    renamed = folder / "deploy_v1.onnx"  # a catalog that names exported_onnx otherwise
+    renamed.write_bytes((folder / "window_predictor.onnx").read_bytes())
+    exports.save(export_model(checkpoint))  # the same model again: its graphs stay
+    assert (folder / "window_predictor.onnx").is_file() and renamed.is_file()
     exports.save(export_model(_retrained(checkpoint)))
-    assert not (folder / "window_predictor.onnx").exists()
+    assert not (folder / "window_predictor.onnx").exists() and not renamed.exists()
+    assert ExportedModelDataset(filepath=str(folder)).load()["config"] != exported["config"]
 
 
 def test_onnx_window_predictor_matches_torch_on_one_image(checkpoint: dict) -> None:

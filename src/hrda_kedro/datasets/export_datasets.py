@@ -18,7 +18,6 @@ logger = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-ONNX_FILE = "window_predictor.onnx"  # conf/base/catalog_export.yml's exported_onnx
 # The exported weights' digest, in config.json and in the ONNX graph's metadata: the files
 # of one export folder are written one by one, and must be of one model.
 DIGEST_KEY = "weights_sha256"
@@ -57,20 +56,23 @@ class ExportedModelDataset(AbstractDataset[dict, dict]):
     def save(self, data: dict) -> None:
         """The weights, then ``config.json`` with their digest (a crash between the two
         leaves a pair that loading refuses). The folder holds one model: once the new pair
-        is written, the ONNX graph of the previous one (an ``export`` after retraining) is
-        removed, not left to be deployed; a failed write keeps it beside its own pair."""
+        is written, the ONNX graphs of the previous one (an ``export`` after retraining),
+        whatever their file name, are removed, not left to be deployed; a failed write
+        keeps them beside their own pair."""
         digest = data["config"].get(DIGEST_KEY)
-        onnx = self._folder / ONNX_FILE
-        stale = onnx.is_file() and (digest is None or self._saved_digest() != digest)
+        changed = digest is None or self._saved_digest() != digest
+        # Every graph in the folder, not only the catalog's window_predictor.onnx: a catalog
+        # may name exported_onnx otherwise, and a graph here was made from the pair replaced.
+        stale = sorted(self._folder.glob("*.onnx")) if changed else []
         atomic_write_bytes(self._folder / WEIGHTS_FILE, save_safetensors(data["weights"]))
         config = json.dumps(data["config"], indent=2, sort_keys=True).encode()
         atomic_write_bytes(self._folder / CONFIG_FILE, config)
-        if stale:
-            onnx.unlink()
+        for graph in stale:
+            graph.unlink()
             logger.info(
                 "removed %s: it was exported from another model (kedro run "
                 "--pipeline=export_onnx makes it again)",
-                onnx,
+                graph,
             )
 
     def _saved_digest(self) -> str | None:
