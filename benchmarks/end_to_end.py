@@ -23,6 +23,7 @@ command from its wall time to its numbers.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import re
 import resource
@@ -150,9 +151,10 @@ def _percent(fraction: str) -> str:
     """A stored IoU (a fraction) in % with one decimal; blank where it is blank or NaN
     (a class absent from the evaluated images)."""
     try:
-        return f"{100 * float(fraction):.1f}" if fraction and fraction != "nan" else ""
+        value = 100 * float(fraction)
     except ValueError:
-        return fraction
+        return ""
+    return "" if math.isnan(value) else f"{value:.1f}"
 
 
 def score_lines(scores: list[dict[str, str]]) -> list[str]:
@@ -212,9 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.env:
         kedro_args.append(f"--env={args.env}")
     started = datetime.now()
-    since = (
-        time.time() - 1.0
-    )  # file times have a coarser clock than time.time() on some filesystems
+    # Reports saved from here on are this run's; a second of slack, as file times come from
+    # a coarser clock than time.time().
+    since = time.time() - 1.0
     tmp = Path(tempfile.mkdtemp(prefix="hrda-e2e-"))
     try:
         project = fresh_project(tmp) if args.fresh else common.REPO_ROOT
