@@ -15,6 +15,7 @@ available we fall back to ``ru_maxrss`` and say so in the ``mem_source`` column.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import itertools
 import json
@@ -26,7 +27,7 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -325,6 +326,22 @@ def argument_parser(description: str) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(
         description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
+
+
+@contextlib.contextmanager
+def user_errors(parser: argparse.ArgumentParser) -> Iterator[None]:
+    """End the script as a bad option ends it (``<script>: error: ...``, exit status 2, no
+    traceback) when the project reports a user's mistake: a checkpoint, model, parameter or
+    data file the options named that is missing or wrong. Other errors keep their traceback."""
+    try:
+        yield
+    except Exception as error:
+        from hrda_kedro.cli import user_error_headline  # imports Kedro, not torch
+
+        headline = user_error_headline(error)
+        if headline is None:
+            raise
+        parser.exit(2, f"{parser.prog}: error: {headline}\n")
 
 
 def comma_list(text: str) -> list[str]:

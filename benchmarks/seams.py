@@ -84,10 +84,18 @@ def main(argv: list[str] | None = None) -> int:
 
     common.set_threads(args.threads)
     project = args.project.resolve()
-    checkpoint, path = load_checkpoint_file(str(project / args.checkpoint))
-    model, trained = model_from_checkpoint(checkpoint, str(path))
+    with common.user_errors(parser):
+        checkpoint, path = load_checkpoint_file(
+            str(project / args.checkpoint), setting="argument --checkpoint"
+        )
+        model, trained = model_from_checkpoint(checkpoint, str(path))
     model.eval()
-    manifest = pd.read_csv(project / "data/05_model_input/target_val_manifest.csv")
+    manifest_path = project / "data/05_model_input/target_val_manifest.csv"
+    if not manifest_path.is_file():
+        parser.exit(
+            2, f"{parser.prog}: error: {manifest_path}: not found; run ingestion in the project\n"
+        )
+    manifest = pd.read_csv(manifest_path)
     for column in ("image_path", "label_path"):  # relative paths are the project's
         manifest[column] = [str(project / p) for p in manifest[column]]
     data = labelled_dataset(manifest)

@@ -164,7 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     common.set_threads(args.threads)
     models = common.comma_list(args.models)
     shifts = common.comma_list(args.shifts)
-    rows = measure(args.project.resolve(), models, args.images, args.threshold, shifts, args.env)
+    with common.user_errors(parser):
+        rows = measure(
+            args.project.resolve(), models, args.images, args.threshold, shifts, args.env
+        )
     info = common.machine_info("cpu")
     for row in rows:
         row.update({"threshold": args.threshold, "project": str(args.project), **info})

@@ -346,9 +346,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     common.set_threads(args.threads)
     models = common.comma_list(args.models)
-    rows = measure(
-        args.project.resolve(), models, args.images, args.env, branches=args.branches, splits=splits
-    )
+    with common.user_errors(parser):
+        rows = measure(
+            args.project.resolve(), models, args.images, args.env, branches=args.branches,
+            splits=splits,
+        )  # fmt: skip
     info = common.machine_info("cpu")
     for row in rows:
         row.update({"project": str(args.project), **info})

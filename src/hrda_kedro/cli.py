@@ -83,6 +83,14 @@ def _headline(shown: Exception, cause: Exception) -> str:
     return f"{type(shown).__name__}: {shown}"
 
 
+def user_error_headline(error: BaseException) -> str | None:
+    """``Type: message`` of a user's mistake (one of our own errors, also under Kedro's
+    ``DatasetError``), or None for any other error: for the scripts beside the project
+    (``benchmarks/``), which end on it with one line as ``kedro run`` does."""
+    cause = _our_cause(error)
+    return None if cause is None else _headline(error, cause)
+
+
 def _our_cause(error: BaseException | None) -> Exception | None:
     """Our own error: ``error`` itself, or its cause under Kedro's ``DatasetError``."""
     known = tuple(_advice())

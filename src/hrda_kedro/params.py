@@ -217,7 +217,7 @@ class SelfTrainingParams(UDAConfig, TrainingConfig):
     the warmup's (the library's) where conf/base's do: fewer steps, a shorter lr warmup and
     the strong augmentation on."""
 
-    iterations: int = 300
+    iterations: int = 600
     optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(warmup_iters=20))
     augment: AugmentConfig = field(
         default_factory=lambda: AugmentConfig(color_jitter=True, blur=True)

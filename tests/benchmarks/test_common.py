@@ -120,6 +120,48 @@ def test_bad_options_are_one_argparse_line_before_any_work(
     assert result.stderr.strip().splitlines()[-1].startswith(f"{script}: error: {message}")
 
 
+def test_a_missing_checkpoint_is_one_error_line_naming_the_option(tmp_path: Path) -> None:
+    """seams.py loads the checkpoint --checkpoint names before any work: a wrong path ends
+    it as a bad option does, and the message names the option, not predict's parameter."""
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "seams.py"), "--project", str(BENCHMARKS.parent),
+         "--checkpoint", str(tmp_path / "nothere.pt")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "predict.checkpoint" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("seams.py: error: ParameterError: argument --checkpoint: ")
+    assert "nothere.pt: checkpoint not found" in last
+
+
+def test_user_errors_end_the_script_with_the_error_under_kedros_wrapper(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A model the options named that the catalog cannot load (our error under Kedro's
+    DatasetError) is one line with the dataset's name; any other error keeps its traceback."""
+    from kedro.io.core import DatasetError
+
+    from hrda_kedro.data import MissingInputError
+
+    parser = common.argument_parser("test")
+    parser.prog = "script.py"
+    with pytest.raises(SystemExit) as stopped, common.user_errors(parser):
+        try:
+            raise MissingInputError("round_7/model.pt: no checkpoint saved here yet")
+        except MissingInputError as cause:
+            raise DatasetError(
+                "round_7.model: Failed while loading data from dataset CheckpointDataset(...)."
+            ) from cause
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == (
+        "script.py: error: MissingInputError: round_7.model: "
+        "round_7/model.pt: no checkpoint saved here yet\n"
+    )
+    with pytest.raises(RuntimeError, match="a bug"), common.user_errors(parser):
+        raise RuntimeError("a bug")
+
+
 def test_a_table_whose_every_row_failed_does_not_replace_a_result(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

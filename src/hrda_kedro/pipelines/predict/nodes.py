@@ -107,12 +107,15 @@ def list_inputs(predict_images: ImageFolder, predict: dict[str, Any]) -> pd.Data
     )
 
 
-def load_checkpoint_file(path: str) -> tuple[dict[str, Any], Path]:
+def load_checkpoint_file(
+    path: str, setting: str = "parameter predict.checkpoint"
+) -> tuple[dict[str, Any], Path]:
     """A checkpoint file, the latest version in a versioned checkpoint folder, or an
     exported model (a folder with ``model.safetensors`` and ``config.json``).
 
     Versioned catalog datasets store ``<path>/<timestamp>/<file name>``; timestamps sort
-    in time order, as Kedro resolves them.
+    in time order, as Kedro resolves them. ``setting`` is what named the path, for the
+    message (a script's ``argument --checkpoint``).
     """
     target = Path(path)
     export = target.parent if target.suffix == ".safetensors" else target
@@ -123,13 +126,13 @@ def load_checkpoint_file(path: str) -> tuple[dict[str, Any], Path]:
         versions = sorted(p for p in target.glob(f"*/{target.name}") if p.is_file())
         if not versions:
             raise ParameterError(
-                f"parameter predict.checkpoint: {target}: no saved version in this folder "
+                f"{setting}: {target}: no saved version in this folder "
                 f"(a versioned checkpoint folder holds <timestamp>/{target.name}){_inside(target)}"
             )
         target = versions[-1]
     elif not target.is_file():
         raise ParameterError(
-            f"parameter predict.checkpoint: {target}: checkpoint not found; expected a "
+            f"{setting}: {target}: checkpoint not found; expected a "
             "checkpoint file, a versioned checkpoint folder or an exported model folder "
             "(train a model first, e.g. kedro run --pipeline=uda)"
         )
