@@ -135,6 +135,34 @@ def test_a_missing_checkpoint_is_one_error_line_naming_the_option(tmp_path: Path
     assert "nothere.pt: checkpoint not found" in last
 
 
+def test_seams_in_a_project_without_ingestion_names_the_missing_manifest(tmp_path: Path) -> None:
+    """A trained checkpoint but no target-val manifest: one line naming the file, exit 2."""
+    from hrda_kedro.hrda.checkpoint import save_checkpoint
+    from hrda_kedro.hrda.model_config import ModelConfig
+    from hrda_kedro.hrda.training.trainer import StageResult
+    from hrda_kedro.params import parse
+    from hrda_kedro.runtime.models import build_model
+    from hrda_kedro.stages import checkpoint_payload
+
+    (tmp_path / "pyproject.toml").write_text("")
+    params = parse(ModelConfig, {"network": {"encoder": "mit-nano"}}, "model")
+    payload = checkpoint_payload(
+        StageResult(model=build_model(params).state_dict(), teacher=None), params, "w"
+    )
+    save_checkpoint(tmp_path / "model.pt", payload)
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "seams.py"), "--project", str(tmp_path),
+         "--checkpoint", "model.pt"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    manifest = tmp_path / "data/05_model_input/target_val_manifest.csv"
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"seams.py: error: {manifest}: not found; run ingestion in the project"
+    )
+
+
 def test_user_errors_end_the_script_with_the_error_under_kedros_wrapper(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
