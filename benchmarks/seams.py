@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import torch.nn.functional as F
 
+    from hrda_kedro.data import MissingInputError
     from hrda_kedro.data.labels import CITYSCAPES_CLASSES
     from hrda_kedro.hrda import normalize
     from hrda_kedro.hrda.inference import predict_full_image
@@ -84,17 +85,18 @@ def main(argv: list[str] | None = None) -> int:
 
     common.set_threads(args.threads)
     project = args.project.resolve()
+    manifest_path = project / "data/05_model_input/target_val_manifest.csv"
     with common.user_errors(parser):
         checkpoint, path = load_checkpoint_file(
             str(project / args.checkpoint), setting="argument --checkpoint"
         )
         model, trained = model_from_checkpoint(checkpoint, str(path))
+        if not manifest_path.is_file():
+            raise MissingInputError(
+                f"target_val_manifest: {manifest_path} not found; made by kedro run "
+                "--pipeline=ingestion"
+            )
     model.eval()
-    manifest_path = project / "data/05_model_input/target_val_manifest.csv"
-    if not manifest_path.is_file():
-        parser.exit(
-            2, f"{parser.prog}: error: {manifest_path}: not found; run ingestion in the project\n"
-        )
     manifest = pd.read_csv(manifest_path)
     for column in ("image_path", "label_path"):  # relative paths are the project's
         manifest[column] = [str(project / p) for p in manifest[column]]

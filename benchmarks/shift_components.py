@@ -127,6 +127,7 @@ def measure(
         catalog = session.load_context().catalog
         if catalog.load("params:ingestion_datasets")["target_val"]["kind"] != "embedded":
             raise SystemExit("shift_components.py needs a project whose target_val is embedded")
+        small_classes.check_inputs(catalog, [], models)
         embedded = small_classes.drawn_embedded(catalog, project)
         checkpoints = {
             small_classes.model_label(m): small_classes.model_checkpoint(catalog, project, m)

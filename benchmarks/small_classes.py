@@ -64,6 +64,18 @@ def _catalog_name(model: str) -> str:
     return "source_only_model" if model == "source_only" else f"{model}.model"
 
 
+def check_inputs(catalog: Any, manifests: Sequence[str], models: Sequence[str]) -> None:
+    """Stop before any work, naming the first of the split ``manifests`` and catalog
+    ``models`` (``LABEL=PATH`` ones are read by path) never made and the pipeline that
+    makes it: the check ``kedro run`` makes at its start."""
+    from kedro.framework.project import pipelines
+
+    from hrda_kedro.datasets.run_inputs import check_run_inputs
+
+    catalog_models = [_catalog_name(m) for m in models if "=" not in m]
+    check_run_inputs([*(f"{s}_manifest" for s in manifests), *catalog_models], catalog, pipelines)
+
+
 def _fresh(embedded: dict[str, Any], split: str, count: int) -> list[dict[str, Any]]:
     """``count`` fresh images of the embedded benchmark for the fresh ``split`` (:data:`FRESH`):
     the generator's images after the last index of the drawn split it continues."""
@@ -155,10 +167,10 @@ def measure(
     bootstrap_project(project)
     with KedroSession.create(project_path=project, env=env) as session:
         catalog = session.load_context().catalog
+        drawn = [split for split in ("source_train", "target_val") if split in splits]
+        check_inputs(catalog, drawn, models)
         data: dict[str, Any] = {
-            split: labelled_dataset(catalog.load(f"{split}_manifest"))
-            for split in ("source_train", "target_val")
-            if split in splits
+            split: labelled_dataset(catalog.load(f"{split}_manifest")) for split in drawn
         }
         for split in fresh_splits(catalog.load("params:ingestion_datasets"), splits):
             data[split] = _fresh(drawn_embedded(catalog, project), split, images)

@@ -159,8 +159,35 @@ def test_seams_in_a_project_without_ingestion_names_the_missing_manifest(tmp_pat
     assert "Traceback" not in result.stderr
     manifest = tmp_path / "data/05_model_input/target_val_manifest.csv"
     assert result.stderr.strip().splitlines()[-1] == (
-        f"seams.py: error: {manifest}: not found; run ingestion in the project"
+        f"seams.py: error: MissingInputError: target_val_manifest: {manifest} not found; "
+        "made by kedro run --pipeline=ingestion"
     )
+
+
+@pytest.mark.parametrize(
+    ("script", "missing"),
+    [
+        ("small_classes.py", "round_1.model: {root}/data/06_models/round_1/model.pt: no checkpoint "
+         "saved here yet (expected {root}/data/06_models/round_1/model.pt/<timestamp>/model.pt); "
+         "made by kedro run --pipeline=self_training"),
+        ("shift_components.py", "source_only_model: {root}/data/06_models/source_only/model.pt: no "
+         "checkpoint saved here yet (expected {root}/data/06_models/source_only/model.pt/"
+         "<timestamp>/model.pt); made by kedro run --pipeline=warmup"),
+    ],
+)  # fmt: skip
+def test_scripts_reading_the_catalog_name_an_input_never_made_and_its_pipeline(
+    project_copy: Path, script: str, missing: str
+) -> None:
+    """The check ``kedro run`` makes at its start: in a project that never ran, one line
+    naming the first missing dataset and the pipeline that makes it, before any work."""
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--project", str(project_copy), "--images", "1"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    expected = f"{script}: error: MissingInputError: {missing.format(root=project_copy)}"
+    assert result.stderr.strip().splitlines()[-1] == expected
 
 
 def test_user_errors_end_the_script_with_the_error_under_kedros_wrapper(
