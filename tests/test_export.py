@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from hrda_kedro import export as export_module
 from hrda_kedro.datasets.export_datasets import ExportedModelDataset
 from hrda_kedro.export import WindowPredictor
 from hrda_kedro.hrda import normalize
@@ -132,3 +133,25 @@ def test_onnx_window_predictor_matches_torch_on_one_image(checkpoint: dict) -> N
     assert onnx_logits.shape == torch_logits.shape == (1, 19, 16, 16)
     np.testing.assert_allclose(onnx_logits, torch_logits, atol=1e-4, rtol=1e-4)
     assert (onnx_logits.argmax(1) == torch_logits.argmax(1)).all()
+
+
+def test_export_onnx_hashes_the_weights_once(
+    checkpoint: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The digest checked against config.json is the one written into the graph (hashing a
+    MiT-B5 export took 0.3 s, twice before); an export without one gets it computed."""
+    onnx = pytest.importorskip("onnx")
+    exported = export_model(checkpoint)
+    calls = []
+    real_digest = export_module.state_digest
+    monkeypatch.setattr(
+        export_module, "state_digest", lambda weights: calls.append(1) or real_digest(weights)
+    )
+    graph = export_onnx(exported)
+    assert len(calls) == 1
+    recorded = {p.key: p.value for p in onnx.load_from_string(graph).metadata_props}
+    assert recorded["hrda_kedro.weights_sha256"] == exported["config"]["weights_sha256"]
+    del exported["config"]["weights_sha256"]  # an export made before digests were recorded
+    graph = export_onnx(exported)
+    recorded = {p.key: p.value for p in onnx.load_from_string(graph).metadata_props}
+    assert recorded["hrda_kedro.weights_sha256"] == real_digest(exported["weights"])

@@ -79,10 +79,13 @@ def checkpoint_from_export(
     }
 
 
-def onnx_window_predictor(checkpoint: dict[str, Any], opset: int = 17) -> bytes:
+def onnx_window_predictor(
+    checkpoint: dict[str, Any], weights_digest: str | None = None, opset: int = 17
+) -> bytes:
     """ONNX bytes of the checkpoint's window predictor, for one window of the inference size.
 
-    Exported with the TorchScript-based exporter (``dynamo=False``): the sliding windows
+    ``weights_digest``: the weights' digest when the caller has checked it already (an
+    export's ``config.json``), so that a large model is not hashed twice. Exported with the TorchScript-based exporter (``dynamo=False``): the sliding windows
     are a fixed set of crops for a fixed window size, which tracing records exactly; the
     dynamo exporter would need onnxscript.
     """
@@ -103,7 +106,7 @@ def onnx_window_predictor(checkpoint: dict[str, Any], opset: int = 17) -> bytes:
             input_names=["window"],
             output_names=["fused_logits"],
         )
-    return _with_digest(buffer.getvalue(), state_digest(checkpoint["model"]))
+    return _with_digest(buffer.getvalue(), weights_digest or state_digest(checkpoint["model"]))
 
 
 def _with_digest(graph: bytes, digest: str) -> bytes:

@@ -6,6 +6,7 @@ import importlib.util
 import logging
 from typing import Any
 
+from hrda_kedro.datasets.export_datasets import DIGEST_KEY
 from hrda_kedro.export import checkpoint_from_export, export_weights, onnx_window_predictor
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,8 @@ def export_onnx(exported: dict[str, Any]) -> bytes:
             "(the safetensors export, `kedro run --pipeline=export`, does not)"
         )
     checkpoint = checkpoint_from_export(exported["weights"], exported["config"], "exported_model")
-    graph = onnx_window_predictor(checkpoint)
+    # checkpoint_from_export has checked the recorded digest against the weights
+    graph = onnx_window_predictor(checkpoint, exported["config"].get(DIGEST_KEY))
     logger.info(
         "exported the window predictor of %s to ONNX (%.1f MB)",
         checkpoint.get("stage"),
