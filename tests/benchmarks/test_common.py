@@ -167,9 +167,9 @@ def test_seams_in_a_project_without_ingestion_names_the_missing_manifest(tmp_pat
 @pytest.mark.parametrize(
     ("script", "missing"),
     [
-        ("small_classes.py", "round_1.model: {root}/data/06_models/round_1/model.pt: no checkpoint "
-         "saved here yet (expected {root}/data/06_models/round_1/model.pt/<timestamp>/model.pt); "
-         "made by kedro run --pipeline=self_training"),
+        ("small_classes.py", "source_train_manifest: {root}/data/05_model_input/source_train_"
+         "manifest.csv not found; made by kedro run --pipeline=ingestion (4 more inputs not made "
+         "yet)"),
         ("shift_components.py", "source_only_model: {root}/data/06_models/source_only/model.pt: no "
          "checkpoint saved here yet (expected {root}/data/06_models/source_only/model.pt/"
          "<timestamp>/model.pt); made by kedro run --pipeline=warmup"),
@@ -179,7 +179,8 @@ def test_scripts_reading_the_catalog_name_an_input_never_made_and_its_pipeline(
     project_copy: Path, script: str, missing: str
 ) -> None:
     """The check ``kedro run`` makes at its start: in a project that never ran, one line
-    naming the first missing dataset and the pipeline that makes it, before any work."""
+    naming the first missing dataset in the order the project makes them (the manifests
+    before the models) and the pipeline that makes it, before any work."""
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), "--project", str(project_copy), "--images", "1"],
         capture_output=True, text=True, timeout=120, check=False,

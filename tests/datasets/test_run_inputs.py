@@ -54,7 +54,8 @@ def test_each_missing_input_is_named_with_the_pipeline_that_makes_it(
     with pytest.raises(MissingInputError) as raised:
         check_run_inputs(INPUTS, catalog, PIPELINES)
     assert str(raised.value) == (
-        f"manifest: {tmp_path}/manifest.csv not found; made by kedro run --pipeline=ingestion"
+        f"manifest: {tmp_path}/manifest.csv not found; made by kedro run --pipeline=ingestion "
+        "(1 more input not made yet)"
     )
     (tmp_path / "manifest.csv").write_text("a\n1\n")
     with pytest.raises(MissingInputError) as raised:
@@ -103,3 +104,22 @@ def test_a_manifest_of_another_environments_data_is_refused(
     with pytest.raises(MissingInputError, match=message):
         check_manifest_origins(inputs, catalog, _parameters(env))
     check_manifest_origins({"round_1.model"}, catalog, _parameters(env))  # not read: no check
+
+
+def test_the_input_named_first_is_the_one_made_first(tmp_path: Path) -> None:
+    """A model whose name sorts before its training data's: the message names the data and
+    ingestion, the command to run first (it named the model and self_training)."""
+    ingestion = Pipeline([_node([], "source_train_manifest")])
+    training = Pipeline([_node(["source_train_manifest"], "round_1.model")])
+    catalog = DataCatalog(
+        {
+            "source_train_manifest": CSVDataset(filepath=str(tmp_path / "manifest.csv")),
+            "round_1.model": CheckpointDataset(
+                filepath=str(tmp_path / "model.pt"), version=Version(None, None)
+            ),
+        }
+    )
+    pipelines = {"__default__": ingestion + training, "self_training": training,
+                 "ingestion": ingestion}  # fmt: skip
+    with pytest.raises(MissingInputError, match=r"^source_train_manifest: .*ingestion \(1 more"):
+        check_run_inputs({"round_1.model", "source_train_manifest"}, catalog, pipelines)

@@ -46,28 +46,53 @@ def _checks_existence(dataset: AbstractDataset) -> bool:
     return own and not isinstance(dataset, MemoryDataset)
 
 
+def _production_order(pipelines: Mapping[str, Pipeline]) -> dict[str, int]:
+    """Each dataset's position in the order the project makes them: the default pipeline's
+    topological order first, so that a manifest comes before the model trained on it."""
+    order: dict[str, int] = {}
+    ordered = [pipelines[n] for n in _COMPOSITES if n in pipelines] + list(pipelines.values())
+    for pipeline in ordered:
+        for node in pipeline.nodes:  # Kedro lists them in topological order
+            for output in node.outputs:
+                order.setdefault(output, len(order))
+    return order
+
+
+def _missing(name: str, catalog: Any, made_by: str) -> MissingInputError | None:
+    dataset = catalog.get(name)
+    if isinstance(dataset, CheckpointDataset):
+        try:
+            dataset.check_loadable()
+        except MissingInputError as err:
+            error = MissingInputError(f"{name}: {err}{made_by}")
+            error.__cause__ = err
+            return error
+    elif _checks_existence(dataset) and not dataset.exists():
+        return MissingInputError(f"{name}: {_location(dataset)} not found{made_by}")
+    return None
+
+
 def check_run_inputs(
     inputs: Iterable[str], catalog: Any, pipelines: Mapping[str, Pipeline]
 ) -> None:
-    """Stop with a :class:`MissingInputError` naming the first input dataset that a pipeline
-    makes and that was never saved (for a checkpoint: the version asked for), and that
-    pipeline. Inputs no pipeline makes (the user's data, images to segment) are left to
-    their own checks, whose messages say what belongs there."""
-    for name in sorted(inputs):
+    """Stop with a :class:`MissingInputError` naming the input dataset that a pipeline makes
+    and that was never saved (for a checkpoint: the version asked for), and that pipeline:
+    the earliest in the order the project makes them, with the count of the others, so that
+    the command it names is the one to run first. Inputs no pipeline makes (the user's data,
+    images to segment) are left to their own checks, whose messages say what belongs there."""
+    order = _production_order(pipelines)
+    missing = []
+    for name in sorted(inputs, key=lambda n: (order.get(n, len(order)), n)):
         if name == "parameters" or name.startswith("params:") or name not in catalog:
             continue
         maker = _maker(name, pipelines)
-        if maker is None:
-            continue
-        dataset = catalog.get(name)
-        made_by = f"; made by kedro run --pipeline={maker}"
-        if isinstance(dataset, CheckpointDataset):
-            try:
-                dataset.check_loadable()
-            except MissingInputError as err:
-                raise MissingInputError(f"{name}: {err}{made_by}") from err
-        elif _checks_existence(dataset) and not dataset.exists():
-            raise MissingInputError(f"{name}: {_location(dataset)} not found{made_by}")
+        if maker is not None:
+            error = _missing(name, catalog, f"; made by kedro run --pipeline={maker}")
+            missing += [error] if error else []
+    if missing:
+        more = len(missing) - 1
+        others = f" ({more} more input{'s' * (more > 1)} not made yet)" if more else ""
+        raise MissingInputError(f"{missing[0]}{others}") from missing[0].__cause__
 
 
 def check_manifest_origins(
