@@ -85,6 +85,24 @@ def test_deeplabv2_accepts_resnet101() -> None:
             "inference.window: the inference window [96, 96] must hold the detail crop "
             "[128, 128] (expected at least that size)",
         ),
+        (  # found by full-image inference, after a whole warmup, until 3 Dec
+            lambda: ModelConfig(inference=InferenceConfig(stride=(512, 512))),
+            "inference.stride: the stride [512, 512] must not exceed the window [256, 256]: "
+            "pixels between windows would never be predicted",
+        ),
+        (
+            lambda: ModelConfig(inference=InferenceConfig(stride=(100, 100))),
+            "inference.stride: expected multiples of scale x output stride = 8, got [100, 100]",
+        ),
+        (
+            lambda: ModelConfig(inference=InferenceConfig(window=(204, 200))),
+            "inference.window: expected multiples of scale x output stride = 8, got [204, 200]",
+        ),
+        (
+            lambda: ModelConfig(inference=InferenceConfig(window=(264, 264))),
+            "inference.stride: expected multiples of scale x output stride = 8, got [132, 132] "
+            "(the default: half the window)",
+        ),
     ],
 )
 def test_each_setting_is_checked_once_by_its_config(build, message: str) -> None:

@@ -207,6 +207,29 @@ class ModelConfig(Config):
             f"the inference window {list(window)} must hold the detail crop "
             f"{list(h.detail_crop)} (expected at least that size)",
         )
+        self._check_sliding_windows(align)
+
+    def _check_sliding_windows(self, align: int) -> None:
+        """What full-image inference requires of its windows (:mod:`hrda_kedro.hrda.inference`),
+        checked when the run starts rather than at the first evaluation, after training."""
+        window, stride = self.window, self.stride
+        defaults = {
+            "window": "" if self.inference.window else " (the default: the context crop)",
+            "stride": "" if self.inference.stride else " (the default: half the window)",
+        }
+        for name, size in (("window", window), ("stride", stride)):
+            require(
+                size[0] % align == 0 and size[1] % align == 0,
+                f"inference.{name}",
+                f"expected multiples of scale x output stride = {align}, got {list(size)}"
+                f"{defaults[name]}",
+            )
+        require(
+            stride[0] <= window[0] and stride[1] <= window[1],
+            "inference.stride",
+            f"the stride {list(stride)} must not exceed the window {list(window)}: pixels "
+            "between windows would never be predicted",
+        )
 
     def _check_encoder_inputs(self) -> None:
         """The network sees the context (and each inference window) at 1/scale and the
