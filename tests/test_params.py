@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from hrda_kedro.params import (
     ParameterError,
     RuntimeParams,
     SelfTrainingParams,
+    check_work_folder,
     parameter_groups,
     parse,
 )
@@ -254,3 +256,17 @@ def test_edge_values_that_make_sense_parse(group: str, mapping: dict) -> None:
 @pytest.mark.parametrize("group", ["warmup", "self_training", "ingestion"])
 def test_the_library_defaults_parse(group: str) -> None:
     parse(parameter_groups()[group], {}, group)
+
+
+def test_the_work_folder_is_one_the_run_can_create(tmp_path: Path) -> None:
+    """A path to be created is fine; a file on the way is not (it failed at the first
+    in-training checkpoint, after checkpoint_every iterations)."""
+    check_work_folder(str(tmp_path / "new" / "in_progress"), "runtime.work_dir")
+    (tmp_path / "notes.txt").write_text("x")
+    for path in ("notes.txt", "notes.txt/in_progress"):
+        with pytest.raises(
+            ParameterError,
+            match=r"^parameter ablations\.work_dir: .*notes\.txt "
+            "is a file",
+        ):
+            check_work_folder(str(tmp_path / path), "ablations.work_dir")

@@ -132,12 +132,14 @@ class ProjectHooks:
     @staticmethod
     def _check_run(pipeline: Any, catalog: Any) -> None:
         from hrda_kedro.params import (
+            AblationParams,
             RuntimeParams,
             check_graph_settings,
             check_group_names,
             check_input_folder,
             check_outside_outputs,
             check_run,
+            check_work_folder,
             parse,
         )
 
@@ -149,7 +151,13 @@ class ProjectHooks:
         if "runtime" in validated:
             from hrda_kedro.runtime.devices import check_device
 
-            check_device(parse(RuntimeParams, parameters["runtime"], "runtime"))
+            runtime = parse(RuntimeParams, parameters["runtime"], "runtime")
+            check_device(runtime)
+            if _trains_outside_the_study(pipeline):
+                check_work_folder(runtime.work_dir, "runtime.work_dir")
+        if "ablations" in validated:
+            study = parse(AblationParams, parameters["ablations"], "ablations")
+            check_work_folder(study.work_dir, "ablations.work_dir")
         if "predict" in validated:
             for folder in _image_folders(pipeline, catalog):
                 check_input_folder(parameters["predict"], folder)
@@ -163,6 +171,15 @@ class ProjectHooks:
         check_manifest_origins(pipeline.inputs(), catalog, parameters)
         check_report_sets(pipeline.inputs(), saved_together(registered.values()), catalog)
         logger.info("parameters validated: %s", ", ".join(validated) or "none")
+
+
+def _trains_outside_the_study(pipeline: Any) -> bool:
+    """Training nodes other than the ablation study's, which keep their in-training
+    checkpoints under ``ablations.work_dir`` instead of ``runtime.work_dir``."""
+    return any(
+        "training" in node.tags and not (node.namespace or "").startswith("ablations")
+        for node in pipeline.nodes
+    )
 
 
 def _data_groups_for_checks(parameters: Mapping[str, Any], validated: list[str]) -> list[str]:

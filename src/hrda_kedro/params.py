@@ -504,6 +504,25 @@ def _absolute(path: str) -> Path:
     return Path(os.path.abspath(path))
 
 
+def check_work_folder(path: str, key: str) -> None:
+    """The in-training checkpoints' folder must be one the run can create and write: it is
+    first written after ``checkpoint_every`` iterations, or at the end of a shorter stage."""
+    folder = _absolute(path)
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    _require(
+        existing.is_dir(),
+        key,
+        f"{existing} is a file; expected a folder for the in-training checkpoints (or a path "
+        "where one can be created)",
+    )
+    _require(
+        os.access(existing, os.W_OK | os.X_OK),
+        key,
+        f"{existing} is not writable by this user; expected a folder the run can write its "
+        "in-training checkpoints to",
+    )
+
+
 def check_input_folder(predict: Mapping[str, Any], folder: str) -> None:
     """``predict.input_dir`` must be the folder the catalog's images dataset reads: the
     catalog sees the command line and globals, not ``conf/*/parameters*.yml``."""

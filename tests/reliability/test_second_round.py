@@ -88,6 +88,13 @@ UNNAMABLE = {"a.jpg": good_photo, NOT_UTF8: good_photo}
 # --------------------------------------------------------------------------- cases
 
 P, D = "parameters", "data"
+
+
+def _file_as_folder(project: Path, work_dir: str) -> dict:
+    (project / "notes.txt").write_text("not a folder")
+    return {"runtime": {"work_dir": str(project / work_dir)}}
+
+
 CASES = [
     # typos that vanished: unknown top-level groups
     BadInput("misspelt group in conf/local", P, "warmup", in_local({"warmpu": {"iterations": 2}}),
@@ -158,6 +165,22 @@ CASES = [
              at_run({"model": {"inference": {"window": [32, 32]}}}), ParameterError,
              r"^parameter model\.inference\.window: the encoder 'mit-nano' needs inputs of at "
              r"least 32 pixels a side; \[32, 32\] / scale 2 is smaller"),
+    BadInput("inference stride larger than the window", P, "uda",
+             at_run({"model": {"inference": {"stride": [128, 128]}}}), ParameterError,
+             r"^parameter model\.inference\.stride: the stride \[128, 128\] must not exceed "
+             r"the window \[64, 64\]"),
+    BadInput("inference stride off the output grid", P, "uda",
+             at_run({"model": {"inference": {"stride": [20, 20]}}}), ParameterError,
+             r"^parameter model\.inference\.stride: expected multiples of scale x output "
+             r"stride = 8, got \[20, 20\]"),
+    # the in-training checkpoints' folder, first written after checkpoint_every iterations
+    BadInput("work_dir is a file", P, "warmup",
+             lambda p: _file_as_folder(p, "notes.txt"), ParameterError,
+             r"^parameter runtime\.work_dir: \S+/notes\.txt is a file; expected a folder for "
+             r"the in-training checkpoints"),
+    BadInput("work_dir under a file", P, "self_training",
+             lambda p: _file_as_folder(p, "notes.txt/checkpoints"), ParameterError,
+             r"^parameter runtime\.work_dir: \S+/notes\.txt is a file"),
     BadInput("inference window smaller than the detail crop", P, "evaluation",
              at_run({"model": {"hrda": {"context_crop": [128, 128], "detail_crop": [96, 96]},
                                 "inference": {"window": [64, 64]}}}), ParameterError,
