@@ -12,6 +12,7 @@ from hrda_kedro.data.ingest import IngestionSettings
 from hrda_kedro.hrda.model_config import ModelConfig
 from hrda_kedro.hrda.training.config import TrainingConfig
 from hrda_kedro.params import (
+    AblationParams,
     EvaluationParams,
     ParameterError,
     RuntimeParams,
@@ -36,6 +37,19 @@ from hrda_kedro.params import (
             r"warmup\.iterations: expected an integer, got 'many'",
         ),
         (TrainingConfig, {"iterations": -1}, r"warmup\.iterations: expected >= 0, got -1"),
+        # seeds failed inside numpy (negative) or torch (huge) after work had started
+        (RuntimeParams, {"seed": -1}, r"warmup\.seed: expected 0 <= value < 4294967296, got -1"),
+        (RuntimeParams, {"seed": 2**70}, r"warmup\.seed: expected 0 <= value < 4294967296"),
+        (
+            IngestionSettings,
+            {"embedded": {"seed": -1}},
+            r"warmup\.embedded\.seed: expected 0 <= value < 4294967296, got -1",
+        ),
+        (
+            AblationParams,
+            {"seeds": [1, -2]},
+            r"warmup\.seeds: expected seeds 0 <= seed < 4294967296",
+        ),
         (SelfTrainingParams, {"iterations": 0}, r"warmup\.iterations: expected >= 1, got 0"),
         (TrainingConfig, {"optimizer": {"lr": 0}}, r"warmup\.optimizer\.lr: expected > 0"),
         (

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
-from hrda_kedro.hrda.config import Config, ConfigError, require, setting
+from hrda_kedro.hrda.config import SEED_LIMIT, Config, ConfigError, require, setting
 from hrda_kedro.hrda.model_config import ModelConfig
 from hrda_kedro.hrda.training.config import AugmentConfig, OptimizerConfig, TrainingConfig
 from hrda_kedro.hrda.uda import config as uda_config
@@ -190,7 +190,7 @@ class RuntimeParams(Config):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     channels_last: Literal["auto", "on", "off"] = "auto"
     devices: int = setting(1, ge=1)
-    seed: int = 1
+    seed: int = setting(1, ge=0, lt=SEED_LIMIT)
     work_dir: str = "data/06_models/in_progress"
     progress_bar: bool = True
     matmul_precision: Literal["highest", "high", "medium"] = "high"
@@ -351,6 +351,8 @@ class AblationParams(Config):
             "seeds",
             f"expected distinct seeds, got {self.seeds}",
         )
+        outside = [s for s in self.seeds if not 0 <= s < SEED_LIMIT]
+        require(not outside, "seeds", f"expected seeds 0 <= seed < {SEED_LIMIT}, got {outside}")
         require(bool(self.variants), "variants", "expected at least one variant")
         for name in self.variants:
             require(

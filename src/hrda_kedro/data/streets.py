@@ -42,7 +42,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from hrda_kedro.data.labels import NUM_CLASSES, TRAIN_ID
-from hrda_kedro.hrda.config import Config, require, setting
+from hrda_kedro.hrda.config import SEED_LIMIT, Config, require, setting
 
 logger = logging.getLogger(__name__)
 
@@ -332,7 +332,7 @@ class StreetsConfig(Config):
     (:class:`hrda_kedro.data.ingest.EmbeddedSettings`); its defaults are conf/base's.
     """
 
-    seed: int = 0
+    seed: int = setting(0, ge=0, lt=SEED_LIMIT)
     height: int = 256
     width: int = 512
     domain_shift: float = 0.6

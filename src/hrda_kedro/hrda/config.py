@@ -24,6 +24,11 @@ class ConfigError(ValueError):
         self.message = message
 
 
+# Seeds are non-negative and below 2**32, numpy's and most tools' range: a negative one
+# failed inside numpy after ingestion had started, a huge one inside torch's generator.
+SEED_LIMIT = 2**32
+
+
 def require(condition: bool, key: str, message: str) -> None:
     """Raise :class:`ConfigError` for ``key`` unless ``condition`` holds."""
     if not condition:
