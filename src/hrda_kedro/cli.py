@@ -9,11 +9,15 @@ of Kedro's ``run`` and calls it, so it behaves the same, except:
   :class:`LauncherError`, also under Kedro's ``DatasetError``) prints its one-line message
   and what to do, not a framed traceback of 100+ lines; the traceback goes to the log
   file (``info.log``), or to the console with ``--verbose``;
-- an unknown ``--pipeline``/``--pipelines`` name lists the pipelines that exist.
+- an unknown ``--pipeline``/``--pipelines`` name lists the pipelines that exist;
+- ``--load-versions`` is refused as a bad option when malformed (Kedro 1.7 printed
+  ``NoneType: None``) or when it names a dataset the run does not use (Kedro ignored it and
+  loaded the newest version).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import signal
@@ -23,6 +27,7 @@ from typing import IO, Any
 
 import click
 from kedro.framework.cli.project import run as kedro_run
+from kedro.framework.cli.utils import KedroCliError
 from kedro.framework.project import settings
 from kedro.io.core import DatasetError
 from kedro.utils import find_kedro_project
@@ -127,6 +132,27 @@ def _check_pipeline_names(names: list[str]) -> None:
             )
 
 
+def _check_load_versions(versions: dict[str, str], names: list[str]) -> None:
+    """Kedro ignores a ``--load-versions`` entry for a dataset the run does not use, so a
+    typo (``round1.model``) silently loaded the newest version instead."""
+    import difflib
+
+    from kedro.framework.project import pipelines
+
+    used = set().union(*(pipelines[n].datasets() for n in names or ["__default__"]))
+    for dataset in versions:
+        if dataset in used:
+            continue
+        close = difflib.get_close_matches(dataset, sorted(used), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise click.BadParameter(
+            f"no dataset named {dataset!r} in the pipeline{'s' * (len(names) > 1)} "
+            f"{', '.join(names) or 'uda'}{hint}; expected <dataset>:<version> for a dataset "
+            "the run reads, e.g. round_1.model:2026-12-03T16.27.31.000Z",
+            param_hint="'--load-versions'",
+        )
+
+
 def _stop_on_sigterm(signum: int, frame: Any) -> None:
     """SIGTERM (a scheduler's time limit, ``kill``) ends the run as an exception would:
     staging folders and temporary files are removed, finished outputs are kept."""
@@ -158,6 +184,7 @@ def _run(verbose: bool, **options: Any) -> Any:
     _check_env(options.get("env"), options.get("conf_source"))
     names = [options["pipeline"]] if options.get("pipeline") else list(options["pipelines"])
     _check_pipeline_names(names)
+    _check_load_versions(options.get("load_versions") or {}, names)
     try:
         return kedro_run.callback(**options)
     except Exception as exc:
@@ -172,11 +199,30 @@ def cli() -> None:
     """Project commands of hrda-kedro."""
 
 
+def _with_own_load_versions(param: click.Parameter) -> click.Parameter:
+    """Kedro's ``--load-versions`` option, whose parsing error Kedro 1.7 prints as
+    ``NoneType: None`` (its ``KedroCliError.show`` reads the exception outside an
+    ``except``): the same parsing, its error shown as a bad option."""
+    if param.name != "load_versions" or param.callback is None:
+        return param
+    kedro_parse = param.callback
+
+    def parse(ctx: click.Context, option: click.Parameter, value: str) -> Any:
+        try:
+            return kedro_parse(ctx, option, value)
+        except KedroCliError as err:
+            raise click.BadParameter(str(err).replace("',found", "', found"), ctx, option) from err
+
+    own = copy.copy(param)
+    own.callback = parse
+    return own
+
+
 # Module level: ``python -m hrda_kedro`` (Kedro's find_run_command) takes ``cli.run``.
 run = click.Command(
     name="run",
     params=[
-        *kedro_run.params,
+        *(_with_own_load_versions(p) for p in kedro_run.params),
         click.Option(
             ["--verbose", "-v"], is_flag=True, help="Show the full traceback of any error."
         ),

@@ -266,6 +266,25 @@ def test_cli_unknown_pipeline_lists_the_pipelines(trained: Path) -> None:
     ) in flat(result.stdout)
 
 
+@pytest.mark.parametrize(
+    ("versions", "message"),
+    [  # Kedro printed "NoneType: None" for the first two and ran the third with the newest
+        ("round_1.model", r"Expected the form of 'load_versions' to be 'dataset_name:YYYY-MM-DDThh"
+         r"\.mm\.ss\.sssZ', found round_1\.model instead"),
+        ("round_1.model:", r"Version string '' is not allowed"),
+        ("round1.model:2020-01-01T00.00.00.000Z", r"no dataset named 'round1\.model' in the "
+         r"pipeline evaluation \(did you mean 'round_1\.model'\?\); expected <dataset>:<version>"),
+    ],
+)  # fmt: skip
+def test_cli_bad_load_versions_are_a_bad_option(trained: Path, versions: str, message: str) -> None:
+    result = kedro(trained, "--pipeline", "evaluation", "--load-versions", versions)
+    assert result.returncode == 2, result.stdout[-2000:]
+    assert "Running node" not in result.stdout and "Traceback" not in result.stdout
+    assert re.search(
+        r"Error: Invalid value for '--load-versions'.*: " + message, flat(result.stdout)
+    )
+
+
 def test_cli_unknown_environment_lists_the_environments(trained: Path) -> None:
     result = kedro(trained, "--env", "nosuch")
     assert result.returncode == 2
