@@ -12,7 +12,9 @@ of Kedro's ``run`` and calls it, so it behaves the same, except:
 - an unknown ``--pipeline``/``--pipelines`` name lists the pipelines that exist;
 - ``--load-versions`` is refused as a bad option when malformed (Kedro 1.7 printed
   ``NoneType: None``) or when it names a dataset the run does not use (Kedro ignored it and
-  loaded the newest version).
+  loaded the newest version);
+- an unknown node name (``--nodes``, ``--from-nodes``, ``--to-nodes``) or runner, and
+  filters that leave nothing to run, are usage errors naming the option, not tracebacks.
 """
 
 from __future__ import annotations
@@ -153,6 +155,42 @@ def _check_load_versions(versions: dict[str, str], names: list[str]) -> None:
         )
 
 
+def _check_node_names(options: dict[str, Any], names: list[str]) -> None:
+    """Kedro's error for an unknown node name is a framed traceback that lists no names."""
+    import difflib
+
+    from kedro.framework.project import pipelines
+
+    known = {n.name for name in names or ["__default__"] for n in pipelines[name].nodes}
+    for option in ("node_names", "from_nodes", "to_nodes"):
+        for node in options.get(option) or ():
+            if node in known:
+                continue
+            close = difflib.get_close_matches(node, sorted(known), n=3)
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise click.BadParameter(
+                f"no node named {node!r} in the pipeline{'s' * (len(names) > 1)} "
+                f"{', '.join(names) or 'uda'}{hint} (kedro viz or `kedro registry describe` "
+                "lists them)",
+                param_hint=f"'--{option.replace('node_names', 'nodes').replace('_', '-')}'",
+            )
+
+
+def _check_runner(runner: str | None) -> None:
+    """Kedro's error for an unknown runner is a framed ``AttributeError``."""
+    from kedro.utils import load_obj
+
+    try:
+        load_obj(runner or "SequentialRunner", "kedro.runner")
+    except (AttributeError, ImportError, ValueError) as err:
+        raise click.BadParameter(
+            f"no runner named {runner!r} ({err}); expected SequentialRunner, ThreadRunner, "
+            "ParallelRunner, hrda_kedro.runner.ParallelRunner (spawned workers with the "
+            "project's hooks) or the import path of a runner class",
+            param_hint="'--runner'",
+        ) from err
+
+
 def _stop_on_sigterm(signum: int, frame: Any) -> None:
     """SIGTERM (a scheduler's time limit, ``kill``) ends the run as an exception would:
     staging folders and temporary files are removed, finished outputs are kept."""
@@ -185,8 +223,20 @@ def _run(verbose: bool, **options: Any) -> Any:
     names = [options["pipeline"]] if options.get("pipeline") else list(options["pipelines"])
     _check_pipeline_names(names)
     _check_load_versions(options.get("load_versions") or {}, names)
+    _check_node_names(options, names)
+    _check_runner(options.get("runner"))
     try:
         return kedro_run.callback(**options)
+    except ValueError as exc:
+        # Kedro has no exception type of its own for this; its text is all there is.
+        if not str(exc).startswith("Pipeline contains no nodes after applying"):
+            raise
+        raise click.UsageError(
+            f"nothing to run: the pipeline{'s' * (len(names) > 1)} {', '.join(names) or 'uda'} "
+            f"hold{'s' * (len(names) < 2)} no node that the filters given (--nodes, --tags, "
+            "--namespaces, --from-*, "
+            "--to-*) select, or none at all (self_training with self_training.rounds: 0)"
+        ) from exc
     except Exception as exc:
         cause = _our_cause(exc)
         if cause is None or verbose:

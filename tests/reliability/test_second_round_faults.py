@@ -285,6 +285,27 @@ def test_cli_bad_load_versions_are_a_bad_option(trained: Path, versions: str, me
     )
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [  # each was a framed traceback of 60 to 100 lines
+        (["--nodes", "evaluate_round1"], r"Invalid value for '--nodes': no node named "
+         r"'evaluate_round1' in the pipeline uda; did you mean 'evaluate_round_1'"),
+        (["--to-nodes", "train_source_onl"], r"Invalid value for '--to-nodes': no node named "
+         r"'train_source_onl' in the pipeline uda; did you mean 'train_source_only'"),
+        (["--runner", "FooRunner"], r"Invalid value for '--runner': no runner named 'FooRunner'"),
+        (["--pipeline", "self_training", "--params", "self_training.rounds=0"],
+         r"nothing to run: the pipeline self_training holds no node"),
+    ],
+)  # fmt: skip
+def test_cli_options_that_select_nothing_are_a_usage_error(
+    trained: Path, args: list[str], message: str
+) -> None:
+    result = kedro(trained, *args)
+    assert result.returncode == 2, result.stdout[-2000:]
+    assert "Traceback" not in result.stdout and "Running node" not in result.stdout
+    assert re.search(r"Error: " + message, flat(result.stdout)), result.stdout[-2000:]
+
+
 def test_cli_unknown_environment_lists_the_environments(trained: Path) -> None:
     result = kedro(trained, "--env", "nosuch")
     assert result.returncode == 2
