@@ -227,17 +227,15 @@ def _run(verbose: bool, **options: Any) -> Any:
     _check_runner(options.get("runner"))
     try:
         return kedro_run.callback(**options)
-    except ValueError as exc:
-        # Kedro has no exception type of its own for this; its text is all there is.
-        if not str(exc).startswith("Pipeline contains no nodes after applying"):
-            raise
-        raise click.UsageError(
-            f"nothing to run: the pipeline{'s' * (len(names) > 1)} {', '.join(names) or 'uda'} "
-            f"hold{'s' * (len(names) < 2)} no node that the filters given (--nodes, --tags, "
-            "--namespaces, --from-*, "
-            "--to-*) select, or none at all (self_training with self_training.rounds: 0)"
-        ) from exc
     except Exception as exc:
+        # Kedro has no exception type of its own for this; its text is all there is.
+        if type(exc) is ValueError and str(exc).startswith("Pipeline contains no nodes after"):
+            raise click.UsageError(
+                f"nothing to run: the pipeline{'s' * (len(names) > 1)} "
+                f"{', '.join(names) or 'uda'} hold{'s' * (len(names) < 2)} no node that the "
+                "filters given (--nodes, --tags, --namespaces, --from-*, --to-*) select, or "
+                "none at all (self_training with self_training.rounds: 0)"
+            ) from exc
         cause = _our_cause(exc)
         if cause is None or verbose:
             raise

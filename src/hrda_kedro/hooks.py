@@ -111,10 +111,18 @@ class ProjectHooks:
         use_atomic_local_writes()
 
     @hook_impl
-    def before_node_run(self) -> None:
+    def before_node_run(self, node: Any, catalog: Any) -> None:
         """Atomic writes in ``ParallelRunner``'s spawned workers too: they create no context,
-        but their partitioned datasets make a file system per partition they save."""
+        but their partitioned datasets make a file system per partition they save.
+
+        Rare class sampling needs the ingested class counts: a run that ingests checks every
+        stage's settings before its first training node, not when each stage starts (a
+        round's only after the whole warmup)."""
         use_atomic_local_writes()
+        sampling = getattr(self, "_sampling", None)
+        if sampling and "training" in node.tags:
+            self._sampling = None  # once a run
+            _check_sampling(*(catalog.load(name) for name in _SAMPLING_INPUTS), sampling)
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
@@ -124,13 +132,13 @@ class ProjectHooks:
 
         try:
             with tracking_runs.run_ends_on_error():
-                self._check_run(pipeline, catalog)
+                self._sampling = self._check_run(pipeline, catalog)
         except BaseException:
             _leave_project_root()  # Kedro calls no end-of-run hook for a run stopped here
             raise
 
     @staticmethod
-    def _check_run(pipeline: Any, catalog: Any) -> None:
+    def _check_run(pipeline: Any, catalog: Any) -> dict[str, Any]:
         from hrda_kedro.params import (
             AblationParams,
             RuntimeParams,
@@ -170,7 +178,28 @@ class ProjectHooks:
         check_run_inputs(pipeline.inputs(), catalog, registered)
         check_manifest_origins(pipeline.inputs(), catalog, parameters)
         check_report_sets(pipeline.inputs(), saved_together(registered.values()), catalog)
+        sampling = {g: parameters[g] for g in ("warmup", "self_training") if g in validated}
         logger.info("parameters validated: %s", ", ".join(validated) or "none")
+        if sampling and set(_SAMPLING_INPUTS) <= pipeline.inputs():
+            _check_sampling(*(catalog.load(name) for name in _SAMPLING_INPUTS), sampling)
+            return {}  # checked; a run that ingests checks before its first training node
+        return sampling
+
+
+# In the order _check_sampling takes them.
+_SAMPLING_INPUTS = ("source_class_pixel_counts", "source_train_manifest")
+
+
+def _check_sampling(counts: Any, manifest: Any, groups: Mapping[str, Any]) -> None:
+    """Each stage group's rare class sampling has a class to draw from these source images."""
+    from hrda_kedro.hrda.training.config import TrainingConfig
+    from hrda_kedro.params import SelfTrainingParams, parse
+    from hrda_kedro.runtime.training_data import check_rare_class_sampling, class_counts
+
+    kinds = {"warmup": TrainingConfig, "self_training": SelfTrainingParams}
+    for group, settings in groups.items():
+        train = parse(kinds[group], settings, group)
+        check_rare_class_sampling(manifest, class_counts(counts), train, group)
 
 
 def _trains_outside_the_study(pipeline: Any) -> bool:

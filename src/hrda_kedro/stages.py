@@ -92,7 +92,10 @@ def source_stage_job(
     """The job of a stage that trains on the labelled source set (every stage does; a round
     adds its target and models through ``job``), once the source images hold the crop."""
     check_images_fit(source_manifest, model_params, "source_train")
-    source, counts = source_datasets(source_manifest, source_class_pixel_counts, train_params)
+    group = "warmup" if job.get("uda") is None else "self_training"
+    source, counts = source_datasets(
+        source_manifest, source_class_pixel_counts, train_params, group
+    )
     return StageJob(
         stage, model_params, train_params, runtime, source, class_pixel_counts=counts, **job
     )

@@ -173,6 +173,12 @@ CASES = [
              at_run({"model": {"inference": {"stride": [20, 20]}}}), ParameterError,
              r"^parameter model\.inference\.stride: expected multiples of scale x output "
              r"stride = 8, got \[20, 20\]"),
+    # rare class sampling: found by the sampler after pseudo-labels (or a whole warmup)
+    BadInput("min_pixels above every image", P, "self_training",
+             at_run({"self_training": {"rare_class_sampling": {"min_pixels": 10**9}}}),
+             ParameterError, r"^parameter self_training\.rare_class_sampling\.min_pixels: no "
+             r"source image holds 1000000000 pixels of any class; expected at most \d+, the "
+             r"most any image holds of one class"),
     # the in-training checkpoints' folder, first written after checkpoint_every iterations
     BadInput("work_dir is a file", P, "warmup",
              lambda p: _file_as_folder(p, "notes.txt"), ParameterError,
@@ -534,3 +540,14 @@ def test_unchanged_data_in_another_folder_resumes(
     with caplog.at_level(logging.INFO, logger="hrda_kedro"):
         run_in_process(project, "warmup")
     assert "warmup: resuming at iteration 6" in caplog.text
+
+
+def test_a_run_that_ingests_checks_rare_class_sampling_before_training(trained: Path) -> None:
+    """The rounds' setting, refused before the warmup trains (it stopped the run after it)."""
+    before = snapshot(trained / "data" / "06_models")
+    settings = {
+        "self_training": {"rare_class_sampling": {"temperature": 0.01, "min_pixels": 10**9}}
+    }
+    with pytest.raises(ParameterError, match=r"^parameter self_training\.rare_class_sampling"):
+        run_in_process(trained, "uda", settings)
+    assert_unchanged(before, trained / "data" / "06_models")

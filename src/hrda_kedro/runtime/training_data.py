@@ -16,6 +16,7 @@ from hrda_kedro.data.labels import CITYSCAPES_CLASSES
 from hrda_kedro.data.torch_datasets import ManifestDataset
 from hrda_kedro.hrda.model_config import ModelConfig
 from hrda_kedro.hrda.training.config import TrainingConfig
+from hrda_kedro.hrda.training.streams import rcs_min_pixels
 from hrda_kedro.hrda.uda.config import PseudoLabelConfig
 from hrda_kedro.params import ParameterError, check_margins
 
@@ -48,16 +49,48 @@ def check_images_fit(
 
 
 def source_datasets(
-    manifest: pd.DataFrame, class_pixel_counts: pd.DataFrame, train: TrainingConfig
+    manifest: pd.DataFrame, class_pixel_counts: pd.DataFrame, train: TrainingConfig, group: str
 ) -> tuple[ManifestDataset, np.ndarray]:
-    """Labelled source images and their per-image class pixel counts (for RCS)."""
-    counts = class_pixel_counts[list(CITYSCAPES_CLASSES)].to_numpy(dtype=np.int64)
+    """Labelled source images and their per-image class pixel counts (for RCS), once rare
+    class sampling (the settings of parameter group ``group``) has a class to draw."""
+    counts = class_counts(class_pixel_counts)
     if len(counts) != len(manifest):
         raise ValueError(
             f"source_class_pixel_counts has {len(counts)} rows but source_train_manifest "
             f"{len(manifest)}: re-run the ingestion pipeline"
         )
+    check_rare_class_sampling(manifest, counts, train, group)
     return ManifestDataset(manifest, labels=True, cache=train.cache_images), counts
+
+
+def class_counts(class_pixel_counts: pd.DataFrame) -> np.ndarray:
+    """``(N, C)`` pixel counts per source image and class, from ingestion's table."""
+    return class_pixel_counts[list(CITYSCAPES_CLASSES)].to_numpy(dtype=np.int64)
+
+
+def check_rare_class_sampling(
+    manifest: pd.DataFrame, counts: np.ndarray, train: TrainingConfig, group: str
+) -> None:
+    """Some source image must hold ``min_pixels`` (scaled to the images' size) of a class:
+    found by the sampler, the mistake named no setting and showed only the scaled value."""
+    rcs = train.rare_class_sampling
+    if not rcs.enabled or not len(manifest):
+        return
+    image_hw = (int(manifest["load_height"].iloc[0]), int(manifest["load_width"].iloc[0]))
+    least = rcs_min_pixels(rcs, image_hw)
+    if (counts >= least).any():
+        return
+    scaled = (
+        ""
+        if rcs.reference_size is None
+        else f" ({rcs.min_pixels} at {rcs.reference_size[0]}x{rcs.reference_size[1]}, scaled "
+        f"to the source images' {image_hw[0]}x{image_hw[1]})"
+    )
+    raise ParameterError(
+        f"parameter {group}.rare_class_sampling.min_pixels: no source image holds {least} "
+        f"pixels of any class{scaled}; expected at most {int(counts.max())}, the most any "
+        f"image holds of one class (or {group}.rare_class_sampling.enabled: false)"
+    )
 
 
 class PseudoLabelledDataset(Dataset):

@@ -95,3 +95,12 @@ def test_the_log_names_the_classes(caplog: pytest.LogCaptureFixture) -> None:
     text = caplog.text
     assert "classes pole, rider have no image" in text
     assert "road 1.000, pole 0.000, rider 0.000" in text
+
+
+def test_a_tiny_temperature_draws_the_rarest_class_that_has_an_image() -> None:
+    """The rarest class (3) has no image with min_pixels: at T = 1e-9 the full softmax gave
+    it all the mass, and the sampler found no class to draw."""
+    counts = np.array([[500, 300, 200, 5], [400, 300, 150, 5]])
+    sampler = RareClassSampler(counts, temperature=1e-9, min_pixels=100)
+    assert sampler.probabilities.tolist() == [0.0, 0.0, 1.0, 0.0]
+    assert {sampler.sample()[1] for _ in range(5)} == {2}

@@ -36,7 +36,7 @@ def source_stream(
     sampler, min_crop = None, None
     if rcs.enabled and data.class_pixel_counts is not None:
         height, width = data.source[0]["image"].shape[-2:]
-        min_pixels = _min_pixels(rcs, (int(height), int(width)))
+        min_pixels = rcs_min_pixels(rcs, (int(height), int(width)))
         sampler = RareClassSampler(
             torch.as_tensor(np.asarray(data.class_pixel_counts)),
             temperature=rcs.temperature,
@@ -66,7 +66,8 @@ def target_stream(
     )
 
 
-def _min_pixels(rcs: RareClassSamplingConfig, image_hw: tuple[int, int]) -> int:
+def rcs_min_pixels(rcs: RareClassSamplingConfig, image_hw: tuple[int, int]) -> int:
+    """``min_pixels`` for images of ``image_hw``: as given, or scaled from ``reference_size``."""
     if rcs.reference_size is None:
         return rcs.min_pixels
     return scale_min_pixels(image_hw, rcs.min_pixels, rcs.reference_size)

@@ -51,12 +51,16 @@ def scale_min_pixels(
 
 
 def rare_class_probabilities(
-    class_frequencies: torch.Tensor | np.ndarray, temperature: float = 0.01
+    class_frequencies: torch.Tensor | np.ndarray,
+    temperature: float = 0.01,
+    drawable: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``p(c) = softmax((1 - f_c) / T)`` over the classes with ``f_c > 0``, else 0.
+    """``p(c) = softmax((1 - f_c) / T)`` over the classes with ``f_c > 0`` (and, given the
+    boolean ``drawable`` ``(C,)``, with an image to draw), else 0.
 
     ``class_frequencies`` ``(C,)`` are normalised to sum to 1 first, so pixel counts work
-    too. Returned as float64 ``(C,)`` summing to 1.
+    too. Returned as float64 ``(C,)`` summing to 1. The softmax runs over the drawable
+    classes alone: at a tiny ``T`` the full one put all its mass on an undrawable class.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -64,7 +68,10 @@ def rare_class_probabilities(
     if freq.ndim != 1 or (freq < 0).any() or freq.sum() <= 0:
         raise ValueError("class_frequencies must be a non-negative (C,) vector with a positive sum")
     freq = freq / freq.sum()
-    logits = ((1.0 - freq) / temperature).masked_fill(freq <= 0, -math.inf)
+    excluded = freq <= 0 if drawable is None else (freq <= 0) | ~drawable
+    if excluded.all():
+        raise ValueError("no class has a positive frequency and an image to draw")
+    logits = ((1.0 - freq) / temperature).masked_fill(excluded, -math.inf)
     return torch.softmax(logits, dim=0)
 
 
@@ -105,21 +112,19 @@ class RareClassSampler:
             if class_names is not None and len(class_names) == counts.shape[1]
             else [str(c) for c in range(counts.shape[1])]
         )
-        probs = rare_class_probabilities(counts.sum(dim=0), temperature)
-        has_images = eligible.any(dim=0)
-        dropped = torch.nonzero((probs > 0) & ~has_images).flatten().tolist()
+        totals, has_images = counts.sum(dim=0), eligible.any(dim=0)
+        dropped = torch.nonzero((totals > 0) & ~has_images).flatten().tolist()
         if dropped:
             logger.warning(
                 "RCS: classes %s have no image with >= %d pixels and are never sampled",
                 ", ".join(names[c] for c in dropped),
                 min_pixels,
             )
-        probs = probs * has_images
-        if probs.sum() <= 0:
+        if not has_images.any():
             raise ValueError(
                 f"no class has an image with >= min_pixels={min_pixels} pixels; lower min_pixels"
             )
-        self.probabilities = probs / probs.sum()
+        self.probabilities = rare_class_probabilities(totals, temperature, has_images)
         logger.info(
             "RCS class probabilities: %s",
             ", ".join(
