@@ -345,8 +345,12 @@ def user_errors(parser: argparse.ArgumentParser) -> Iterator[None]:
 
 
 def comma_list(text: str) -> list[str]:
-    """``"a, b,,c"`` -> ``["a", "b", "c"]``: the benchmarks' list options."""
-    return [item.strip() for item in text.split(",") if item.strip()]
+    """An argparse ``type`` for the benchmarks' list options: ``"a, b,,c"`` -> ``["a", "b",
+    "c"]``. An empty list is refused: it would measure nothing, after the set-up's work."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma list of one or more, got {text!r}")
+    return items
 
 
 def count_arg(minimum: int) -> Callable[[str], int]:
@@ -396,6 +400,65 @@ def project_arg(text: str) -> Path:
     if not (path / "pyproject.toml").is_file():
         raise argparse.ArgumentTypeError(f"{path}: not a Kedro project (no pyproject.toml there)")
     return path
+
+
+def kedro_params_arg(text: str) -> dict[str, Any]:
+    """An argparse ``type`` for ``--params``: read by ``kedro run``'s own ``--params`` option,
+    so the syntax (``a.b=1,c=x``) and the values (typed, nested) are those of the run."""
+    import click
+    from kedro.framework.cli.project import run
+
+    option = next(param for param in run.params if param.name == "params")
+    try:
+        return option.process_value(click.Context(run), text)
+    except click.UsageError as err:
+        raise argparse.ArgumentTypeError(err.format_message()) from err
+
+
+def add_kedro_options(parser: argparse.ArgumentParser) -> None:
+    """``--env`` and ``--params``: the configuration a project ran with (``kedro run``'s
+    options of those names), for the scripts that read the project's catalog and
+    parameters; :func:`check_env` checks ``--env``, :func:`project_catalog` reads them."""
+    parser.add_argument(
+        "--env",
+        help="the Kedro environment the project ran with (kedro run --env); its parameters "
+        "draw the scenes",
+    )
+    parser.add_argument(
+        "--params",
+        type=kedro_params_arg,
+        help="the parameters the project ran with, as kedro run --params takes them "
+        "(e.g. 'ingestion.embedded.sizes.source_train=6,warmup.iterations=3')",
+    )
+
+
+def check_env(parser: argparse.ArgumentParser, project: Path, env: str | None) -> None:
+    """Before any work: an ``--env`` (or ``KEDRO_ENV``) without a folder in the project's
+    configuration is argparse's one line listing the environments (``kedro run``'s own
+    check), not Kedro's framed ``MissingConfigException`` traceback of 80 lines."""
+    import click
+    from kedro.framework.project import settings
+    from kedro.framework.startup import bootstrap_project
+
+    from hrda_kedro.cli import check_env as check_run_env
+
+    bootstrap_project(project)
+    try:
+        check_run_env(env, str(project / settings.CONF_SOURCE))
+    except click.UsageError as err:
+        parser.error(f"argument --env: {err.message}")
+
+
+@contextlib.contextmanager
+def project_catalog(project: Path, env: str | None, params: dict[str, Any] | None) -> Iterator[Any]:
+    """The catalog of ``project`` in environment ``env`` with the runtime ``params``
+    (``--env``, ``--params``), as ``kedro run`` with those options reads it."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env=env, runtime_params=params) as session:
+        yield session.load_context().catalog
 
 
 def add_threads_option(parser: argparse.ArgumentParser) -> None:
@@ -668,12 +731,13 @@ def emit(
     csv_path: Path,
     notes: Sequence[str] = (),
 ) -> None:
-    """Print the table (and notes) and save every row as CSV; a table whose every row failed
-    is not saved, so it never replaces a committed result."""
-    failed = bool(rows) and all(row.get("error") for row in rows)
-    if not failed:
+    """Print the table (and notes) and save every row as CSV; a table without rows, or whose
+    every row failed, is not saved, so it never replaces a committed result."""
+    if any(not row.get("error") for row in rows):
         write_csv(csv_path, rows, csv_columns)
-    saved = f"not saved: every row failed ({csv_path})" if failed else f"saved: {csv_path}"
+        saved = f"saved: {csv_path}"
+    else:
+        saved = f"not saved: {'every row failed' if rows else 'no rows'} ({csv_path})"
     text = [title, "", format_table(rows, table_columns), *notes, saved]
     print("\n".join(text))  # noqa: T201 - the benchmark's table is its output
 
@@ -687,8 +751,9 @@ def machine_line(info: dict[str, Any]) -> str:
 
 
 def exit_code(rows: Iterable[dict[str, Any]]) -> int:
-    """1 when a row failed (its ``error`` is set), else 0."""
-    return 1 if any(row.get("error") for row in rows) else 0
+    """1 when a row failed (its ``error`` is set) or there is none, else 0."""
+    rows = list(rows)
+    return 1 if not rows or any(row.get("error") for row in rows) else 0
 
 
 def device_type(info: dict[str, Any], requested: str) -> str:

@@ -281,13 +281,20 @@ def _parser() -> argparse.ArgumentParser:
         "Slowdown of each phase next to a competing CPU load, against the quiet run."
     )
     parser.add_argument(
-        "--phases", default=",".join(PHASES), help="comma list of " + ", ".join(PHASES)
+        "--phases",
+        type=common.comma_list,
+        default=",".join(PHASES),
+        help="comma list of " + ", ".join(PHASES),
     )
     parser.add_argument(
-        "--threads", default="0", help="comma list of torch thread counts (0: torch's default)"
+        "--threads",
+        type=common.comma_list,
+        default="0",
+        help="comma list of torch thread counts (0: torch's default)",
     )
     parser.add_argument(
         "--wait-policy",
+        type=common.comma_list,
         default="brief",
         dest="wait_policy",
         help="comma list of OpenMP wait policies: brief (the project's 1000-round spin), "
@@ -306,6 +313,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--predict-streams",
+        type=common.comma_list,
         default="auto",
         dest="predict_streams",
         help="comma list of 1 | N | auto: images the materialize and evaluate phases compute at "
@@ -316,6 +324,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--teacher-thread",
+        type=common.comma_list,
         default="on",
         dest="teacher_thread",
         help="on | off | on,off: the train phase's EMA teacher in a thread of its own beside the "
@@ -327,25 +336,27 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = common.parse_args(_parser(), argv, worker)
-    phases = common.comma_list(args.phases)
+    phases = args.phases
     if unknown := [p for p in phases if p not in PHASES]:
         raise SystemExit(f"unknown phase: {unknown}")
     competing = _load_threads(args.load_kind, args.load)
     rows = []
     info: dict[str, Any] = {}
-    policies = common.comma_list(args.wait_policy)
+    policies = args.wait_policy
     os.environ.pop("GOMP_SPINCOUNT", None)  # each policy sets its own (see WAIT_POLICIES)
     if unknown := [p for p in policies if _policy_env(p) is None]:
         raise SystemExit(f"unknown wait policy: {unknown}")
-    modes = common.comma_list(args.teacher_thread)
-    if not modes or not set(modes) <= {"on", "off"}:
-        raise SystemExit(f"--teacher-thread: expected on, off or on,off; got {args.teacher_thread}")
-    streams = common.comma_list(args.predict_streams)
-    if not streams or not all(s == "auto" or s.isdigit() and int(s) >= 1 for s in streams):
+    modes = args.teacher_thread
+    if not set(modes) <= {"on", "off"}:
+        raise SystemExit(f"--teacher-thread: expected on, off or on,off; got {modes}")
+    streams = args.predict_streams
+    if not all(s == "auto" or s.isdigit() and int(s) >= 1 for s in streams):
         raise SystemExit(f"--predict-streams: expected auto or integers >= 1; got {streams}")
+    if not all(t.isdigit() for t in args.threads):
+        raise SystemExit(f"--threads: expected integers >= 0; got {args.threads}")
     settings = [
         (threads, phase, policy, mode)
-        for threads in (int(t) for t in args.threads.split(","))
+        for threads in (int(t) for t in args.threads)
         for phase in phases
         for policy in policies
         for mode in (modes if phase == "train" else streams)

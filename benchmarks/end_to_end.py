@@ -18,26 +18,36 @@ What the run scored is saved beside the timing: the mIoU table and the per-class
 run's evaluation wrote (``data/08_reporting``), joined per target, model and prediction, as
 ``<out>_iou.csv``, with the final figures printed under the table. A run is thus one
 command from its wall time to its numbers.
+
+The fresh project is removed at the end, also when the script is stopped (Ctrl-C, SIGTERM),
+unless ``--keep`` is given; after a failed run it is kept, for the ``info.log`` that
+``kedro run``'s error names.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import logging
 import math
 import os
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as common  # noqa: E402 - the benchmarks folder is not a package
+
+logger = logging.getLogger(__name__)
 
 DATA_LAYERS = (
     "01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input", "06_models",
@@ -47,6 +57,13 @@ GOAL_S = 15 * 60
 REPORTS = Path("data") / "08_reporting"
 SCORE_KEYS = ("target", "model", "prediction")
 SMALL_CLASSES = ("pole", "traffic light", "traffic sign", "person", "rider")
+# `python -m kedro` names itself "python -m kedro.python -m kedro" in click's usage lines
+# (Kedro sets argv[0] to "python -m kedro", click adds the module again); run Kedro's entry
+# point under the name a user types instead.
+KEDRO = ("-c", "import sys; from kedro.framework.cli import main; sys.argv[0] = 'kedro'; main()")
+# After the parent is stopped: how long the run may take to stop on its own (a signal to the
+# whole process group reached it too) before it is sent SIGTERM, then SIGKILL.
+STOP_GRACE_S = 10.0
 RUN_COLUMNS = ("started", "pipeline", "params", "env")
 NODE_RE = re.compile(r"Running node: ([^\s(\[:]+)")
 TABLE_COLUMNS = ("item", "seconds", "share")
@@ -78,8 +95,9 @@ def run_kedro(
     echo: bool,
     threads: int = 0,
 ) -> tuple[int, float, list[tuple[float, str]]]:
-    """Run ``kedro run`` in ``project``; returns rc, wall seconds and time-stamped lines."""
-    cmd = [sys.executable, "-m", "kedro", "run", *kedro_args]
+    """Run ``kedro run`` in ``project``; returns rc, wall seconds and time-stamped lines.
+    Stopped itself (SIGTERM, Ctrl-C), it stops the run before its folder is removed."""
+    cmd = [sys.executable, *KEDRO, "run", *kedro_args]
     # A wide console keeps rich from wrapping node names onto the next log line.
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "400"}
     if threads:
@@ -91,17 +109,51 @@ def run_kedro(
             cmd, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         assert proc.stdout is not None
-        for line in proc.stdout:
-            now = time.perf_counter() - tic
-            lines.append((now, line.rstrip("\n")))
-            log.write(f"{now:9.2f} {line}")
-            if echo:
-                sys.stderr.write(line)
-            if now > timeout:
-                proc.kill()
-                break
-        rc = proc.wait()
+        try:
+            for line in proc.stdout:
+                now = time.perf_counter() - tic
+                lines.append((now, line.rstrip("\n")))
+                log.write(f"{now:9.2f} {line}")
+                if echo:
+                    sys.stderr.write(line)
+                if now > timeout:
+                    proc.kill()
+                    break
+            rc = proc.wait()
+        finally:
+            _stop(proc)
     return rc, time.perf_counter() - tic, lines
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """End ``proc`` if it still runs: wait for it to stop on its own, then SIGTERM (the
+    project's run cleans up on it), then SIGKILL."""
+    for send in (None, proc.terminate, proc.kill):
+        if proc.poll() is not None:
+            return
+        if send is not None:
+            send()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(STOP_GRACE_S)
+
+
+def _raise_system_exit(signum: int, _frame: Any) -> None:
+    """Once: ``timeout`` signals the script twice (itself, then its process group), and a
+    second SystemExit would cut short the wait for the run to stop before its folder goes."""
+    signal.signal(signum, signal.SIG_IGN)
+    logger.warning("stopped by signal %d; cleaning up", signum)
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _sigterm_exits() -> Iterator[None]:
+    """SIGTERM (``timeout``, a scheduler, ``kill``) ends the script as Ctrl-C does, through
+    its ``finally`` blocks: Python's default would leave the temporary project behind."""
+    previous = signal.signal(signal.SIGTERM, _raise_system_exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def node_times(lines: list[tuple[float, str]], wall: float) -> list[tuple[str, float]]:
@@ -178,13 +230,20 @@ def save_scores(scores: list[dict[str, str]], run: dict[str, Any], timing_csv: P
     return common.write_csv(path, [{**run, **row} for row in scores], columns)
 
 
+def params_arg(text: str) -> str:
+    """An argparse ``type`` for ``--params``: the text for ``kedro run``, once its own
+    option has read it (a bad one is one line at once, not a failed run minutes later)."""
+    common.kedro_params_arg(text)
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = common.argument_parser(
         "Time `kedro run --pipeline=uda` end to end, by default in a fresh copy "
         "of the project with an empty data folder."
     )
     parser.add_argument("--pipeline", default="uda")
-    parser.add_argument("--params", default="",
+    parser.add_argument("--params", type=params_arg, default="",
                         help="passed to kedro run --params, e.g. "
                         "'warmup.iterations=2,self_training.iterations=2' for a smoke run")  # fmt: skip
     parser.add_argument("--env", default="", help="kedro --env")
@@ -218,20 +277,24 @@ def main(argv: list[str] | None = None) -> int:
     # a coarser clock than time.time().
     since = time.time() - 1.0
     tmp = Path(tempfile.mkdtemp(prefix="hrda-e2e-"))
-    try:
-        project = fresh_project(tmp) if args.fresh else common.REPO_ROOT
-        log_path = tmp / "kedro_run.log"
-        rc, wall, lines = run_kedro(
-            project, kedro_args, args.timeout, log_path, args.echo, args.threads
-        )
-        peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        results_log = common.RESULTS_DIR / "end_to_end_last_run.log"
-        common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(log_path, results_log)
-        scores = run_scores(project, since)
-    finally:
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
+    rc = None
+    with _sigterm_exits():
+        try:
+            project = fresh_project(tmp) if args.fresh else common.REPO_ROOT
+            log_path = tmp / "kedro_run.log"
+            rc, wall, lines = run_kedro(
+                project, kedro_args, args.timeout, log_path, args.echo, args.threads
+            )
+            peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            results_log = common.RESULTS_DIR / "end_to_end_last_run.log"
+            common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(log_path, results_log)
+            scores = run_scores(project, since)
+        finally:
+            # A failed run's project is kept: kedro's error names the info.log in it.
+            kept = args.keep or (args.fresh and rc not in (None, 0))
+            if not kept:
+                shutil.rmtree(tmp, ignore_errors=True)
     device = args.device
     try:
         import torch
@@ -275,10 +338,10 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"exit code {rc}; wall {wall:.1f} s = {wall / 60:.2f} min; goal <= 15 min: {verdict}; "
         f"peak memory {peak_rss_mb:.0f} MB",
-        f"log: {results_log}" + (f"; project kept at {tmp / 'project'}" if args.keep else ""),
+        f"log: {results_log}" + (f"; project kept at {tmp / 'project'}" if kept else ""),
     ]
     if rc != 0:
-        notes.append("last output lines:")
+        notes.append("last output lines (kedro's full traceback: info.log in the project):")
         notes += [f"  {text}" for _, text in lines[-15:]]
     notes += score_lines(scores)
     if scores:

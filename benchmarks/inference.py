@@ -160,6 +160,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--chunks",
+        type=common.comma_list,
         default="1,2,all",
         help="comma list of window chunk sizes (integers or 'all'); the "
         "sequential one-by-one row is always added",
@@ -170,7 +171,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--warmup", type=common.count_arg(0), help=f"untimed calls (default {DEFAULTS['warmup']})"
     )
-    parser.add_argument("--precision", default="fp32", help="fp32 | bf16 | fp32,bf16")
+    parser.add_argument(
+        "--precision", type=common.comma_list, default="fp32", help="fp32 | bf16 | fp32,bf16"
+    )
     parser.add_argument("--channels-last", action="store_true", dest="channels_last")
     common.add_threads_option(parser)
     common.add_host_memory_option(parser)
@@ -192,11 +195,11 @@ def main(argv: list[str] | None = None) -> int:
         common.parse_hw(args.stride) if args.stride else (window[0] // 2, window[1] // 2)
     )
     chunks: list[Any] = ["sequential"]
-    for item in common.comma_list(args.chunks):
+    for item in args.chunks:
         if item != "all" and not (item.isdigit() and int(item) > 0):
             parser.error(f"argument --chunks: expected integers > 0 or 'all', got {item!r}")
         chunks.append("all" if item == "all" else int(item))
-    precisions = common.comma_list(args.precision)
+    precisions = args.precision
     if bad := [p for p in precisions if p not in ("fp32", "bf16")]:
         parser.error(f"argument --precision: expected fp32 | bf16, got {', '.join(bad)}")
     shared = {**settings, "scale": args.scale, "device": args.device,

@@ -67,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = common.argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--image", type=common.hw_arg, default="3000x4000", help="photo size HxW")
     parser.add_argument(
-        "--modes", default=",".join(MODES), help="comma list of " + ", ".join(MODES)
+        "--modes",
+        type=common.comma_list,
+        default=",".join(MODES),
+        help="comma list of " + ", ".join(MODES),
     )
     parser.add_argument("--window-batch", type=common.count_arg(1), default=4, dest="batch")
     common.add_threads_option(parser)
@@ -76,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     args = common.parse_args(parser, argv, worker)
     image = args.image
     rows, digests = [], {}
-    for mode in common.comma_list(args.modes):
+    for mode in args.modes:
         cfg = {"mode": mode, "image": image, "batch": args.batch, "threads": args.threads,
                "host_memory": args.host_memory}  # fmt: skip
         result = common.run_worker(Path(__file__), cfg, args.timeout)

@@ -364,9 +364,10 @@ def _parser() -> argparse.ArgumentParser:
         help="folder with the parameters*.yml the loop is configured from",
     )
     common.add_device_option(parser)
-    parser.add_argument("--stages", default="source-only,self-training")
+    parser.add_argument("--stages", type=common.comma_list, default="source-only,self-training")
     parser.add_argument(
         "--data",
+        type=common.comma_list,
         default="synthetic",
         help="comma list: synthetic, embedded (skipped with a note when "
         "--embedded-root has no images and --draw is 0)",
@@ -424,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         "progress_bar": args.progress_bar, "sync_debug": args.sync_debug,
     }  # fmt: skip
     notes = [""]
-    datas = common.comma_list(args.data)
+    datas = args.data
     if (
         "embedded" in datas
         and not args.draw
@@ -436,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     info: dict[str, Any] = {}
     for data in datas:
-        for stage in common.comma_list(args.stages):
+        for stage in args.stages:
             cfg = {**base, "data": data, "stage": stage}
             result = common.run_worker(Path(__file__), cfg, args.timeout)
             data_label = data + (" (cached)" if data == "embedded" and args.cache else "")

@@ -11,7 +11,8 @@ of the small classes, and the share of pixels the model is confident on (max sof
 above ``--threshold``, the pseudo-labels' threshold: what self-training learns from).
 Models come as in ``small_classes.py``: catalog names of the project (``source_only``,
 ``round_1``) or ``LABEL=PATH`` model files. Only for a project whose source is the embedded
-benchmark; run it in the project folder (``--project``, default: this repository).
+benchmark; run it in the project folder (``--project``, default: this repository), with the
+``--env`` and ``--params`` the project ran with (they draw the scenes).
 """
 
 from __future__ import annotations
@@ -110,21 +111,18 @@ def measure(
     threshold: float,
     shifts: list[str],
     env: str | None = None,
+    params: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Every model on each of ``shifts`` (labels of :func:`shift_variants`), read through
-    the project's Kedro catalog (``env``: the environment it ran with)."""
+    the project's Kedro catalog (``env`` and ``params``: the environment and parameters it
+    ran with)."""
     variants = shift_variants()
     unknown = [name for name in shifts if name not in variants]
     if unknown:
         raise SystemExit(f"--shifts: unknown {unknown}; expected some of {list(variants)}")
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
-
     from hrda_kedro.runtime.models import model_from_checkpoint
 
-    bootstrap_project(project)
-    with KedroSession.create(project_path=project, env=env) as session:
-        catalog = session.load_context().catalog
+    with common.project_catalog(project, env, params) as catalog:
         if catalog.load("params:ingestion_datasets")["target_val"]["kind"] != "embedded":
             raise SystemExit("shift_components.py needs a project whose target_val is embedded")
         small_classes.check_inputs(catalog, [], models)
@@ -153,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     small_classes.add_project_options(parser, "source_only", "first N target-val scenes")
     parser.add_argument(
         "--shifts",
+        type=common.comma_list,
         default=",".join(shift_variants()),
         help="comma list of shift variants (default: all of them)",
     )
@@ -162,13 +161,14 @@ def main(argv: list[str] | None = None) -> int:
     common.add_threads_option(parser)
     common.add_out_option(parser)
     args = parser.parse_args(argv)
+    project = args.project.resolve()
+    common.check_env(parser, project, args.env)
     common.set_threads(args.threads)
-    models = common.comma_list(args.models)
-    shifts = common.comma_list(args.shifts)
     with common.user_errors(parser):
         rows = measure(
-            args.project.resolve(), models, args.images, args.threshold, shifts, args.env
-        )
+            project, args.models, args.images, args.threshold, args.shifts, args.env,
+            args.params,
+        )  # fmt: skip
     info = common.machine_info("cpu")
     for row in rows:
         row.update({"threshold": args.threshold, "project": str(args.project), **info})

@@ -17,8 +17,8 @@ source-val vs. target-val mIoU measures the domain gap. ``target_fresh`` (asked 
 index, drawn with the benchmark's whole shift, which no pipeline reads: more images than
 target-val's, for figures less at the mercy of a few images' small objects. Run it after ``kedro run
 --pipeline=uda`` in the project folder (``--project``, default: this repository), with the
-``--env`` the project ran with: its parameters draw the fresh scenes, and a project whose
-benchmark they did not draw is refused.
+``--env`` and ``--params`` the project ran with: its parameters draw the fresh scenes, and a
+project whose benchmark they did not draw is refused.
 
 With ``--branches``, models with both branches (HRDA, fixed attention) also report each
 small class's IoU from the LR context alone and from the HR detail alone, and the mean
@@ -28,8 +28,9 @@ a class-wise attention): whether the fusion passes on what the detail branch fin
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -140,11 +141,47 @@ def drawn_embedded(catalog: Any, project: Path) -> dict[str, Any]:
     settings = parse(EmbeddedSettings, embedded, "ingestion.embedded")
     root = project / settings.root
     if not drew(settings, root):
+        fingerprint = root / FINGERPRINT_FILE
+        drawn = _drawn_params(settings, fingerprint) if fingerprint.is_file() else ""
         raise SystemExit(
-            f"{root / FINGERPRINT_FILE}: the project's embedded benchmark was not drawn with "
-            "these parameters; pass --env with the environment the project ran with"
+            f"{fingerprint}: the project's embedded benchmark was not drawn with these "
+            "parameters; pass --env and --params with those the project ran with"
+            + (f' (it was drawn with --params "{drawn}")' if drawn else "")
         )
     return embedded
+
+
+def _drawn_params(settings: Any, fingerprint: Path) -> str:
+    """The ``--params`` that give ``settings`` (``ingestion.embedded``) the generator inputs
+    the benchmark's ``fingerprint`` file records, where they differ: the advice a refused
+    project's user can follow (a run with ``--params`` leaves no trace in its ``conf/``)."""
+    from dataclasses import asdict, fields
+
+    from hrda_kedro.data.streets import StreetsConfig
+
+    names = [field.name for field in fields(StreetsConfig)]
+    # The fingerprint leaves out the inputs added later when they are at their defaults.
+    recorded = {**asdict(StreetsConfig()), **json.loads(fingerprint.read_text())}
+    current = dict(_dotted("ingestion.embedded", {n: getattr(settings, n) for n in names}))
+    return ",".join(
+        f"{key}={json.dumps(value)}"
+        for key, value in _dotted("ingestion.embedded", {n: recorded[n] for n in names})
+        if current.get(key) != value
+    )
+
+
+def _dotted(prefix: str, value: Any) -> Iterator[tuple[str, Any]]:
+    """``("a", {"b": {"c": 1}})`` -> ``("a.b.c", 1)``: nested settings as ``--params`` keys
+    (a dataclass as its fields)."""
+    from dataclasses import asdict, is_dataclass
+
+    if is_dataclass(value):
+        value = asdict(value)
+    if not isinstance(value, dict):
+        yield prefix, value
+        return
+    for key, item in value.items():
+        yield from _dotted(f"{prefix}.{key}", item)
 
 
 def measure(
@@ -153,20 +190,17 @@ def measure(
     images: int,
     env: str | None = None,
     *,
+    params: dict[str, Any] | None = None,
     branches: bool = False,
     splits: Sequence[str] = DEFAULT_SPLITS,
 ) -> list[dict[str, Any]]:
-    """Load the project's ``splits`` and ``models`` through its Kedro catalog (``env``: the
-    environment it ran with), then :func:`score`. The fresh splits exist for the embedded
-    benchmark only: ``source_val`` is left out for other data, ``target_fresh`` stops."""
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
-
+    """Load the project's ``splits`` and ``models`` through its Kedro catalog (``env`` and
+    ``params``: the environment and parameters it ran with), then :func:`score`. The fresh
+    splits exist for the embedded benchmark only: ``source_val`` is left out for other
+    data, ``target_fresh`` stops."""
     from hrda_kedro.runtime.training_data import labelled_dataset
 
-    bootstrap_project(project)
-    with KedroSession.create(project_path=project, env=env) as session:
-        catalog = session.load_context().catalog
+    with common.project_catalog(project, env, params) as catalog:
         drawn = [split for split in ("source_train", "target_val") if split in splits]
         check_inputs(catalog, drawn, models)
         data: dict[str, Any] = {
@@ -313,17 +347,14 @@ def where_pixels_go(confusion_row: Any, names: Sequence[str], top: int = WHERE_T
 
 
 def add_project_options(parser: Any, default_models: str, images_help: str) -> None:
-    """``--project``, ``--env``, ``--models`` and ``--images``: which trained models of which
-    project, on how many images (this script's and ``shift_components.py``'s)."""
+    """``--project``, ``--env``, ``--params``, ``--models`` and ``--images``: which trained
+    models of which project, run how, on how many images (this script's and
+    ``shift_components.py``'s)."""
     parser.add_argument("--project", type=common.project_arg, default=common.REPO_ROOT)
-    parser.add_argument(
-        "--env",
-        default=None,
-        help="the Kedro environment the project ran with (kedro run --env); its parameters "
-        "draw the scenes",
-    )
+    common.add_kedro_options(parser)
     parser.add_argument(
         "--models",
+        type=common.comma_list,
         default=default_models,
         help="catalog models, or LABEL=PATH for a model file (path relative to the project)",
     )
@@ -344,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--splits",
+        type=common.comma_list,
         default=",".join(DEFAULT_SPLITS),
         help=f"comma list out of {', '.join(SPLITS)} (target_fresh: fresh target images "
         "after target-val's, embedded benchmark only)",
@@ -351,17 +383,17 @@ def main(argv: list[str] | None = None) -> int:
     common.add_threads_option(parser)
     common.add_out_option(parser)
     args = parser.parse_args(argv)
-    splits = common.comma_list(args.splits)
-    if unknown := sorted(set(splits) - set(SPLITS)):
+    if unknown := sorted(set(args.splits) - set(SPLITS)):
         parser.error(
             f"--splits: unknown {', '.join(unknown)}; expected some of {', '.join(SPLITS)}"
         )
+    project = args.project.resolve()
+    common.check_env(parser, project, args.env)
     common.set_threads(args.threads)
-    models = common.comma_list(args.models)
     with common.user_errors(parser):
         rows = measure(
-            args.project.resolve(), models, args.images, args.env, branches=args.branches,
-            splits=splits,
+            project, args.models, args.images, args.env, params=args.params,
+            branches=args.branches, splits=args.splits,
         )  # fmt: skip
     info = common.machine_info("cpu")
     for row in rows:

@@ -382,6 +382,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--precision",
+        type=common.comma_list,
         default="fp32",
         help="fp32 | bf16 | a comma list such as fp32,bf16 (bf16 = autocast)",
     )
@@ -400,7 +401,10 @@ def _parser() -> argparse.ArgumentParser:
         "(model.inference.hr_window_batch; default: all in one call): less memory, more calls",
     )
     parser.add_argument(
-        "--variants", default=",".join(VARIANTS), help="comma list out of " + ", ".join(VARIANTS)
+        "--variants",
+        type=common.comma_list,
+        default=",".join(VARIANTS),
+        help="comma list out of " + ", ".join(VARIANTS),
     )
     uda = parser.add_mutually_exclusive_group()
     uda.add_argument(
@@ -412,6 +416,7 @@ def _parser() -> argparse.ArgumentParser:
     uda.add_argument("--no-uda", action="store_false", dest="uda")
     parser.add_argument(
         "--teacher-thread",
+        type=common.comma_list,
         default="on",
         dest="teacher_thread",
         help="on | off | on,off: the self-training rows' EMA teacher predicts in a thread of its "
@@ -535,8 +540,8 @@ def _hrda_ratios(
 def main(argv: list[str] | None = None) -> int:
     args = common.parse_args(_parser(), argv, worker)
     settings = _settings(args)
-    precisions = common.comma_list(args.precision)
-    variants = common.comma_list(args.variants)
+    precisions = args.precision
+    variants = list(args.variants)
     bad = [p for p in precisions if p not in ("fp32", "bf16")] + [
         v for v in variants if v not in VARIANTS
     ]
@@ -552,9 +557,9 @@ def main(argv: list[str] | None = None) -> int:
               "host_memory": args.host_memory, "threads": args.threads,
               "compile": args.compile, "profile": args.profile,
               "hr_window_batch": args.hr_window_batch}  # fmt: skip
-    modes = common.comma_list(args.teacher_thread)
+    modes = args.teacher_thread
     if not set(modes) <= {"on", "off"}:
-        raise SystemExit(f"--teacher-thread: expected on, off or on,off; got {args.teacher_thread}")
+        raise SystemExit(f"--teacher-thread: expected on, off or on,off; got {modes}")
     # rounds interleave the variants; the teacher thread only concerns the self-training rows
     grid = {"precision": precisions, "variant": variants, "teacher_thread": modes}
     runs, info = common.run_rounds(

@@ -198,9 +198,9 @@ def _stop_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
-def _check_env(env: str | None, conf_source: str | None) -> None:
+def check_env(env: str | None, conf_source: str | None) -> None:
     """Kedro's own error for an environment without a folder is a 150-line traceback; list
-    the environments instead. They are looked up in ``--conf-source`` when it is a folder,
+    the environments instead (also for the scripts in ``benchmarks/``). They are looked up in ``--conf-source`` when it is a folder,
     else in the project's (found from a subfolder too, as Kedro finds it)."""
     env = env or os.environ.get("KEDRO_ENV")
     if conf_source:
@@ -219,7 +219,7 @@ def _check_env(env: str | None, conf_source: str | None) -> None:
 
 def _run(verbose: bool, **options: Any) -> Any:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    _check_env(options.get("env"), options.get("conf_source"))
+    check_env(options.get("env"), options.get("conf_source"))
     names = [options["pipeline"]] if options.get("pipeline") else list(options["pipelines"])
     _check_pipeline_names(names)
     _check_load_versions(options.get("load_versions") or {}, names)

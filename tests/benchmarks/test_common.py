@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -38,6 +39,30 @@ def test_command_line_beats_the_preset_which_beats_the_defaults() -> None:
 
 def test_comma_lists_drop_blanks() -> None:
     assert common.comma_list(" fp32, bf16,, ") == ["fp32", "bf16"]
+    with pytest.raises(argparse.ArgumentTypeError, match="expected a comma list of one or more"):
+        common.comma_list(" , ")
+
+
+def test_params_mean_what_kedro_run_makes_of_them() -> None:
+    """``--params`` is read by kedro run's own option: dotted keys nest, values are typed."""
+    assert common.kedro_params_arg(
+        "ingestion.embedded.sizes.source_train=6,runtime.device=cpu,a=0.5"
+    ) == {
+        "ingestion": {"embedded": {"sizes": {"source_train": 6}}},
+        "runtime": {"device": "cpu"},
+        "a": 0.5,
+    }
+    with pytest.raises(argparse.ArgumentTypeError, match="Item `warmup` must contain a key"):
+        common.kedro_params_arg("warmup")
+
+
+def test_the_catalog_is_read_with_the_runs_params(project_copy: Path) -> None:
+    """A project run with ``--params`` is read with them: its drawn benchmark's sizes."""
+    params = common.kedro_params_arg("ingestion.embedded.sizes.source_train=6")
+    with common.project_catalog(project_copy, None, params) as catalog:
+        assert catalog.load("params:ingestion")["embedded"]["sizes"]["source_train"] == 6
+    with common.project_catalog(project_copy, "cityscapes_camera", None) as catalog:
+        assert catalog.load("params:ingestion")["embedded"]["focal"] == 1.1
 
 
 def test_parse_args_serves_a_worker_and_exits(capsys: pytest.CaptureFixture[str]) -> None:
@@ -69,6 +94,7 @@ def test_pooled_rounds_keep_the_first_error_and_pool_the_good_times() -> None:
     }
     assert common.pooled([{"error": "x"}], ("cpu",), ("peak_mb",)) == {"error": "x"}
     assert common.exit_code([{"a": 1}, fields]) == 1 and common.exit_code([{"a": 1}]) == 0
+    assert common.exit_code([]) == 1  # nothing measured is no success
 
 
 def test_rounds_run_only_the_kept_points_interleaved(monkeypatch) -> None:
@@ -105,6 +131,13 @@ BENCHMARKS = Path(common.__file__).parent
         ("large_image.py", ["--image", "10xfoo"], "argument --image: expected a size like 512"),
         ("seams.py", ["--project", "nowhere"], "argument --project: nowhere: not a Kedro project"),
         ("small_classes.py", ["--project", "nowhere"], "argument --project: nowhere: not a"),
+        ("small_classes.py", ["--env", "nonexistent"], "argument --env: no environment named "
+         "'nonexistent' (no folder {root}/conf/nonexistent); the environments are: "
+         "cityscapes_camera, "),
+        ("shift_components.py", ["--env", "nonexistent"], "argument --env: no environment "
+         "named 'nonexistent'"),
+        ("small_classes.py", ["--params", "warmup"], "argument --params: Invalid format of "
+         "`params` option: Item `warmup` must contain a key and a value separated by `=`."),
     ],
 )  # fmt: skip
 def test_bad_options_are_one_argparse_line_before_any_work(
@@ -117,7 +150,33 @@ def test_bad_options_are_one_argparse_line_before_any_work(
     )  # fmt: skip
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+    message = message.format(root=BENCHMARKS.parent)
     assert result.stderr.strip().splitlines()[-1].startswith(f"{script}: error: {message}")
+
+
+@pytest.mark.parametrize(
+    ("script", "option"),
+    [
+        ("small_classes.py", "--models"),
+        ("shift_components.py", "--shifts"),
+        ("busy_cpu.py", "--threads"),
+        ("train_step.py", "--teacher-thread"),
+        ("loop_efficiency.py", "--data"),
+    ],
+)
+def test_an_empty_list_is_refused_before_any_work(tmp_path: Path, script: str, option: str) -> None:
+    """An empty comma list would measure nothing (after minutes of set-up) and save a table
+    without rows: argparse's one line naming the option, and no CSV."""
+    out = tmp_path / "result.csv"
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), option, " ,", "--out", str(out)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"{script}: error: argument {option}: expected a comma list of one or more, got ' ,'"
+    )
+    assert not out.exists()
 
 
 def test_a_missing_checkpoint_is_one_error_line_naming_the_option(tmp_path: Path) -> None:
@@ -229,3 +288,13 @@ def test_a_table_whose_every_row_failed_does_not_replace_a_result(
     assert "not saved: every row failed" in capsys.readouterr().out
     common.emit("title", [{"a": 2}, *failed], ["a"], ["a", "error"], recorded)
     assert recorded.read_text().splitlines()[1] == "2,"  # one row good: the table is saved
+
+
+def test_a_table_without_rows_does_not_replace_a_result(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recorded = tmp_path / "result.csv"
+    recorded.write_text("a\n1\n")
+    common.emit("title", [], ["a"], ["a"], recorded)
+    assert recorded.read_text() == "a\n1\n"
+    assert f"not saved: no rows ({recorded})" in capsys.readouterr().out

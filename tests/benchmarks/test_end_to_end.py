@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -92,3 +95,94 @@ def test_a_class_without_a_score_prints_blank() -> None:
            "small_class_miou": "nan", "pole": ""}  # fmt: skip
     line = e2e.score_lines([row])[-1]
     assert line.split() == ["m", "50.0"]
+
+
+def test_a_failed_run_keeps_the_project_whose_log_its_error_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """kedro run's error names ``<project>/info.log`` for the traceback: that file must
+    still be there when the script has ended."""
+    e2e = _script()
+    monkeypatch.setattr(e2e.common, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(e2e.tempfile, "tempdir", str(tmp_path))
+    named = []
+
+    def failed_run(project: Path, kedro_args, timeout, log_path: Path, echo, threads=0):
+        log_path.write_text("")
+        (project / "info.log").write_text("Traceback (most recent call last): ...\n")
+        named.append(project / "info.log")
+        return 1, 2.0, [(1.0, f"ParameterError: ... Full traceback: {named[0]}")]
+
+    monkeypatch.setattr(e2e, "run_kedro", failed_run)
+    assert e2e.main(["--out", str(tmp_path / "results" / "timing.csv")]) == 1
+    assert named[0].read_text().startswith("Traceback")
+    assert f"project kept at {named[0].parent}" in capsys.readouterr().out
+
+
+def test_bad_params_stop_before_the_project_is_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    e2e = _script()
+    monkeypatch.setattr(e2e, "fresh_project", lambda root: pytest.fail("copied the project"))
+    with pytest.raises(SystemExit) as stopped:
+        e2e.main(["--params", "warmup", "--out", str(tmp_path / "timing.csv")])
+    assert stopped.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.endswith(
+        ": error: argument --params: Invalid format of `params` option: "
+        "Item `warmup` must contain a key and a value separated by `=`."
+    )
+
+
+def test_kedros_usage_lines_name_the_command_a_user_types(
+    project_copy: Path, tmp_path: Path
+) -> None:
+    """Not ``python -m kedro.python -m kedro run --help``."""
+    rc, _, lines = _script().run_kedro(project_copy, ["--bogus"], 120, tmp_path / "log", False)
+    text = [line for _, line in lines]
+    assert rc == 2
+    assert "Usage: kedro run [OPTIONS]" in text and "Try 'kedro run --help' for help." in text
+
+
+# The script in a fresh interpreter, its kedro run a stand-in (argv[3]) that writes its pid
+# and sleeps: only the script can stop it (the test signals the script alone, not its
+# process group).
+_SIGTERMED = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from tests.benchmarks import load_script
+e2e = load_script("end_to_end")
+e2e.STOP_GRACE_S = 0.5
+sys.executable = sys.argv[3]
+e2e.main(["--out", sys.argv[2]])
+"""
+
+
+def test_sigterm_removes_the_fresh_project_and_stops_the_run(tmp_path: Path) -> None:
+    """``timeout``, a scheduler or ``kill`` end the script with SIGTERM: its ``finally``
+    runs as on Ctrl-C, the run is stopped and the temporary project removed."""
+    repo = Path(__file__).resolve().parents[2]
+    pid_file = tmp_path / "run.pid"
+    stand_in = tmp_path / "kedro_run.sh"
+    stand_in.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 120\n")
+    stand_in.chmod(0o755)
+    script = subprocess.Popen(
+        [sys.executable, "-c", _SIGTERMED, str(repo), str(tmp_path / "timing.csv"),
+         str(stand_in)],
+        cwd=repo, env={**os.environ, "TMPDIR": str(tmp_path)}, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        run_pid = int(pid_file.read_text())
+        (project,) = tmp_path.glob("hrda-e2e-*/project")
+        script.send_signal(signal.SIGTERM)
+        _, stderr = script.communicate(timeout=60)
+    finally:
+        script.kill()  # only where the test failed before the script ended
+    assert script.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert not project.parent.exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(run_pid, 0)

@@ -150,6 +150,32 @@ def test_fresh_scenes_come_only_from_the_parameters_that_drew_the_projects_bench
         script.drawn_embedded(_Catalog(elsewhere), tmp_path)
 
 
+def test_a_refused_project_is_told_the_params_its_benchmark_was_drawn_with(
+    tmp_path: Path,
+) -> None:
+    """A project run with the README's tiny ``--params`` is refused with advice it can
+    follow: ``--env`` and ``--params``, with the values the fingerprint records where they
+    differ (an input left out of it at its default, too)."""
+    from hrda_kedro.data.ingest import EmbeddedSettings
+    from hrda_kedro.data.streets import write_benchmark
+
+    tiny = {"height": 32, "width": 64, "sizes": {"source_train": 2, "target_train": 1,
+            "target_val": 1}}  # fmt: skip
+    write_benchmark(tmp_path / "data/01_raw/embedded", parse(EmbeddedSettings, tiny, "e"))
+    conf_base = {"height": 32, "width": 64, "focal": 1.1,
+                 "sizes": {"source_train": 4, "target_train": 1, "target_val": 1}}  # fmt: skip
+    with pytest.raises(SystemExit) as refused:
+        _script().drawn_embedded(_Catalog(conf_base), tmp_path)
+    assert str(refused.value).endswith(
+        "not drawn with these parameters; pass --env and --params with those the project ran "
+        'with (it was drawn with --params "ingestion.embedded.sizes.source_train=2,'
+        'ingestion.embedded.focal=0.55")'
+    )
+    # The advice, followed, is accepted.
+    followed = {**conf_base, "focal": 0.55, "sizes": {**conf_base["sizes"], "source_train": 2}}
+    assert _script().drawn_embedded(_Catalog(followed), tmp_path) == followed
+
+
 def _tiny_checkpoint(hrda: dict) -> dict:
     model = {
         "network": {"encoder": "mit-nano", "decoder_embed_dim": 16, "attention_embed_dim": 16},
