@@ -134,46 +134,42 @@ def _check_pipeline_names(names: list[str]) -> None:
             )
 
 
-def _check_load_versions(versions: dict[str, str], names: list[str]) -> None:
-    """Kedro ignores a ``--load-versions`` entry for a dataset the run does not use, so a
-    typo (``round1.model``) silently loaded the newest version instead."""
+def _refuse_unknown(kind: str, value: str, known: set[str], names: list[str], option: str) -> None:
+    """A bad option naming ``value``, with the closest names of ``known`` in the run's
+    pipelines: Kedro ignores the one (``--load-versions``) and gives a framed traceback
+    listing nothing for the other (``--nodes``)."""
     import difflib
 
+    close = difflib.get_close_matches(value, sorted(known), n=3)
+    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+    raise click.BadParameter(
+        f"no {kind} named {value!r} in the pipeline{'s' * (len(names) > 1)} "
+        f"{', '.join(names) or 'uda'}{hint}",
+        param_hint=f"'{option}'",
+    )
+
+
+def _check_load_versions(versions: dict[str, str], names: list[str]) -> None:
+    """A typo in a ``--load-versions`` dataset (``round1.model``) silently loaded the newest
+    version of the dataset meant."""
     from kedro.framework.project import pipelines
 
     used = set().union(*(pipelines[n].datasets() for n in names or ["__default__"]))
     for dataset in versions:
-        if dataset in used:
-            continue
-        close = difflib.get_close_matches(dataset, sorted(used), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise click.BadParameter(
-            f"no dataset named {dataset!r} in the pipeline{'s' * (len(names) > 1)} "
-            f"{', '.join(names) or 'uda'}{hint}; expected <dataset>:<version> for a dataset "
-            "the run reads, e.g. round_1.model:2026-12-03T16.27.31.000Z",
-            param_hint="'--load-versions'",
-        )
+        if dataset not in used:
+            _refuse_unknown("dataset", dataset, used, names, "--load-versions")
 
 
 def _check_node_names(options: dict[str, Any], names: list[str]) -> None:
-    """Kedro's error for an unknown node name is a framed traceback that lists no names."""
-    import difflib
-
+    """``--nodes``, ``--from-nodes`` and ``--to-nodes`` name nodes of the run's pipelines."""
     from kedro.framework.project import pipelines
 
     known = {n.name for name in names or ["__default__"] for n in pipelines[name].nodes}
     for option in ("node_names", "from_nodes", "to_nodes"):
         for node in options.get(option) or ():
-            if node in known:
-                continue
-            close = difflib.get_close_matches(node, sorted(known), n=3)
-            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise click.BadParameter(
-                f"no node named {node!r} in the pipeline{'s' * (len(names) > 1)} "
-                f"{', '.join(names) or 'uda'}{hint} (kedro viz or `kedro registry describe` "
-                "lists them)",
-                param_hint=f"'--{option.replace('node_names', 'nodes').replace('_', '-')}'",
-            )
+            if node not in known:
+                flag = "--" + option.replace("node_names", "nodes").replace("_", "-")
+                _refuse_unknown("node", node, known, names, flag)
 
 
 def _check_runner(runner: str | None) -> None:
