@@ -17,6 +17,7 @@ from hrda_kedro.params import (
     ParameterError,
     RuntimeParams,
     SelfTrainingParams,
+    check_input_folder,
     check_work_folder,
     parameter_groups,
     parse,
@@ -284,3 +285,12 @@ def test_the_work_folder_is_one_the_run_can_create(tmp_path: Path) -> None:
             "is a file",
         ):
             check_work_folder(str(tmp_path / path), "ablations.work_dir")
+
+
+def test_predict_input_dir_expands_the_home_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``~/photos`` is the home folder's, as the catalog's dataset reads it (it was
+    ``<project>/~/photos``, refused as another folder than the catalog's)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    check_input_folder({"input_dir": "~/photos"}, str(tmp_path / "photos"))

@@ -503,7 +503,7 @@ def check_run(parameters: Mapping[str, Any], groups: typing.Collection[str]) -> 
 
 
 def _absolute(path: str) -> Path:
-    return Path(os.path.abspath(path))
+    return Path(os.path.abspath(os.path.expanduser(path)))
 
 
 def check_work_folder(path: str, key: str) -> None:

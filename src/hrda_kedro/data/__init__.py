@@ -16,5 +16,6 @@ class MissingInputError(DataError):
 
 
 class MissingFolderError(DataError):
-    """A folder the data should be in does not exist (a data set not downloaded yet, or a
-    root that points elsewhere); the message names the folder and what belongs there."""
+    """A folder the data should be in does not exist or holds none of the files expected (a
+    data set not downloaded yet, a root that points elsewhere, a file where a folder should
+    be); the message names the folder and what belongs there."""

@@ -26,6 +26,7 @@ problems reported with the file they concern.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,8 @@ from hrda_kedro.data.labels import (
 from hrda_kedro.data.streets import EMBEDDED_SUBSETS
 from hrda_kedro.data.validation import LabelFormat, check_folder
 from hrda_kedro.hrda.config import Config, ConfigError, require
+
+logger = logging.getLogger(__name__)
 
 Kind = Literal[
     "embedded", "gta5", "synthia", "cityscapes", "acdc", "dark_zurich", "bdd100k", "mapillary",
@@ -282,20 +285,69 @@ def printable(path: Path) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def list_files(folder: Path, *, recursive: bool = True) -> tuple[list[Path], list[Path]]:
+    """The files in ``folder`` (and its sub-folders with ``recursive``), sorted, and the
+    hidden files and folders left out; nothing when ``folder`` is missing.
+
+    Linked folders are followed (``Path.rglob`` skips them: a data set linked in from
+    another disk looked empty), except a link back to a folder above it, which would loop.
+    Names starting with '.' (macOS ``._IMG_1.png`` and ``.DS_Store``,
+    ``.ipynb_checkpoints/``) are not data, as most image tools treat them. A broken link is
+    listed as a file, so that the reader names it instead of it vanishing.
+    """
+    files: list[Path] = []
+    hidden: list[Path] = []
+    above = {os.fspath(folder): frozenset({os.path.realpath(folder)})}  # real paths up to each
+    for top, dirs, names in os.walk(folder, followlinks=True):
+        here = Path(top)
+        chain = above.pop(top)
+        hidden += [here / name for name in dirs + names if name.startswith(".")]
+        followed = []
+        for name in dirs if recursive else ():
+            real = os.path.realpath(here / name)
+            if name.startswith("."):
+                continue
+            if real in chain:
+                logger.warning("not following %s: it links back to %s", here / name, real)
+                continue
+            above[os.path.join(top, name)] = chain | {real}
+            followed.append(name)
+        dirs[:] = followed
+        paths = [here / name for name in names if not name.startswith(".")]
+        files += [p for p in paths if p.is_file() or is_broken_link(p)]
+    return sorted(files), sorted(hidden)
+
+
+def is_broken_link(path: Path) -> bool:
+    """A link whose target is gone (a moved disk, a deleted original): a file to name."""
+    return path.is_symlink() and not path.exists()
+
+
+def broken_link_error(path: Path, expected: str) -> DataError:
+    return DataError(
+        f"{printable(path)}: a broken link ({printable(Path(os.readlink(path)))} does not "
+        f"exist); expected {expected} (restore the file or remove the link)"
+    )
+
+
 def _scan(
     folder: Path, suffixes: tuple[str, ...], strip: str, recursive: bool
 ) -> tuple[dict[str, Path], list[DataError]]:
     """``{name: path}`` of the files ending in one of ``suffixes``; names drop it and ``strip``.
 
     Names keep sub-folders (Cityscapes cities) so that they stay unique. A name two files
-    would share (``a.png`` and ``a.jpg``) and a file name that is not UTF-8 (no CSV or
-    report can hold it) are problems, like unpaired files: neither file is used.
+    would share (``a.png`` and ``a.jpg``), a file name that is not UTF-8 (no CSV or report
+    can hold it) and a broken link are problems, like unpaired files: neither file is used.
+    Hidden files are skipped and linked folders followed (:func:`list_files`).
     """
     found: dict[str, Path] = {}
     problems, clashing = [], set()
-    for path in sorted(folder.rglob("*") if recursive else folder.iterdir()):
+    for path in list_files(folder, recursive=recursive)[0]:
         suffix = next((s for s in suffixes if path.name.lower().endswith(s.lower())), None)
-        if suffix is None or not path.is_file():
+        if suffix is None:
+            continue
+        if is_broken_link(path):
+            problems.append(broken_link_error(path, "a data file"))
             continue
         if printable(path) != str(path):
             problems.append(

@@ -10,9 +10,29 @@ from typing import Any
 import numpy as np
 from kedro.io import AbstractDataset, DatasetError
 
+from hrda_kedro.data.layouts import broken_link_error, is_broken_link, list_files
 from hrda_kedro.data.validation import read_image_as_rgb
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def read_listed_image(path: Path) -> np.ndarray:
+    """:func:`read_image_as_rgb`, naming a broken link as one (not "file not found")."""
+    if is_broken_link(path):
+        raise broken_link_error(path, "a readable image (PNG or JPEG)")
+    return read_image_as_rgb(path)
+
+
+def expand_home(path: str) -> Path:
+    """``path`` with ``~`` as the user's home folder.
+
+    ``--params "predict.input_dir=~/photos"`` reaches the dataset as ``<project>/~/photos``:
+    no shell expands ``~`` inside an argument, and Kedro makes the relative path absolute.
+    """
+    parts = Path(path).expanduser().parts
+    if "~" not in parts:
+        return Path(*parts)
+    return Path.home().joinpath(*parts[parts.index("~") + 1 :])
 
 
 class ImageFolder(Mapping[str, Callable[[], np.ndarray]]):
@@ -23,9 +43,10 @@ class ImageFolder(Mapping[str, Callable[[], np.ndarray]]):
     of large photos never sits in memory; a bad file raises :class:`DataError` naming it.
     """
 
-    def __init__(self, root: Path, files: Sequence[Path]) -> None:
+    def __init__(self, root: Path, files: Sequence[Path], hidden: Sequence[Path] = ()) -> None:
         self.root = root
         self.files = tuple(files)  # every file below root, sorted; images and others
+        self.hidden = tuple(hidden)  # hidden files and folders left out, for the node's log
         self._images = {
             p.relative_to(root).as_posix(): p
             for p in self.files
@@ -36,7 +57,7 @@ class ImageFolder(Mapping[str, Callable[[], np.ndarray]]):
         return self._images[name]
 
     def __getitem__(self, name: str) -> Callable[[], np.ndarray]:
-        return partial(read_image_as_rgb, self._images[name])
+        return partial(read_listed_image, self._images[name])
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._images)
@@ -46,7 +67,8 @@ class ImageFolder(Mapping[str, Callable[[], np.ndarray]]):
 
 
 class ImageFolderDataset(AbstractDataset[Any, ImageFolder]):
-    """``.png``/``.jpg``/``.jpeg`` files (any case) below ``path``, subfolders included.
+    """``.png``/``.jpg``/``.jpeg`` files (any case) below ``path``, subfolders included
+    (linked ones too; hidden files and folders are left out), ``~`` read as the home folder.
 
     Not kedro-datasets' ``PartitionedDataset``: it takes one file suffix, raises its own
     ``No partitions found`` before a node could say what the folder holds, and wraps each
@@ -55,7 +77,7 @@ class ImageFolderDataset(AbstractDataset[Any, ImageFolder]):
     """
 
     def __init__(self, *, path: str, metadata: dict[str, Any] | None = None) -> None:
-        self._root = Path(path)
+        self._root = expand_home(path)
         self.metadata = metadata
 
     @property
@@ -65,8 +87,7 @@ class ImageFolderDataset(AbstractDataset[Any, ImageFolder]):
 
     def load(self) -> ImageFolder:
         """The listing only (empty when the folder is missing: the node says so)."""
-        files = sorted(p for p in self._root.rglob("*") if p.is_file())
-        return ImageFolder(self._root, files)
+        return ImageFolder(self._root, *list_files(self._root))
 
     def save(self, data: Any) -> None:
         raise DatasetError(f"{self._root}: a folder of input images is never written")

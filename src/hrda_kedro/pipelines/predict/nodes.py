@@ -11,7 +11,7 @@ import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from hrda_kedro.data import DataError
+from hrda_kedro.data import DataError, MissingFolderError
 from hrda_kedro.data.labels import colorize
 from hrda_kedro.data.layouts import printable
 from hrda_kedro.data.validation import check_folder, read_image_as_rgb
@@ -66,16 +66,37 @@ def list_inputs(predict_images: ImageFolder, predict: dict[str, Any]) -> pd.Data
     """
     params = parse(PredictParams, predict, "predict")
     folder = predict_images.root
-    check_folder(folder, "a folder of images to segment (parameter predict.input_dir)")
-    files = predict_images.files
-    if not predict_images:
-        found = f"it holds {len(files)} other files" if files else "it is empty"
-        raise DataError(
-            f"{folder}: no image to segment ({', '.join(IMAGE_SUFFIXES)}); {found} "
-            "(parameter predict.input_dir)"
+    if folder.is_file():
+        raise MissingFolderError(
+            f"{folder}: a file, not a folder; expected a folder of images to segment "
+            f"(parameter predict.input_dir), such as the one holding it: {folder.parent}"
         )
-    if len(predict_images) < len(files):
-        logger.info("ignoring %d files that are not images", len(files) - len(predict_images))
+    check_folder(folder, "a folder of images to segment (parameter predict.input_dir)")
+    others = [p for p in predict_images.files if p.suffix.lower() not in IMAGE_SUFFIXES]
+    if predict_images.hidden:
+        logger.info(
+            "ignoring %d hidden files and folders (names starting with '.'): %s",
+            len(predict_images.hidden),
+            _some(predict_images.hidden, folder),
+        )
+    if not predict_images:
+        found = "it is empty"
+        if others:
+            found = f"it holds {len(others)} other files: {_some(others, folder)}"
+        elif predict_images.hidden:
+            found = f"it holds only hidden files: {_some(predict_images.hidden, folder)}"
+        raise MissingFolderError(  # a folder without images: the advice is a folder's
+            f"{folder}: no image to segment ({', '.join(IMAGE_SUFFIXES)}, any case, subfolders "
+            f"included); {found}; expected the folder of your images, set by "
+            '--params "predict.input_dir=..." or predict_input_dir in conf/<env>/globals.yml'
+        )
+    if others:
+        logger.info(
+            "ignoring %d files that are not images (%s): %s",
+            len(others),
+            ", ".join(IMAGE_SUFFIXES),
+            _some(others, folder),
+        )
     readable, sizes = [], []
     for name, read in predict_images.items():
         path = predict_images.path(name)
@@ -107,19 +128,26 @@ def list_inputs(predict_images: ImageFolder, predict: dict[str, Any]) -> pd.Data
     )
 
 
+def _some(paths: Sequence[Path], folder: Path, shown: int = 3) -> str:
+    """The first few of ``paths``, relative to ``folder``: a user sees which photos are left
+    out (a ``.webp``, a ``.tiff``) without a line per file."""
+    names = [printable(p.relative_to(folder)) for p in paths[:shown]]
+    return ", ".join(names + ["..."] * (len(paths) > shown))
+
+
 def load_checkpoint_file(
     path: str, setting: str = "parameter predict.checkpoint"
 ) -> tuple[dict[str, Any], Path]:
     """A checkpoint file, the latest version in a versioned checkpoint folder, or an
-    exported model (a folder with ``model.safetensors`` and ``config.json``).
+    exported model (a folder with ``model.safetensors`` and ``config.json``, or either file).
 
     Versioned catalog datasets store ``<path>/<timestamp>/<file name>``; timestamps sort
     in time order, as Kedro resolves them. ``setting`` is what named the path, for the
     message (a script's ``argument --checkpoint``).
     """
-    target = Path(path)
-    export = target.parent if target.suffix == ".safetensors" else target
-    if (export / WEIGHTS_FILE).is_file() and (export / CONFIG_FILE).is_file():
+    target = Path(path).expanduser()
+    export = _export_folder(target, setting)
+    if export is not None:
         exported = ExportedModelDataset(filepath=str(export)).load()
         return checkpoint_from_export(exported["weights"], exported["config"], str(export)), export
     if target.is_dir():
@@ -137,6 +165,31 @@ def load_checkpoint_file(
             "(train a model first, e.g. kedro run --pipeline=uda)"
         )
     return CheckpointDataset(filepath=str(target)).load(), target
+
+
+def _export_folder(target: Path, setting: str) -> Path | None:
+    """The exported model ``target`` names (its folder, or one of its two files), or None.
+
+    A user points at the file they see: the weights, ``config.json`` or the ONNX graph
+    beside them; each would otherwise be read as a pickled checkpoint and refused as unsafe.
+    """
+    is_member = target.suffix == ".safetensors" or target.name == CONFIG_FILE
+    folder = target.parent if target.is_file() and is_member else target
+    if target.suffix.lower() == ".onnx":
+        beside = (target.parent / WEIGHTS_FILE).is_file()
+        raise ParameterError(
+            f"{setting}: {target}: an ONNX graph, which predict does not run (it is for "
+            f"runtimes without PyTorch); expected the export folder holding {WEIGHTS_FILE} "
+            f"and {CONFIG_FILE}{f' ({target.parent})' if beside else ''} or a checkpoint"
+        )
+    present = [name for name in (WEIGHTS_FILE, CONFIG_FILE) if (folder / name).is_file()]
+    if len(present) == 1:
+        missing = CONFIG_FILE if present == [WEIGHTS_FILE] else WEIGHTS_FILE
+        raise ParameterError(
+            f"{setting}: {folder}: {missing} is missing next to {present[0]}, an incomplete "
+            "export; expected both files, made by kedro run --pipeline=export"
+        )
+    return folder if present else None
 
 
 def _inside(folder: Path) -> str:
