@@ -14,6 +14,7 @@ import pytest
 from fsspec.implementations.local import LocalFileSystem
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
+from kedro.pipeline import Node
 
 from hrda_kedro import run_config
 from hrda_kedro.datasets.atomic_files import AtomicLocalFileSystem
@@ -55,7 +56,7 @@ def plain_local_files() -> Iterator[None]:
 @pytest.mark.usefixtures("plain_local_files")
 def test_every_node_run_makes_local_writes_atomic() -> None:
     """Also in ParallelRunner's spawned workers, which create no context."""
-    ProjectHooks().before_node_run()
+    ProjectHooks().before_node_run(node=Node(len, "x", "y"), catalog=None)
     assert all(fsspec.get_filesystem_class(p) is AtomicLocalFileSystem for p in PROTOCOLS)
 
 
