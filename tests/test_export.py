@@ -16,7 +16,7 @@ from hrda_kedro.hrda import normalize
 from hrda_kedro.hrda.checkpoint import CheckpointError
 from hrda_kedro.hrda.model_config import ModelConfig
 from hrda_kedro.hrda.training.trainer import StageResult
-from hrda_kedro.params import parse
+from hrda_kedro.params import ParameterError, parse
 from hrda_kedro.pipelines.export.nodes import export_model, export_onnx
 from hrda_kedro.pipelines.predict.nodes import load_checkpoint_file
 from hrda_kedro.runtime.models import build_model, model_from_checkpoint
@@ -55,7 +55,7 @@ def test_predict_loads_the_safetensors_export_as_the_checkpoint(
     checkpoint: dict, tmp_path: Path
 ) -> None:
     folder = tmp_path / "export"
-    ExportedModelDataset(filepath=str(folder)).save(export_model(checkpoint))
+    ExportedModelDataset(filepath=str(folder)).save(export_model(checkpoint, MODEL))
     config = json.loads((folder / "config.json").read_text())
     assert config["stage"] == "round_2" and config["model_params"] == checkpoint["model_params"]
 
@@ -74,7 +74,7 @@ def test_predict_loads_the_safetensors_export_as_the_checkpoint(
 
 def test_a_foreign_config_is_refused(checkpoint: dict, tmp_path: Path) -> None:
     folder = tmp_path / "export"
-    ExportedModelDataset(filepath=str(folder)).save(export_model(checkpoint))
+    ExportedModelDataset(filepath=str(folder)).save(export_model(checkpoint, MODEL))
     (folder / "config.json").write_text('{"format": "something else"}')
     with pytest.raises(CheckpointError, match=r"config\.json is not an hrda-kedro export"):
         load_checkpoint_file(str(folder))
@@ -90,9 +90,9 @@ def test_a_pair_of_two_exports_is_refused(checkpoint: dict, tmp_path: Path) -> N
     """The two files are written one after the other: a crash between them, or a copied
     file, leaves new weights beside the old config, which predict once used silently."""
     folder = tmp_path / "export"
-    ExportedModelDataset(filepath=str(folder)).save(export_model(checkpoint))
+    ExportedModelDataset(filepath=str(folder)).save(export_model(checkpoint, MODEL))
     old_config = (folder / "config.json").read_bytes()
-    ExportedModelDataset(filepath=str(folder)).save(export_model(_retrained(checkpoint)))
+    ExportedModelDataset(filepath=str(folder)).save(export_model(_retrained(checkpoint), MODEL))
     load_checkpoint_file(str(folder))  # one export's pair loads
     (folder / "config.json").write_bytes(old_config)
     with pytest.raises(CheckpointError, match=r"mixes two exports"):
@@ -105,16 +105,16 @@ def test_the_export_folder_holds_one_model(checkpoint: dict, tmp_path: Path) -> 
     onnx = pytest.importorskip("onnx")
     folder = tmp_path / "export"
     exports = ExportedModelDataset(filepath=str(folder))
-    exported = export_model(checkpoint)
+    exported = export_model(checkpoint, MODEL)
     exports.save(exported)
     (folder / "window_predictor.onnx").write_bytes(export_onnx(exports.load()))
     metadata = {p.key: p.value for p in onnx.load(folder / "window_predictor.onnx").metadata_props}
     assert metadata["hrda_kedro.weights_sha256"] == exported["config"]["weights_sha256"]
     renamed = folder / "deploy_v1.onnx"  # a catalog that names exported_onnx otherwise
     renamed.write_bytes((folder / "window_predictor.onnx").read_bytes())
-    exports.save(export_model(checkpoint))  # the same model again: its graphs stay
+    exports.save(export_model(checkpoint, MODEL))  # the same model again: its graphs stay
     assert (folder / "window_predictor.onnx").is_file() and renamed.is_file()
-    exports.save(export_model(_retrained(checkpoint)))
+    exports.save(export_model(_retrained(checkpoint), MODEL))
     assert not (folder / "window_predictor.onnx").exists() and not renamed.exists()
     assert ExportedModelDataset(filepath=str(folder)).load()["config"] != exported["config"]
 
@@ -123,7 +123,7 @@ def test_onnx_window_predictor_matches_torch_on_one_image(checkpoint: dict) -> N
     """LR context, HR detail crops and attention fusion, all in the graph; CPU runtime."""
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    graph = export_onnx(export_model(checkpoint))
+    graph = export_onnx(export_model(checkpoint, MODEL))
     session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
     model, params = model_from_checkpoint(checkpoint, "checkpoint")
     window = _window(params)
@@ -141,7 +141,7 @@ def test_export_onnx_hashes_the_weights_once(
     """The digest checked against config.json is the one written into the graph (hashing a
     MiT-B5 export took 0.3 s, twice before); an export without one gets it computed."""
     onnx = pytest.importorskip("onnx")
-    exported = export_model(checkpoint)
+    exported = export_model(checkpoint, MODEL)
     calls = []
     real_digest = export_module.state_digest
     monkeypatch.setattr(
@@ -155,3 +155,48 @@ def test_export_onnx_hashes_the_weights_once(
     graph = export_onnx(exported)
     recorded = {p.key: p.value for p in onnx.load_from_string(graph).metadata_props}
     assert recorded["hrda_kedro.weights_sha256"] == real_digest(exported["weights"])
+
+
+def test_the_export_records_the_runs_test_time_windows(checkpoint: dict) -> None:
+    """``model.inference`` does not shape the weights: the run's replaces the checkpoint's in
+    config.json, and the ONNX graph takes windows of the run's size (it once took the
+    checkpoint's, whatever the run said)."""
+    run_model = {**MODEL, "inference": {"window": [96, 96], "stride": [32, 32]}}
+    exported = export_model(checkpoint, run_model)
+    inference = exported["config"]["model_params"]["inference"]
+    assert inference["window"] == [96, 96] and inference["stride"] == [32, 32]
+    assert exported["config"]["model_params"]["hrda"] == checkpoint["model_params"]["hrda"]
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    ort = pytest.importorskip("onnxruntime")
+    graph = export_onnx(exported)
+    dims = [
+        d.dim_value for d in onnx.load_from_string(graph).graph.input[0].type.tensor_type.shape.dim
+    ]
+    assert dims == [1, 3, 96, 96]
+    # A 96 px window's LR pass (48 px) is not detail-sized: the detail crops slide apart from
+    # it, a path the 64 px default never traced (its tracer once failed there).
+    model, params = model_from_checkpoint(checkpoint, "checkpoint")
+    window = torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(1))
+    session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    (onnx_logits,) = session.run(None, {"window": window.numpy()})
+    with torch.no_grad():
+        torch_logits = WindowPredictor(model.eval())(window).numpy()
+    assert onnx_logits.shape == (1, 19, 24, 24)
+    np.testing.assert_allclose(onnx_logits, torch_logits, atol=1e-4, rtol=1e-4)
+
+
+def test_a_run_window_the_model_cannot_take_is_named_with_the_model(checkpoint: dict) -> None:
+    """A window that fits the run's model (scale 1) but not the checkpoint's (scale 2)."""
+    run_model = {
+        **MODEL,
+        "hrda": {"scale": 1, "context_crop": [64, 64], "detail_crop": [32, 32]},
+        "inference": {"window": [40, 40]},
+    }
+    with pytest.raises(
+        ParameterError,
+        match=r"^parameter model\.inference\.window: the encoder 'mit-nano' needs inputs of at "
+        r"least 32 pixels a side; \[40, 40\] / scale 2 is smaller .*; for the model of the "
+        r"round_2 checkpoint \(context crop \[64, 64\], detail crop \[32, 32\], scale 2\)$",
+    ):
+        export_model(checkpoint, run_model)

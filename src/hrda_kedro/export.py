@@ -23,8 +23,10 @@ from torch import nn
 from hrda_kedro.datasets.export_datasets import DIGEST_KEY
 from hrda_kedro.hrda.checkpoint import CheckpointError
 from hrda_kedro.hrda.model import HRDAModel
+from hrda_kedro.hrda.model_config import InferenceConfig, ModelConfig
 from hrda_kedro.hrda.training.distributed import state_digest
-from hrda_kedro.runtime.models import model_from_checkpoint
+from hrda_kedro.params import parse
+from hrda_kedro.runtime.models import model_from_checkpoint, model_params_dict, with_inference
 
 EXPORT_FORMAT = "hrda-kedro-export/1"
 ONNX_DIGEST_KEY = f"hrda_kedro.{DIGEST_KEY}"  # the ONNX graph's metadata entry
@@ -41,16 +43,27 @@ class WindowPredictor(nn.Module):
         return self.model.predict_window(window_hr).fused
 
 
-def export_weights(checkpoint: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The student's weights (contiguous, as safetensors requires) and the JSON config."""
+def export_weights(
+    checkpoint: dict[str, Any], inference: InferenceConfig | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The student's weights (contiguous, as safetensors requires) and the JSON config.
+
+    ``inference``: the test-time windows to record in place of the checkpoint's (the run's
+    ``model.inference``, checked against the model's crops); the ONNX graph is made for them.
+    """
     if "model_params" not in checkpoint or "model" not in checkpoint:
         raise CheckpointError("export: not a trained-model checkpoint (no model_params/model)")
+    model_params = checkpoint["model_params"]
+    if inference is not None:
+        source = f"the {checkpoint.get('stage')} checkpoint"
+        trained = parse(ModelConfig, model_params, f"{source}:model_params")
+        model_params = model_params_dict(with_inference(trained, inference, source))
     weights = {k: v.detach().cpu().contiguous() for k, v in checkpoint["model"].items()}
     config = {
         "format": EXPORT_FORMAT,
         "stage": checkpoint.get("stage"),
         "iterations": checkpoint.get("iterations"),
-        "model_params": checkpoint["model_params"],
+        "model_params": model_params,
         DIGEST_KEY: state_digest(weights),
     }
     return weights, config

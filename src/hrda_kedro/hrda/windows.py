@@ -68,7 +68,7 @@ def window_crops(
     """
     if images.dim() != 4:
         raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(images.shape)}")
-    image_h, image_w = images.shape[-2:]
+    _, _, image_h, image_w = static_shape(images)
     boxes = sliding_window_boxes((image_h, image_w), window_hw, stride_hw)
     box_h, box_w = boxes[0].height, boxes[0].width
     if any(v % output_stride for v in (image_h, image_w, box_h, box_w, *stride_hw)):
@@ -79,9 +79,16 @@ def window_crops(
     return boxes, [box.scaled_down(output_stride) for box in boxes]
 
 
+def static_shape(images: torch.Tensor) -> tuple[int, ...]:
+    """``images.shape`` as Python ints. The ONNX exporter's tracer hands sizes out as
+    tensors; the windows of a fixed image size are a fixed set, so the graph records them
+    as constants (the exporter's TracerWarning says so, and is expected)."""
+    return tuple(int(size) for size in images.shape)
+
+
 def cut_crops(images: torch.Tensor, boxes: list[Box], indices: range) -> torch.Tensor:
     """Crops ``indices`` of all windows of all images, window-major: ``(len(indices), 3, h, w)``."""
-    num_images = images.shape[0]
+    num_images = static_shape(images)[0]
     return torch.stack([boxes[i // num_images].crop(images[i % num_images]) for i in indices])
 
 
@@ -209,8 +216,7 @@ def sliding_window_grid(
     if batch_size is not None and batch_size <= 0:
         raise ValueError(f"batch_size must be positive or None, got {batch_size}")
     boxes, grid_boxes = window_crops(images, window_hw, stride_hw, output_stride)
-    num_images = images.shape[0]
-    image_h, image_w = images.shape[-2:]
+    num_images, _, image_h, image_w = static_shape(images)
     box_h, box_w = boxes[0].height, boxes[0].width
     grid_hw = (image_h // output_stride, image_w // output_stride)
     accumulator = _GridAccumulator(grid_boxes, num_images, grid_hw, window_weights)

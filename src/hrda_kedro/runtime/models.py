@@ -9,10 +9,11 @@ from typing import Any
 import torch
 
 from hrda_kedro.hrda.checkpoint import CheckpointError
+from hrda_kedro.hrda.config import ConfigError
 from hrda_kedro.hrda.model import HRDAModel
-from hrda_kedro.hrda.model_config import ModelConfig
+from hrda_kedro.hrda.model_config import InferenceConfig, ModelConfig
 from hrda_kedro.hrda.networks import NetworkConfig, build_network
-from hrda_kedro.params import parse
+from hrda_kedro.params import ParameterError, parse
 
 
 def build_model(model: ModelConfig, *, load_pretrained: bool = True) -> HRDAModel:
@@ -39,11 +40,17 @@ def model_params_dict(model: ModelConfig) -> dict[str, Any]:
 
 
 def model_from_checkpoint(
-    checkpoint: dict[str, Any], source: str, *, teacher: bool = False
+    checkpoint: dict[str, Any],
+    source: str,
+    *,
+    teacher: bool = False,
+    inference: InferenceConfig | None = None,
 ) -> tuple[HRDAModel, ModelConfig]:
     """Rebuild the model a checkpoint was trained with and load its weights.
 
     ``teacher=True`` loads the EMA teacher's weights when the checkpoint has them.
+    ``inference``: the run's ``model.inference``, which replaces the checkpoint's (see
+    :func:`with_inference`); the returned config and the model's ``hr_window_batch`` follow it.
     """
     if "model_params" not in checkpoint and "optimizer" in checkpoint:
         raise CheckpointError(
@@ -54,6 +61,8 @@ def model_from_checkpoint(
     if "model_params" not in checkpoint or "model" not in checkpoint:
         raise CheckpointError(f"{source}: not a trained-model checkpoint (no model_params/model)")
     params = parse(ModelConfig, checkpoint["model_params"], f"{source}:model_params")
+    if inference is not None:
+        params = with_inference(params, inference, source)
     model = build_model(params, load_pretrained=False)
     state = (
         checkpoint["teacher"]
@@ -62,6 +71,24 @@ def model_from_checkpoint(
     )
     load_weights(model, state, source)
     return model, params
+
+
+def with_inference(trained: ModelConfig, inference: InferenceConfig, source: str) -> ModelConfig:
+    """A trained model's config with the run's test-time settings (``model.inference``).
+
+    Windows, stride, batching and window weights do not shape the weights, so every
+    pipeline that predicts (pseudo-labels, evaluation, predict, export) takes them from the
+    run, whatever model it loads; a window left at null is the *model's* context crop. They
+    are checked against the model's crops, since a checkpoint may have other ones.
+    """
+    try:
+        return dataclasses.replace(trained, inference=inference)
+    except ConfigError as err:
+        h = trained.hrda
+        raise ParameterError(
+            f"parameter model.{err.key}: {err.message}; for the model of {source} (context "
+            f"crop {list(h.context_crop)}, detail crop {list(h.detail_crop)}, scale {h.scale})"
+        ) from None
 
 
 def load_weights(model: HRDAModel, state: dict[str, torch.Tensor], source: str) -> None:

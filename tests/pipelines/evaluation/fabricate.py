@@ -19,7 +19,7 @@ from PIL import Image
 
 from hrda_kedro.data.ingest import MANIFEST_COLUMNS
 from hrda_kedro.data.labels import CITYSCAPES_CLASSES, NUM_CLASSES
-from hrda_kedro.hrda.model_config import ModelConfig
+from hrda_kedro.hrda.model_config import ModelConfig, SlidingWindows
 from hrda_kedro.params import parse
 from hrda_kedro.pipelines.evaluation.pipeline import create_pipeline, model_datasets
 from hrda_kedro.runtime.models import build_model, model_params_dict
@@ -37,6 +37,20 @@ MODEL = model_params_dict(
     )
 )
 EVALUATION = {"progress_bar": False, "qualitative_images": 2}
+
+# The run's model.inference with other crops than the checkpoints': its window (null) is
+# each checkpoint's context crop, its stride, batching and weights the run's.
+RUN_MODEL = {
+    **MODEL,
+    "hrda": {**MODEL["hrda"], "context_crop": [128, 128], "detail_crop": [64, 64]},
+    "inference": {
+        "stride": [16, 16],
+        "window_batch": 2,
+        "hr_window_batch": 5,
+        "window_weights": "tapered",
+    },
+}
+RUN_WINDOWS = (5, SlidingWindows((64, 64), (16, 16), 2, "tapered"))
 
 
 def evaluation(name: str, seed: int) -> dict[str, Any]:

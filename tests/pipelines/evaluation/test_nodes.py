@@ -19,12 +19,15 @@ from hrda_kedro.data.labels import (
 )
 from hrda_kedro.hrda.metrics import iou_per_class
 from hrda_kedro.params import EvaluationParams, parse
+from hrda_kedro.pipelines.evaluation import nodes
 from hrda_kedro.pipelines.evaluation.nodes import build_miou_report, evaluate_model
 from hrda_kedro.run_config import CONFIG_LOADER_ARGS
 from tests.conftest import PROJECT_ROOT
 from tests.pipelines.evaluation.fabricate import (
     EVALUATION,
     MODEL,
+    RUN_MODEL,
+    RUN_WINDOWS,
     checkpoint,
     evaluation,
     val_manifest,
@@ -101,3 +104,25 @@ def test_small_class_miou_stays_inside_the_subset() -> None:
 def test_a_subset_without_small_classes_has_no_small_class_miou() -> None:
     table, _, _ = build_miou_report({"class_subsets": {"flat": [0, 1]}}, evaluation("m", seed=0))
     assert table["small_class_miou"].map(math.isnan).all()
+
+
+def test_evaluation_and_its_figure_predict_with_the_runs_test_time_windows(
+    tmp_path: Path, one_thread: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint's hr_window_batch once bounded memory whatever the run said."""
+    used = []
+    for name in ("predict_full_image_branches", "predict_full_image_with_attention"):
+        real = getattr(nodes, name)
+
+        def spy(net, image, windows, real=real):
+            used.append((net.hr_window_batch, windows))
+            return real(net, image, windows)
+
+        monkeypatch.setattr(nodes, name, spy)
+    manifest = val_manifest(tmp_path, count=1)
+    runtime = {"device": "cpu", "predict_streams": 1}
+    evaluate_model(checkpoint("round_1", 0), manifest, RUN_MODEL, EVALUATION, runtime)
+    nodes.plot_qualitative_grid(
+        manifest, RUN_MODEL, EVALUATION, runtime, round_1=checkpoint("round_1", 0)
+    )
+    assert used == [RUN_WINDOWS, RUN_WINDOWS]

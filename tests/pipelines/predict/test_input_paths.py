@@ -86,7 +86,7 @@ def export(tmp_path: Path) -> Path:
     state = build_model(params).state_dict()
     checkpoint = checkpoint_payload(StageResult(model=state, teacher=None), params, "round_1")
     folder = tmp_path / "export"
-    ExportedModelDataset(filepath=str(folder)).save(export_model(checkpoint))
+    ExportedModelDataset(filepath=str(folder)).save(export_model(checkpoint, MODEL))
     return folder
 
 

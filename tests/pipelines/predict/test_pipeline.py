@@ -18,7 +18,7 @@ from PIL import Image
 from hrda_kedro.data import DataError
 from hrda_kedro.datasets.checkpoint_dataset import CheckpointDataset
 from hrda_kedro.hrda.inference import predict_full_image_labels
-from hrda_kedro.hrda.model_config import ModelConfig
+from hrda_kedro.hrda.model_config import ModelConfig, SlidingWindows
 from hrda_kedro.hrda.training.trainer import StageResult
 from hrda_kedro.params import ParameterError, parse
 from hrda_kedro.pipeline_registry import register_pipelines
@@ -84,6 +84,7 @@ def make_catalog(predict: dict) -> DataCatalog:
     """The shipped catalog, with the run's parameters."""
     catalog = DataCatalog.from_config(project_catalog(predict))
     catalog["params:predict"] = predict
+    catalog["params:model"] = MODEL
     catalog["params:runtime"] = RUNTIME
     return catalog
 
@@ -179,6 +180,40 @@ def test_images_predicted_in_streams_are_each_predicted_once_as_one_thread_would
     assert loop.keys() == streamed.keys() and len(loop) == 20
     for name, labels in loop.items():
         np.testing.assert_array_equal(streamed[name], labels, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    ("predict_keys", "batch", "weights"),
+    [({}, 2, "tapered"), ({"window_batch": 3, "window_weights": "uniform"}, 3, "uniform")],
+)
+def test_the_runs_test_time_windows_apply_to_any_checkpoint(
+    project: Path, monkeypatch: pytest.MonkeyPatch, predict_keys: dict, batch: int, weights: str
+) -> None:
+    """``model.inference`` of the run, as evaluation and export use it (predict once used the
+    checkpoint's and ignored the run's stride, weights and memory bound); a window left at
+    null is the checkpoint's context crop; ``predict``'s own keys win where set."""
+    write_rgb(project / "inputs" / "a.png", 40, 70)
+    checkpoint = save_checkpoint(project / "models")  # trained with uniform, window_batch 4
+    used = []
+
+    def spy(net, images, windows, **kwargs):
+        used.append((net.hr_window_batch, windows))
+        return predict_full_image_labels(net, images, windows, **kwargs)
+
+    monkeypatch.setattr(nodes, "predict_full_image_labels", spy)
+    catalog = make_catalog({"input_dir": "inputs", "checkpoint": str(checkpoint), **predict_keys})
+    catalog["params:model"] = {
+        **MODEL,
+        "hrda": {"context_crop": [128, 128], "detail_crop": [64, 64]},  # not the checkpoint's
+        "inference": {
+            "stride": [16, 16],
+            "window_batch": 2,
+            "hr_window_batch": 5,
+            "window_weights": "tapered",
+        },
+    }
+    SequentialRunner().run(create_pipeline(), catalog)
+    assert used == [(5, SlidingWindows((64, 64), (16, 16), batch, weights))]
 
 
 @pytest.mark.parametrize(

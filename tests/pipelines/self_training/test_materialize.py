@@ -14,7 +14,13 @@ from kedro_datasets.partitions import PartitionedDataset
 from PIL import Image
 
 from hrda_kedro.pipelines.self_training import nodes
-from tests.pipelines.evaluation.fabricate import MODEL, checkpoint, val_manifest
+from tests.pipelines.evaluation.fabricate import (
+    MODEL,
+    RUN_MODEL,
+    RUN_WINDOWS,
+    checkpoint,
+    val_manifest,
+)
 
 # "a" is a prefix of "a_d": sorted, a_d's two files fall between a's, so a's prediction
 # must wait for its second file while a_d's is made.
@@ -83,3 +89,26 @@ def test_a_file_saved_again_is_predicted_again_not_lost(
     first = {key: np.asarray(partitions[key]()) for key in sorted(partitions)}
     again = np.asarray(partitions["a_label"]())
     assert np.array_equal(again, first["a_label"])
+
+
+def test_the_teacher_predicts_with_the_runs_test_time_windows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As evaluation does (tests/pipelines/evaluation/test_nodes.py): the run's stride,
+    batching, weights and memory bound; a null window is the checkpoint's context crop."""
+    used = []
+
+    def spy(model, images, windows):  # noqa: ANN001, ANN202
+        used.append((model.hr_window_batch, windows))
+        return PREDICT(model, images, windows)
+
+    monkeypatch.setattr(nodes, "predict_full_image", spy)
+    partitions = nodes.materialize_pseudo_labels(
+        checkpoint("round_0", 0),
+        target_train(tmp_path).iloc[:1],
+        RUN_MODEL,
+        {"device": "cpu", "predict_streams": 1},
+    )
+    for save in partitions.values():  # the files are predicted as they are saved
+        save()
+    assert used == [RUN_WINDOWS]

@@ -21,7 +21,7 @@ from hrda_kedro.hrda.inference import (
 )
 from hrda_kedro.hrda.metrics import confusion_matrix, summarize
 from hrda_kedro.hrda.model import HRDAModel
-from hrda_kedro.hrda.model_config import ModelConfig
+from hrda_kedro.hrda.model_config import ModelConfig, SlidingWindows
 from hrda_kedro.params import EvaluationParams, RuntimeParams, parse
 from hrda_kedro.progress import LogProgress
 from hrda_kedro.reports.figures import (
@@ -62,10 +62,10 @@ def evaluate_model(
     eval_params = parse(EvaluationParams, evaluation, "evaluation")
     setup = resolve_device(parse(RuntimeParams, runtime, "runtime"))
     stage = str(checkpoint.get("stage"))
-    net, trained = model_from_checkpoint(checkpoint, stage)
+    net, trained = model_from_checkpoint(checkpoint, stage, inference=model_params.inference)
     check_compatible(trained, model_params, stage, fields=("num_classes",))
     net = net.to(setup.device).eval()
-    windows = model_params.sliding_windows()
+    windows = trained.sliding_windows()
 
     def predicted(data: Any, index: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         item = data[index]  # decoded in the prediction stream
@@ -221,12 +221,11 @@ def plot_qualitative_grid(
     model_params = parse(ModelConfig, model, "model")
     eval_params = parse(EvaluationParams, evaluation, "evaluation")
     setup = resolve_device(parse(RuntimeParams, runtime, "runtime"))
-    nets: dict[str, HRDAModel] = {}
+    nets: dict[str, tuple[HRDAModel, SlidingWindows]] = {}
     for name, checkpoint in checkpoints.items():
-        net, trained = model_from_checkpoint(checkpoint, name)
+        net, trained = model_from_checkpoint(checkpoint, name, inference=model_params.inference)
         check_compatible(trained, model_params, name, fields=("num_classes",))
-        nets[name] = net.to(setup.device).eval()
-    windows = model_params.sliding_windows()
+        nets[name] = net.to(setup.device).eval(), trained.sliding_windows()
     data = labelled_dataset(target_val_manifest)
     picks = np.linspace(0, len(data) - 1, eval_params.qualitative_images).round().astype(int)
     samples = []
@@ -234,7 +233,7 @@ def plot_qualitative_grid(
         item = data[index]
         image = normalize(item["image"].unsqueeze(0).to(setup.device))
         views = {}
-        for name, net in nets.items():
+        for name, (net, windows) in nets.items():
             with setup.autocast():
                 logits, attention = predict_full_image_with_attention(net, image, windows)
             prediction = logits.argmax(dim=1)

@@ -8,13 +8,17 @@ from typing import Any
 
 from hrda_kedro.datasets.export_datasets import DIGEST_KEY
 from hrda_kedro.export import checkpoint_from_export, export_weights, onnx_window_predictor
+from hrda_kedro.hrda.model_config import ModelConfig
+from hrda_kedro.params import parse
 
 logger = logging.getLogger(__name__)
 
 
-def export_model(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """The student's weights as safetensors and its configuration as JSON."""
-    weights, config = export_weights(checkpoint)
+def export_model(checkpoint: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
+    """The student's weights as safetensors and its configuration as JSON, with the run's
+    test-time windows (``model.inference``) in place of the checkpoint's."""
+    inference = parse(ModelConfig, model, "model").inference
+    weights, config = export_weights(checkpoint, inference)
     logger.info(
         "exporting %s (%d tensors, %.1f M parameters)",
         config["stage"],

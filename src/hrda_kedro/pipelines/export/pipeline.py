@@ -13,7 +13,14 @@ def create_pipeline(model: str, **kwargs: Any) -> Pipeline:
     """safetensors + JSON of ``model``, a checkpoint dataset (the registry passes the final
     one, :func:`hrda_kedro.pipelines.self_training.pipeline.final_model`)."""
     return Pipeline(
-        [Node(export_model, inputs=model, outputs="exported_model", name="export_model")]
+        [
+            Node(
+                export_model,
+                inputs=[model, "params:model"],
+                outputs="exported_model",
+                name="export_model",
+            )
+        ]
     )
 
 

@@ -32,6 +32,7 @@ from hrda_kedro.export import checkpoint_from_export
 from hrda_kedro.hrda import normalize
 from hrda_kedro.hrda.image_streams import map_in_streams
 from hrda_kedro.hrda.inference import predict_full_image_labels
+from hrda_kedro.hrda.model_config import ModelConfig
 from hrda_kedro.params import ParameterError, PredictParams, RuntimeParams, parse
 from hrda_kedro.runtime.devices import resolve_device
 from hrda_kedro.runtime.models import model_from_checkpoint
@@ -244,19 +245,23 @@ class _LazyOutputs:
 def segment_images(
     predict_manifest: pd.DataFrame,
     predict: dict[str, Any],
+    model: dict[str, Any],
     runtime: dict[str, Any],
     catalog_model: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Callable[[], Image.Image]], dict[str, Callable[[], Image.Image]]]:
     """TrainId label PNGs and, if asked for, scale-attention maps of every listed image.
 
-    The model is rebuilt from the checkpoint's own parameters (not the run's ``model``),
-    so any trained checkpoint works; the student is used, as in evaluation. An attention
+    The network is rebuilt from the checkpoint's own parameters (not the run's ``model``),
+    so any trained checkpoint works; the student is used, as in evaluation. The sliding
+    windows are the run's ``model.inference``, as in evaluation, with ``predict``'s own
+    ``window_batch`` and ``window_weights`` where set. An attention
     map holds, per pixel, the attention of the predicted class: 0 = all LR context,
     255 = all HR detail. On a CPU, images up to :data:`STREAMED_PIXELS_MAX` pixels are
     predicted ``runtime.predict_streams`` at once, one thread each; each image's labels are
     those of a one-image loop on one thread.
     """
     params = parse(PredictParams, predict, "predict")
+    inference = parse(ModelConfig, model, "model").inference
     runtime_params = parse(RuntimeParams, runtime, "runtime")
     setup = resolve_device(runtime_params)
     if params.checkpoint is not None:  # a path wins over the catalog's model
@@ -269,18 +274,18 @@ def segment_images(
             "parameter predict.checkpoint: expected a checkpoint path (this predict pipeline "
             "reads no model dataset)"
         )
-    model, trained = model_from_checkpoint(checkpoint, str(path))
-    model = model.to(setup.device).eval()
+    net, trained = model_from_checkpoint(checkpoint, str(path), inference=inference)
+    net = net.to(setup.device).eval()
     attention = params.attention
-    if attention and model.mode in ("lr_only", "hr_only"):
-        logger.warning("the model (mode %s) has no scale attention: no maps written", model.mode)
+    if attention and net.mode in ("lr_only", "hr_only"):
+        logger.warning("the model (mode %s) has no scale attention: no maps written", net.mode)
         attention = False
     windows = trained.sliding_windows(params.window_batch, params.window_weights)
     logger.info(
         "predicting with %s (stage %s, mode %s) on %s",
         path,
         checkpoint.get("stage"),
-        model.mode,
+        net.mode,
         setup.device,
     )
     rows = predict_manifest.to_dict(orient="records")
@@ -307,7 +312,7 @@ def segment_images(
         with setup.autocast(), bar:
             # Labels band by band: the full-resolution logits of a large photo never exist.
             label, weights = predict_full_image_labels(
-                model, image, windows, attention=attention, progress=progress
+                net, image, windows, attention=attention, progress=progress
             )
         label = label[0]
         outputs = {"label": Image.fromarray(label.to(torch.uint8).cpu().numpy())}

@@ -23,7 +23,7 @@ def create_pipeline(model: str | None = None, **kwargs) -> Pipeline:
             ),
             Node(
                 segment_images,
-                inputs=["predict_manifest", "params:predict", "params:runtime"]
+                inputs=["predict_manifest", "params:predict", "params:model", "params:runtime"]
                 + ([model] if model else []),
                 outputs=["predict_labels", "predict_attention"],
                 name="segment_images",

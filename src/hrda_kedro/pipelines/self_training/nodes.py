@@ -107,11 +107,13 @@ def materialize_pseudo_labels(
     model_params = parse(ModelConfig, model, "model")
     runtime_params = parse(RuntimeParams, runtime, "runtime")
     source = input_model_name(input_model)
-    teacher, trained_params = model_from_checkpoint(input_model, source, teacher=True)
+    teacher, trained_params = model_from_checkpoint(
+        input_model, source, teacher=True, inference=model_params.inference
+    )
     check_compatible(trained_params, model_params, source)
     setup = resolve_device(runtime_params)
     teacher = teacher.to(setup.device).eval()
-    windows = model_params.sliding_windows()
+    windows = trained_params.sliding_windows()
     images = image_dataset(target_train_manifest)
 
     @torch.no_grad()
