@@ -100,7 +100,7 @@ def test_every_environment_validates_for_every_pipeline(env: str | None) -> None
             continue
         validated = validate_run_parameters(pipeline, parameters)
         reads = any(i == "parameters" or i.startswith("params:") for i in pipeline.inputs())
-        assert validated or not reads, name  # export reads only the model
+        assert validated or not reads, name
     # Each pipeline validates what its nodes read, and nothing of the pipelines not run.
     expected = {
         "runtime", "model", "warmup", "self_training", "evaluation", "ingestion",
@@ -109,7 +109,9 @@ def test_every_environment_validates_for_every_pipeline(env: str | None) -> None
     if parameters["self_training"].get("rounds") == 0:  # gta_dg: no round, nothing reads it
         expected.discard("self_training")
     assert set(validate_run_parameters(pipelines["uda"], parameters)) == expected
-    assert set(validate_run_parameters(pipelines["predict"], parameters)) == {"predict", "runtime"}
+    predict_groups = {"predict", "model", "runtime"}  # model: the run's test-time windows
+    assert set(validate_run_parameters(pipelines["predict"], parameters)) == predict_groups
+    assert set(validate_run_parameters(pipelines["export"], parameters)) == {"model"}
     assert "ablations" in validate_run_parameters(pipelines["ablations"], parameters)
 
 
