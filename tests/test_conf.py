@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,13 @@ from kedro.config import OmegaConfigLoader
 
 from hrda_kedro.hooks import validate_run_parameters
 from hrda_kedro.hrda.model_config import ModelConfig
-from hrda_kedro.params import PARAMETER_GROUPS, ParameterError, SelfTrainingParams, parse
+from hrda_kedro.params import (
+    PARAMETER_GROUPS,
+    AblationParams,
+    ParameterError,
+    SelfTrainingParams,
+    parse,
+)
 from hrda_kedro.pipelines.ablations.nodes import variant_groups
 from hrda_kedro.run_config import CONFIG_LOADER_ARGS
 
@@ -180,3 +187,35 @@ def test_the_cityscapes_camera_environment_changes_the_camera_and_the_study_reci
         assert variant_groups(camera, variant)["evaluation"]["max_images"] is None
     for group in ("model", "warmup", "self_training"):
         assert camera[group] == base[group]
+
+
+@pytest.mark.parametrize("env", [None, *ENVS])
+def test_every_ablation_variant_is_a_run_of_its_own(env: str | None) -> None:
+    """Two variants with the same effective settings train and score one model twice (at
+    40k iterations on a GPU, hours): the *_mic recipes' MIC once reached every adapting
+    variant, so hrda and hrda_mic were one run and no row was without MIC."""
+    parameters, _ = _environment(env)
+    settings = parse(AblationParams, parameters["ablations"], "ablations")
+    runs: dict[str, str] = {}
+    for name, spec in settings.variants.items():
+        groups = variant_groups(parameters, name)
+        adapting = groups["self_training"] if spec.adapt else None
+        run = json.dumps(
+            [spec.adapt, groups["model"], groups["warmup"], groups["evaluation"], adapting],
+            sort_keys=True,
+            default=str,
+        )
+        assert run not in runs, f"{env}: variant {name} is the same run as {runs[run]}"
+        runs[run] = name
+        if spec.adapt:  # MIC where the variant's name says so, and only there
+            assert groups["self_training"]["mic"]["enabled"] == ("mic" in name), (env, name)
+
+
+@pytest.mark.parametrize("env", [None, *ENVS])
+def test_the_ablation_mean_is_the_literatures_class_subset(env: str | None) -> None:
+    """The study reads ablations.class_subset, not evaluation.class_subsets: in the SYNTHIA
+    environments its mIoU once averaged 19 classes, three of which SYNTHIA never labels."""
+    parameters, _ = _environment(env)
+    subsets = [s for s in parameters["evaluation"]["class_subsets"].values() if s is not None]
+    expected = subsets[0] if subsets else None
+    assert parameters["ablations"]["class_subset"] == expected
