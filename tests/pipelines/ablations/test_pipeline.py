@@ -164,6 +164,14 @@ def test_variants_with_the_same_warmup_share_it_per_seed() -> None:
          "expected >= 1, or adapt: false"),
         ({"variants": {"hrda": {"self_training": {"rounds": 0}}}},
          "ablations.variants.hrda.self_training.rounds: 0 for a variant that adapts"),
+        # Accepted and never read once: the table has its own keys for these.
+        ({"shared": {"evaluation": {"class_subsets": {"s16": [0, 1]}}}},
+         r"^parameter ablations.shared.evaluation.class_subsets: not read by the ablation "
+         r"study \(its table uses ablations.class_subset\); expected one of predictions, "
+         "max_images, progress_bar$"),
+        ({"variants": {"hrda": {"evaluation": {"qualitative_images": 2}}}},
+         r"^parameter ablations.variants.hrda.evaluation.qualitative_images: not read by the "
+         "ablation study; expected one of"),
         # A run's own group written as a value: every command builds this graph.
         ({"_run": {"warmup": 1000}}, r"^parameter warmup: expected a mapping, got 1000$"),
         ({"_run": {"self_training": 5}}, r"^parameter self_training: expected a mapping, got 5$"),

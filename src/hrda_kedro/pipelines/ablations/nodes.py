@@ -35,6 +35,28 @@ GROUPS: dict[str, type] = {
 }
 
 
+# What the study's evaluation reads of the ``evaluation`` group; its table has keys of its
+# own for the rest (``ablations.class_subset``, ``ablations.small_classes``).
+STUDY_EVALUATION_KEYS = ("predictions", "max_images", "progress_bar")
+_STUDY_KEYS_INSTEAD = {
+    "class_subsets": "ablations.class_subset",
+    "small_classes": "ablations.small_classes",
+}
+
+
+def _check_study_evaluation(overrides: Mapping[str, Any], where: str) -> None:
+    """Refuse ``evaluation`` overrides the study would accept and never read."""
+    for key in overrides:
+        if key in STUDY_EVALUATION_KEYS:
+            continue
+        instead = _STUDY_KEYS_INSTEAD.get(key)
+        raise ParameterError(
+            f"parameter {where}.evaluation.{key}: not read by the ablation study"
+            + (f" (its table uses {instead})" if instead else "")
+            + f"; expected one of {', '.join(STUDY_EVALUATION_KEYS)}"
+        )
+
+
 def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``base`` with ``overrides`` applied.
 
@@ -64,6 +86,8 @@ def variant_groups(parameters: Mapping[str, Any], variant: str) -> dict[str, dic
             f"known: {', '.join(settings.variants)}"
         )
     spec = settings.variants[variant]
+    _check_study_evaluation(settings.shared.evaluation, "ablations.shared")
+    _check_study_evaluation(spec.evaluation, f"ablations.variants.{variant}")
     groups = {}
     for group, cls in GROUPS.items():
         base = parameters.get(group) or {}
