@@ -126,3 +126,29 @@ def test_evaluation_and_its_figure_predict_with_the_runs_test_time_windows(
         manifest, RUN_MODEL, EVALUATION, runtime, round_1=checkpoint("round_1", 0)
     )
     assert used == [RUN_WINDOWS, RUN_WINDOWS]
+
+
+def test_evaluation_honours_channels_last_with_the_same_counts(
+    tmp_path: Path, one_thread: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``runtime.channels_last`` once reached training only (NCHW convolutions at test time
+    on a GPU, whatever the setting)."""
+    layouts = []
+    real = nodes.predict_full_image_branches
+
+    def spy(net, image, windows):
+        kernel = next(p for p in net.parameters() if p.dim() == 4)
+        layouts.append(kernel.is_contiguous(memory_format=torch.channels_last))
+        return real(net, image, windows)
+
+    monkeypatch.setattr(nodes, "predict_full_image_branches", spy)
+    manifest = val_manifest(tmp_path, count=2)
+
+    def evaluated(layout: str) -> dict:
+        runtime = {"device": "cpu", "predict_streams": 1, "channels_last": layout}
+        return evaluate_model(checkpoint("round_1", 0), manifest, MODEL, EVALUATION, runtime)
+
+    on, off = (np.asarray(evaluated(layout)["confusion"]["fused"]) for layout in ("on", "off"))
+    assert layouts == [True, True, False, False]
+    # The same predictions up to float summation order (another kernel's): a pixel or two.
+    assert on.sum() == off.sum() and np.abs(on - off).sum() <= 0.002 * on.sum()

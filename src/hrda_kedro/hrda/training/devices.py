@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+from torch import nn
 
 from hrda_kedro.hrda import normalize
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 @dataclass
@@ -36,6 +39,14 @@ class DeviceSetup:
 
     def labels(self, labels: torch.Tensor) -> torch.Tensor:
         return labels.to(self.device, non_blocking=True)
+
+    def place(self, model: ModuleT) -> ModuleT:
+        """``model`` on the device, in the configured memory layout (training and every
+        whole-image prediction alike)."""
+        model = model.to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
 
     def layout(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last:

@@ -108,9 +108,7 @@ class Trainer:
         self.config, self.setup = config, setup
         self.stage, self.rank, self.world_size = stage, rank, world_size
         self.progress_bar = progress_bar and rank == 0
-        self.model = model.to(setup.device)
-        if setup.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = setup.place(model)
         self.student = Student(
             self.model, hr_loss_weight, setup, wrap_ddp(self.model, setup, world_size)
         )

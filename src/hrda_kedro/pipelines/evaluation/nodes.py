@@ -64,7 +64,7 @@ def evaluate_model(
     stage = str(checkpoint.get("stage"))
     net, trained = model_from_checkpoint(checkpoint, stage, inference=model_params.inference)
     check_compatible(trained, model_params, stage, fields=("num_classes",))
-    net = net.to(setup.device).eval()
+    net = setup.place(net).eval()
     windows = trained.sliding_windows()
 
     def predicted(data: Any, index: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -225,7 +225,7 @@ def plot_qualitative_grid(
     for name, checkpoint in checkpoints.items():
         net, trained = model_from_checkpoint(checkpoint, name, inference=model_params.inference)
         check_compatible(trained, model_params, name, fields=("num_classes",))
-        nets[name] = net.to(setup.device).eval(), trained.sliding_windows()
+        nets[name] = setup.place(net).eval(), trained.sliding_windows()
     data = labelled_dataset(target_val_manifest)
     picks = np.linspace(0, len(data) - 1, eval_params.qualitative_images).round().astype(int)
     samples = []

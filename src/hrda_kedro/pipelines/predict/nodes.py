@@ -275,7 +275,7 @@ def segment_images(
             "reads no model dataset)"
         )
     net, trained = model_from_checkpoint(checkpoint, str(path), inference=inference)
-    net = net.to(setup.device).eval()
+    net = setup.place(net).eval()
     attention = params.attention
     if attention and net.mode in ("lr_only", "hr_only"):
         logger.warning("the model (mode %s) has no scale attention: no maps written", net.mode)

@@ -112,7 +112,7 @@ def materialize_pseudo_labels(
     )
     check_compatible(trained_params, model_params, source)
     setup = resolve_device(runtime_params)
-    teacher = teacher.to(setup.device).eval()
+    teacher = setup.place(teacher).eval()
     windows = trained_params.sliding_windows()
     images = image_dataset(target_train_manifest)
 
