@@ -201,6 +201,14 @@ class RuntimeParams(Config):
     def validate(self) -> None:
         ok = self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
         require(ok, "device", f"expected auto | cpu | cuda | cuda:N, got {self.device!r}")
+        # Ranks take cuda:0 .. cuda:<devices - 1>; a fixed index would put all on one GPU.
+        require(
+            self.devices == 1 or not self.device.startswith("cuda:"),
+            "device",
+            f"{self.device!r} names one GPU, but runtime.devices: {self.devices} runs one rank "
+            "per GPU (cuda:0, cuda:1, ...); expected cuda or auto, with CUDA_VISIBLE_DEVICES "
+            "to choose the GPUs",
+        )
         streams = self.predict_streams
         require(
             streams == "auto" or streams >= 1,

@@ -227,6 +227,10 @@ CASES = [
     BadInput("a GPU this machine lacks", P, "uda", at_run({"runtime": {"device": "cuda:99"}}),
              ParameterError, r"^parameter runtime\.device: 'cuda:99' asked for, but (CUDA is "
              r"not available|this machine has \d+ CUDA device)"),
+    BadInput("one fixed GPU for several ranks", P, "uda",
+             at_run({"runtime": {"device": "cuda:1", "devices": 2}}), ParameterError,
+             r"^parameter runtime\.device: 'cuda:1' names one GPU, but runtime\.devices: 2 runs "
+             r"one rank per GPU \(cuda:0, cuda:1, \.\.\.\); expected cuda or auto"),
     BadInput("rounds below zero, run by a pipeline that does not read them", P, "evaluation",
              at_run({"self_training": {"rounds": -1}}), ParameterError,
              r"^parameter self_training\.rounds: expected an integer >= 0 \(0: source-only\), "
