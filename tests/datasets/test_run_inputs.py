@@ -123,3 +123,44 @@ def test_the_input_named_first_is_the_one_made_first(tmp_path: Path) -> None:
                  "ingestion": ingestion}  # fmt: skip
     with pytest.raises(MissingInputError, match=r"^source_train_manifest: .*ingestion \(1 more"):
         check_run_inputs({"round_1.model", "source_train_manifest"}, catalog, pipelines)
+
+
+@pytest.mark.parametrize(
+    ("extra_targets", "message"),
+    [
+        ({"night": {"kind": "embedded", "subset": "target_val_night"}}, None),
+        ({}, r"^extra_targets_manifest: lists the targets night \(embedded\), but this run's "
+         r"ingestion_datasets.extra_targets names none; made by kedro run --pipeline=ingestion"),
+        ({"night": {"kind": "embedded", "subset": "target_val_night"},
+          "dusk": {"kind": "embedded", "subset": "target_val_night"}},
+         r"names dusk \(embedded\), night \(embedded\);"),
+        ({"night": {"kind": "cityscapes", "root": "data/cs", "subset": "val"}},
+         r"lists the targets night \(embedded\), but .* names night \(cityscapes\);"),
+    ],
+)  # fmt: skip
+def test_the_extra_targets_manifest_must_hold_this_runs_targets(
+    tmp_path: Path, extra_targets: dict, message: str | None
+) -> None:
+    """An evaluation-only run after targets were added or removed once scored the last
+    ingestion's targets without a word."""
+    manifest = tmp_path / "extra_targets_manifest.csv"
+    manifest.write_text("image_path,dataset,split\na.png,embedded,night\nb.png,embedded,night\n")
+    catalog = DataCatalog({"extra_targets_manifest": CSVDataset(filepath=str(manifest))})
+    parameters = _parameters("local")
+    parameters["ingestion_datasets"]["extra_targets"] = extra_targets
+    inputs = {"extra_targets_manifest", "round_1.model"}
+    if message is None:
+        check_manifest_origins(inputs, catalog, parameters)
+        return
+    with pytest.raises(MissingInputError, match=message):
+        check_manifest_origins(inputs, catalog, parameters)
+    check_manifest_origins({"round_1.model"}, catalog, parameters)  # not read: no check
+
+
+def test_an_empty_extra_targets_manifest_fits_a_run_without_extra_targets(
+    tmp_path: Path,
+) -> None:
+    manifest = tmp_path / "extra_targets_manifest.csv"
+    manifest.write_text("image_path,dataset,split\n")
+    catalog = DataCatalog({"extra_targets_manifest": CSVDataset(filepath=str(manifest))})
+    check_manifest_origins({"extra_targets_manifest"}, catalog, _parameters("local"))

@@ -108,9 +108,12 @@ def check_manifest_origins(
     from hrda_kedro.params import parse
 
     read = [s for s in SPLITS if f"{s}_manifest" in inputs and f"{s}_manifest" in catalog]
-    if not read or "ingestion_datasets" not in parameters:
+    extra = EXTRA_MANIFEST in inputs and EXTRA_MANIFEST in catalog
+    if not (read or extra) or "ingestion_datasets" not in parameters:
         return
     datasets = parse(IngestionDatasets, parameters["ingestion_datasets"], "ingestion_datasets")
+    if extra and catalog.exists(EXTRA_MANIFEST):
+        _check_extra_targets(catalog.load(EXTRA_MANIFEST), datasets.extra_targets)
     folder = Path(parse(IngestionSettings, parameters.get("ingestion"), "ingestion").embedded.root)
     for split in read:
         spec, name = getattr(datasets, split), f"{split}_manifest"
@@ -134,3 +137,32 @@ def check_manifest_origins(
             f"{wanted} (another environment's ingestion); made by kedro run "
             "--pipeline=ingestion with this run's --env"
         )
+
+
+EXTRA_MANIFEST = "extra_targets_manifest"
+
+
+def _check_extra_targets(manifest: Any, wanted: Mapping[str, Any]) -> None:
+    """The extra targets' manifest must hold the targets, and kinds, that this run's
+    ``ingestion_datasets.extra_targets`` names: an evaluation-only run once scored the
+    targets of the last ingestion, without a word, after targets were added or removed."""
+    listed = (
+        {
+            str(name): sorted(set(rows["dataset"].astype(str)))
+            for name, rows in manifest.groupby("split", sort=True)
+        }
+        if len(manifest)
+        else {}
+    )
+    named = {name: [spec.kind] for name, spec in sorted(wanted.items())}
+    if listed == named:
+        return
+
+    def describe(targets: Mapping[str, list[str]]) -> str:
+        return ", ".join(f"{n} ({'/'.join(k)})" for n, k in targets.items()) or "none"
+
+    raise MissingInputError(
+        f"{EXTRA_MANIFEST}: lists the targets {describe(listed)}, but this run's "
+        f"ingestion_datasets.extra_targets names {describe(named)}; made by kedro run "
+        "--pipeline=ingestion with this run's --env and --params"
+    )
