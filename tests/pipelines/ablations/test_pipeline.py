@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from kedro.config import OmegaConfigLoader
 from kedro.framework.project import configure_project
@@ -16,7 +17,9 @@ from hrda_kedro.data.labels import CITYSCAPES_CLASSES
 from hrda_kedro.params import ParameterError
 from hrda_kedro.pipelines.ablations import create_pipeline
 from hrda_kedro.pipelines.ablations.nodes import (
+    build_ablation_table,
     deep_merge,
+    run_metrics,
     validate_ablations,
     variant_groups,
     variant_parameters,
@@ -323,3 +326,43 @@ def test_tiny_study_runs_in_parallel_and_writes_every_variant_and_seed(
     assert [p.stat().st_mtime_ns for p in states] == written
     # HRDA adapted source-only's warmup: it trained no warmup of its own.
     assert not (work / "hrda" / "seed_1" / "warmup").exists()
+
+
+def _confusion(correct: int, wrong: int) -> list[list[int]]:
+    """A 19-class confusion matrix: each class ``correct`` hits, ``wrong`` pixels as class 0."""
+    cm = [[0] * 19 for _ in range(19)]
+    for c in range(19):
+        cm[c][c] += correct
+        cm[c][0] += wrong
+    return cm
+
+
+def test_extra_targets_are_scored_as_the_papers_generalization_columns() -> None:
+    """gta_dg's study (BDD100K, Mapillary beside Cityscapes) once reported Cityscapes only:
+    each run's evaluation reads the extra targets, and the table has their mIoU, with a
+    mean over seeds and its spread."""
+    pipeline = create_pipeline(parameters=tiny_parameters())
+    evaluations = [n for n in pipeline.nodes if n.name.endswith(".evaluate")]
+    assert evaluations and all("extra_targets_manifest" in n.inputs for n in evaluations)
+
+    ablations = shipped_parameters()["ablations"]
+    final_model = {
+        "stage": "round_1",
+        "model_params": {
+            "hrda": {"mode": "hrda", "scale": 2, "context_crop": [64, 64], "detail_crop": [32, 32]}
+        },
+    }
+    metrics = []
+    for seed, wrong in ((1, 0), (2, 1)):
+        evaluation = {
+            "images": 2,
+            "confusion": {"fused": _confusion(3, 0)},
+            "targets": {"bdd100k": {"images": 1, "confusion": {"fused": _confusion(1, wrong)}}},
+        }
+        metrics.append(run_metrics(evaluation, final_model, ablations, variant="hrda", seed=seed))
+    # seed 2: 18 classes at IoU 1/2; class 0 at 2 / (2 + 18), the others' misses counted
+    assert [m["miou_bdd100k"] for m in metrics] == pytest.approx([1.0, (18 * 0.5 + 0.1) / 19])
+    table, summary = build_ablation_table(ablations, *metrics)
+    mean = table[table["seed"] == "mean"].iloc[0]
+    assert mean["miou_bdd100k"] == pytest.approx(np.mean([m["miou_bdd100k"] for m in metrics]))
+    assert summary["variants"]["hrda"]["miou_bdd100k_std"] > 0

@@ -67,9 +67,7 @@ def run_template(variant: str, seed: int, rounds: int, *, own_warmup: bool = Tru
     )
     evaluation = Pipeline(
         [
-            evaluation_node(
-                model, "evaluation", "evaluate", VARIANT_PARAMETERS, extra_targets=False
-            ),
+            evaluation_node(model, "evaluation", "evaluate", VARIANT_PARAMETERS),
             Node(
                 bind(run_metrics, variant=variant, seed=seed),
                 inputs=["evaluation", model, "params:ablations"],

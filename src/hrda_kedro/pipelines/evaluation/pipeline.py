@@ -38,17 +38,15 @@ def evaluation_node(
     output: str,
     name: str,
     parameters: Mapping[str, str] = PARAMETERS,
-    extra_targets: bool = True,
 ) -> Node:
-    """Evaluate the model of ``checkpoint`` on target val (and, with ``extra_targets``, on
-    every extra target); ``parameters``: group -> the dataset holding it."""
-    targets = {"extra_targets_manifest": "extra_targets_manifest"} if extra_targets else {}
+    """Evaluate the model of ``checkpoint`` on target val and on every extra target;
+    ``parameters``: group -> the dataset holding it."""
     return Node(
         evaluate_model,
         inputs={
             "checkpoint": checkpoint,
             "target_val_manifest": "target_val_manifest",
-            **targets,
+            "extra_targets_manifest": "extra_targets_manifest",
             "model": parameters["model"],
             "evaluation": parameters["evaluation"],
             "runtime": parameters["runtime"],
