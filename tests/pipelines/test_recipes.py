@@ -151,7 +151,8 @@ def _parameters(env: str) -> dict:
 @pytest.mark.parametrize("env", ["gta2cs_mic", "synthia2cs_mic"])
 def test_mic_environment_is_its_recipe_plus_mic(env: str) -> None:
     """The MIC environments copy their recipe's files: they may differ only in MIC (and the
-    official MIC config's seed), so a change to a recipe cannot be forgotten in its copy."""
+    official MIC config's seed, and MIC off for the study's other variants), so a change to
+    a recipe cannot be forgotten in its copy."""
     recipe, with_mic = _parameters(_recipe(env)), _parameters(env)
     mic = with_mic["self_training"].pop("mic")
     assert mic == {
@@ -163,6 +164,8 @@ def test_mic_environment_is_its_recipe_plus_mic(env: str) -> None:
         "augment": True,
     }
     recipe["self_training"].pop("mic")
+    # Its ablation study keeps MIC to the hrda_mic variant (tests/test_conf.py).
+    assert with_mic["ablations"]["shared"]["self_training"].pop("mic") == {"enabled": False}
     if env == "gta2cs_mic":
         assert with_mic["runtime"].pop("seed") == 2
         recipe["runtime"].pop("seed")
