@@ -47,6 +47,7 @@ def _advice() -> dict[type[Exception], str]:
     """
     from hrda_kedro.data import DataError, MissingFolderError, MissingInputError
     from hrda_kedro.hrda.checkpoint import CheckpointError
+    from hrda_kedro.hrda.networks.weights import WeightsError
     from hrda_kedro.launch import LauncherError
     from hrda_kedro.params import ParameterError
 
@@ -63,6 +64,9 @@ def _advice() -> dict[type[Exception], str]:
         "predict.skip_bad_files: true leaves bad files out), then run again",
         CheckpointError: "use a checkpoint written by hrda-kedro for this configuration (or "
         "move this one away to train afresh), then run again",
+        WeightsError: "point model.network.pretrained (or self_training.feature_distance."
+        "pretrained) at ImageNet weights of the configured encoder, or set it to null, then "
+        "run again",
         LauncherError: "start or restart `kedro run` on every machine as the README shows "
         "('Several GPUs, several machines')",
     }

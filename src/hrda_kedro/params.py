@@ -435,6 +435,15 @@ def check_run(parameters: Mapping[str, Any], groups: typing.Collection[str]) -> 
 
     model = parse(ModelConfig, parameters["model"], "model") if has("model") else None
     if model is not None:
+        check_pretrained(model.network.pretrained, model.network.encoder, "model.network")
+        if has("self_training"):
+            distance = parse(SelfTrainingParams, parameters["self_training"], "self_training")
+            if distance.feature_distance.enabled:
+                check_pretrained(
+                    distance.feature_distance.pretrained,
+                    model.network.encoder,
+                    "self_training.feature_distance",
+                )
         classes = model.network.num_classes
         _require(
             classes <= len(CITYSCAPES_CLASSES),
@@ -508,6 +517,28 @@ def check_run(parameters: Mapping[str, Any], groups: typing.Collection[str]) -> 
                 check_margins(
                     training.pseudo_labels.margins, size, "self_training.pseudo_labels", where
                 )
+
+
+def check_pretrained(location: str | None, encoder: str, group: str) -> None:
+    """Pretrained weights a run will load must be on this machine: a missing file stopped
+    the first training node, after ingestion. Only their presence is checked here (reading
+    a MiT-B5 file takes seconds); the training node checks what they hold."""
+    if location is None:
+        return
+    from hrda_kedro.hrda.networks.weights import WeightsError, resolve_weights
+
+    try:
+        if encoder.startswith("resnet"):  # DeepLabV2 reads a local state-dict file only
+            path = Path(location).expanduser()
+            if not path.is_file():
+                raise WeightsError(
+                    f"pretrained ResNet-101 weights file {path} does not exist; expected a "
+                    "local .pth state dict"
+                )
+        else:
+            resolve_weights(location)
+    except WeightsError as err:
+        raise ParameterError(f"parameter {group}.pretrained: {err}") from None
 
 
 def _absolute(path: str) -> Path:

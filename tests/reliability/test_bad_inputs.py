@@ -32,6 +32,7 @@ from hrda_kedro.data import DataError
 from hrda_kedro.data.torch_datasets import ManifestDataset
 from hrda_kedro.hrda.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from hrda_kedro.hrda.model_config import ModelConfig
+from hrda_kedro.hrda.networks.weights import WeightsError
 from hrda_kedro.params import ParameterError, parse
 from hrda_kedro.pipelines.evaluation.nodes import evaluate_model
 from hrda_kedro.runtime.models import build_model, model_params_dict
@@ -169,12 +170,26 @@ CASES = [
     BadInput("GPU asked for, none present", "parameters", "warmup",
              at_run({"runtime": {"device": "cuda"}}), ValueError,
              r"parameter runtime\.device: 'cuda' asked for, but CUDA is not available"),
+    # At run start: the first training node, after ingestion, once found it.
     BadInput("pretrained weights path missing", "parameters", "warmup",
-             at_run({"model": {"network": {"pretrained": "/nowhere/mit_b0.pth"}}}), ValueError,
-             r"pretrained weights path '/nowhere/mit_b0\.pth' does not exist; expected a local "
-             r"weights file"),
+             at_run({"model": {"network": {"pretrained": "/nowhere/mit_b0.pth"}}}),
+             ParameterError,
+             r"^parameter model\.network\.pretrained: pretrained weights path "
+             r"'/nowhere/mit_b0\.pth' does not exist; expected a local weights file"),
+    BadInput("DeepLabV2 weights missing", "parameters", "warmup",
+             at_run({"model": {"network": {"encoder": "resnet101", "architecture": "deeplabv2",
+                                           "pretrained": "/nowhere/r101.pth"}}}),
+             ParameterError,
+             r"^parameter model\.network\.pretrained: pretrained ResNet-101 weights file "
+             r"/nowhere/r101\.pth does not exist; expected a local \.pth state dict"),
+    BadInput("feature-distance weights missing", "parameters", "self_training",
+             at_run({"self_training": {"feature_distance": {"enabled": True,
+                                                            "pretrained": "/nowhere/fd.pth"}}}),
+             ParameterError,
+             r"^parameter self_training\.feature_distance\.pretrained: pretrained weights path "
+             r"'/nowhere/fd\.pth' does not exist"),
     BadInput("pretrained weights file is text", "parameters", "warmup",
-             _pretrained(b"not weights"), ValueError,
+             _pretrained(b"not weights"), WeightsError,
              r"weights file .*mit_b0\.pth cannot be read as a state dict with weights_only=True "
              r"\(\w+Error: .*\); expected a \.pth/\.bin state dict"),
     # data: stopped by ingestion, which stages its outputs and commits none of them

@@ -222,6 +222,20 @@ def test_cli_missing_model_stops_before_any_node_naming_the_dataset(trained: Pat
     ), final_error(output)
 
 
+def test_cli_unreadable_pretrained_weights_print_a_short_message(trained: Path) -> None:
+    """Weights that exist but are not weights (found by the training node that reads them):
+    two lines naming the file and the setting, not a 400-line traceback."""
+    (trained / "mit_b0.pth").write_text("not weights")
+    output = assert_refused(
+        trained,
+        "--pipeline warmup --params model.network.pretrained=mit_b0.pth",
+        r"WeightsError: weights file \S*mit_b0\.pth cannot be read as a state dict",
+    )
+    assert "Traceback" not in output and "╭" not in output
+    tail = output.strip().splitlines()[-1]
+    assert tail.startswith("What to do: point model.network.pretrained"), tail
+
+
 def test_cli_a_stage_run_before_the_one_it_needs_names_that_one(tmp_path: Path) -> None:
     """``kedro run --pipeline=warmup`` in a project that never ingested: one line, before
     the first node."""

@@ -28,7 +28,7 @@ from torchvision.models import resnet101
 from hrda_kedro.hrda.model_config import NetworkConfig
 
 from .base import SegmentationNetwork
-from .weights import load_checked, read_state_dict
+from .weights import WeightsError, load_checked, read_state_dict
 
 CLASSIFIER_DILATIONS = (6, 12)
 # (in, out, stride) of mmseg's ResNetV1c deep-stem convolutions (stem_channels 64).
@@ -87,7 +87,7 @@ class ResNet101Encoder(nn.Module):
         """
         path = Path(location).expanduser()
         if not path.is_file():
-            raise ValueError(f"pretrained ResNet-101 weights file {path} does not exist")
+            raise WeightsError(f"pretrained ResNet-101 weights file {path} does not exist")
         state = {k.removeprefix("module."): v for k, v in read_state_dict(path).items()}
         load_checked(self, state, path, f"ResNet-101 encoder ({self.layout})", ("fc.",))
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from .weights import load_checked, read_state_dict, resolve_weights
+from .weights import WeightsError, load_checked, read_state_dict, resolve_weights
 
 if TYPE_CHECKING:
     from transformers import SegformerConfig
@@ -205,7 +205,7 @@ class MiTEncoder(nn.Module):
             if field in stored and list(stored[field]) != list(getattr(self.spec, field))
         ]
         if differences:
-            raise ValueError(
+            raise WeightsError(
                 f"pretrained config {config_file} does not match {self.name}: "
                 + "; ".join(differences)
             )

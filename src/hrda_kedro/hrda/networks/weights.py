@@ -15,6 +15,11 @@ from torch import nn
 
 from hrda_kedro.hrda.checkpoint import load_error_reason
 
+
+class WeightsError(ValueError):
+    """Pretrained weights a setting points at are missing, unreadable or of another network:
+    the user's file, so the message names it and what was expected."""
+
 logger = logging.getLogger(__name__)
 
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -31,7 +36,7 @@ def _snapshot_folder(folder: Path) -> Path:
         return snapshots / ref.read_text().strip()
     candidates = sorted(p for p in snapshots.iterdir() if p.is_dir())
     if len(candidates) != 1:
-        raise ValueError(
+        raise WeightsError(
             f"pretrained cache folder {folder} has no refs/main and {len(candidates)} snapshots; "
             "point `pretrained` at one snapshot folder"
         )
@@ -46,7 +51,7 @@ def _cached_repo_folder(repo_id: str) -> Path:
     try:
         return Path(snapshot_download(repo_id, local_files_only=True))
     except (HFValidationError, LocalEntryNotFoundError) as error:
-        raise ValueError(
+        raise WeightsError(
             f"pretrained {repo_id!r} is neither a local path nor a repo in the local Hugging Face "
             f"cache (nothing is downloaded): {error}"
         ) from error
@@ -72,7 +77,7 @@ def resolve_weights(location: str) -> tuple[Path, Path | None]:
     elif _looks_like_repo_id(location):
         folder = _cached_repo_folder(location)
     else:
-        raise ValueError(
+        raise WeightsError(
             f"pretrained weights path {location!r} does not exist; expected a local weights "
             "file (e.g. mit_b5.pth, model.safetensors), a Hugging Face model folder or the "
             "id of a repo in the local Hugging Face cache"
@@ -81,7 +86,7 @@ def resolve_weights(location: str) -> tuple[Path, Path | None]:
         if (folder / name).is_file():
             config = folder / "config.json"
             return folder / name, config if config.is_file() else None
-    raise ValueError(
+    raise WeightsError(
         f"pretrained folder {folder} holds none of {HF_WEIGHT_FILES}"
         + (" (sharded checkpoints are not supported)" if any(folder.glob("*.index.json")) else "")
     )
@@ -95,13 +100,13 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         try:
             return load_file(str(path), device="cpu")
         except Exception as error:  # safetensors raises its own error types
-            raise ValueError(
+            raise WeightsError(
                 f"weights file {path} is not a readable safetensors file: {error}"
             ) from error
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many types on garbage input
-        raise ValueError(
+        raise WeightsError(
             f"weights file {path} cannot be read as a state dict with weights_only=True "
             f"({load_error_reason(error)}); expected a .pth/.bin state dict of tensors or a "
             ".safetensors file"
@@ -111,7 +116,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(content, Mapping) or not all(
         isinstance(value, torch.Tensor) for value in content.values()
     ):
-        raise ValueError(f"weights file {path} does not hold a state dict of tensors")
+        raise WeightsError(f"weights file {path} does not hold a state dict of tensors")
     return dict(content)
 
 
@@ -158,7 +163,7 @@ def load_checked(
         if keys
     ]
     if problems:
-        raise ValueError(f"weights file {source} does not match {target}; " + "; ".join(problems))
+        raise WeightsError(f"weights file {source} does not match {target}; " + "; ".join(problems))
     module.load_state_dict(kept, strict=False)
     logger.info("Loaded %d tensors from %s into %s", len(kept), source, target)
     if ignored:
