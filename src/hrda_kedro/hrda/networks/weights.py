@@ -20,6 +20,7 @@ class WeightsError(ValueError):
     """Pretrained weights a setting points at are missing, unreadable or of another network:
     the user's file, so the message names it and what was expected."""
 
+
 logger = logging.getLogger(__name__)
 
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
