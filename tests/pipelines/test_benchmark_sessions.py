@@ -28,6 +28,7 @@ from tests.data.benchmark_trees import (
     trainid_label,
 )
 from tests.data.helpers import cityscapes_tree, gta_tree
+from tests.pipelines.test_recipes import stops_at_the_weights_then_the_data
 
 SIZE = (64, 128)
 FIT = {"width": SIZE[1], "height": SIZE[0], "keep_ratio": True}
@@ -94,8 +95,9 @@ def test_without_data_the_recipe_starts_and_stops_at_the_data_check(
     # 512x512 detail crop; the run-start check validates it for every pipeline (to be scoped
     # to the ablations pipeline), so it is given a fitting detail crop here.
     ablations = {"variants": {"naive_hr": {"model": {"hrda": {"detail_crop": [64, 64]}}}}}
+    params = {"runtime": {"progress_bar": False}, "ablations": ablations}
     with pytest.raises(DataError, match=expected):
-        _run(project_copy, env, {"runtime": {"progress_bar": False}, "ablations": ablations})
+        stops_at_the_weights_then_the_data(lambda: _run(project_copy, env, params), project_copy)
     assert not list((project_copy / "data").glob("0[5-8]_*/*"))  # nothing was written
 
 

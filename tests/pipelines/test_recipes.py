@@ -9,7 +9,9 @@ feature distance against the recipe's pretrained-weights path) and evaluation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +26,7 @@ from transformers import SegformerForImageClassification
 from hrda_kedro.data import DataError
 from hrda_kedro.hrda.checkpoint import load_checkpoint
 from hrda_kedro.hrda.networks.mit import MIT_SPECS, segformer_config
+from hrda_kedro.params import ParameterError
 from tests.data.helpers import write_index, write_png16, write_rgb
 from tests.hrda.networks.test_weights import hf_to_original
 
@@ -36,12 +39,36 @@ def _recipe(env: str) -> str:
     return env.removesuffix("_mic")
 
 
+# Where every recipe expects its ImageNet weights (README, "The paper's data sets").
+RECIPE_WEIGHTS = "data/01_raw/pretrained/mit_b5.pth"
+
+
+def stops_at_the_weights_then_the_data(run: Callable[[], Any], project: Path) -> None:
+    """A recipe run in a project without the weights stops at once, naming them (before
+    an ingestion that takes hours); with them, at the first data folder it needs (which
+    ``run``'s caller checks in the DataError it raises)."""
+    with pytest.raises(
+        ParameterError,
+        match=rf"^parameter model\.network\.pretrained: pretrained weights path "
+        rf"'{RECIPE_WEIGHTS}' does not exist",
+    ):
+        run()
+    weights = project / RECIPE_WEIGHTS
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    weights.write_bytes(b"")  # present: the training node would read it
+    run()
+
+
 @pytest.mark.parametrize("env", ["gta2cs", "synthia2cs", "gta2cs_mic", "synthia2cs_mic"])
 def test_recipe_starts_and_stops_at_the_data_check(project_copy: Path, env: str) -> None:
     bootstrap_project(project_copy)
-    with KedroSession.create(project_path=project_copy, env=env) as session:
-        with pytest.raises(DataError, match=f"{MISSING[_recipe(env)]}: folder not found"):
+
+    def run() -> None:
+        with KedroSession.create(project_path=project_copy, env=env) as session:
             session.run(pipeline_names=["uda"])
+
+    with pytest.raises(DataError, match=f"{MISSING[_recipe(env)]}: folder not found"):
+        stops_at_the_weights_then_the_data(run, project_copy)
 
 
 # Raw label ids of the two layouts: road, sidewalk, building, pole, vegetation, sky,
