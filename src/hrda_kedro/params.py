@@ -521,20 +521,19 @@ def check_run(parameters: Mapping[str, Any], groups: typing.Collection[str]) -> 
 
 def check_pretrained(location: str | None, encoder: str, group: str) -> None:
     """Pretrained weights a run will load must be on this machine: a missing file stopped
-    the first training node, after ingestion. Only their presence is checked here (reading
-    a MiT-B5 file takes seconds); the training node checks what they hold."""
+    the first training node, after ingestion. Only their presence is checked here, with the
+    networks' own lookups; the training node reads them and checks what they hold."""
     if location is None:
         return
-    from hrda_kedro.hrda.networks.weights import WeightsError, resolve_weights
+    from hrda_kedro.hrda.networks.weights import (
+        WeightsError,
+        local_weights_file,
+        resolve_weights,
+    )
 
     try:
         if encoder.startswith("resnet"):  # DeepLabV2 reads a local state-dict file only
-            path = Path(location).expanduser()
-            if not path.is_file():
-                raise WeightsError(
-                    f"pretrained ResNet-101 weights file {path} does not exist; expected a "
-                    "local .pth state dict"
-                )
+            local_weights_file(location, "ResNet-101")
         else:
             resolve_weights(location)
     except WeightsError as err:

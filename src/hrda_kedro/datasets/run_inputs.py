@@ -95,6 +95,9 @@ def check_run_inputs(
         raise MissingInputError(f"{missing[0]}{others}") from missing[0].__cause__
 
 
+EXTRA_MANIFEST = "extra_targets_manifest"
+
+
 def check_manifest_origins(
     inputs: Iterable[str], catalog: Any, parameters: Mapping[str, Any]
 ) -> None:
@@ -137,9 +140,6 @@ def check_manifest_origins(
             f"{wanted} (another environment's ingestion); made by kedro run "
             "--pipeline=ingestion with this run's --env"
         )
-
-
-EXTRA_MANIFEST = "extra_targets_manifest"
 
 
 def _check_extra_targets(manifest: Any, wanted: Mapping[str, Any]) -> None:

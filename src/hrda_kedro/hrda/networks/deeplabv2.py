@@ -19,7 +19,6 @@ Dilations and paddings:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -28,7 +27,7 @@ from torchvision.models import resnet101
 from hrda_kedro.hrda.model_config import NetworkConfig
 
 from .base import SegmentationNetwork
-from .weights import WeightsError, load_checked, read_state_dict
+from .weights import load_checked, local_weights_file, read_state_dict
 
 CLASSIFIER_DILATIONS = (6, 12)
 # (in, out, stride) of mmseg's ResNetV1c deep-stem convolutions (stem_channels 64).
@@ -85,9 +84,7 @@ class ResNet101Encoder(nn.Module):
 
         A ``module.`` prefix (a DataParallel save) is removed, as mmcv's loader does.
         """
-        path = Path(location).expanduser()
-        if not path.is_file():
-            raise WeightsError(f"pretrained ResNet-101 weights file {path} does not exist")
+        path = local_weights_file(location, "ResNet-101")
         state = {k.removeprefix("module."): v for k, v in read_state_dict(path).items()}
         load_checked(self, state, path, f"ResNet-101 encoder ({self.layout})", ("fc.",))
 

@@ -63,6 +63,18 @@ def _looks_like_repo_id(location: str) -> bool:
     return len(parts) == 2 and all(parts) and not location.startswith((".", "~"))
 
 
+def local_weights_file(location: str, what: str) -> Path:
+    """A weights file that must be on disk as given (no Hugging Face folder or cache):
+    DeepLabV2's ResNet-101 state dict."""
+    path = Path(location).expanduser()
+    if not path.is_file():
+        raise WeightsError(
+            f"pretrained {what} weights file {path} does not exist; expected a local .pth "
+            "state dict"
+        )
+    return path
+
+
 def resolve_weights(location: str) -> tuple[Path, Path | None]:
     """Weights file and, for Hugging Face folders, their ``config.json`` (or None).
 
