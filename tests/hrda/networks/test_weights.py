@@ -21,6 +21,7 @@ from hrda_kedro.hrda.networks.mit import (
     segformer_config,
     set_official_layer_norm_eps,
 )
+from hrda_kedro.hrda.networks.weights import resolve_weights
 
 # Hugging Face file names inside a block -> names of the SegFormer release (written
 # independently of the library's converter so that the test checks it).
@@ -157,8 +158,16 @@ def test_hf_cache_folder_and_cached_repo_id_load(
     assert_same_tensors(MiTEncoder("mit-nano", str(repo)).model, nano_hf[0].segformer)
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
     assert_same_tensors(MiTEncoder("mit-nano", "nvidia/mit-nano").model, nano_hf[0].segformer)
-    with pytest.raises(ValueError, match="nvidia/mit-b5.*local Hugging Face cache"):
+    with pytest.raises(ValueError, match="nvidia/mit-b5.*local Hugging Face cache") as refused:
         MiTEncoder("mit-nano", "nvidia/mit-b5")
+    assert str(tmp_path) in str(refused.value)  # where it looked
+    assert "local_files_only" not in str(refused.value)  # huggingface_hub's download advice
+
+
+@pytest.mark.parametrize("location", ["weights/mit_b0.pth", "pretrained/model.safetensors"])
+def test_a_missing_weights_file_in_a_folder_is_not_taken_for_a_repo_id(location: str) -> None:
+    with pytest.raises(ValueError, match=f"pretrained weights path '{location}' does not exist"):
+        resolve_weights(location)
 
 
 def test_hf_config_of_another_variant_is_rejected(nano_hf: tuple[nn.Module, Path]) -> None:

@@ -175,6 +175,16 @@ def test_variants_with_the_same_warmup_share_it_per_seed() -> None:
         ({"variants": {"hrda": {"evaluation": {"qualitative_images": 2}}}},
          r"^parameter ablations.variants.hrda.evaluation.qualitative_images: not read by the "
          "ablation study; expected one of"),
+        # A variant's own weights, missing: named before anything trains, by the key that set them.
+        ({"variants": {"hrda": {"model": {"network": {"pretrained": "nowhere/mit_b0.pth"}}}}},
+         r"^parameter ablations.variants.hrda.model.network.pretrained: pretrained weights "
+         "path 'nowhere/mit_b0.pth' does not exist"),
+        ({"shared": {"self_training": {"feature_distance": {"enabled": True,
+                                                           "pretrained": "nowhere.pth"}}}},
+         r"^parameter ablations.shared.self_training.feature_distance.pretrained: pretrained "
+         "weights path 'nowhere.pth' does not exist"),
+        ({"_run": {"model": {"network": {"pretrained": "nowhere.pth"}}}},
+         r"^parameter model.network.pretrained: pretrained weights path 'nowhere.pth'"),
         # A run's own group written as a value: every command builds this graph.
         ({"_run": {"warmup": 1000}}, r"^parameter warmup: expected a mapping, got 1000$"),
         ({"_run": {"self_training": 5}}, r"^parameter self_training: expected a mapping, got 5$"),

@@ -46,21 +46,32 @@ def _snapshot_folder(folder: Path) -> Path:
 
 def _cached_repo_folder(repo_id: str) -> Path:
     """Local snapshot of a Hugging Face repo the user already downloaded."""
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
     from huggingface_hub.utils import HFValidationError, LocalEntryNotFoundError
 
     try:
         return Path(snapshot_download(repo_id, local_files_only=True))
-    except (HFValidationError, LocalEntryNotFoundError) as error:
+    except (HFValidationError, LocalEntryNotFoundError):
+        # huggingface_hub's own text advises enabling downloads, which this project never does.
         raise WeightsError(
             f"pretrained {repo_id!r} is neither a local path nor a repo in the local Hugging Face "
-            f"cache (nothing is downloaded): {error}"
-        ) from error
+            f"cache {constants.HF_HUB_CACHE} (nothing is downloaded); expected a local weights "
+            "file, a Hugging Face model folder or the id of a repo downloaded there"
+        ) from None
+
+
+# Suffixes of weights files: a missing ``org/model.pth`` is a missing file, not a repo id.
+WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
 
 
 def _looks_like_repo_id(location: str) -> bool:
     parts = location.split("/")
-    return len(parts) == 2 and all(parts) and not location.startswith((".", "~"))
+    return (
+        len(parts) == 2
+        and all(parts)
+        and not location.startswith((".", "~"))
+        and not location.endswith(WEIGHT_FILE_SUFFIXES)
+    )
 
 
 def local_weights_file(location: str, what: str) -> Path:

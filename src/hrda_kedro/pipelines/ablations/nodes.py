@@ -19,11 +19,14 @@ import torch
 
 from hrda_kedro.data.labels import CITYSCAPES_CLASSES
 from hrda_kedro.hrda.metrics import iou_per_class, summarize
+from hrda_kedro.hrda.model_config import ModelConfig
 from hrda_kedro.params import (
     PARAMETER_GROUPS,
     AblationOverrides,
     AblationParams,
     ParameterError,
+    SelfTrainingParams,
+    check_pretrained,
     parse,
 )
 
@@ -293,4 +296,32 @@ def validate_ablations(parameters: Mapping[str, Any]) -> None:
     """
     settings = parse(AblationParams, parameters.get("ablations"), "ablations")
     for variant in settings.variants:
-        variant_groups(parameters, variant)
+        _check_weights(settings, variant, variant_groups(parameters, variant))
+
+
+def _check_weights(
+    settings: AblationParams, variant: str, groups: Mapping[str, dict[str, Any]]
+) -> None:
+    """The pretrained weights a variant loads must be on this machine before the study
+    trains anything: a variant's own file was first read by its warmup node, hours into a
+    study. Errors name the key that set the file (the variant's, the study's or the run's)."""
+    model = parse(ModelConfig, groups["model"], f"ablations.variants.{variant}.model")
+    training = parse(SelfTrainingParams, groups["self_training"], "self_training")
+    distance = training.feature_distance
+    weights = [("model", "network", model.network.pretrained)]
+    if distance.enabled:
+        weights.append(("self_training", "feature_distance", distance.pretrained))
+    for group, section, location in weights:
+        owner = _setter(settings, variant, group, section)
+        check_pretrained(location, model.network.encoder, f"{owner}{group}.{section}")
+
+
+def _setter(settings: AblationParams, variant: str, group: str, section: str) -> str:
+    """The key prefix whose ``<group>.<section>.pretrained`` a variant's value comes from."""
+    for prefix, overrides in (
+        (f"ablations.variants.{variant}.", settings.variants[variant]),
+        ("ablations.shared.", settings.shared),
+    ):
+        if "pretrained" in (getattr(overrides, group).get(section) or {}):
+            return prefix
+    return ""
