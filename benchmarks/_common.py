@@ -328,6 +328,11 @@ def argument_parser(description: str) -> argparse.ArgumentParser:
     )
 
 
+class UsageError(Exception):
+    """Options that do not fit the project they name (a script's own check): ends the
+    script as a bad option does, through :func:`user_errors`."""
+
+
 @contextlib.contextmanager
 def user_errors(parser: argparse.ArgumentParser) -> Iterator[None]:
     """End the script as a bad option ends it (``<script>: error: ...``, exit status 2, no
@@ -335,6 +340,8 @@ def user_errors(parser: argparse.ArgumentParser) -> Iterator[None]:
     data file the options named that is missing or wrong. Other errors keep their traceback."""
     try:
         yield
+    except UsageError as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     except Exception as error:
         from hrda_kedro.cli import user_error_headline  # imports Kedro, not torch
 
@@ -351,6 +358,27 @@ def comma_list(text: str) -> list[str]:
     if not items:
         raise argparse.ArgumentTypeError(f"expected a comma list of one or more, got {text!r}")
     return items
+
+
+def comma_list_of(
+    valid: Callable[[str], bool] | Iterable[str], expected: str | None = None
+) -> Callable[[str], list[str]]:
+    """An argparse ``type``: :func:`comma_list` whose every item is one of ``valid`` (names,
+    or a test of one item); ``expected`` says what is, for the error line."""
+    if not callable(valid):
+        names = list(valid)
+        expected = expected or " | ".join(names)
+        valid = names.__contains__
+
+    def parse(text: str) -> list[str]:
+        items = comma_list(text)
+        if bad := [item for item in items if not valid(item)]:
+            raise argparse.ArgumentTypeError(
+                f"expected a comma list of {expected}, got {', '.join(map(repr, bad))}"
+            )
+        return items
+
+    return parse
 
 
 def count_arg(minimum: int) -> Callable[[str], int]:

@@ -282,19 +282,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--phases",
-        type=common.comma_list,
+        type=common.comma_list_of(PHASES),
         default=",".join(PHASES),
         help="comma list of " + ", ".join(PHASES),
     )
     parser.add_argument(
         "--threads",
-        type=common.comma_list,
+        type=common.comma_list_of(str.isdigit, "integers >= 0 (0: torch's default)"),
         default="0",
         help="comma list of torch thread counts (0: torch's default)",
     )
     parser.add_argument(
         "--wait-policy",
-        type=common.comma_list,
+        type=common.comma_list_of(
+            lambda policy: _policy_env(policy) is not None, "brief | passive | spin<N> | default"
+        ),
         default="brief",
         dest="wait_policy",
         help="comma list of OpenMP wait policies: brief (the project's 1000-round spin), "
@@ -313,7 +315,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--predict-streams",
-        type=common.comma_list,
+        type=common.comma_list_of(
+            lambda streams: streams == "auto" or streams.isdigit() and int(streams) >= 1,
+            "auto | integers >= 1",
+        ),
         default="auto",
         dest="predict_streams",
         help="comma list of 1 | N | auto: images the materialize and evaluate phases compute at "
@@ -324,7 +329,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--teacher-thread",
-        type=common.comma_list,
+        type=common.comma_list_of(("on", "off")),
         default="on",
         dest="teacher_thread",
         help="on | off | on,off: the train phase's EMA teacher in a thread of its own beside the "
@@ -337,23 +342,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = common.parse_args(_parser(), argv, worker)
     phases = args.phases
-    if unknown := [p for p in phases if p not in PHASES]:
-        raise SystemExit(f"unknown phase: {unknown}")
     competing = _load_threads(args.load_kind, args.load)
     rows = []
     info: dict[str, Any] = {}
     policies = args.wait_policy
     os.environ.pop("GOMP_SPINCOUNT", None)  # each policy sets its own (see WAIT_POLICIES)
-    if unknown := [p for p in policies if _policy_env(p) is None]:
-        raise SystemExit(f"unknown wait policy: {unknown}")
     modes = args.teacher_thread
-    if not set(modes) <= {"on", "off"}:
-        raise SystemExit(f"--teacher-thread: expected on, off or on,off; got {modes}")
     streams = args.predict_streams
-    if not all(s == "auto" or s.isdigit() and int(s) >= 1 for s in streams):
-        raise SystemExit(f"--predict-streams: expected auto or integers >= 1; got {streams}")
-    if not all(t.isdigit() for t in args.threads):
-        raise SystemExit(f"--threads: expected integers >= 0; got {args.threads}")
     settings = [
         (threads, phase, policy, mode)
         for threads in (int(t) for t in args.threads)

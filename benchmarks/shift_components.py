@@ -117,14 +117,14 @@ def measure(
     the project's Kedro catalog (``env`` and ``params``: the environment and parameters it
     ran with)."""
     variants = shift_variants()
-    unknown = [name for name in shifts if name not in variants]
-    if unknown:
-        raise SystemExit(f"--shifts: unknown {unknown}; expected some of {list(variants)}")
     from hrda_kedro.runtime.models import model_from_checkpoint
 
     with common.project_catalog(project, env, params) as catalog:
         if catalog.load("params:ingestion_datasets")["target_val"]["kind"] != "embedded":
-            raise SystemExit("shift_components.py needs a project whose target_val is embedded")
+            raise common.UsageError(
+                "the project's target_val is not the embedded benchmark; expected one whose "
+                "target scenes this script can draw with each part of the shift"
+            )
         small_classes.check_inputs(catalog, [], models)
         embedded = small_classes.drawn_embedded(catalog, project)
         checkpoints = {
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     small_classes.add_project_options(parser, "source_only", "first N target-val scenes")
     parser.add_argument(
         "--shifts",
-        type=common.comma_list,
+        type=common.comma_list_of(shift_variants()),
         default=",".join(shift_variants()),
         help="comma list of shift variants (default: all of them)",
     )

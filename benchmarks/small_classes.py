@@ -118,7 +118,7 @@ def fresh_splits(datasets: dict[str, Any], splits: Sequence[str]) -> list[str]:
         if kind == "embedded":
             found.append(split)
         elif split not in DEFAULT_SPLITS:
-            raise SystemExit(
+            raise common.UsageError(
                 f"--splits {split}: fresh images exist for the embedded benchmark only; "
                 f"the project's {drawn} is {kind!r}"
             )
@@ -143,7 +143,7 @@ def drawn_embedded(catalog: Any, project: Path) -> dict[str, Any]:
     if not drew(settings, root):
         fingerprint = root / FINGERPRINT_FILE
         drawn = _drawn_params(settings, fingerprint) if fingerprint.is_file() else ""
-        raise SystemExit(
+        raise common.UsageError(
             f"{fingerprint}: the project's embedded benchmark was not drawn with these "
             "parameters; pass --env and --params with those the project ran with"
             + (f' (it was drawn with --params "{drawn}")' if drawn else "")
@@ -375,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--splits",
-        type=common.comma_list,
+        type=common.comma_list_of(SPLITS),
         default=",".join(DEFAULT_SPLITS),
         help=f"comma list out of {', '.join(SPLITS)} (target_fresh: fresh target images "
         "after target-val's, embedded benchmark only)",
@@ -383,10 +383,6 @@ def main(argv: list[str] | None = None) -> int:
     common.add_threads_option(parser)
     common.add_out_option(parser)
     args = parser.parse_args(argv)
-    if unknown := sorted(set(args.splits) - set(SPLITS)):
-        parser.error(
-            f"--splits: unknown {', '.join(unknown)}; expected some of {', '.join(SPLITS)}"
-        )
     project = args.project.resolve()
     common.check_env(parser, project, args.env)
     common.set_threads(args.threads)

@@ -382,7 +382,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--precision",
-        type=common.comma_list,
+        type=common.comma_list_of(("fp32", "bf16")),
         default="fp32",
         help="fp32 | bf16 | a comma list such as fp32,bf16 (bf16 = autocast)",
     )
@@ -402,7 +402,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--variants",
-        type=common.comma_list,
+        type=common.comma_list_of(VARIANTS),
         default=",".join(VARIANTS),
         help="comma list out of " + ", ".join(VARIANTS),
     )
@@ -416,7 +416,7 @@ def _parser() -> argparse.ArgumentParser:
     uda.add_argument("--no-uda", action="store_false", dest="uda")
     parser.add_argument(
         "--teacher-thread",
-        type=common.comma_list,
+        type=common.comma_list_of(("on", "off")),
         default="on",
         dest="teacher_thread",
         help="on | off | on,off: the self-training rows' EMA teacher predicts in a thread of its "
@@ -542,11 +542,6 @@ def main(argv: list[str] | None = None) -> int:
     settings = _settings(args)
     precisions = args.precision
     variants = list(args.variants)
-    bad = [p for p in precisions if p not in ("fp32", "bf16")] + [
-        v for v in variants if v not in VARIANTS
-    ]
-    if bad:
-        raise SystemExit(f"unknown precision/variant: {bad}")
     if settings["uda"]:
         variants += [f"uda_{v}" for v in variants]
         if args.mic and "hrda" in variants:
@@ -558,8 +553,6 @@ def main(argv: list[str] | None = None) -> int:
               "compile": args.compile, "profile": args.profile,
               "hr_window_batch": args.hr_window_batch}  # fmt: skip
     modes = args.teacher_thread
-    if not set(modes) <= {"on", "off"}:
-        raise SystemExit(f"--teacher-thread: expected on, off or on,off; got {modes}")
     # rounds interleave the variants; the teacher thread only concerns the self-training rows
     grid = {"precision": precisions, "variant": variants, "teacher_thread": modes}
     runs, info = common.run_rounds(

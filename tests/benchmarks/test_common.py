@@ -138,6 +138,23 @@ BENCHMARKS = Path(common.__file__).parent
          "named 'nonexistent'"),
         ("small_classes.py", ["--params", "warmup"], "argument --params: Invalid format of "
          "`params` option: Item `warmup` must contain a key and a value separated by `=`."),
+        # Lists of names: every item is checked before any work, naming the ones refused.
+        ("shift_components.py", ["--shifts", "none,weather"], "argument --shifts: expected a "
+         "comma list of none | +palette"),
+        ("small_classes.py", ["--splits", "target_val,test"], "argument --splits: expected a "
+         "comma list of source_train | source_val | target_val | target_fresh, got 'test'"),
+        ("train_step.py", ["--variants", "hrda,hrda2"], "argument --variants: expected a comma "
+         "list of lr_only | "),
+        ("train_step.py", ["--precision", "fp16"], "argument --precision: expected a comma list "
+         "of fp32 | bf16, got 'fp16'"),
+        ("busy_cpu.py", ["--phases", "train,trian"], "argument --phases: expected a comma list "
+         "of "),
+        ("busy_cpu.py", ["--wait-policy", "spinny"], "argument --wait-policy: expected a comma "
+         "list of brief | passive | spin<N> | default, got 'spinny'"),
+        ("busy_cpu.py", ["--predict-streams", "auto,0"], "argument --predict-streams: expected "
+         "a comma list of auto | integers >= 1, got '0'"),
+        ("busy_cpu.py", ["--teacher-thread", "yes"], "argument --teacher-thread: expected a "
+         "comma list of on | off, got 'yes'"),
     ],
 )  # fmt: skip
 def test_bad_options_are_one_argparse_line_before_any_work(
@@ -275,6 +292,13 @@ def test_user_errors_end_the_script_with_the_error_under_kedros_wrapper(
     )
     with pytest.raises(RuntimeError, match="a bug"), common.user_errors(parser):
         raise RuntimeError("a bug")
+    # A script's own check of options against the project ends the same way.
+    with pytest.raises(SystemExit) as stopped, common.user_errors(parser):
+        raise common.UsageError("--splits target_fresh: fresh images exist for ...")
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == (
+        "script.py: error: --splits target_fresh: fresh images exist for ...\n"
+    )
 
 
 def test_a_table_whose_every_row_failed_does_not_replace_a_result(

@@ -68,8 +68,3 @@ def test_scores_are_percentages_and_the_confident_share_follows_the_threshold() 
     assert everything["confident%"] == 100.0 and nothing["confident%"] == 0.0
     assert everything["miou"] == nothing["miou"] and 0 <= everything["miou"] <= 100
     assert 0 <= everything["small_miou"] <= 100
-
-
-def test_an_unknown_shift_variant_stops_before_any_work(tmp_path) -> None:
-    with pytest.raises(SystemExit, match=r"--shifts: unknown \['weather'\]"):
-        _script().measure(tmp_path, ["source_only"], 1, 0.968, ["none", "weather"])

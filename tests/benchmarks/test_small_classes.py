@@ -143,10 +143,14 @@ def test_fresh_scenes_come_only_from_the_parameters_that_drew_the_projects_bench
     script = _script()
     assert script.drawn_embedded(_Catalog(embedded), tmp_path) == embedded
     other_camera = {**embedded, "focal": 0.55}
-    with pytest.raises(SystemExit, match="not drawn with these parameters; pass --env"):
+    with pytest.raises(
+        _script().common.UsageError, match="not drawn with these parameters; pass --env"
+    ):
         script.drawn_embedded(_Catalog(other_camera), tmp_path)
     elsewhere = {**embedded, "root": "data/01_raw/embedded"}  # conf/base's folder: never drawn
-    with pytest.raises(SystemExit, match="embedded/fingerprint.json: the project's embedded"):
+    with pytest.raises(
+        _script().common.UsageError, match="embedded/fingerprint.json: the project's embedded"
+    ):
         script.drawn_embedded(_Catalog(elsewhere), tmp_path)
 
 
@@ -164,7 +168,7 @@ def test_a_refused_project_is_told_the_params_its_benchmark_was_drawn_with(
     write_benchmark(tmp_path / "data/01_raw/embedded", parse(EmbeddedSettings, tiny, "e"))
     conf_base = {"height": 32, "width": 64, "focal": 1.1,
                  "sizes": {"source_train": 4, "target_train": 1, "target_val": 1}}  # fmt: skip
-    with pytest.raises(SystemExit) as refused:
+    with pytest.raises(_script().common.UsageError) as refused:
         _script().drawn_embedded(_Catalog(conf_base), tmp_path)
     assert str(refused.value).endswith(
         "not drawn with these parameters; pass --env and --params with those the project ran "
@@ -277,5 +281,7 @@ def test_fresh_splits_come_from_the_embedded_benchmark_only() -> None:
     assert script.fresh_splits(embedded, ["target_val"]) == []
     real = {"source_train": {"kind": "gta5"}, "target_val": {"kind": "cityscapes"}}
     assert script.fresh_splits(real, script.DEFAULT_SPLITS) == []
-    with pytest.raises(SystemExit, match="--splits target_fresh: .*target_val is 'cityscapes'"):
+    with pytest.raises(
+        _script().common.UsageError, match="--splits target_fresh: .*target_val is 'cityscapes'"
+    ):
         script.fresh_splits(real, ["target_val", "target_fresh"])
