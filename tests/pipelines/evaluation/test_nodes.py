@@ -4,6 +4,7 @@ evaluation parameters."""
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,36 @@ def test_evaluation_in_streams_counts_what_a_one_thread_loop_counts(
     streamed, loop = evaluated(streams), evaluated(1)
     assert streamed == loop
     assert streamed["images"] == 5 and set(streamed["confusion"]) == {"fused", "context", "detail"}
+
+
+def test_the_qualitative_grid_predicts_in_streams_what_a_loop_predicts(
+    tmp_path: Path, one_thread: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The figure's images once ignored ``runtime.predict_streams``: same images, same
+    order, same predictions and attention with 2 streams as in a plain loop."""
+    shown, threads = [], []
+    monkeypatch.setattr(nodes, "qualitative_figure", shown.append)
+    real = nodes.predict_full_image_with_attention
+
+    def spy(net, image, windows):
+        threads.append(threading.current_thread().name)
+        return real(net, image, windows)
+
+    monkeypatch.setattr(nodes, "predict_full_image_with_attention", spy)
+    manifest = val_manifest(tmp_path, count=4)
+    evaluation_params = {**EVALUATION, "qualitative_images": 3}
+    for streams in (2, 1):
+        runtime = {"device": "cpu", "predict_streams": streams}
+        nodes.plot_qualitative_grid(
+            manifest, MODEL, evaluation_params, runtime, round_1=checkpoint("round_1", 0)
+        )
+    streamed, loop = shown
+    assert all(name.startswith("hrda-image") for name in threads[:3])  # the streams' threads
+    assert threads[3:] == [threading.current_thread().name] * 3
+    assert [s.name for s in streamed] == [s.name for s in loop] and len(loop) == 3
+    for a, b in zip(streamed, loop, strict=True):
+        assert np.array_equal(a.views["round_1"].prediction, b.views["round_1"].prediction)
+        assert np.array_equal(a.views["round_1"].attention, b.views["round_1"].attention)
 
 
 def _parameters(env: str | None) -> EvaluationParams:

@@ -228,9 +228,9 @@ def plot_qualitative_grid(
         nets[name] = setup.place(net).eval(), trained.sliding_windows()
     data = labelled_dataset(target_val_manifest)
     picks = np.linspace(0, len(data) - 1, eval_params.qualitative_images).round().astype(int)
-    samples = []
-    for index in dict.fromkeys(picks.tolist()):  # fewer images than asked: each once
-        item = data[index]
+
+    def sample(index: int) -> QualitativeSample:
+        item = data[index]  # decoded in the prediction stream
         image = normalize(item["image"].unsqueeze(0).to(setup.device))
         views = {}
         for name, (net, windows) in nets.items():
@@ -241,13 +241,15 @@ def plot_qualitative_grid(
                 prediction=prediction[0].cpu().numpy(),
                 attention=None if attention is None else _detail_weight(attention, prediction),
             )
-        samples.append(
-            QualitativeSample(
-                name=str(target_val_manifest.iloc[index]["name"]),
-                image=item["image"].permute(1, 2, 0).numpy(),
-                label=item["label"].numpy(),
-                views=views,
-            )
+        return QualitativeSample(
+            name=str(target_val_manifest.iloc[index]["name"]),
+            image=item["image"].permute(1, 2, 0).numpy(),
+            label=item["label"].numpy(),
+            views=views,
         )
+
+    # Each image once (fewer images than asked), in parallel streams as evaluation predicts.
+    unique = dict.fromkeys(picks.tolist())
+    samples = list(map_in_streams(sample, unique, setup.predict_streams))
     logger.info("qualitative grid: %d target-val images, models %s", len(samples), list(nets))
     return qualitative_figure(samples)
