@@ -111,6 +111,24 @@ def test_generic_folder_with_class_map(tmp_path):
     assert _trainids(manifest.loc[0, "label_path"])[0, :3].tolist() == [255, 11, 13]
 
 
+def test_another_class_map_is_other_training_data(tmp_path):
+    """The same files under another ``class_map`` once kept their content digest, so the
+    stages resumed on a model trained with the old classes."""
+    from hrda_kedro.runtime.fingerprints import manifest_digest
+
+    write_rgb(tmp_path / "own" / "images" / "a.jpg")
+    write_index(tmp_path / "own" / "labels" / "a.png", np.array([[0, 1, 2, 2, 2] * 2] * 6))
+
+    def digest(class_map: dict) -> str:
+        spec = DatasetSpec("folder", str(tmp_path / "own"), class_map=class_map)
+        datasets = IngestionDatasets(spec, DatasetSpec("embedded"), DatasetSpec("embedded"))
+        return manifest_digest(ingest(_settings(tmp_path), datasets).manifests["source_train"])
+
+    vegetation = digest({0: "ignore", 1: "person", 2: "vegetation"})
+    assert digest({0: "ignore", 1: "person", 2: "terrain"}) != vegetation
+    assert digest({0: "ignore", 1: "person", 2: "vegetation"}) == vegetation
+
+
 def test_unlabelled_folder_needs_no_class_map(tmp_path):
     """A user's own target images without labels (``labels: false``) and without a class
     map (which only labels need) are ingested; the map's absence once crashed ingestion."""

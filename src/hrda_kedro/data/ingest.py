@@ -225,12 +225,14 @@ class _Staging:
         self._folders.clear()
 
 
-def _content_digest(*paths: Path | None) -> str:
-    """sha256 of the files' bytes: what training resumes on (paths may move, bytes not)."""
-    digest = hashlib.sha256()
-    for path in paths:
-        if path is not None:
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
+def _content_digest(image: Path, label: Path | None, mapping: LabelMapping) -> str:
+    """sha256 of the files' bytes and of the label mapping: what training resumes on (paths
+    may move, bytes not). The mapping counts: the same label file under another
+    ``class_map`` is other training data."""
+    digest = hashlib.sha256(hashlib.sha256(image.read_bytes()).digest())
+    if label is not None:
+        digest.update(hashlib.sha256(label.read_bytes()).digest())
+        digest.update(mapping.fingerprint.encode())
     return digest.hexdigest()
 
 
@@ -315,7 +317,7 @@ def _check_pair(
             save_png(train_ids, out, "the converted label")
         counts = np.bincount(train_ids.ravel(), minlength=256)[:NUM_CLASSES]
         record.update(label=_stamp(pair.label), counts=[int(c) for c in counts])
-    record["content_sha256"] = _content_digest(pair.image, pair.label)
+    record["content_sha256"] = _content_digest(pair.image, pair.label, mapping)
     return record
 
 
