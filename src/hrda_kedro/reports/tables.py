@@ -13,6 +13,19 @@ from hrda_kedro.data.labels import CITYSCAPES_CLASSES
 PSEUDO_LABEL_COLUMNS = ("round", "images", "confident_pixel_share", "miou", "pixel_accuracy")
 
 
+def json_ready(value: Any) -> Any:
+    """``value`` with every NaN or infinite float, at any depth, replaced by None: JSON has
+    no NaN (Python writes a bare ``NaN`` that strict parsers refuse), and an IoU of a class
+    absent from the ground truth is NaN."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    return value
+
+
 def pseudo_label_quality_table(qualities: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     """One row per round: images, confident-pixel share, mIoU, pixel accuracy, IoU per class.
 

@@ -29,6 +29,7 @@ from hrda_kedro.params import (
     check_pretrained,
     parse,
 )
+from hrda_kedro.reports.tables import json_ready
 
 logger = logging.getLogger(__name__)
 
@@ -148,10 +149,6 @@ def variant_parameters(
     return {group: merged[group] for group in groups}
 
 
-def _json_safe(value: Any) -> Any:
-    return None if isinstance(value, float) and math.isnan(value) else value
-
-
 def _column(class_name: str) -> str:
     return "iou_" + class_name.replace(" ", "_")
 
@@ -196,7 +193,7 @@ def run_metrics(
             for target, result in evaluation.get("targets", {}).items()
         },
     }
-    return {key: _json_safe(value) for key, value in row.items()}  # NaN is not JSON
+    return json_ready(row)
 
 
 def _fused_miou(result: dict[str, Any], class_subset: list[int] | None) -> float:
@@ -229,8 +226,8 @@ def build_ablation_table(
         rows.append(mean)
         summary[variant] = {
             "seeds": group["seed"].tolist(),
-            **{f"{s}_mean": _json_safe(float(group[s].mean())) for s in scores},
-            **{f"{s}_std": _json_safe(float(group[s].std(ddof=0))) for s in scores},
+            **{f"{s}_mean": float(group[s].mean()) for s in scores},
+            **{f"{s}_std": float(group[s].std(ddof=0)) for s in scores},
         }
         logger.info(
             "%-22s mIoU %5.1f +- %4.1f, small classes %5.1f +- %4.1f (%d seeds)",
@@ -242,12 +239,14 @@ def build_ablation_table(
             len(group),
         )
     table = pd.DataFrame(rows, columns=list(runs.columns))
-    return table, {
-        "small_classes": [CITYSCAPES_CLASSES[c] for c in settings.small_classes],
-        "class_subset": settings.class_subset,
-        "variants": summary,
-        "runs": [{k: _json_safe(v) for k, v in row.items()} for row in runs.to_dict("records")],
-    }
+    return table, json_ready(
+        {
+            "small_classes": [CITYSCAPES_CLASSES[c] for c in settings.small_classes],
+            "class_subset": settings.class_subset,
+            "variants": summary,
+            "runs": runs.to_dict("records"),
+        }
+    )
 
 
 def build_per_class_table(

@@ -32,7 +32,7 @@ from hrda_kedro.reports.figures import (
     qualitative_figure,
     training_curves_figure,
 )
-from hrda_kedro.reports.tables import pseudo_label_quality_table
+from hrda_kedro.reports.tables import json_ready, pseudo_label_quality_table
 from hrda_kedro.runtime.devices import resolve_device
 from hrda_kedro.runtime.models import check_compatible, model_from_checkpoint
 from hrda_kedro.runtime.training_data import labelled_dataset
@@ -154,7 +154,7 @@ def build_miou_report(
             )
     table = pd.DataFrame(rows)
     per_class_table = pd.DataFrame(per_class)
-    summary = {
+    summary = {  # NaN (a class absent from the ground truth) is null in JSON
         "miou_table": table.to_dict(orient="records"),
         "per_class_iou": per_class_table.to_dict(orient="records"),
         "class_subsets": {
@@ -173,7 +173,7 @@ def build_miou_report(
                 100 * row["miou"],
                 100 * row["small_class_miou"],
             )
-    return table, per_class_table, summary
+    return table, per_class_table, json_ready(summary)
 
 
 def plot_per_class_iou(per_class_iou: pd.DataFrame, evaluation: dict[str, Any]) -> Figure:
