@@ -123,6 +123,10 @@ class ProjectHooks:
         if sampling and "training" in node.tags:
             self._sampling = None  # once a run
             _check_sampling(*(catalog.load(name) for name in _SAMPLING_INPUTS), sampling)
+        target = getattr(self, "_target_fit", None)
+        if target and "training" in node.tags:
+            self._target_fit = None
+            _check_target_fit(catalog.load(_TARGET_INPUT), target)
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
@@ -132,13 +136,16 @@ class ProjectHooks:
 
         try:
             with tracking_runs.run_ends_on_error():
-                self._sampling = self._check_run(pipeline, catalog)
+                self._sampling, self._target_fit = self._check_run(pipeline, catalog)
         except BaseException:
             _leave_project_root()  # Kedro calls no end-of-run hook for a run stopped here
             raise
 
     @staticmethod
-    def _check_run(pipeline: Any, catalog: Any) -> dict[str, Any]:
+    def _check_run(pipeline: Any, catalog: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Checks the run's settings and inputs; returns the checks of data the run makes
+        before it trains (rare class sampling, the target images' size), for its first
+        training node."""
         from hrda_kedro.params import (
             AblationParams,
             RuntimeParams,
@@ -182,8 +189,12 @@ class ProjectHooks:
         logger.info("parameters validated: %s", ", ".join(validated) or "none")
         if sampling and set(_SAMPLING_INPUTS) <= pipeline.inputs():
             _check_sampling(*(catalog.load(name) for name in _SAMPLING_INPUTS), sampling)
-            return {}  # checked; a run that ingests checks before its first training node
-        return sampling
+            sampling = {}  # checked; a run that ingests checks before its first training node
+        target = _target_fit_settings(pipeline, parameters, validated)
+        if target and _TARGET_INPUT in pipeline.inputs():
+            _check_target_fit(catalog.load(_TARGET_INPUT), target)
+            target = {}
+        return sampling, target
 
 
 # In the order _check_sampling takes them.
@@ -200,6 +211,37 @@ def _check_sampling(counts: Any, manifest: Any, groups: Mapping[str, Any]) -> No
     for group, settings in groups.items():
         train = parse(kinds[group], settings, group)
         check_rare_class_sampling(manifest, class_counts(counts), train, group)
+
+
+_TARGET_INPUT = "target_train_manifest"
+
+
+def _target_fit_settings(
+    pipeline: Any, parameters: Mapping[str, Any], validated: list[str]
+) -> dict[str, Any]:
+    """The run's ``model`` and ``self_training`` when it trains rounds on the target images
+    (outside the study, whose variants check their own crops): their size is known once
+    ingested, and a round found the crop too large only after the whole warmup."""
+    rounds = any(
+        "training" in node.tags
+        and _TARGET_INPUT in node.inputs
+        and not (node.namespace or "").startswith("ablations")
+        for node in pipeline.nodes
+    )
+    if not rounds or not {"model", "self_training"} <= set(validated):
+        return {}
+    return {group: parameters[group] for group in ("model", "self_training")}
+
+
+def _check_target_fit(manifest: Any, groups: Mapping[str, Any]) -> None:
+    """The context crop fits in every target image, and the margins leave pixels of it."""
+    from hrda_kedro.hrda.model_config import ModelConfig
+    from hrda_kedro.params import SelfTrainingParams, parse
+    from hrda_kedro.runtime.training_data import check_images_fit
+
+    model = parse(ModelConfig, groups["model"], "model")
+    training = parse(SelfTrainingParams, groups["self_training"], "self_training")
+    check_images_fit(manifest, model, "target_train", training.pseudo_labels)
 
 
 def _trains_outside_the_study(pipeline: Any) -> bool:

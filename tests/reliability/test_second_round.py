@@ -555,3 +555,30 @@ def test_a_run_that_ingests_checks_rare_class_sampling_before_training(trained: 
     with pytest.raises(ParameterError, match=r"^parameter self_training\.rare_class_sampling"):
         run_in_process(trained, "uda", settings)
     assert_unchanged(before, trained / "data" / "06_models")
+
+
+def test_target_images_smaller_than_the_crop_stop_the_run_before_the_warmup(
+    trained: Path,
+) -> None:
+    """Found by the first round, after the whole warmup, the source-only evaluation and the
+    pseudo-labels: now before the first training node, or at the start of a run that does
+    not ingest."""
+    root = trained / USER_DATA / "target"
+    write_rgb(root / "images" / "t0.png", 40, 48)
+    write_rgb(root / "images" / "t1.png", 64, 128)
+    params = {
+        "ingestion_datasets": {
+            "target_train": {"kind": "folder", "root": str(root), "labels": False}
+        }
+    }
+    message = (
+        r"^parameter model\.hrda\.context_crop: the context crop \[64, 64\] \(HxW\) does not "
+        r"fit in .+/t0\.png of target_train, loaded at 40x48; expected at most the smallest"
+    )
+    models = trained / "data" / "06_models" / "source_only" / "model.pt"
+    versions = sorted(models.iterdir())
+    with pytest.raises(ParameterError, match=message):
+        run_in_process(trained, "uda", params)
+    assert sorted(models.iterdir()) == versions  # the warmup did not run
+    with pytest.raises(ParameterError, match=message):
+        run_in_process(trained, "self_training", params)
