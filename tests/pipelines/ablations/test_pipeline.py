@@ -18,6 +18,7 @@ from hrda_kedro.params import ParameterError
 from hrda_kedro.pipelines.ablations import create_pipeline
 from hrda_kedro.pipelines.ablations.nodes import (
     build_ablation_table,
+    check_variant_weights,
     deep_merge,
     run_metrics,
     validate_ablations,
@@ -175,16 +176,6 @@ def test_variants_with_the_same_warmup_share_it_per_seed() -> None:
         ({"variants": {"hrda": {"evaluation": {"qualitative_images": 2}}}},
          r"^parameter ablations.variants.hrda.evaluation.qualitative_images: not read by the "
          "ablation study; expected one of"),
-        # A variant's own weights, missing: named before anything trains, by the key that set them.
-        ({"variants": {"hrda": {"model": {"network": {"pretrained": "nowhere/mit_b0.pth"}}}}},
-         r"^parameter ablations.variants.hrda.model.network.pretrained: pretrained weights "
-         "path 'nowhere/mit_b0.pth' does not exist"),
-        ({"shared": {"self_training": {"feature_distance": {"enabled": True,
-                                                           "pretrained": "nowhere.pth"}}}},
-         r"^parameter ablations.shared.self_training.feature_distance.pretrained: pretrained "
-         "weights path 'nowhere.pth' does not exist"),
-        ({"_run": {"model": {"network": {"pretrained": "nowhere.pth"}}}},
-         r"^parameter model.network.pretrained: pretrained weights path 'nowhere.pth'"),
         # A run's own group written as a value: every command builds this graph.
         ({"_run": {"warmup": 1000}}, r"^parameter warmup: expected a mapping, got 1000$"),
         ({"_run": {"self_training": 5}}, r"^parameter self_training: expected a mapping, got 5$"),
@@ -197,6 +188,30 @@ def test_bad_ablation_parameters_are_named_at_run_start(overrides, message) -> N
         validate_ablations(parameters)
     # Building the graph must not fail: it is built for every pipeline, uda included.
     assert isinstance(create_pipeline(parameters=parameters), Pipeline)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"variants": {"hrda": {"model": {"network": {"pretrained": "nowhere/mit_b0.pth"}}}}},
+         r"^parameter ablations.variants.hrda.model.network.pretrained: pretrained weights "
+         "path 'nowhere/mit_b0.pth' does not exist"),
+        ({"shared": {"self_training": {"feature_distance": {"enabled": True,
+                                                           "pretrained": "nowhere.pth"}}}},
+         r"^parameter ablations.shared.self_training.feature_distance.pretrained: pretrained "
+         "weights path 'nowhere.pth' does not exist"),
+        ({"_run": {"model": {"network": {"pretrained": "nowhere.pth"}}}},
+         r"^parameter model.network.pretrained: pretrained weights path 'nowhere.pth'"),
+    ],
+)  # fmt: skip
+def test_a_variants_missing_weights_are_named_at_run_start(overrides, message) -> None:
+    """A variant's own weights file was first read by its warmup node, hours into a study."""
+    run_groups = overrides.pop("_run", {})
+    parameters = {**deep_merge(shipped_parameters(), {"ablations": overrides}), **run_groups}
+    validate_ablations(parameters)  # the schema is fine
+    with pytest.raises(ParameterError, match=message):
+        check_variant_weights(parameters)
+    check_variant_weights(shipped_parameters())  # no weights asked for: nothing to check
 
 
 def test_one_namespace_per_variant_and_seed_with_rounds_only_where_adapting() -> None:

@@ -28,7 +28,9 @@ from hrda_kedro.hrda.crops import Box
 
 logger = logging.getLogger(__name__)
 
-# DAFormer's image-level threshold and the GTA5 size it refers to (HRDA's 2560x1440).
+# DAFormer's image-level threshold, and the image size it is scaled from for other data.
+# Officially 3000 px counted on the native GTA5 / SYNTHIA labels, and 2 x 3000 in the crop
+# of the resized (2560x1440 at most) image, unscaled: the paper recipes give no reference.
 RCS_MIN_PIXELS = 3000
 RCS_REFERENCE_HW = (1440, 2560)
 # The official source pipeline re-draws a rejected crop at most this many times.

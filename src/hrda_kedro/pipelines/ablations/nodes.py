@@ -295,15 +295,23 @@ def validate_ablations(parameters: Mapping[str, Any]) -> None:
     """
     settings = parse(AblationParams, parameters.get("ablations"), "ablations")
     for variant in settings.variants:
+        variant_groups(parameters, variant)
+
+
+def check_variant_weights(parameters: Mapping[str, Any]) -> None:
+    """The pretrained weights each variant loads must be on this machine before the study
+    trains anything: a variant's own file was first read by its warmup node, hours into a
+    study. Errors name the key that set the file (the variant's, the study's or the run's).
+    Called by the run-start hook with the other file checks, after the schema's."""
+    settings = parse(AblationParams, parameters.get("ablations"), "ablations")
+    for variant in settings.variants:
         _check_weights(settings, variant, variant_groups(parameters, variant))
 
 
 def _check_weights(
     settings: AblationParams, variant: str, groups: Mapping[str, dict[str, Any]]
 ) -> None:
-    """The pretrained weights a variant loads must be on this machine before the study
-    trains anything: a variant's own file was first read by its warmup node, hours into a
-    study. Errors name the key that set the file (the variant's, the study's or the run's)."""
+    """:func:`check_variant_weights` for one variant."""
     model = parse(ModelConfig, groups["model"], f"ablations.variants.{variant}.model")
     training = parse(SelfTrainingParams, groups["self_training"], "self_training")
     distance = training.feature_distance
