@@ -107,10 +107,12 @@ GTA5_MAPPING = LabelMapping(
     "Cityscapes label ids 0-33 (GTA5 labels/*.png)",
 )
 
-# SYNTHIA-RAND-CITYSCAPES README classes 0-22; no terrain, truck or train.
+# SYNTHIA-RAND-CITYSCAPES README classes 0-22, as the official conversion maps them: the
+# scenes hold no terrain (16), truck (18) or train (20), which map to their classes all the
+# same (the 16- and 13-class protocols leave those classes out of the mean).
 SYNTHIA_ID_TO_TRAIN_ID: dict[int, int] = {
-    3: 0, 4: 1, 2: 2, 21: 3, 5: 4, 7: 5, 15: 6, 9: 7, 6: 8, 1: 10,
-    10: 11, 17: 12, 8: 13, 19: 15, 12: 17, 11: 18,
+    3: 0, 4: 1, 2: 2, 21: 3, 5: 4, 7: 5, 15: 6, 9: 7, 6: 8, 16: 9, 1: 10,
+    10: 11, 17: 12, 8: 13, 18: 14, 19: 15, 20: 16, 12: 17, 11: 18,
 }  # fmt: skip
 SYNTHIA_MAPPING = LabelMapping(
     "synthia",
