@@ -93,7 +93,9 @@ def test_synthia_16bit_first_channel(tmp_path):
         DatasetSpec("synthia", str(root)), datasets.target_train, datasets.target_val
     )
     manifest = ingest(_settings(tmp_path), datasets).manifests["source_train"]
-    for path in manifest["label_path"]:  # SYNTHIA 21 -> 3 (wall), 11 -> 18, 16/18/20 -> 9/14/16 (official)
+    for path in manifest[
+        "label_path"
+    ]:  # SYNTHIA 21 -> 3 (wall), 11 -> 18, 16/18/20 -> 9/14/16 (official)
         np.testing.assert_array_equal(_trainids(path), SYNTHIA_TRAIN)
 
 
