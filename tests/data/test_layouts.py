@@ -113,3 +113,7 @@ def test_hrda_resize_sizes():
     assert ResizeSpec(2560, 1520).load_size(760, 1280) == (1520, 2560)  # SYNTHIA
     assert ResizeSpec(2048, 1024).load_size(1024, 2048) == (1024, 2048)  # Cityscapes
     assert ResizeSpec(300, 200, keep_ratio=False).load_size(1052, 1914) == (200, 300)
+    # mmcv's rule bounds the long and the short edge, whatever the orientation: a portrait
+    # image (Mapillary has some) is not fitted inside a landscape box.
+    assert ResizeSpec(2048, 1024).load_size(2000, 1000) == (2048, 1024)
+    assert ResizeSpec(2048, 1024).load_size(4000, 3000) == (1365, 1024)

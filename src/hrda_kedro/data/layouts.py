@@ -80,10 +80,16 @@ class ResizeSpec(Config):
         )
 
     def load_size(self, height: int, width: int) -> tuple[int, int]:
-        """``(H, W)`` an image of ``height x width`` is resized to (mmseg's keep-ratio rule)."""
+        """``(H, W)`` an image of ``height x width`` is resized to.
+
+        With ``keep_ratio``, mmcv's ``rescale_size`` (HRDA's pipelines): the larger of
+        ``width, height`` bounds the image's long edge and the smaller its short edge,
+        whatever the image's orientation (a portrait photo is not shrunk to fit a landscape
+        box)."""
         if not self.keep_ratio:
             return self.height, self.width
-        scale = min(self.width / width, self.height / height)
+        long_edge, short_edge = max(self.width, self.height), min(self.width, self.height)
+        scale = min(long_edge / max(height, width), short_edge / min(height, width))
         return int(height * scale + 0.5), int(width * scale + 0.5)
 
 
