@@ -53,6 +53,7 @@ def test_paper_recipe(env: str) -> None:
     assert train.source_batch_size == 2 and train.target_batch_size == 2
     assert train.optimizer.lr == 6e-5 and train.optimizer.warmup_iters == 1500
     assert train.optimizer.head_lr_mult == 10 and train.ema_alpha == 0.999
+    assert train.optimizer.no_decay == "official"  # mmcv custom_keys: encoder norms only
     assert train.pseudo_labels.threshold == 0.968
     assert train.feature_distance.enabled
     # soft merge: the environment keeps base keys it does not mention

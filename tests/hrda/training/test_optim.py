@@ -73,6 +73,45 @@ def test_groups_lr_and_weight_decay() -> None:
     assert optimizer.defaults["betas"] == (0.9, 0.999)
 
 
+def test_the_official_rule_decays_all_but_the_encoders_norms() -> None:
+    """The HRDA configs' mmcv custom_keys (head: lr x 10; pos_block, norm: no decay; first
+    match wins, ``head`` before ``norm``): biases, depthwise convolutions and the heads'
+    BatchNorm decay; the encoder's LayerNorms and positional blocks do not."""
+    model = _Model()
+    optimizer = build_optimizer(model, lr=6e-5, weight_decay=0.01, no_decay="official")
+    groups = _group_of(optimizer)
+    named = dict(model.named_parameters())
+    undecayed = {name for name, p in named.items() if groups[id(p)]["weight_decay"] == 0.0}
+    assert undecayed == {
+        "network.encoder.block.norm1.weight",
+        "network.encoder.block.norm1.bias",
+        "network.encoder.block.pos_block.weight",
+    }
+    for name in ("network.decode_head.1.weight", "network.decode_head.1.bias"):  # head BN
+        assert groups[id(named[name])]["lr"] == pytest.approx(6e-4)
+        assert groups[id(named[name])]["weight_decay"] == 0.01
+
+
+def test_mit_parameter_names_meet_the_official_rule_as_mmsegs_do() -> None:
+    """The Hugging Face MiT names every LayerNorm ``...layer_norm...`` (mmseg: ``norm...``):
+    the official substring rule exempts exactly the encoder's LayerNorm parameters."""
+    from hrda_kedro.hrda.networks import NetworkConfig, build_network
+
+    network = build_network(NetworkConfig(decoder_embed_dim=16, attention_embed_dim=16))
+    holder = nn.Module()
+    holder.network = network
+    optimizer = build_optimizer(holder, no_decay="official")
+    groups = _group_of(optimizer)
+    modules = network.encoder.named_modules()
+    norms = {name for name, module in modules if isinstance(module, nn.LayerNorm)}
+    undecayed = {
+        name.removeprefix("network.encoder.").rsplit(".", 1)[0]
+        for name, p in holder.named_parameters()
+        if groups[id(p)]["weight_decay"] == 0.0
+    }
+    assert norms and undecayed == norms
+
+
 def test_cpu_parameters_get_the_fused_kernel_with_the_reference_update() -> None:
     model = _Model()
     reference_model = _Model()

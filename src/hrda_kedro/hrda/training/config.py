@@ -10,6 +10,7 @@ paper's values are in the recipe environments, e.g. ``conf/gta2cs``);
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from hrda_kedro.hrda.config import Config, require, require_positive_pair, setting
 
@@ -22,6 +23,9 @@ class OptimizerConfig(Config):
     head_lr_mult: float = setting(10.0, ge=0)
     """The heads' lr is ``lr`` x this; 0 freezes them, a negative value would ascend."""
     weight_decay: float = setting(0.01, ge=0)
+    no_decay: Literal["official", "norms_biases_positional"] = "norms_biases_positional"
+    """Parameters without weight decay: the official configs' (``norm`` in an encoder
+    parameter's name) or every bias, norm and positional convolution (optim.py)."""
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_iters: int = setting(30, ge=0)
     poly_power: float = setting(1.0, gt=0)

@@ -4,17 +4,24 @@ The pretrained encoder is fine-tuned gently while the randomly initialised heads
 ten times faster; weight decay is kept off parameters where shrinking towards 0 only
 hurts (norm scales, biases, positional convolutions).
 
-Parameter rules (decision; the official mmcv config matches the substrings ``head`` and
-``norm`` and still decays biases and MiT's depthwise convolutions):
+Parameter rules:
 
 - **encoder vs head**: a parameter is an encoder parameter when its name equals or starts
   with one of ``encoder_prefixes`` followed by ``.``; every other parameter (decoder head,
   scale-attention head, ...) gets ``lr * head_lr_mult``.
-- **no weight decay** when ``param.ndim <= 1`` (biases, norm scales, LayerScale) or any
-  dot-separated part of the name contains ``norm`` (``norm1``, ``layer_norm``,
-  ``batchnorm``), starts with ``pos`` (``pos_block``, ``pos_embed``,
-  ``position_embeddings``) or is ``dwconv`` (MiT's Mix-FFN 3x3 depthwise convolution, the
-  implicit positional encoding).
+- **no weight decay**, by ``no_decay``:
+
+  - ``official``: the HRDA / DAFormer configs' mmcv ``custom_keys`` (``head``: lr x 10;
+    ``pos_block`` and ``norm``: no decay; the first key that matches wins, longest first,
+    so ``head`` before ``norm``): encoder parameters whose name contains ``norm`` or
+    ``pos_block``; every head parameter, biases and BatchNorm included, and the encoder's
+    biases and depthwise convolutions decay. The paper recipes'.
+  - ``norms_biases_positional`` (conf/base's): ``param.ndim <= 1`` (biases, norm scales,
+    LayerScale) or any dot-separated part of the name containing ``norm`` (``norm1``,
+    ``layer_norm``, ``batchnorm``), starting with ``pos`` (``pos_block``, ``pos_embed``,
+    ``position_embeddings``) or being ``dwconv`` (MiT's Mix-FFN 3x3 depthwise
+    convolution, the implicit positional encoding), in the encoder and the heads alike.
+
 - parameters with ``requires_grad=False`` are left out.
 """
 
@@ -38,8 +45,15 @@ def is_encoder_parameter(name: str, encoder_prefixes: Sequence[str]) -> bool:
     return any(name == prefix or name.startswith(prefix + ".") for prefix in encoder_prefixes)
 
 
-def uses_weight_decay(name: str, parameter: nn.Parameter) -> bool:
-    """False for biases, norm parameters and positional convolutions (see module docs)."""
+NO_DECAY_RULES = ("official", "norms_biases_positional")
+
+
+def uses_weight_decay(
+    name: str, parameter: nn.Parameter, rule: str = "norms_biases_positional", head: bool = False
+) -> bool:
+    """Whether ``name`` decays under ``rule`` (see module docs); ``head``: a head parameter."""
+    if rule == "official":
+        return head or not ("norm" in name or "pos_block" in name)
     if parameter.ndim <= 1:
         return False
     parts = name.split(".")
@@ -54,6 +68,7 @@ def build_optimizer(
     weight_decay: float = 0.01,
     head_lr_mult: float = 10.0,
     encoder_prefixes: Sequence[str] = ("network.encoder",),
+    no_decay: str = "norms_biases_positional",
 ) -> AdamW:
     """AdamW over up to four groups: {encoder, head} x {decay, no decay}.
 
@@ -71,7 +86,8 @@ def build_optimizer(
         if not parameter.requires_grad:
             continue
         part = "encoder" if is_encoder_parameter(name, encoder_prefixes) else "head"
-        key = part if uses_weight_decay(name, parameter) else f"{part}_no_decay"
+        decays = uses_weight_decay(name, parameter, no_decay, head=part == "head")
+        key = part if decays else f"{part}_no_decay"
         groups[key].append(parameter)
     if not groups["encoder"] and not groups["encoder_no_decay"]:
         raise ValueError(
@@ -182,6 +198,7 @@ def optimizer_and_schedule(
         betas=config.betas,
         weight_decay=config.weight_decay,
         head_lr_mult=config.head_lr_mult,
+        no_decay=config.no_decay,
     )
     steps = max(iterations, 1)
     schedule = build_scheduler(
