@@ -160,3 +160,25 @@ def test_read_image_as_rgb_names_a_bad_file(tmp_path, make, message):
     make(path)
     with pytest.raises(DataError, match=f"my photo.png: {message}"):
         read_image_as_rgb(path)
+
+
+def test_an_exif_rotated_photo_reads_upright_for_training_and_predict_alike(tmp_path):
+    """Training read the stored pixels (a portrait phone photo lay on its side, its label
+    drawn upright refused as another size) while predict turned it upright; OpenCV's
+    imread, the official loader, turns it too."""
+    import pandas as pd
+
+    from hrda_kedro.data.torch_datasets import ManifestDataset
+
+    stored = np.random.default_rng(0).integers(0, 256, (64, 128, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated 90 degrees clockwise
+    path = tmp_path / "portrait.jpg"
+    Image.fromarray(stored).save(path, exif=exif, quality=100)
+    trained = read_image(path)
+    assert trained.shape == (128, 64, 3)
+    np.testing.assert_array_equal(trained, read_image_as_rgb(path))
+    manifest = pd.DataFrame({"image_path": [str(path)], "label_path": [None],
+                             "load_height": [128], "load_width": [64]})  # fmt: skip
+    loaded = ManifestDataset(manifest, labels=False)[0]["image"]
+    np.testing.assert_array_equal(loaded.permute(1, 2, 0).numpy(), trained)

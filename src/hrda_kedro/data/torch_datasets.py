@@ -18,6 +18,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from hrda_kedro.data import DataError
+from hrda_kedro.data.validation import upright
 
 
 def _present(path: object) -> bool:
@@ -33,7 +34,7 @@ def _read(path: str, kind: str) -> np.ndarray:
     """
     try:
         with Image.open(path) as file:
-            return np.array(file.convert("RGB") if kind == "image" else file)
+            return np.array(upright(file).convert("RGB") if kind == "image" else file)
     except Exception as err:  # Pillow's many error types: see data.validation._DECODE_ERRORS
         raise DataError(
             f"{path}: cannot read this {kind} ({err}); expected the file the ingestion "

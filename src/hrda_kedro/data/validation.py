@@ -219,13 +219,33 @@ def _decode(image: Image.Image, path: Path, expected: str) -> np.ndarray:
     return np.asarray(image)
 
 
+_EXIF_ORIENTATION = 0x0112
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """``image`` as viewers show it, its EXIF orientation applied, as OpenCV's ``imread``
+    (mmcv's, the official loader's) and ``predict`` read photos; the same image when it
+    has no orientation to apply (no copy)."""
+    if image.getexif().get(_EXIF_ORIENTATION, 1) in (0, 1):
+        return image
+    return ImageOps.exif_transpose(image)
+
+
 def read_image(path: Path) -> np.ndarray:
-    """``(H, W, 3)`` uint8 of an 8-bit RGB image, or a :class:`DataError`."""
+    """``(H, W, 3)`` uint8 of an 8-bit RGB image, upright (:func:`upright`), or a
+    :class:`DataError`."""
     path = Path(path)
     with _open(path, RGB_IMAGE) as image:
         if image.mode != "RGB" or _is_16bit(image):
             raise DataError(f"{path}: image mode is {describe_mode(image)}; expected {RGB_IMAGE}")
-        return _decode(image, path, RGB_IMAGE)
+        _decode(image, path, RGB_IMAGE)
+        try:
+            return np.asarray(upright(image))
+        except _DECODE_ERRORS as err:  # a broken EXIF block
+            raise DataError(
+                f"{path}: cannot read its EXIF orientation ({type(err).__name__}: {err}); "
+                f"expected {RGB_IMAGE}"
+            ) from err
 
 
 # Transparent pixels are composited onto the ImageNet mean colour: it normalises to zero,
