@@ -153,6 +153,38 @@ def test_a_folder_of_subfolders_says_the_layout_is_flat(tmp_path):
         ingest(_settings(tmp_path), datasets)
 
 
+def test_what_a_users_folder_holds_and_ingestion_does_not_read_is_named(tmp_path, caplog):
+    """Pairs in subfolders and .tif images were left out without a word (the layout is
+    flat and reads .png, .jpg and .jpeg); a folder of only those said "empty"."""
+    own = tmp_path / "own"
+    write_rgb(own / "images" / "a.jpg")
+    write_index(own / "labels" / "a.png", np.zeros((6, 10)))
+    for name in ("city a/b.jpg", "c.tif", "d.bmp"):
+        write_rgb(own / "images" / name)
+    write_index(own / "labels" / "city a" / "b.png", np.zeros((6, 10)))
+    spec = DatasetSpec("folder", str(own), class_map={0: "road"})
+    datasets = IngestionDatasets(spec, DatasetSpec("embedded"), DatasetSpec("embedded"))
+    with caplog.at_level("WARNING", logger="hrda_kedro"):
+        manifest = ingest(_settings(tmp_path), datasets).manifests["source_train"]
+    assert manifest["name"].tolist() == ["a"]
+    assert (
+        f"source_train: {own / 'images'}: not read: subfolders city a/ (the folder layout is "
+        "flat); files not ending in .png or .jpg or .jpeg: c.tif, d.bmp"
+    ) in caplog.text
+    assert f"{own / 'labels'}: not read: subfolders city a/" in caplog.text
+
+    photos = tmp_path / "photos"
+    write_rgb(photos / "images" / "e.tif")
+    target = DatasetSpec("folder", str(photos), labels=False)
+    datasets = IngestionDatasets(DatasetSpec("embedded"), target, DatasetSpec("embedded"))
+    with pytest.raises(
+        DataError,
+        match=r"split 'target_train' is empty; expected at least one folder image \(read: "
+        r"images \.png \| \.jpg \| \.jpeg\)$",
+    ):
+        ingest(_settings(tmp_path), datasets)
+
+
 def test_embedded_benchmark_and_a_rerun_that_does_no_work(tmp_path):
     settings = _settings(tmp_path)
     datasets = IngestionDatasets(

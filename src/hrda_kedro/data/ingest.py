@@ -36,7 +36,13 @@ import pandas as pd
 
 from hrda_kedro.data import DataError
 from hrda_kedro.data.labels import CITYSCAPES_CLASSES, NUM_CLASSES, LabelMapping
-from hrda_kedro.data.layouts import DatasetSpec, Pair, find_pairs
+from hrda_kedro.data.layouts import (
+    IMAGE_EXTENSIONS,
+    DatasetSpec,
+    Pair,
+    find_pairs,
+    unread_entries,
+)
 from hrda_kedro.data.streets import (
     CONDITION_SUBSETS,
     SPLIT_DOMAINS,
@@ -388,6 +394,15 @@ def _nested_hint(spec: DatasetSpec, root: Path) -> str:
     return f" directly in {images} (the folder layout is flat: its subfolders are not read)"
 
 
+def _read_types_hint(spec: DatasetSpec) -> str:
+    """The file types a user's folder is read for: a folder of .tif files looked empty."""
+    if spec.kind != "folder":
+        return ""
+    labels = f", labels {spec.label_suffix}.png" if spec.labels else ""
+    images = " | ".join(f"{spec.image_suffix}{suffix}" for suffix in IMAGE_EXTENSIONS)
+    return f" (read: images {images}{labels})"
+
+
 def _ingest_split(
     split: str,
     spec: DatasetSpec,
@@ -398,6 +413,8 @@ def _ingest_split(
     domain: str,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     pairs, problems = find_pairs(spec, root)
+    for note in unread_entries(spec, root):
+        logger.warning("%s: %s", split, note)
     skipped: list[dict[str, str]] = []
 
     def reject(err: DataError) -> None:
@@ -431,9 +448,11 @@ def _ingest_split(
         pool.shutdown(wait=True, cancel_futures=True)
     kept = [pair for pair in pairs if pair.name in records]
     if not kept:
+        what = "image/label pair" if spec.labels else "image"
         raise DataError(
-            f"{root}: split {split!r} is empty; expected at least one {spec.kind} image/label pair"
+            f"{root}: split {split!r} is empty; expected at least one {spec.kind} {what}"
             + _nested_hint(spec, root)
+            + _read_types_hint(spec)
         )
     rows, counts = [], []
     for pair in kept:

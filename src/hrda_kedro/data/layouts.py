@@ -382,6 +382,49 @@ def _scan(
     return found, problems
 
 
+# Unread entries a warning names before it says "and N more".
+_UNREAD_NAMED = 5
+
+
+def unread_entries(spec: DatasetSpec, root: Path) -> list[str]:
+    """What a user's folder data set (kind ``folder``) holds that ingestion will not read:
+    one line per image or label folder with subfolders (the layout is flat) or files of
+    other types in it. The official layouts hold other files by design (Cityscapes' colour
+    and instance labels): they are not listed."""
+    if spec.kind != "folder":
+        return []
+    (where,) = _folders(spec, root)
+    places = [(where.images, where.image_suffixes)]
+    if spec.labels:
+        places.append((where.labels, (where.label_suffix,)))
+    others = {folder.resolve() for folder, _ in places if folder.is_dir()}
+    notes = []
+    for folder, suffixes in places:
+        if not folder.is_dir():
+            continue
+        entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+        folders = [p for p in entries if p.is_dir() and p.resolve() not in others]
+        files = [
+            p
+            for p in entries
+            if not p.is_dir() and not p.name.lower().endswith(tuple(x.lower() for x in suffixes))
+        ]
+        parts = []
+        if folders:
+            parts.append(f"subfolders {_named(folders, '/')} (the folder layout is flat)")
+        if files:
+            parts.append(f"files not ending in {' or '.join(suffixes)}: {_named(files, '')}")
+        if parts:
+            notes.append(f"{folder}: not read: {'; '.join(parts)}")
+    return notes
+
+
+def _named(paths: list[Path], end: str) -> str:
+    named = ", ".join(printable(Path(p.name)) + end for p in paths[:_UNREAD_NAMED])
+    more = len(paths) - _UNREAD_NAMED
+    return named + (f" and {more} more" if more > 0 else "")
+
+
 def find_pairs(spec: DatasetSpec, root: Path) -> tuple[list[Pair], list[DataError]]:
     """Pairs sorted by name, and one problem per unpaired file (the caller stops or skips).
 
