@@ -27,6 +27,23 @@ def test_gta5_pairs_and_orphans(tmp_path):
     )
 
 
+def test_a_users_folder_names_the_keys_that_say_where_files_are_looked_for(tmp_path):
+    """A suffix mistake said only ``a0_gt.png.png`` or ``a0_gtFine.png|.jpg|.jpeg``."""
+    root = tmp_path / "own"
+    write_rgb(root / "images" / "a0_leftImg.jpg")
+    write_index(root / "labels" / "a0_gt.png", np.zeros((6, 10)))
+    spec = DatasetSpec("folder", str(root), label_suffix="_gt.png", class_map={0: "road"})
+    _, problems = find_pairs(spec, root)
+    assert sorted(str(problem).partition(": ")[2] for problem in problems) == [
+        f"image without a label; expected {root}/labels/a0_leftImg_gt.png.png "
+        "(label_dir, label_suffix)",
+        f"label without an image; expected an image {root}/images/a0_gt.png (or .jpg, .jpeg) "
+        "(image_dir, image_suffix)",
+    ]
+    with pytest.raises(ValueError, match=r"class_map: required .* \(or labels: false for images"):
+        parse(DatasetSpec, {"kind": "folder", "root": str(root)}, "target_train")
+
+
 def test_missing_folders(tmp_path):
     with pytest.raises(DataError, match=r"gta/images: folder not found; expected the gta5 images"):
         find_pairs(DatasetSpec("gta5", str(tmp_path / "gta")), tmp_path / "gta")

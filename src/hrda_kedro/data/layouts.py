@@ -159,7 +159,9 @@ class DatasetSpec(Config):
             require(
                 isinstance(self.class_map, dict),
                 "class_map",
-                "required for kind 'folder', expected a mapping",
+                "required for kind 'folder' with labels, expected a mapping {raw value: "
+                "trainId, Cityscapes class name or ignore} (or labels: false for images "
+                "without labels)",
             )
             try:
                 self.mapping()
@@ -212,12 +214,17 @@ class _Folders:
     image_strip: str = ""  # folder only: user-given name suffixes dropped before pairing
     label_strip: str = ""
     prefix: str = ""  # prepended to pair names so that subsets sharing a root stay apart
+    user_folder: bool = False  # kind folder: its keys name where files are looked for
 
-    def expected_label(self, name: str) -> Path:
-        return self.labels / f"{name}{self.label_strip}{self.label_suffix}"
+    def expected_label(self, name: str) -> str:
+        hint = " (label_dir, label_suffix)" if self.user_folder else ""
+        return f"{self.labels / name}{self.label_strip}{self.label_suffix}{hint}"
 
     def expected_image(self, name: str) -> str:
-        return f"{self.images / name}{self.image_strip}{'|'.join(self.image_suffixes)}"
+        first, *others = self.image_suffixes
+        alternatives = f" (or {', '.join(others)})" if others else ""
+        hint = " (image_dir, image_suffix)" if self.user_folder else ""
+        return f"{self.images / name}{self.image_strip}{first}{alternatives}{hint}"
 
 
 @dataclass(frozen=True)
@@ -268,6 +275,7 @@ def _folders(spec: DatasetSpec, root: Path) -> list[_Folders]:
                 ".png",
                 image_strip=spec.image_suffix,
                 label_strip=spec.label_suffix,
+                user_folder=True,
             )
         ]
     layout = _LAYOUTS[spec.kind]
