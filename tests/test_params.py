@@ -140,6 +140,12 @@ from hrda_kedro.params import (
             {"feature_distance": {"enabled": True}},
             r"feature_distance\.pretrained: the ImageNet feature distance needs",
         ),
+        (  # a group left null: its keys, not the name of a class of ours
+            SelfTrainingParams,
+            {"optimizer": None},
+            r"^parameter warmup\.optimizer: expected a mapping with the keys lr, head_lr_mult, "
+            r"weight_decay, no_decay, betas, .*, got None$",
+        ),
     ],
 )
 def test_bad_values_name_the_key(cls: type, mapping: dict, message: str) -> None:

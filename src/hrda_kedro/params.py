@@ -97,7 +97,10 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
         }
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
-            raise ParameterError(f"parameter {path}: expected a mapping of {tp.__name__} keys")
+            keys = ", ".join(f.name for f in dataclasses.fields(tp))
+            raise ParameterError(
+                f"parameter {path}: expected a mapping with the keys {keys}, got {value!r}"
+            )
         return parse(tp, value, path)
     if tp is type(None):
         if value is None:
