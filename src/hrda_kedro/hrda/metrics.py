@@ -6,7 +6,6 @@ so they can be summed over images and batches before any IoU is computed.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
 
@@ -14,7 +13,6 @@ import torch
 
 from hrda_kedro.hrda import IGNORE_INDEX
 
-logger = logging.getLogger(__name__)
 
 
 def confusion_matrix(
@@ -88,11 +86,9 @@ def summarize(
     ious = iou_per_class(cm)
     present = cm.sum(dim=1) > 0
     counted = [i for i in indices if present[i]]
-    if counted:
-        miou = float(ious[counted].mean())
-    else:
-        logger.warning("no class of the subset occurs in the ground truth; mIoU is NaN")
-        miou = math.nan
+    # NaN when no class of the subset occurs: the caller, which knows the subset's name and
+    # the data, says so once.
+    miou = float(ious[counted].mean()) if counted else math.nan
     total = int(cm.sum())
     accuracy = int(cm.diagonal().sum()) / total if total else math.nan
     return {

@@ -51,6 +51,22 @@ def test_evaluation_in_streams_counts_what_a_one_thread_loop_counts(
     assert streamed["images"] == 5 and set(streamed["confusion"]) == {"fused", "context", "detail"}
 
 
+def test_a_subset_absent_from_the_ground_truth_is_one_warning_naming_it(caplog) -> None:
+    """A user's own classes left the default small classes absent: 6 to 24 identical
+    warnings that named neither the subset nor the target."""
+    cm = np.zeros((19, 19), dtype=int)
+    cm[0, 0], cm[1, 1] = 50, 40  # road and sidewalk only
+    result = {"model": "m", "confusion": {"fused": cm.tolist(), "context": cm.tolist()}}
+    with caplog.at_level("WARNING", logger="hrda_kedro"):
+        table, _, _ = build_miou_report(EVALUATION, result, {**result, "model": "n"})
+    assert table["small_class_miou"].map(math.isnan).all()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "no class of evaluation.small_classes occurs in the target_val ground truth: its mIoU "
+        "is null in the reports"
+    ]
+
+
 def test_the_qualitative_grid_predicts_in_streams_what_a_loop_predicts(
     tmp_path: Path, one_thread: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -152,6 +152,7 @@ def build_miou_report(
             per_class.append(
                 {"target": target, "model": model_name, "prediction": prediction, **full["iou"]}
             )
+    _warn_of_absent_subsets(rows, eval_params)
     table = pd.DataFrame(rows)
     per_class_table = pd.DataFrame(per_class)
     summary = {  # NaN (a class absent from the ground truth) is null in JSON
@@ -174,6 +175,24 @@ def build_miou_report(
                 100 * row["small_class_miou"],
             )
     return table, per_class_table, json_ready(summary)
+
+
+def _warn_of_absent_subsets(rows: list[dict[str, Any]], eval_params: EvaluationParams) -> None:
+    """One warning per target and class subset none of whose classes its ground truth holds
+    (a user's own classes, say): their mIoU is null in the reports. Once, not per model and
+    prediction."""
+    absent: dict[tuple[str, str], None] = {}
+    for row in rows:
+        if math.isnan(row["miou"]):
+            absent[(row["target"], f"evaluation.class_subsets.{row['classes']}")] = None
+        if math.isnan(row["small_class_miou"]):
+            absent[(row["target"], "evaluation.small_classes")] = None
+    for target, key in absent:
+        logger.warning(
+            "no class of %s occurs in the %s ground truth: its mIoU is null in the reports",
+            key,
+            target,
+        )
 
 
 def plot_per_class_iou(per_class_iou: pd.DataFrame, evaluation: dict[str, Any]) -> Figure:
