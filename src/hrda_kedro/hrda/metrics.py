@@ -14,7 +14,6 @@ import torch
 from hrda_kedro.hrda import IGNORE_INDEX
 
 
-
 def confusion_matrix(
     pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX
 ) -> torch.Tensor:
