@@ -180,6 +180,44 @@ def test_jitter_applies_the_drawn_factors_in_the_drawn_order_then_blur() -> None
     torch.testing.assert_close(out, normalize(rgb * 255))
 
 
+def test_shared_draws_give_the_batch_one_order_and_sigma_and_keep_the_factors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """MIC's masked images go through one kornia call (one jitter order, one blur sigma for
+    the batch); the jitter factors stay per image, and the draws consumed are the same."""
+    from hrda_kedro.hrda.uda import augment
+
+    seen: list[list[float]] = []
+    real = augment._color_jitter
+
+    def spy(image, draws, strength):
+        seen.append(list(draws))
+        return real(image, draws, strength)
+
+    monkeypatch.setattr(augment, "_color_jitter", spy)
+    image = _images(1, size=32, seed=5).expand(3, -1, -1, -1).contiguous()  # 3x3 blur
+    states = {}
+    for shared in (False, True):
+        generator = torch.Generator().manual_seed(9)  # applies jitter and blur (above)
+        out = strong_augment(image, generator, shared_draws=shared)
+        states[shared] = generator.get_state()
+        per_image, seen[:] = seen[:], []
+        if shared:
+            assert all(d[4:] == per_image[0][4:] for d in per_image)  # one order
+            assert len({tuple(d[:4]) for d in per_image}) == 3  # factors per image
+        else:
+            assert len({tuple(d[4:]) for d in per_image}) == 3
+    assert torch.equal(states[False], states[True])
+    jitter_off = {"color_jitter": False, "blur_p": 1.0}
+    blurred = strong_augment(
+        image, torch.Generator().manual_seed(9), shared_draws=True, **jitter_off
+    )
+    assert torch.equal(blurred[0], blurred[1]) and torch.equal(blurred[0], blurred[2])
+    apart = strong_augment(image, torch.Generator().manual_seed(9), **jitter_off)
+    assert not torch.equal(apart[0], apart[1])
+    assert out.shape == image.shape
+
+
 def test_blur_smooths_and_keeps_constant_images() -> None:
     impulse = torch.zeros(1, 3, 31, 31)  # kernel 3
     impulse[..., 15, 15] = 255.0

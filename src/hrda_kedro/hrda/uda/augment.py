@@ -130,6 +130,7 @@ def strong_augment(
     blur_p: float = 0.5,
     blur_sigma: tuple[float, float] = (0.15, 1.15),
     blur_kernel_fraction: float = 0.1,
+    shared_draws: bool = False,
 ) -> torch.Tensor:
     """Augment normalised images ``(B, 3, H, W)``; returns a new tensor of the same dtype.
 
@@ -140,6 +141,11 @@ def strong_augment(
     ``blur_sigma`` per image, kernel from :func:`blur_kernel_size` per axis. Work happens
     on 0-1 RGB (denormalise, augment, renormalise); images left untouched are returned
     bit for bit. Use a CPU generator: the draws are read on the host.
+
+    ``shared_draws``: one jitter order and one blur sigma for the whole batch (the first
+    image's), as one kornia call draws them for MIC's masked images; DACS transforms each
+    mixed image in a call of its own, so their orders and sigmas are per image (the
+    default). The factors are per image either way, and the number of draws is the same.
     """
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
@@ -165,11 +171,12 @@ def strong_augment(
     if not (do_jitter or do_blur):
         return out
     for i, d in enumerate(draws):
+        shared = draws[0] if shared_draws else d  # the jitter order and the blur sigma
         image = (denormalize(images[i : i + 1].float()) / 255.0).clamp_(0.0, 1.0)
         if do_jitter:
-            image = _color_jitter(image, d[1:9], jitter_strength)
+            image = _color_jitter(image, d[1:5] + shared[5:9], jitter_strength)
         if do_blur:
-            sigma = blur_sigma[0] + (blur_sigma[1] - blur_sigma[0]) * d[10]
+            sigma = blur_sigma[0] + (blur_sigma[1] - blur_sigma[0]) * shared[10]
             image = gaussian_blur(image, kernel, sigma)
         out[i : i + 1] = normalize(image * 255.0).to(images.dtype)
     return out

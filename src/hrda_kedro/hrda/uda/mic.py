@@ -115,7 +115,7 @@ def masked_consistency_loss(
     *,
     config: MaskingConfig,
     generator: torch.Generator,
-    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] = strong_augment,
+    augment: Callable[..., torch.Tensor] = strong_augment,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``lambda * L_HRDA(student(mask(aug(x_T))), p_T, q_T)`` and its detached terms
     (``mic``: the weighted loss, ``mic_fused``, ``mic_detail``).
@@ -130,7 +130,10 @@ def masked_consistency_loss(
     batch, _, height, width = target_images.shape
     if len(image_sizes) != batch:
         raise ValueError(f"expected {batch} image sizes, got {len(image_sizes)}")
-    images = augment(target_images, generator) if config.augment else target_images
+    # One jitter order and blur sigma for the batch, as the official module's one call.
+    images = (
+        augment(target_images, generator, shared_draws=True) if config.augment else target_images
+    )
     block_sizes = [config.block_size_for(hw) for hw in image_sizes]
     keep = block_mask((height, width), block_sizes, config.mask_ratio, generator)
     images = images * keep.to(device=images.device, dtype=images.dtype)
