@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from hrda_kedro.data import DataError
-from hrda_kedro.data.layouts import DatasetSpec, ResizeSpec, find_pairs
+from hrda_kedro.data.layouts import DatasetSpec, ResizeSpec, find_pairs, unread_entries
 from hrda_kedro.params import parse
 from tests.data.helpers import cityscapes_tree, gta_tree, synthia_tree, write_index, write_rgb
 
@@ -42,6 +42,36 @@ def test_a_users_folder_names_the_keys_that_say_where_files_are_looked_for(tmp_p
     ]
     with pytest.raises(ValueError, match=r"class_map: required .* \(or labels: false for images"):
         parse(DatasetSpec, {"kind": "folder", "root": str(root)}, "target_train")
+
+
+def test_images_and_masks_side_by_side_in_one_folder_pair_by_the_label_suffix(tmp_path):
+    """``a0.jpg`` beside ``a0_mask.png`` (PNG images too): the masks were read as images
+    ("image without a label") or the images as labels."""
+    root = tmp_path / "own"
+    for name in ("a0.jpg", "b0.png"):
+        write_rgb(root / name)
+    for name in ("a0_mask.png", "b0_MASK.png"):
+        write_index(root / name, np.zeros((6, 10)))
+    spec = parse(
+        DatasetSpec,
+        {"kind": "folder", "root": str(root), "image_dir": ".", "label_dir": "./",
+         "label_suffix": "_mask", "class_map": {0: "road"}},
+        "source_train",
+    )  # fmt: skip
+    pairs, problems = find_pairs(spec, root)
+    assert not problems
+    assert [(p.name, p.image.name, p.label.name) for p in pairs] == [
+        ("a0", "a0.jpg", "a0_mask.png"),
+        ("b0", "b0.png", "b0_MASK.png"),
+    ]
+    assert unread_entries(spec, root) == []  # the masks are not "files of another type"
+    with pytest.raises(ValueError, match=r"label_suffix: images and labels share the folder"):
+        parse(
+            DatasetSpec,
+            {"kind": "folder", "root": str(root), "image_dir": ".", "label_dir": ".",
+             "class_map": {0: "road"}},
+            "source_train",
+        )  # fmt: skip
 
 
 def test_missing_folders(tmp_path):

@@ -18,7 +18,8 @@ Supported layouts (``kind``):
 - ``mapillary``: ``<root>/<subset>/images/*.jpg`` + ``<root>/<subset>/labels/*.png`` (Vistas
   v1.2 ids 0-65, mapped to trainIds as the official HRDA conversion does);
 - ``folder``: ``<root>/<image_dir>/*.{png,jpg,jpeg}`` + ``<root>/<label_dir>/*.png`` with a
-  ``class_map`` from raw label values to trainIds or Cityscapes class names.
+  ``class_map`` from raw label values to trainIds or Cityscapes class names; one folder for
+  both (``a0.jpg`` beside ``a0_mask.png``) when ``label_suffix`` tells them apart.
 
 Pairing is by name; an image without a label and a label without an image are both
 problems reported with the file they concern.
@@ -167,6 +168,22 @@ class DatasetSpec(Config):
                 self.mapping()
             except ValueError as err:
                 raise ConfigError("class_map", str(err)) from err
+            require(
+                self.shares_one_folder is False or bool(self.label_suffix),
+                "label_suffix",
+                f"images and labels share the folder {self.image_dir!r}: expected the suffix "
+                "that tells a label from its image (e.g. _mask for a0.jpg and a0_mask.png)",
+            )
+
+    @property
+    def shares_one_folder(self) -> bool:
+        """A user's folder with its images and labels side by side (``a0.jpg``,
+        ``a0_mask.png``), told apart by ``label_suffix``."""
+        return (
+            self.kind == "folder"
+            and self.labels
+            and os.path.normpath(self.image_dir) == os.path.normpath(self.label_dir)
+        )
 
     def mapping(self) -> LabelMapping:
         """The raw-id -> trainId mapping of this data set's labels (an unlabelled folder,
@@ -345,9 +362,18 @@ def broken_link_error(path: Path, expected: str) -> DataError:
 
 
 def _scan(
-    folder: Path, suffixes: tuple[str, ...], strip: str, recursive: bool
+    folder: Path,
+    suffixes: tuple[str, ...],
+    strip: str,
+    recursive: bool,
+    *,
+    only: str = "",
+    without: str = "",
 ) -> tuple[dict[str, Path], list[DataError]]:
     """``{name: path}`` of the files ending in one of ``suffixes``; names drop it and ``strip``.
+
+    ``only`` / ``without``: read only the files whose names end (do not end) with it, case
+    ignored: labels and images side by side in one folder.
 
     Names keep sub-folders (Cityscapes cities) so that they stay unique. A name two files
     would share (``a.png`` and ``a.jpg``), a file name that is not UTF-8 (no CSV or report
@@ -357,8 +383,11 @@ def _scan(
     found: dict[str, Path] = {}
     problems, clashing = [], set()
     for path in list_files(folder, recursive=recursive)[0]:
-        suffix = next((s for s in suffixes if path.name.lower().endswith(s.lower())), None)
-        if suffix is None:
+        lower = path.name.lower()
+        suffix = next((s for s in suffixes if lower.endswith(s.lower())), None)
+        if suffix is None or not lower.endswith(only.lower()):
+            continue
+        if without and lower.endswith(without.lower()):
             continue
         if is_broken_link(path):
             problems.append(broken_link_error(path, "a data file"))
@@ -372,7 +401,7 @@ def _scan(
             )
             continue
         stem = path.name[: len(path.name) - len(suffix)]
-        if strip and stem.endswith(strip):
+        if strip and stem.lower().endswith(strip.lower()):  # as the extension: case ignored
             stem = stem[: len(stem) - len(strip)]
         name = (path.parent.relative_to(folder) / stem).as_posix()
         if name in found:
@@ -403,7 +432,9 @@ def unread_entries(spec: DatasetSpec, root: Path) -> list[str]:
         return []
     (where,) = _folders(spec, root)
     places = [(where.images, where.image_suffixes)]
-    if spec.labels:
+    if spec.shares_one_folder:
+        places = [(where.images, (*where.image_suffixes, where.label_suffix))]
+    elif spec.labels:
         places.append((where.labels, (where.label_suffix,)))
     others = {folder.resolve() for folder, _ in places if folder.is_dir()}
     notes = []
@@ -443,14 +474,20 @@ def find_pairs(spec: DatasetSpec, root: Path) -> tuple[list[Pair], list[DataErro
     problems: list[DataError] = []
     for where in _folders(spec, root):
         check_folder(where.images, f"the {spec.kind} images ({where.expected_image('*')})")
-        found, bad = _scan(where.images, where.image_suffixes, where.image_strip, where.recursive)
+        # Side by side in one folder, a label is told from an image by its suffix.
+        label_end = where.label_strip + where.label_suffix if spec.shares_one_folder else ""
+        found, bad = _scan(
+            where.images, where.image_suffixes, where.image_strip, where.recursive,
+            without=label_end,
+        )  # fmt: skip
         images.update({where.prefix + name: (where, path) for name, path in found.items()})
         problems += bad
         if spec.labels:
             check_folder(where.labels, f"the {spec.kind} labels ({where.expected_label('*')})")
             found, bad = _scan(
-                where.labels, (where.label_suffix,), where.label_strip, where.recursive
-            )
+                where.labels, (where.label_suffix,), where.label_strip, where.recursive,
+                only=label_end,
+            )  # fmt: skip
             labels.update({where.prefix + name: (where, path) for name, path in found.items()})
             problems += bad
     if not spec.labels:
