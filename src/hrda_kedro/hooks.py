@@ -115,9 +115,9 @@ class ProjectHooks:
         """Atomic writes in ``ParallelRunner``'s spawned workers too: they create no context,
         but their partitioned datasets make a file system per partition they save.
 
-        Rare class sampling needs the ingested class counts: a run that ingests checks every
-        stage's settings before its first training node, not when each stage starts (a
-        round's only after the whole warmup)."""
+        Rare class sampling needs the ingested class counts, and the context crop the
+        target images' sizes: a run that ingests checks them before its first training
+        node, not when each stage starts (a round's only after the whole warmup)."""
         use_atomic_local_writes()
         sampling = getattr(self, "_sampling", None)
         if sampling and "training" in node.tags:
