@@ -131,6 +131,31 @@ def test_another_class_map_is_other_training_data(tmp_path):
     assert digest({0: "ignore", 1: "person", 2: "vegetation"}) == vegetation
 
 
+def test_a_photo_checked_before_exif_orientations_were_applied_is_checked_again(tmp_path):
+    """The label cache kept each image's size: a rotated photo ingested by an older version
+    kept its stored (sideways) size while training now reads it upright."""
+    photos = tmp_path / "photos" / "images"
+    photos.mkdir(parents=True)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated 90 degrees clockwise
+    Image.new("RGB", (128, 64)).save(photos / "p.jpg", exif=exif)
+    target = DatasetSpec("folder", str(tmp_path / "photos"), labels=False)
+    datasets = IngestionDatasets(DatasetSpec("embedded"), target, DatasetSpec("embedded"))
+
+    def sizes() -> list[int]:
+        manifest = ingest(_settings(tmp_path), datasets).manifests["target_train"]
+        return manifest.loc[0, ["height", "width"]].tolist()
+
+    assert sizes() == [128, 64]
+    (index,) = (tmp_path / "cache").glob("folder-photos-*/index.json")
+    old = json.loads(index.read_text())
+    for record in old["records"].values():  # as an older version wrote it
+        record.update(height=64, width=128)
+        del record["upright"]
+    index.write_text(json.dumps(old))
+    assert sizes() == [128, 64]
+
+
 def test_unlabelled_folder_needs_no_class_map(tmp_path):
     """A user's own target images without labels (``labels: false``) and without a class
     map (which only labels need) are ingested; the map's absence once crashed ingestion."""

@@ -274,8 +274,9 @@ class _LabelCache:
             or record["image_path"] != image_path
             or record["image"] != _stamp(pair.image)
             or "content_sha256" not in record
+            or (pair.image.suffix.lower() != ".png" and not record.get("upright"))
         ):
-            return None
+            return None  # a photo checked before EXIF orientations were applied: its size
         if pair.label is not None:
             if record.get("label") != _stamp(pair.label) or record.get("counts") is None:
                 return None
@@ -313,7 +314,12 @@ def _check_pair(
     """Decode and check one pair; write its trainId label to ``out`` (when converting)."""
     image = read_image(pair.image)
     height, width = image.shape[:2]
-    record: dict[str, Any] = {"image": _stamp(pair.image), "height": height, "width": width}
+    record: dict[str, Any] = {
+        "image": _stamp(pair.image),
+        "height": height,
+        "width": width,
+        "upright": True,  # the size after the EXIF orientation (read_image)
+    }
     if pair.label is not None:
         raw = read_raw_label(pair.label, label_format)
         check_label(raw, pair.label, (height, width), pair.image, mapping)
