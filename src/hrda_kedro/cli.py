@@ -60,8 +60,10 @@ def _advice() -> dict[type[Exception], str]:
         "README 'The paper's data sets'; your images: predict.input_dir)",
         ParameterError: "fix this key in conf/<env>/parameters*.yml (conf/base, conf/local) "
         "or in --params, then run again",
-        DataError: "fix, replace or remove this file or folder (ingestion.skip_bad_files or "
-        "predict.skip_bad_files: true leaves bad files out), then run again",
+        DataError: "fix, replace or remove this file or folder, or the setting the message "
+        "names (a data set's image_dir, label_dir, suffixes or class_map in "
+        "ingestion_datasets); ingestion.skip_bad_files or predict.skip_bad_files: true "
+        "leaves single bad files out; then run again",
         CheckpointError: "use a checkpoint written by hrda-kedro for this configuration (or "
         "move this one away to train afresh), then run again",
         WeightsError: "point model.network.pretrained (or self_training.feature_distance."
