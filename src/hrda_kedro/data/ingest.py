@@ -274,9 +274,10 @@ class _LabelCache:
             or record["image_path"] != image_path
             or record["image"] != _stamp(pair.image)
             or "content_sha256" not in record
+            # a photo checked before EXIF orientations were applied: its size may be sideways
             or (pair.image.suffix.lower() != ".png" and not record.get("upright"))
         ):
-            return None  # a photo checked before EXIF orientations were applied: its size
+            return None
         if pair.label is not None:
             if record.get("label") != _stamp(pair.label) or record.get("counts") is None:
                 return None

@@ -169,7 +169,7 @@ class DatasetSpec(Config):
             except ValueError as err:
                 raise ConfigError("class_map", str(err)) from err
             require(
-                self.shares_one_folder is False or bool(self.label_suffix),
+                not self.shares_one_folder or bool(self.label_suffix),
                 "label_suffix",
                 f"images and labels share the folder {self.image_dir!r}: expected the suffix "
                 "that tells a label from its image (e.g. _mask for a0.jpg and a0_mask.png)",

@@ -238,14 +238,15 @@ def read_image(path: Path) -> np.ndarray:
     with _open(path, RGB_IMAGE) as image:
         if image.mode != "RGB" or _is_16bit(image):
             raise DataError(f"{path}: image mode is {describe_mode(image)}; expected {RGB_IMAGE}")
-        _decode(image, path, RGB_IMAGE)
+        pixels = _decode(image, path, RGB_IMAGE)
         try:
-            return np.asarray(upright(image))
+            turned = upright(image)
         except _DECODE_ERRORS as err:  # a broken EXIF block
             raise DataError(
                 f"{path}: cannot read its EXIF orientation ({type(err).__name__}: {err}); "
                 f"expected {RGB_IMAGE}"
             ) from err
+        return pixels if turned is image else np.asarray(turned)
 
 
 # Transparent pixels are composited onto the ImageNet mean colour: it normalises to zero,

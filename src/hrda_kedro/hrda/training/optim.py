@@ -45,9 +45,6 @@ def is_encoder_parameter(name: str, encoder_prefixes: Sequence[str]) -> bool:
     return any(name == prefix or name.startswith(prefix + ".") for prefix in encoder_prefixes)
 
 
-NO_DECAY_RULES = ("official", "norms_biases_positional")
-
-
 def uses_weight_decay(
     name: str, parameter: nn.Parameter, rule: str = "norms_biases_positional", head: bool = False
 ) -> bool:
