@@ -145,13 +145,17 @@ def test_every_module_imports_in_a_fresh_interpreter() -> None:
         "for name in sys.argv[1:]: importlib.import_module(name)\n"
         "print('imported', len(sys.argv) - 1)\n"
         "print('transformers loaded:', 'transformers' in sys.modules)\n"
+        "print('torchvision loaded:', 'torchvision' in sys.modules)\n"
     )
     stdout = _run_in_fresh_interpreter(probe, *MODULES)
     assert f"imported {len(MODULES)}" in stdout
     assert "outside: []" in stdout, stdout
-    # `kedro run` imports the parameter schema before its first node, which reaches
-    # networks/mit.py; transformers (seconds to import) waits until a MiT is built.
+    # `kedro run` imports every pipeline's nodes and the parameter schema before its first
+    # node; transformers waits until a MiT is built, torchvision (its import loads
+    # torch._dynamo: 2-3 s of every command) until an image is resized or decoded or a
+    # ResNet built.
     assert "transformers loaded: False" in stdout
+    assert "torchvision loaded: False" in stdout
 
 
 def test_kedro_start_up_loads_neither_torch_nor_the_model_stack() -> None:

@@ -14,8 +14,6 @@ import pandas as pd
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.transforms.v2 import InterpolationMode
-from torchvision.transforms.v2 import functional as F
 
 from hrda_kedro.data import DataError
 from hrda_kedro.data.validation import upright
@@ -93,6 +91,11 @@ class ManifestDataset(Dataset):
         image = torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
         size = self.sizes[index]
         if size is not None and tuple(image.shape[-2:]) != size:
+            # Deferred: importing torchvision loads torch._dynamo (about 2 s), which every
+            # `kedro` command would pay while registering the pipelines.
+            from torchvision.transforms.v2 import InterpolationMode
+            from torchvision.transforms.v2 import functional as F
+
             image = F.resize(
                 image, list(size), interpolation=InterpolationMode.BILINEAR, antialias=True
             )

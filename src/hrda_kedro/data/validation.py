@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torchvision.io import ImageReadMode, decode_png
 
 from hrda_kedro.data import DataError, MissingFolderError
 from hrda_kedro.data.labels import LabelMapping
@@ -176,6 +175,10 @@ def _decode_png16(path: Path) -> np.ndarray:
     decoder is deprecated in favour of TorchCodec (torchvision 0.29), which this project does
     not depend on; the warning is silenced here only.
     """
+    # Deferred, as every torchvision import here: it loads torch._dynamo (about 2 s), which
+    # every `kedro` command would pay while registering the pipelines.
+    from torchvision.io import ImageReadMode, decode_png
+
     data = path.read_bytes()
     _check_png(data)
     with warnings.catch_warnings():

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torchvision.models import resnet101
 
 from hrda_kedro.hrda.model_config import NetworkConfig
 
@@ -59,6 +58,10 @@ class ResNet101Encoder(nn.Module):
 
     def __init__(self, pretrained: str | None = None, *, v1c_stem: bool = False) -> None:
         super().__init__()
+        # Imported here: torchvision's package import loads torch._dynamo (about 2 s on a
+        # 2-core CPU), which every `kedro` command would pay while registering its pipelines.
+        from torchvision.models import resnet101
+
         net = resnet101(weights=None, replace_stride_with_dilation=[False, True, True])
         self.v1c_stem = v1c_stem
         if v1c_stem:

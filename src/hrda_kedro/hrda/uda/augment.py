@@ -26,7 +26,6 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.v2 import functional as TF
 
 from hrda_kedro.hrda import denormalize, normalize
 from hrda_kedro.hrda.training.config import AugmentConfig
@@ -101,7 +100,11 @@ def adjust_saturation(image: torch.Tensor, factor: float) -> torch.Tensor:
 
 def adjust_hue(image: torch.Tensor, shift: float) -> torch.Tensor:
     """Rotate the hue by ``shift`` turns (kornia: ``2 pi * shift`` radians); same operator."""
-    return TF.adjust_hue(image, shift)
+    # Deferred: importing torchvision loads torch._dynamo (about 2 s), which every `kedro`
+    # command would pay while registering the pipelines.
+    from torchvision.transforms.v2.functional import adjust_hue as rotate_hue
+
+    return rotate_hue(image, shift)
 
 
 def _color_jitter(image: torch.Tensor, draws: list[float], strength: float) -> torch.Tensor:
