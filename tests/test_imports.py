@@ -161,18 +161,25 @@ def test_every_module_imports_in_a_fresh_interpreter() -> None:
 def test_kedro_start_up_loads_neither_torch_nor_the_model_stack() -> None:
     """Kedro imports the project's ``cli`` and ``settings`` (with its hooks) for every
     command, ``kedro --version`` and ``--help`` included; torch, torchvision, transformers
-    and the parameter schema wait until a command needs them (about 5 s of start-up)."""
+    and the parameter schema wait until a command needs them (about 5 s of start-up).
+    Registering the pipelines (every ``kedro run``, before it validates anything) loads
+    torch and the schema, not the plotting, vision and MiT libraries (3 s more)."""
     heavy = ("torch", "torchvision", "transformers", f"{PACKAGE}.params", f"{PACKAGE}.hrda")
     probe = (
         "import sys\n"
         f"import {PACKAGE}.cli, {PACKAGE}.settings\n"
         f"print('loaded:', [m for m in {heavy!r} if m in sys.modules])\n"
+        f"from {PACKAGE}.pipeline_registry import register_pipelines\n"
+        "register_pipelines()\n"
+        "late = ('matplotlib', 'torchvision', 'transformers')\n"
+        "print('registered:', [m for m in late if m in sys.modules])\n"
         f"from {PACKAGE}.hrda.networks import NetworkConfig, build_network\n"
         "build_network(NetworkConfig(encoder='mit-nano'))\n"
         "print('after a MiT:', 'transformers' in sys.modules)\n"
     )
     stdout = _run_in_fresh_interpreter(probe)
     assert "loaded: []" in stdout, stdout
+    assert "registered: []" in stdout, stdout
     # The probe sees what it looks for: building a MiT does load transformers.
     assert "after a MiT: True" in stdout, stdout
 
