@@ -50,6 +50,7 @@ def _advice() -> dict[type[Exception], str]:
     from hrda_kedro.hrda.networks.weights import WeightsError
     from hrda_kedro.launch import LauncherError
     from hrda_kedro.params import ParameterError
+    from hrda_kedro.run_lock import ProjectBusyError
 
     return {  # the first type an error is an instance of gives the advice
         MissingInputError: "run the pipeline that makes it first (kedro run --pipeline=uda "
@@ -69,6 +70,9 @@ def _advice() -> dict[type[Exception], str]:
         WeightsError: "point model.network.pretrained (or self_training.feature_distance."
         "pretrained) at ImageNet weights of the configured encoder, or set it to null, then "
         "run again",
+        ProjectBusyError: "wait for that run to end, or stop it; predict and the exports may "
+        "run beside it, and two experiments at once need two copies of the project (each its "
+        "own data/)",
         LauncherError: "start or restart `kedro run` on every machine as the README shows "
         "('Several GPUs, several machines')",
     }

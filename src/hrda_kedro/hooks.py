@@ -4,7 +4,7 @@ the first one, hand training stages between machines, report to MLflow.
 Kedro calls them in this order: ``after_context_created`` (the registry's view of the
 run's parameters, atomic local writes), ``after_catalog_created``, the pipelines are
 built, ``before_pipeline_run`` (the project root as the working directory, the launcher,
-then parameter validation), then per node
+then parameter validation and the project's run lock), then per node
 ``before_node_run`` and ``after_dataset_saved``, and ``after_pipeline_run`` or
 ``on_pipeline_error``. Within one hook, Kedro calls the classes of ``settings.HOOKS``
 last to first.
@@ -131,15 +131,32 @@ class ProjectHooks:
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         """Parse the parameters of the nodes to run and check the datasets it reads; a bad
-        value or an input not made yet stops the run before any work."""
-        from hrda_kedro import tracking_runs
+        value or an input not made yet stops the run before any work. Then take the
+        project's run lock (:mod:`hrda_kedro.run_lock`) unless the run only reads saved
+        models; on several machines only node 0 gets here (the launcher's hook runs first)."""
+        from hrda_kedro import run_lock, tracking_runs
 
         try:
             with tracking_runs.run_ends_on_error():
                 self._sampling, self._target_fit = self._check_run(pipeline, catalog)
+                if not _only_reads_saved_models(pipeline):
+                    names = run_params.get("pipeline_names") or ["__default__"]
+                    run_lock.acquire(Path(run_params["project_path"]), ",".join(names))
         except BaseException:
             _leave_project_root()  # Kedro calls no end-of-run hook for a run stopped here
             raise
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        from hrda_kedro import run_lock
+
+        run_lock.release()
+
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        from hrda_kedro import run_lock
+
+        run_lock.release()
 
     @staticmethod
     def _check_run(pipeline: Any, catalog: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -245,6 +262,18 @@ def _check_target_fit(manifest: Any, groups: Mapping[str, Any]) -> None:
     model = parse(ModelConfig, groups["model"], "model")
     training = parse(SelfTrainingParams, groups["self_training"], "self_training")
     check_images_fit(manifest, model, "target_train", training.pseudo_labels)
+
+
+# Pipelines that read a saved model and write only their own outputs: they may run beside a
+# run that trains (a user predicts with round 1 while round 2 trains).
+_MODEL_READERS = ("predict", "export", "export_onnx")
+
+
+def _only_reads_saved_models(pipeline: Any) -> bool:
+    from kedro.framework.project import pipelines
+
+    readers = {node.name for name in _MODEL_READERS for node in pipelines[name].nodes}
+    return all(node.name in readers for node in pipeline.nodes)
 
 
 def _trains_outside_the_study(pipeline: Any) -> bool:

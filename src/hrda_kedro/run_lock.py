@@ -1,0 +1,89 @@
+"""One writing run per project at a time.
+
+Two ``kedro run`` in one project (a second terminal, a scheduler's requeued job while the
+first still runs) share ``data/``: each loads the newest saved version of a model, so the
+first run's evaluation scored the second run's models under its own name, and the two
+overwrote each other's in-training checkpoints. A run that trains or writes reports holds
+an exclusive ``flock`` on ``data/.run.lock`` from its start to its end; the kernel releases
+it when the process ends however it ends, so a killed run never leaves a stale lock.
+``predict`` and the exports read a saved model and write only their own outputs: they run
+beside a training run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+from typing import IO, Any
+
+logger = logging.getLogger(__name__)
+
+LOCK_FILE = Path("data") / ".run.lock"
+
+
+class ProjectBusyError(RuntimeError):
+    """Another run is writing this project's data."""
+
+
+_held: dict[Path, IO[str]] = {}
+
+
+def acquire(project: Path, pipeline: str) -> None:
+    """Hold the project's run lock for this process, or raise :class:`ProjectBusyError`
+    naming the run that holds it. Holding it already (a notebook's second run after a
+    stopped one) is fine. Where the file system cannot lock (some network mounts) or the
+    platform has no ``flock``, the run goes on unprotected, with a warning."""
+    path = (project / LOCK_FILE).resolve()
+    if path in _held:
+        return
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks of this kind
+        logger.warning(
+            "%s: this platform cannot lock; runs of one project are not kept apart", path
+        )
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = _describe(handle.read())
+        handle.close()
+        raise ProjectBusyError(
+            f"{path}: another kedro run is writing this project's data ({holder}); expected "
+            "one training or evaluating run per project at a time"
+        ) from None
+    except OSError as err:  # ENOLCK and the like: a mount without a lock manager
+        handle.close()
+        logger.warning("%s: cannot lock (%s); runs of one project are not kept apart", path, err)
+        return
+    handle.seek(0)
+    handle.truncate()
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "pipeline": pipeline}
+    handle.write(json.dumps({**holder, "started": time.strftime("%Y-%m-%d %H:%M:%S")}))
+    handle.flush()
+    _held[path] = handle
+
+
+def release() -> None:
+    """Let the lock go (the end of a run); a run that did not take it releases nothing."""
+    while _held:
+        _, handle = _held.popitem()
+        handle.close()  # closing the only descriptor releases the flock
+
+
+def _describe(text: str) -> str:
+    try:
+        holder: dict[str, Any] = json.loads(text)
+        return (
+            f"pid {holder['pid']} on {holder['host']}, pipeline {holder['pipeline']}, "
+            f"started {holder['started']}"
+        )
+    except (ValueError, KeyError, TypeError):
+        return "a run that has not written its name yet"

@@ -1,0 +1,118 @@
+"""One writing run per project: a second run is refused, naming the first; the lock goes
+with the run (its end, its failure, its process); predict runs beside a training run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from kedro.io import DatasetError
+
+from hrda_kedro import run_lock
+from hrda_kedro.run_lock import LOCK_FILE, ProjectBusyError
+from tests.reliability.helpers import (
+    assert_unchanged,
+    copy_project,
+    latest_version,
+    run_in_process,
+    snapshot,
+)
+
+_HOLDER = (
+    "import sys\n"
+    "from pathlib import Path\n"
+    "from hrda_kedro import run_lock\n"
+    "try:\n"
+    "    run_lock.acquire(Path(sys.argv[1]), 'uda')\n"
+    "except run_lock.ProjectBusyError as err:\n"
+    "    print('busy:', err, flush=True)\n"
+    "    sys.exit(3)\n"
+    "print('held', flush=True)\n"
+    "sys.stdin.read()\n"  # holds until the test closes its stdin
+)
+
+
+@contextmanager
+def held_elsewhere(project: Path) -> Iterator[subprocess.Popen[str]]:
+    """The project's lock, held by another process for the duration of the block."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(project)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None and process.stdout.readline() == "held\n"
+        yield process
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+
+
+def other_process_acquires(project: Path) -> bool:
+    """Whether another process can take the lock now (it lets go at once)."""
+    result = subprocess.run(
+        [sys.executable, "-c", _HOLDER, str(project)],
+        input="", capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    return result.returncode == 0
+
+
+@pytest.fixture(autouse=True)
+def _released() -> Iterator[None]:
+    yield
+    run_lock.release()
+
+
+def test_a_second_holder_is_refused_naming_the_first(tmp_path: Path) -> None:
+    with held_elsewhere(tmp_path) as holder:
+        with pytest.raises(ProjectBusyError) as refused:
+            run_lock.acquire(tmp_path, "warmup")
+    message = str(refused.value)
+    assert message.startswith(f"{tmp_path / LOCK_FILE}: another kedro run is writing")
+    assert f"pid {holder.pid} on " in message and "pipeline uda, started 20" in message
+
+
+def test_the_lock_goes_with_its_process_and_its_release(tmp_path: Path) -> None:
+    with held_elsewhere(tmp_path) as holder:
+        os.kill(holder.pid, signal.SIGKILL)  # a killed run leaves its file, not its lock
+        holder.wait(timeout=30)
+        run_lock.acquire(tmp_path, "warmup")
+    assert '"pipeline": "warmup"' in (tmp_path / LOCK_FILE).read_text()
+    run_lock.acquire(tmp_path, "warmup")  # the same process again: held already
+    assert not other_process_acquires(tmp_path)
+    run_lock.release()
+    assert other_process_acquires(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_run_beside_a_training_run_is_refused_before_any_work_but_predict_runs(
+    reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The two-runs case that once went wrong silently: the first run's evaluation scored
+    the second run's newer models under its own name."""
+    project = copy_project(reference, tmp_path / "project")
+    monkeypatch.chdir(project)
+    before = snapshot(project / "data")
+    with held_elsewhere(project):
+        for pipeline in ("evaluation", "warmup"):
+            with pytest.raises(ProjectBusyError, match="pipeline uda"):
+                run_in_process(project, pipeline)
+        assert_unchanged(before, project / "data")
+        images = project / "data" / "01_raw" / "predict_inputs"  # the default input folder
+        images.mkdir()
+        shutil.copy(next((project / "data" / "01_raw").rglob("*.png")), images / "a.png")
+        run_in_process(project, "predict")
+    assert (project / "data" / "07_model_output" / "predict" / "labels" / "a.png").is_file()
+    # A run that ended and a run that failed in a node both let the lock go.
+    run_in_process(project, "evaluation")
+    assert other_process_acquires(project)
+    latest_version(project / "data" / "06_models" / "round_2" / "model.pt").write_text("x")
+    with pytest.raises(DatasetError, match="round_2"):
+        run_in_process(project, "evaluation")
+    assert other_process_acquires(project)
