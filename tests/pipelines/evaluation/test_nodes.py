@@ -22,7 +22,6 @@ from hrda_kedro.hrda.metrics import iou_per_class
 from hrda_kedro.params import EvaluationParams, parse
 from hrda_kedro.pipelines.evaluation import nodes
 from hrda_kedro.pipelines.evaluation.nodes import build_miou_report, evaluate_model
-from hrda_kedro.reports import figures
 from hrda_kedro.run_config import CONFIG_LOADER_ARGS
 from tests.conftest import PROJECT_ROOT
 from tests.pipelines.evaluation.fabricate import (
@@ -74,7 +73,7 @@ def test_the_qualitative_grid_predicts_in_streams_what_a_loop_predicts(
     """The figure's images once ignored ``runtime.predict_streams``: same images, same
     order, same predictions and attention with 2 streams as in a plain loop."""
     shown, threads = [], []
-    monkeypatch.setattr(figures, "qualitative_figure", shown.append)
+    monkeypatch.setattr(nodes, "qualitative_figure", shown.append)
     real = nodes.predict_full_image_with_attention
 
     def spy(net, image, windows):

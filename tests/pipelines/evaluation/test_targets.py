@@ -54,6 +54,6 @@ def test_per_class_figure_shows_target_val(monkeypatch) -> None:
         seen["rows"] = rows
         return Figure()
 
-    monkeypatch.setattr("hrda_kedro.reports.figures.per_class_iou_figure", fake_figure)
+    monkeypatch.setattr("hrda_kedro.pipelines.evaluation.nodes.per_class_iou_figure", fake_figure)
     plot_per_class_iou(per_class, {})
     assert set(seen["rows"]["target"]) == {"target_val"} and len(seen["rows"]) == 3

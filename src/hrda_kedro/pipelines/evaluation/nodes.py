@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from hrda_kedro.data.labels import CITYSCAPES_CLASSES
@@ -23,13 +24,18 @@ from hrda_kedro.hrda.model import HRDAModel
 from hrda_kedro.hrda.model_config import ModelConfig, SlidingWindows
 from hrda_kedro.params import EvaluationParams, RuntimeParams, parse
 from hrda_kedro.progress import LogProgress
+from hrda_kedro.reports.figures import (
+    ModelView,
+    QualitativeSample,
+    per_class_iou_figure,
+    pseudo_label_quality_figure,
+    qualitative_figure,
+    training_curves_figure,
+)
 from hrda_kedro.reports.tables import json_ready, pseudo_label_quality_table
 from hrda_kedro.runtime.devices import resolve_device
 from hrda_kedro.runtime.models import check_compatible, model_from_checkpoint
 from hrda_kedro.runtime.training_data import labelled_dataset
-
-if TYPE_CHECKING:  # matplotlib (half a second) is imported by the nodes that draw
-    from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
 
@@ -192,8 +198,6 @@ def _warn_of_absent_subsets(rows: list[dict[str, Any]], eval_params: EvaluationP
 def plot_per_class_iou(per_class_iou: pd.DataFrame, evaluation: dict[str, Any]) -> Figure:
     """Per-class IoU of the fused predictions on target val, models side by side, small
     classes singled out."""
-    from hrda_kedro.reports.figures import per_class_iou_figure
-
     eval_params = parse(EvaluationParams, evaluation, "evaluation")
     small = [CITYSCAPES_CLASSES[c] for c in eval_params.small_classes]
     if "target" in per_class_iou.columns:
@@ -203,15 +207,11 @@ def plot_per_class_iou(per_class_iou: pd.DataFrame, evaluation: dict[str, Any]) 
 
 def plot_training_curves(**histories: pd.DataFrame) -> Figure:
     """Loss terms, learning rate and pseudo-label weight of every stage, in run order."""
-    from hrda_kedro.reports.figures import training_curves_figure
-
     return training_curves_figure(histories)
 
 
 def report_pseudo_label_quality(**qualities: dict[str, Any]) -> tuple[pd.DataFrame, Figure]:
     """Table and figure of each round's pseudo-label quality, rounds in order."""
-    from hrda_kedro.reports.figures import pseudo_label_quality_figure
-
     table = pseudo_label_quality_table(qualities)
     return table, pseudo_label_quality_figure(table)
 
@@ -237,8 +237,6 @@ def plot_qualitative_grid(
     ones each run) are predicted like in :func:`evaluate_model`, the scale attention
     stitched over the same sliding windows (:func:`predict_full_image_with_attention`).
     """
-    from hrda_kedro.reports.figures import ModelView, QualitativeSample, qualitative_figure
-
     model_params = parse(ModelConfig, model, "model")
     eval_params = parse(EvaluationParams, evaluation, "evaluation")
     setup = resolve_device(parse(RuntimeParams, runtime, "runtime"))

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
+from matplotlib.figure import Figure
 
+from hrda_kedro.data.figures import samples_figure
 from hrda_kedro.data.ingest import IngestionDatasets, IngestionSettings, class_frequencies, ingest
 from hrda_kedro.params import parse
-
-if TYPE_CHECKING:  # matplotlib (half a second) is imported by the node that draws
-    from matplotlib.figure import Figure
 
 
 def ingest_datasets(
@@ -44,8 +43,6 @@ def plot_samples(
 
     Source-only runs (no target-train images) show the source alone.
     """
-    from hrda_kedro.data.figures import samples_figure
-
     settings = parse(IngestionSettings, ingestion, "ingestion")
     manifests = {"source": source_train_manifest, "target": target_train_manifest}
     return samples_figure(
