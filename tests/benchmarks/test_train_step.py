@@ -14,7 +14,7 @@ def test_the_nooverlap_row_builds_hrda_with_edge_to_edge_teacher_windows() -> No
     tiled = train_step._model(TINY, "uda_hrda_nooverlap")
     assert plain.mode == tiled.mode == "hrda" and plain.scale == tiled.scale == 2
     assert plain.hr_slide_overlapping and not tiled.hr_slide_overlapping
-    assert tiled._hr_stride() == (32, 32) and plain._hr_stride() == (16, 16)
+    assert tiled.detail_stride == (32, 32) and plain.detail_stride == (16, 16)
 
 
 def test_the_nooverlap_row_is_compared_with_naive_hr_and_with_hrda() -> None:

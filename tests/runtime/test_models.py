@@ -15,7 +15,7 @@ TINY = {"network": {"encoder": "mit-nano", "decoder_embed_dim": 16, "attention_e
 def test_the_official_nooverlap_setting_reaches_the_model_and_its_checkpoint() -> None:
     params = parse(ModelConfig, {**TINY, "hrda": {"hr_slide_overlapping": False}}, "model")
     model = build_model(params)
-    assert not model.hr_slide_overlapping and model._hr_stride() == model.detail_hw
+    assert not model.hr_slide_overlapping and model.detail_stride == model.detail_hw
     checkpoint = {"model_params": model_params_dict(params), "model": model.state_dict()}
     rebuilt, rebuilt_params = model_from_checkpoint(checkpoint, "model.pt")
     assert not rebuilt.hr_slide_overlapping and not rebuilt_params.hrda.hr_slide_overlapping
@@ -29,7 +29,7 @@ def test_a_checkpoint_from_before_the_setting_slides_with_overlap() -> None:
         {"model_params": stored, "model": build_model(params).state_dict()}, "old.pt"
     )
     assert rebuilt.hr_slide_overlapping
-    assert rebuilt._hr_stride() == (64, 64)  # half the 128 x 128 detail crop
+    assert rebuilt.detail_stride == (64, 64)  # half the 128 x 128 detail crop
 
 
 def test_an_in_training_checkpoint_is_named_as_one() -> None:

@@ -278,9 +278,12 @@ class HRDAModel(nn.Module):
         hr_mask = lr_mask.bool().repeat_interleave(s, dim=-2).repeat_interleave(s, dim=-1)
         return torch.where(hr_mask, inside, self._upscale(context))
 
-    def _hr_stride(self) -> tuple[int, int]:
-        """HR sliding-window stride: half the detail size, a multiple of ``o`` (the whole
-        detail size without ``hr_slide_overlapping``)."""
+    @property
+    def detail_stride(self) -> tuple[int, int]:
+        """Stride of the detail crops that slide over a test window (HR pixels): half the
+        detail size, a multiple of ``o`` (the whole detail size without
+        ``hr_slide_overlapping``). With :attr:`detail_hw` it says where the detail branch
+        looks: ``sliding_window_boxes(window_hw, model.detail_hw, model.detail_stride)``."""
         if not self.hr_slide_overlapping:
             return self.detail_hw
         stride = self.output_stride
@@ -309,7 +312,7 @@ class HRDAModel(nn.Module):
         ):
             return None
         boxes, grid_boxes = window_crops(
-            window_hr, self.detail_hw, self._hr_stride(), self.output_stride
+            window_hr, self.detail_hw, self.detail_stride, self.output_stride
         )
         num_windows = int(window_hr.shape[0])  # a plain int also when traced (ONNX export)
         crops = cut_crops(window_hr, boxes, range(len(boxes) * num_windows))
@@ -364,7 +367,7 @@ class HRDAModel(nn.Module):
                     self.network,
                     window_hr,
                     self.detail_hw,
-                    self._hr_stride(),
+                    self.detail_stride,
                     self.output_stride,
                     batch_size=crops_per_call,
                 )
