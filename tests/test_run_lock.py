@@ -109,10 +109,12 @@ def test_a_run_beside_a_training_run_is_refused_before_any_work_but_predict_runs
         shutil.copy(next((project / "data" / "01_raw").rglob("*.png")), images / "a.png")
         run_in_process(project, "predict")
     assert (project / "data" / "07_model_output" / "predict" / "labels" / "a.png").is_file()
-    # A run that ended and a run that failed in a node both let the lock go.
-    run_in_process(project, "evaluation")
+    # A run that ended (ingestion, nothing to redo) and one that failed in a node (every
+    # model unreadable) both let the lock go.
+    run_in_process(project, "ingestion")
     assert other_process_acquires(project)
-    latest_version(project / "data" / "06_models" / "round_2" / "model.pt").write_text("x")
-    with pytest.raises(DatasetError, match="round_2"):
+    for model in ("source_only", "round_1", "round_2"):
+        latest_version(project / "data" / "06_models" / model / "model.pt").write_text("x")
+    with pytest.raises(DatasetError, match="model"):
         run_in_process(project, "evaluation")
     assert other_process_acquires(project)

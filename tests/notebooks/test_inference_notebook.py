@@ -3,17 +3,12 @@ detail crops, each branch's prediction, the attention and each branch's IoU."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
 
-from tests.conftest import PROJECT_ROOT
+from tests.notebooks.helpers import execute_in
 from tests.reliability.helpers import assert_unchanged, copy_project, snapshot
-
-NOTEBOOK = PROJECT_ROOT / "notebooks" / "inference.ipynb"
 
 
 @pytest.mark.slow
@@ -21,18 +16,8 @@ def test_inference_notebook_shows_the_windows_the_branches_and_their_iou(
     reference: Path, tmp_path: Path
 ) -> None:
     project = copy_project(reference, tmp_path / "project")
-    notebooks = project / "notebooks"
-    notebooks.mkdir()
-    shutil.copy(NOTEBOOK, notebooks)
-    notebook = nbformat.read(notebooks / NOTEBOOK.name, as_version=4)
     before = snapshot(project / "data")
-
-    NotebookClient(
-        notebook,
-        timeout=120,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(notebooks)}},
-    ).execute()  # raises CellExecutionError on the first failing cell
+    notebook = execute_in(project, "inference.ipynb")
 
     outputs = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs]
     figures = [out for out in outputs if "image/png" in out.get("data", {})]

@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
 
-from tests.conftest import PROJECT_ROOT
+from tests.notebooks.helpers import execute_in
 from tests.pipelines.evaluation.fabricate import project_catalog, write_reports
 
-NOTEBOOK = PROJECT_ROOT / "notebooks" / "report.ipynb"
 FIGURES = 4  # per-class IoU, training curves, pseudo-label quality, qualitative grid
 
 
 @pytest.mark.slow
 def test_report_notebook_executes_and_shows_every_report(project_copy: Path) -> None:
     write_reports(project_catalog(project_copy), project_copy / "data")
-    notebooks = project_copy / "notebooks"
-    notebooks.mkdir()
-    shutil.copy(NOTEBOOK, notebooks)
-    notebook = nbformat.read(notebooks / NOTEBOOK.name, as_version=4)
-
-    NotebookClient(
-        notebook,
-        timeout=120,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(notebooks)}},
-    ).execute()  # raises CellExecutionError on the first failing cell
+    notebook = execute_in(project_copy, "report.ipynb")
 
     results = [
         out.data
