@@ -119,9 +119,7 @@ def worker(cfg: dict[str, Any]) -> dict[str, Any]:
         max(math.ceil(v / align) * align, w) for v, w in zip(image_hw, window, strict=True)
     )
     windows = len(sliding_window_boxes(padded, window, stride)) * cfg["images"]
-    o = model.output_stride
-    hr_stride = tuple(max(o, v // 2 // o * o) for v in cfg["detail"])
-    hr_crops = len(sliding_window_boxes(window, tuple(cfg["detail"]), hr_stride))
+    hr_crops = len(sliding_window_boxes(window, model.detail_hw, model.detail_stride))
     per_call = windows if batch_size is None else batch_size
     calls = math.ceil(windows / per_call)
     network_calls = windows * (1 + hr_crops) if cfg["chunk"] == "sequential" else 2 * calls
