@@ -3,6 +3,7 @@ with the run (its end, its failure, its process); predict runs beside a training
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -118,3 +119,21 @@ def test_a_run_beside_a_training_run_is_refused_before_any_work_but_predict_runs
     with pytest.raises(DatasetError, match="model"):
         run_in_process(project, "evaluation")
     assert other_process_acquires(project)
+
+
+def test_a_file_system_that_cannot_lock_warns_and_lets_the_run_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A network mount without a lock manager answers ENOLCK: refusing every run there
+    would make the project unusable, so it runs unprotected and says so."""
+    import fcntl
+
+    def no_locks(*args: object) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    run_lock.acquire(tmp_path, "uda")
+    assert (
+        "cannot lock ([Errno 37] No locks available); runs of one project are not kept apart"
+        in caplog.text
+    )
