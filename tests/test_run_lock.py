@@ -133,7 +133,5 @@ def test_a_file_system_that_cannot_lock_warns_and_lets_the_run_go_on(
 
     monkeypatch.setattr(fcntl, "flock", no_locks)
     run_lock.acquire(tmp_path, "uda")
-    assert (
-        "cannot lock ([Errno 37] No locks available); runs of one project are not kept apart"
-        in caplog.text
-    )
+    assert "cannot lock ([Errno" in caplog.text  # ENOLCK's number differs between systems
+    assert "No locks available); runs of one project are not kept apart" in caplog.text
