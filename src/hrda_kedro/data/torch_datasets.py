@@ -91,8 +91,8 @@ class ManifestDataset(Dataset):
         image = torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
         size = self.sizes[index]
         if size is not None and tuple(image.shape[-2:]) != size:
-            # Deferred: importing torchvision loads torch._dynamo (about 2 s), which every
-            # `kedro` command would pay while registering the pipelines.
+            # Deferred: torchvision's import loads torch._dynamo (2 s of every `kedro`
+            # command).
             from torchvision.transforms.v2 import InterpolationMode
             from torchvision.transforms.v2 import functional as F
 

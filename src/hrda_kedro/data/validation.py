@@ -175,8 +175,7 @@ def _decode_png16(path: Path) -> np.ndarray:
     decoder is deprecated in favour of TorchCodec (torchvision 0.29), which this project does
     not depend on; the warning is silenced here only.
     """
-    # Deferred, as every torchvision import here: it loads torch._dynamo (about 2 s), which
-    # every `kedro` command would pay while registering the pipelines.
+    # Deferred: torchvision's import loads torch._dynamo (2 s of every `kedro` command).
     from torchvision.io import ImageReadMode, decode_png
 
     data = path.read_bytes()

@@ -58,8 +58,7 @@ class ResNet101Encoder(nn.Module):
 
     def __init__(self, pretrained: str | None = None, *, v1c_stem: bool = False) -> None:
         super().__init__()
-        # Imported here: torchvision's package import loads torch._dynamo (about 2 s on a
-        # 2-core CPU), which every `kedro` command would pay while registering its pipelines.
+        # Deferred: torchvision's import loads torch._dynamo (2 s of every `kedro` command).
         from torchvision.models import resnet101
 
         net = resnet101(weights=None, replace_stride_with_dilation=[False, True, True])

@@ -100,8 +100,7 @@ def adjust_saturation(image: torch.Tensor, factor: float) -> torch.Tensor:
 
 def adjust_hue(image: torch.Tensor, shift: float) -> torch.Tensor:
     """Rotate the hue by ``shift`` turns (kornia: ``2 pi * shift`` radians); same operator."""
-    # Deferred: importing torchvision loads torch._dynamo (about 2 s), which every `kedro`
-    # command would pay while registering the pipelines.
+    # Deferred: torchvision's import loads torch._dynamo (2 s of every `kedro` command).
     from torchvision.transforms.v2.functional import adjust_hue as rotate_hue
 
     return rotate_hue(image, shift)
