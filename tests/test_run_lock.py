@@ -135,3 +135,20 @@ def test_a_file_system_that_cannot_lock_warns_and_lets_the_run_go_on(
     run_lock.acquire(tmp_path, "uda")
     assert "cannot lock ([Errno" in caplog.text  # ENOLCK's number differs between systems
     assert "No locks available); runs of one project are not kept apart" in caplog.text
+
+
+def test_a_lock_file_this_user_cannot_open_warns_and_lets_the_run_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another user's lock file on shared storage (or a read-only data/): no traceback."""
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / LOCK_FILE))
+
+    monkeypatch.setattr(Path, "open", refused)
+    run_lock.acquire(tmp_path, "uda")
+    assert f"{tmp_path / LOCK_FILE}: cannot lock ([Errno" in caplog.text
+    assert (
+        "Permission denied" in caplog.text
+        and "runs of one project are not kept apart" in caplog.text
+    )

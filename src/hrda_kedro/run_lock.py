@@ -43,12 +43,14 @@ def acquire(project: Path, pipeline: str) -> None:
     try:
         import fcntl
     except ImportError:  # Windows: no advisory locks of this kind
-        logger.warning(
-            "%s: this platform cannot lock; runs of one project are not kept apart", path
-        )
+        _unprotected(path, "this platform has no flock")
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = path.open("a+", encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a+", encoding="utf-8")
+    except OSError as err:  # another user's lock file on shared storage, a read-only data/
+        _unprotected(path, err)
+        return
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -57,11 +59,11 @@ def acquire(project: Path, pipeline: str) -> None:
         handle.close()
         raise ProjectBusyError(
             f"{path}: another kedro run is writing this project's data ({holder}); expected "
-            "one training or evaluating run per project at a time"
+            "one run that trains, evaluates or ingests per project at a time"
         ) from None
     except OSError as err:  # ENOLCK and the like: a mount without a lock manager
         handle.close()
-        logger.warning("%s: cannot lock (%s); runs of one project are not kept apart", path, err)
+        _unprotected(path, err)
         return
     handle.seek(0)
     handle.truncate()
@@ -76,6 +78,10 @@ def release() -> None:
     while _held:
         _, handle = _held.popitem()
         handle.close()  # closing the only descriptor releases the flock
+
+
+def _unprotected(path: Path, why: object) -> None:
+    logger.warning("%s: cannot lock (%s); runs of one project are not kept apart", path, why)
 
 
 def _describe(text: str) -> str:
