@@ -2,10 +2,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from hrda_kedro.data import torch_datasets
 from hrda_kedro.data.torch_datasets import ManifestDataset, resize_label_nearest
-from tests.data.helpers import write_index, write_rgb
+from hrda_kedro.data.validation import read_image
+from tests.data.helpers import write_index, write_png16, write_rgb
 
 
 @pytest.fixture
@@ -35,6 +37,24 @@ def test_items_hold_uint8_images_and_int64_labels(manifest):
     np.testing.assert_array_equal(item["label"].numpy(), labels)
     assert "label" not in ManifestDataset(table)[1]  # no label_path in the manifest
     assert "label" not in ManifestDataset(table, labels=False)[0]
+
+
+def test_training_reads_every_image_mode_as_ingestion_and_predict_do(tmp_path):
+    """Pillow's ``convert("RGB")`` here clipped 16-bit grayscale to white and dropped alpha,
+    where ingestion's check and ``predict`` composite and keep the high byte."""
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (6, 10, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    Image.fromarray(rgba[..., 0]).save(tmp_path / "gray.png")
+    write_png16(tmp_path / "deep.png", rng.integers(0, 65536, (6, 10)))
+    write_index(tmp_path / "palette.png", rng.integers(0, 256, (6, 10)), mode="P")
+    paths = [str(tmp_path / f"{n}.png") for n in ("rgba", "gray", "deep", "palette")]
+    table = pd.DataFrame({"image_path": paths, "label_path": [None] * 4,
+                          "load_height": [6] * 4, "load_width": [10] * 4})  # fmt: skip
+    dataset = ManifestDataset(table, labels=False)
+    for index, path in enumerate(paths):
+        loaded = dataset[index]["image"].permute(1, 2, 0).numpy()
+        np.testing.assert_array_equal(loaded, read_image(path), err_msg=path)
 
 
 def test_resize_on_load_keeps_label_values(manifest):

@@ -13,6 +13,7 @@ tests/hrda/test_checkpoint.py; the table in docs/reliability.md lists them all.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import shutil
 from collections.abc import Callable
@@ -194,23 +195,11 @@ CASES = [
              r"\(\w+Error: .*\); expected a \.pth/\.bin state dict"),
     # data: stopped by ingestion, which stages its outputs and commits none of them
     BadInput("truncated PNG", "data", "ingestion", lambda p: gta(p, _truncated_png), DataError,
-             r"images/00002\.png: cannot decode, truncated or corrupt .*; expected an 8-bit "
-             r"RGB image"),
+             r"images/00002\.png: cannot decode, truncated or corrupt .*; expected a readable "
+             r"image \(PNG or JPEG\)"),
     BadInput("0-byte image", "data", "ingestion",
              lambda p: gta(p, lambda r: gta_image(r).write_bytes(b"")), DataError,
-             r"images/00002\.png: empty file \(0 bytes\); expected an 8-bit RGB image"),
-    BadInput("grayscale image", "data", "ingestion",
-             lambda p: gta(p, lambda r: Image.new("L", (10, 6)).save(gta_image(r))), DataError,
-             r"images/00002\.png: image mode is grayscale \(L\); expected an 8-bit RGB image"),
-    BadInput("RGBA image", "data", "ingestion",
-             lambda p: gta(p, lambda r: Image.new("RGBA", (10, 6)).save(gta_image(r))), DataError,
-             r"images/00002\.png: image mode is RGBA; expected an 8-bit RGB image"),
-    BadInput("16-bit image", "data", "ingestion",
-             lambda p: gta(p, lambda r: write_png16(gta_image(r), np.zeros((6, 10, 3)))),
-             DataError, r"images/00002\.png: image mode is 16-bit RGB; expected an 8-bit RGB"),
-    BadInput("palette image", "data", "ingestion",
-             lambda p: gta(p, lambda r: Image.new("P", (10, 6)).save(gta_image(r))), DataError,
-             r"images/00002\.png: image mode is palette \(P\); expected an 8-bit RGB image"),
+             r"images/00002\.png: empty file \(0 bytes\); expected a readable image \(PNG or JPEG\)"),
     BadInput("label of another size", "data", "ingestion",
              lambda p: gta(p, lambda r: write_index(_label(r), np.full((5, 10), 7))), DataError,
              r"labels/00002\.png: label is 10x5 \(WxH\) but its image .*images/00002\.png is "
@@ -237,11 +226,7 @@ CASES = [
     # the user's own photos (kind: folder)
     BadInput("corrupt JPEG", "user image", "ingestion",
              _photos(lambda f: f.write_bytes(b"\xff\xd8\xff\xe0 not really")),
-             DataError, r"photos/b\.jpg: not a readable image .*; expected an 8-bit RGB image"),
-    BadInput("CMYK JPEG", "user image", "ingestion",
-             _photos(lambda f: Image.new("CMYK", (10, 6)).save(f)), DataError,
-             r"photos/b\.jpg: image mode is CMYK; expected an 8-bit RGB image"),
-    # checkpoints: the source-only model that round 1 starts from, replaced
+             DataError, r"photos/b\.jpg: not a readable image .*; expected a readable image \(PNG or JPEG\)"),
     BadInput("checkpoint of another class count", "checkpoint", "self_training",
              lambda p: _rewrite_checkpoint(p, num_classes=10), CheckpointError,
              r"input model \(source_only\): checkpoint has model\.network\.num_classes=10, "
@@ -299,6 +284,37 @@ def test_paths_with_spaces_and_non_ascii_are_accepted(trained: Path) -> None:
     manifest = pd.read_csv(trained / "data" / "05_model_input" / "source_train_manifest.csv")
     assert all(USER_DATA in path for path in manifest["image_path"])
     assert ManifestDataset(manifest)[0]["image"].shape == (3, 6, 10)
+
+
+def test_images_of_every_mode_are_ingested_converted_and_trained(trained: Path, caplog) -> None:
+    """Ingestion refused grayscale, RGBA, 16-bit, palette and CMYK images, which OpenCV's
+    ``imread`` (the official loader) and ``predict`` read; now they train, converted."""
+    rgba = np.random.default_rng(0).integers(0, 256, (6, 10, 4), dtype=np.uint8)
+    params = user_folder(trained, {
+        "rgb.png": good_photo,
+        "gray.png": lambda f: Image.fromarray(rgba[..., 0]).save(f),
+        "rgba.png": lambda f: Image.fromarray(rgba, "RGBA").save(f),
+        "deep.png": lambda f: write_png16(f, rgba[..., :3].astype(np.uint16) * 257),
+        "palette.png": lambda f: write_index(f, rgba[..., 0], mode="P"),
+        "print.jpg": lambda f: Image.fromarray(rgba, "RGBA").convert("CMYK").save(f),
+    })  # fmt: skip
+    resize = {"width": 128, "height": 64, "keep_ratio": False}  # to fit the 64x64 crops
+    params["ingestion_datasets"]["source_train"]["resize"] = resize
+    caplog.set_level("INFO")
+    run_in_process(trained, "ingestion", params)
+    report = json.loads((trained / "data" / "08_reporting" / "ingestion_report.json").read_text())
+    assert report["splits"]["source_train"]["converted_to_rgb"] == {
+        "16-bit RGB": 1, "CMYK": 1, "RGBA": 1, "grayscale (L)": 1, "palette (P)": 1,
+    }  # fmt: skip
+    assert "source_train: 5 of 6 images are not 8-bit RGB (16-bit RGB: 1, CMYK: 1" in caplog.text
+    manifest = pd.read_csv(trained / "data" / "05_model_input" / "source_train_manifest.csv")
+    row = int(manifest.index[manifest["name"] == "deep"][0])
+    deep = ManifestDataset(manifest, resize=False)[row]
+    np.testing.assert_array_equal(deep["image"].permute(1, 2, 0).numpy(), rgba[..., :3])
+    models = trained / "data" / "06_models" / "source_only" / "model.pt"
+    before = latest_version(models)
+    run_in_process(trained, "warmup", {**params, "warmup": {"iterations": 4}})
+    assert latest_version(models) != before
 
 
 @pytest.mark.parametrize("damage", ["image deleted", "label emptied"])

@@ -291,7 +291,7 @@ CASES = [
     BadInput("flipped byte in the pixel data", D, "ingestion",
              lambda p: gta(p, lambda r: broken_crc_png(gta_image(r))), DataError,
              r"user data ü/images/00002\.png: (cannot decode, truncated or corrupt|not a "
-             r"readable image) \(.+\); expected an 8-bit RGB image"),
+             r"readable image) \(.+\); expected a readable image \(PNG or JPEG\)"),
     BadInput("text file named .png", D, "ingestion",
              lambda p: gta(p, lambda r: gta_image(r).write_text("hello")), DataError,
              r"user data ü/images/00002\.png: not a readable image \(cannot identify image file"),

@@ -14,7 +14,7 @@ from matplotlib.patches import Patch
 from PIL import Image
 
 from hrda_kedro.data.labels import CITYSCAPES_CLASSES, CITYSCAPES_COLORS, colorize
-from hrda_kedro.data.validation import upright
+from hrda_kedro.data.validation import read_image
 
 
 def samples_figure(manifests: dict[str, pd.DataFrame], per_split: int) -> Figure:
@@ -30,8 +30,7 @@ def samples_figure(manifests: dict[str, pd.DataFrame], per_split: int) -> Figure
             if col >= len(picks):
                 continue
             sample = manifest.iloc[int(picks[col])]
-            with Image.open(sample["image_path"]) as image:
-                image_ax.imshow(np.asarray(upright(image).convert("RGB")))
+            image_ax.imshow(read_image(sample["image_path"]))
             image_ax.set_title(f"{title}: {sample['name']}", fontsize=8)
             label_path = sample["label_path"]
             if isinstance(label_path, str) and label_path:

@@ -25,6 +25,7 @@ import os
 import shutil
 import time
 import uuid
+from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -51,7 +52,12 @@ from hrda_kedro.data.streets import (
     save_png,
     write_benchmark,
 )
-from hrda_kedro.data.validation import LabelFormat, check_label, read_image, read_raw_label
+from hrda_kedro.data.validation import (
+    LabelFormat,
+    check_label,
+    read_image_noting_mode,
+    read_raw_label,
+)
 from hrda_kedro.hrda.config import Config, require
 from hrda_kedro.progress import LogProgress
 
@@ -313,7 +319,7 @@ def _check_pair(
     pair: Pair, mapping: LabelMapping, label_format: LabelFormat, out: Path | None
 ) -> dict[str, Any]:
     """Decode and check one pair; write its trainId label to ``out`` (when converting)."""
-    image = read_image(pair.image)
+    image, converted_from = read_image_noting_mode(pair.image)
     height, width = image.shape[:2]
     record: dict[str, Any] = {
         "image": _stamp(pair.image),
@@ -321,6 +327,8 @@ def _check_pair(
         "width": width,
         "upright": True,  # the size after the EXIF orientation (read_image)
     }
+    if converted_from is not None:
+        record["converted_from"] = converted_from
     if pair.label is not None:
         raw = read_raw_label(pair.label, label_format)
         check_label(raw, pair.label, (height, width), pair.image, mapping)
@@ -461,6 +469,7 @@ def _ingest_split(
             + _nested_hint(spec, root)
             + _read_types_hint(spec)
         )
+    converted = _converted_modes([records[pair.name] for pair in kept], split)
     rows, counts = [], []
     for pair in kept:
         record = records[pair.name]
@@ -498,6 +507,7 @@ def _ingest_split(
         "checked": len(todo),
         "reused_from_cache": len(pairs) - len(todo),
         "skipped": skipped,
+        "converted_to_rgb": converted,
         "class_pixels": {
             name: int(n)
             for name, n in zip(
@@ -510,6 +520,21 @@ def _ingest_split(
         split, len(kept), spec.kind, len(todo), len(pairs) - len(todo), len(skipped),
     )  # fmt: skip
     return manifest, counts_df, report
+
+
+def _converted_modes(records: list[dict[str, Any]], split: str) -> dict[str, int]:
+    """How many of a split's images are read converted to 8-bit RGB, by their own mode;
+    logged, since a folder of grayscale or RGBA images trains on what the user may not
+    expect (each channel the same, transparency on the mean colour)."""
+    modes = Counter(r["converted_from"] for r in records if r.get("converted_from"))
+    if modes:
+        logger.info(
+            "%s: %d of %d images are not 8-bit RGB (%s); read converted, as OpenCV reads "
+            "them, transparent pixels on the ImageNet mean colour",
+            split, modes.total(), len(records),
+            ", ".join(f"{mode}: {n}" for mode, n in sorted(modes.items())),
+        )  # fmt: skip
+    return dict(sorted(modes.items()))
 
 
 def empty_manifest() -> pd.DataFrame:

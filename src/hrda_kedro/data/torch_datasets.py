@@ -16,7 +16,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from hrda_kedro.data import DataError
-from hrda_kedro.data.validation import upright
+from hrda_kedro.data.validation import rgb_pixels
 
 
 def _present(path: object) -> bool:
@@ -25,14 +25,15 @@ def _present(path: object) -> bool:
 
 
 def _read(path: str, kind: str) -> np.ndarray:
-    """Pixels of a manifest's image (as RGB) or label.
+    """Pixels of a manifest's image (as RGB, converted as ingestion and ``predict`` read
+    it: :func:`~hrda_kedro.data.validation.rgb_pixels`) or label.
 
     The files were checked at ingestion; one moved, deleted or rewritten since would
     otherwise surface as a bare Pillow error from inside the training loop.
     """
     try:
         with Image.open(path) as file:
-            return np.array(upright(file).convert("RGB") if kind == "image" else file)
+            return rgb_pixels(file) if kind == "image" else np.array(file)
     except Exception as err:  # Pillow's many error types: see data.validation._DECODE_ERRORS
         raise DataError(
             f"{path}: cannot read this {kind} ({err}); expected the file the ingestion "

@@ -1,10 +1,10 @@
 """Checked reading of images and labels: every failure names the file and what was expected.
 
 A bad file found during ingestion is far cheaper than one found hours into training, so
-images are fully decoded (truncation shows only then) and their mode is checked: the
-networks expect 8-bit RGB, and Pillow would silently turn a grayscale, RGBA, palette or
-16-bit file into something else. Labels are read as raw ids in the format of their data
-set and checked against the size of their image and the ids their mapping knows.
+images are fully decoded (truncation shows only then). Any image mode is read as 8-bit
+RGB the way OpenCV's ``imread`` (the official loader) reads it, for training and ``predict``
+alike; labels are read as raw ids in the format of their data set and checked against
+the size of their image and the ids their mapping knows.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from hrda_kedro.data import DataError, MissingFolderError
 from hrda_kedro.data.labels import LabelMapping
 
-RGB_IMAGE = "an 8-bit RGB image"
+IMAGE = "a readable image (PNG or JPEG)"
 
 # Pillow reports a bad file with many exception types (OSError, ValueError, SyntaxError,
 # EOFError, struct.error, DecompressionBombError for oversized images, ValueError
@@ -234,51 +234,42 @@ def upright(image: Image.Image) -> Image.Image:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """``(H, W, 3)`` uint8 of an 8-bit RGB image, upright (:func:`upright`), or a
-    :class:`DataError`."""
+    """``(H, W, 3)`` uint8 of an image in any mode (:func:`rgb_pixels`), or a
+    :class:`DataError` naming a missing, empty, unreadable or truncated file."""
+    return read_image_noting_mode(path)[0]
+
+
+def read_image_noting_mode(path: Path) -> tuple[np.ndarray, str | None]:
+    """:func:`read_image`, with the readable name of the mode it was converted from
+    (``None`` for 8-bit RGB), so that ingestion can say which images were converted."""
     path = Path(path)
-    with _open(path, RGB_IMAGE) as image:
-        if image.mode != "RGB" or _is_16bit(image):
-            raise DataError(f"{path}: image mode is {describe_mode(image)}; expected {RGB_IMAGE}")
-        pixels = _decode(image, path, RGB_IMAGE)
+    with _open(path, IMAGE) as file:
+        # before decoding: Pillow forgets the tiles that tell 16-bit colour once it has loaded
+        converted_from = None if file.mode == "RGB" and not _is_16bit(file) else describe_mode(file)
+        _decode(file, path, IMAGE)
         try:
-            turned = upright(image)
-        except _DECODE_ERRORS as err:  # a broken EXIF block
+            return rgb_pixels(file), converted_from
+        except _DECODE_ERRORS as err:  # a broken EXIF block or palette, e.g.
             raise DataError(
-                f"{path}: cannot read its EXIF orientation ({type(err).__name__}: {err}); "
-                f"expected {RGB_IMAGE}"
+                f"{path}: cannot convert to RGB ({type(err).__name__}: {err}); expected {IMAGE}"
             ) from err
-        return pixels if turned is image else np.asarray(turned)
 
 
 # Transparent pixels are composited onto the ImageNet mean colour: it normalises to zero,
-# like the padding of sliding-window inference, so they carry no signal.
+# like the padding of sliding-window inference, so they carry no signal. (OpenCV drops
+# alpha and keeps whatever colour lies under it: a deviation, docs/architecture.md.)
 _BACKGROUND = (124, 116, 104)
 
 
-def read_image_as_rgb(path: Path) -> np.ndarray:
-    """``(H, W, 3)`` uint8 of an image in any mode, converted as a viewer would show it.
+def rgb_pixels(file: Image.Image) -> np.ndarray:
+    """Writable ``(H, W, 3)`` uint8 of an opened image of any mode, upright (:func:`upright`).
 
-    For user images (prediction) rather than training data: the EXIF orientation is
-    applied, 16-bit grayscale is scaled to 8 bits (16-bit colour PNGs already open with
-    their high byte), and alpha (RGBA, LA, palette transparency) is composited onto the
-    ImageNet mean colour. Missing, empty, unreadable or truncated files raise a
-    :class:`DataError` naming the file.
+    As OpenCV's ``imread(..., IMREAD_COLOR)`` reads it: grayscale and palette expand to
+    three channels, 16-bit keeps its high byte (Pillow opens 16-bit colour that way
+    already), CMYK and YCbCr convert; alpha (RGBA, LA, palette transparency) is composited
+    onto the ImageNet mean colour.
     """
-    path = Path(path)
-    expected = "a readable image (PNG or JPEG)"
-    with _open(path, expected) as file:
-        _decode(file, path, expected)
-        try:
-            return _as_rgb(file)
-        except _DECODE_ERRORS as err:  # a broken EXIF block or palette, e.g.
-            raise DataError(
-                f"{path}: cannot convert to RGB ({type(err).__name__}: {err}); expected {expected}"
-            ) from err
-
-
-def _as_rgb(file: Image.Image) -> np.ndarray:
-    image = ImageOps.exif_transpose(file)
+    image = upright(file)
     if image.mode.startswith("I"):  # 16-bit grayscale PNG (I;16, or I in older Pillow)
         pixels = np.clip(np.asarray(image).astype(np.int64) >> 8, 0, 255).astype(np.uint8)
         return np.repeat(pixels[..., None], 3, axis=2)
@@ -288,7 +279,7 @@ def _as_rgb(file: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (*_BACKGROUND, 255))
         image = Image.alpha_composite(background, rgba)
-    return np.array(image.convert("RGB"))  # writable, unlike np.asarray of an image
+    return np.array(image if image.mode == "RGB" else image.convert("RGB"))
 
 
 def read_raw_label(path: Path, label_format: LabelFormat) -> np.ndarray:

@@ -11,16 +11,16 @@ import numpy as np
 from kedro.io import AbstractDataset, DatasetError
 
 from hrda_kedro.data.layouts import broken_link_error, is_broken_link, list_files
-from hrda_kedro.data.validation import read_image_as_rgb
+from hrda_kedro.data.validation import read_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def read_listed_image(path: Path) -> np.ndarray:
-    """:func:`read_image_as_rgb`, naming a broken link as one (not "file not found")."""
+    """:func:`read_image`, naming a broken link as one (not "file not found")."""
     if is_broken_link(path):
         raise broken_link_error(path, "a readable image (PNG or JPEG)")
-    return read_image_as_rgb(path)
+    return read_image(path)
 
 
 def expand_home(path: str) -> Path:

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from hrda_kedro.data import DataError, MissingFolderError
 from hrda_kedro.data.labels import colorize
 from hrda_kedro.data.layouts import printable
-from hrda_kedro.data.validation import check_folder, read_image_as_rgb
+from hrda_kedro.data.validation import check_folder, read_image
 from hrda_kedro.datasets.checkpoint_dataset import CheckpointDataset
 from hrda_kedro.datasets.export_datasets import CONFIG_FILE, WEIGHTS_FILE, ExportedModelDataset
 from hrda_kedro.datasets.image_folder import IMAGE_SUFFIXES, ImageFolder
@@ -297,7 +297,7 @@ def segment_images(
     def run(index: int) -> dict[str, Image.Image]:
         row = rows[index]
         start = time.perf_counter()
-        pixels = torch.from_numpy(read_image_as_rgb(Path(row["image_path"])))
+        pixels = torch.from_numpy(read_image(Path(row["image_path"])))
         image = normalize(pixels.permute(2, 0, 1).unsqueeze(0).to(setup.device))
         bar = tqdm(  # one image at a time only: several bars at once would garble
             desc=f"{row['partition_id']} windows",
@@ -362,7 +362,7 @@ def draw_overlays(
         )
 
     def overlay(pid: str, image_path: str) -> Image.Image:
-        image = read_image_as_rgb(Path(image_path)).astype(np.float32)
+        image = read_image(Path(image_path)).astype(np.float32)
         colors = colorize(np.asarray(predict_labels[pid]())).astype(np.float32)
         return Image.fromarray(((1 - alpha) * image + alpha * colors).round().astype(np.uint8))
 
