@@ -9,6 +9,7 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -128,6 +129,18 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     # another store) as the process's active one.
     mlflow.set_experiment(experiment_id="0")
     return mlflow.MlflowClient(uri)
+
+
+@pytest.fixture
+def notebook_shell() -> Iterator[Any]:
+    """A notebook kernel's IPython shell, without the kernel: ``run_cell`` fires the cell
+    events (``post_run_cell``) that a kernel fires."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.user_ns["PARAMS"] = {}
+    yield shell
+    InteractiveShell.clear_instance()
 
 
 @pytest.fixture(autouse=True)

@@ -11,10 +11,12 @@ import pytest
 import yaml
 
 from hrda_kedro import tracking
+from hrda_kedro.hrda.training.trainer import Trainer
 from hrda_kedro.pipelines.ablations.nodes import deep_merge
 from tests.conftest import TINY_PARAMS
 from tests.pipelines.ablations.test_pipeline import TINY, shipped_parameters
 from tests.reliability.helpers import make_project, run_in_process
+from tests.test_interrupted_runs import interrupt, notebook_cell
 
 mlflow = pytest.importorskip("mlflow")
 pytest.importorskip("kedro_mlflow")
@@ -67,6 +69,23 @@ def test_a_tracked_uda_run_reads_back(project_copy: Path) -> None:
     assert {"miou_table.csv", "per_class_iou.png", "qualitative.png"} <= reports
     models = [Path(a.path).name for a in client.list_artifacts(run.info.run_id, "model")]
     assert models == ["model.pt"]
+
+
+@pytest.mark.slow
+def test_an_interrupted_notebook_run_is_recorded_as_failed(
+    project_copy: Path, notebook_shell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Interrupted in a notebook, the run stayed RUNNING and active in the kernel: the next
+    run there nested into it."""
+    monkeypatch.setattr(Trainer, "run", interrupt)
+    notebook_shell.user_ns.update(PROJECT=project_copy, PARAMS=TINY_PARAMS)
+    result = notebook_shell.run_cell(notebook_cell("uda"))
+    assert isinstance(result.error_in_exec, KeyboardInterrupt)
+    assert mlflow.active_run() is None
+    client = mlflow.MlflowClient(f"sqlite:///{project_copy / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("hrda_kedro")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FAILED"
 
 
 @pytest.mark.slow

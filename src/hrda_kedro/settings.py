@@ -5,8 +5,15 @@ local writes, the registry's view of the run's parameters) is done by the hooks.
 """
 
 from hrda_kedro.hooks import LauncherHooks, ProjectHooks, ProjectRootHooks, TrackingHooks
+from hrda_kedro.interrupted_runs import InterruptedRunHooks
 from hrda_kedro.run_config import CONFIG_LOADER_ARGS
 
-HOOKS = (ProjectHooks(), LauncherHooks(), TrackingHooks(), ProjectRootHooks())
+HOOKS = (
+    ProjectHooks(),
+    LauncherHooks(),
+    TrackingHooks(),
+    ProjectRootHooks(),
+    InterruptedRunHooks(),
+)
 
 __all__ = ["CONFIG_LOADER_ARGS", "HOOKS"]
