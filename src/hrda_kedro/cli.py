@@ -233,6 +233,11 @@ def _run(verbose: bool, **options: Any) -> Any:
     _check_runner(options.get("runner"))
     try:
         return kedro_run.callback(**options)
+    except KeyboardInterrupt:
+        # Ctrl-C: click would print "Aborted!" and exit 1, a failure like any other to a
+        # script or scheduler; end as SIGTERM does, with the shell's status for the signal.
+        logger.warning("Stopped by signal %d (Ctrl-C); cleaning up", signal.SIGINT)
+        raise SystemExit(128 + signal.SIGINT) from None
     except Exception as exc:
         # Kedro has no exception type of its own for this; its text is all there is.
         if type(exc) is ValueError and str(exc).startswith("Pipeline contains no nodes after"):

@@ -117,6 +117,9 @@ FAULTS = {
 }
 
 if __name__ == "__main__":
+    # Ctrl-C as in a terminal: a process started in the background of a script (or a
+    # test worker) inherits SIGINT ignored, and Python then leaves it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     kind, _, argument = os.environ["HRDA_FAULT"].partition(":")
     FAULTS[kind](argument)
     sys.argv[0] = "kedro"

@@ -129,6 +129,20 @@ def test_sigterm_in_training_keeps_the_checkpoint_and_resumes(
     assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
 
 
+def test_ctrl_c_in_training_exits_with_the_signals_status_and_keeps_the_checkpoint(
+    reference: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C printed click's "Aborted!" and exited 1, as any failure does."""
+    project = copy_project(reference, tmp_path / "project")
+    status = start_and_stop(project, "stop-in-step:4", ("--pipeline", "warmup"), signal.SIGINT)
+    output = last_output(project)
+    assert status == 128 + signal.SIGINT, output[-3000:]
+    assert "Stopped by signal 2 (Ctrl-C); cleaning up" in flat(output)
+    assert "Aborted!" not in output and "Traceback" not in output
+    state = load_checkpoint(project / "data" / "06_models" / "in_progress" / "warmup" / "state.pt")
+    assert state["iteration"] == 2
+
+
 def test_kill_between_two_report_saves_is_not_read_as_one_set(
     reference: Path,
     tmp_path: Path,
