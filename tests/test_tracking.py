@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import signal
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +16,8 @@ from hrda_kedro.hrda.training.trainer import Trainer
 from hrda_kedro.pipelines.ablations.nodes import deep_merge
 from tests.conftest import TINY_PARAMS
 from tests.pipelines.ablations.test_pipeline import TINY, shipped_parameters
-from tests.reliability.helpers import make_project, run_in_process
+from tests.reliability.helpers import copy_project, make_project, run_in_process
+from tests.reliability.test_second_round_faults import start_and_stop
 from tests.test_interrupted_runs import interrupt, notebook_cell
 
 mlflow = pytest.importorskip("mlflow")
@@ -86,6 +88,22 @@ def test_an_interrupted_notebook_run_is_recorded_as_failed(
     experiment = client.get_experiment_by_name("hrda_kedro")
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FAILED"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_kedro_run_stopped_by_a_signal_is_recorded_as_killed(
+    reference: Path, tmp_path: Path, sig: int
+) -> None:
+    """MLflow's exit handler ended the stopped run FINISHED, like a run that completed."""
+    project = copy_project(reference, tmp_path / "project")
+    status = start_and_stop(project, "stop-in-step:4", ("--pipeline", "warmup"), sig)
+    assert status == 128 + sig
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("hrda_kedro")
+    (last, *_) = client.search_runs([experiment.experiment_id], order_by=["start_time DESC"])
+    assert last.data.params["warmup.iterations"] == "6"  # this run, not the reference's
+    assert last.info.status == "KILLED"
 
 
 @pytest.mark.slow

@@ -23,6 +23,7 @@ import copy
 import logging
 import os
 import signal
+import sys
 import traceback
 from pathlib import Path
 from typing import IO, Any
@@ -197,11 +198,24 @@ def _check_runner(runner: str | None) -> None:
         ) from err
 
 
+class _Stopped(SystemExit):
+    """A run ended by a signal, with the status a shell gives it (128 + the signal)."""
+
+
 def _stop_on_sigterm(signum: int, frame: Any) -> None:
     """SIGTERM (a scheduler's time limit, ``kill``) ends the run as an exception would:
     staging folders and temporary files are removed, finished outputs are kept."""
     logger.warning("Stopped by signal %d; cleaning up", signum)
-    raise SystemExit(128 + signum)
+    raise _Stopped(128 + signum)
+
+
+def _record_tracking_as_killed() -> None:
+    """End the MLflow runs of a stopped run as KILLED: MLflow's exit handler would end them
+    FINISHED, like a run that completed. Without mlflow imported no run is open."""
+    if "mlflow" in sys.modules:
+        from hrda_kedro import tracking_runs
+
+        tracking_runs.end_active_runs("KILLED")
 
 
 def check_env(env: str | None, conf_source: str | None) -> None:
@@ -237,7 +251,11 @@ def _run(verbose: bool, **options: Any) -> Any:
         # Ctrl-C: click would print "Aborted!" and exit 1, a failure like any other to a
         # script or scheduler; end as SIGTERM does, with the shell's status for the signal.
         logger.warning("Stopped by signal %d (Ctrl-C); cleaning up", signal.SIGINT)
-        raise SystemExit(128 + signal.SIGINT) from None
+        _record_tracking_as_killed()
+        raise _Stopped(128 + signal.SIGINT) from None
+    except _Stopped:
+        _record_tracking_as_killed()
+        raise
     except Exception as exc:
         # Kedro has no exception type of its own for this; its text is all there is.
         if type(exc) is ValueError and str(exc).startswith("Pipeline contains no nodes after"):
