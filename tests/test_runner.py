@@ -41,4 +41,5 @@ def test_workers_run_the_project_hooks(monkeypatch: pytest.MonkeyPatch, start_me
         "LauncherHooks",
         "TrackingHooks",
         "ProjectRootHooks",
+        "InterruptedRunHooks",
     ]
