@@ -460,8 +460,10 @@ def test_rounds_train_again_when_the_target_images_change(
     monkeypatch.chdir(project)
     params = {"ingestion": {"embedded": {"domain_shift": 0.9}}}
     run_in_process(project, "ingestion", params)
+    # how test time slides the detail windows: the warmup never slides any
+    sliding = {"model": {**params["model"], "hrda": {"hr_slide_overlapping": False}}}
     with caplog.at_level(logging.INFO, logger="hrda_kedro"):
-        run_in_process(project, "warmup", params)
+        run_in_process(project, "warmup", {**params, **sliding})
         run_in_process(project, "self_training", params)
     assert "warmup: resuming at iteration 6" in caplog.text
     for stage in ("round_1", "round_2"):
@@ -503,8 +505,9 @@ def test_settings_that_do_not_shape_the_weights_resume(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Checkpointing more often to resume a killed run, logging, decoding, or the test-time
-    windows (tapered, as the README suggests) once restarted every stage from scratch,
-    overwriting its progress; a setting that shapes the weights still does."""
+    windows (tapered, as the README suggests; for the warmup, the HR sliding pattern too)
+    once restarted every stage from scratch, overwriting its progress; a setting that
+    shapes the weights still does."""
     project = copy_project(reference, tmp_path / "project", in_progress=True)
     monkeypatch.chdir(project)
     bookkeeping = {"log_every": 5, "checkpoint_every": 7, "cache_images": False}
@@ -513,8 +516,10 @@ def test_settings_that_do_not_shape_the_weights_resume(
         "warmup": {**bookkeeping, "decode_threads": 1},
         "self_training": bookkeeping,
     }
+    # how test time slides the detail windows: the warmup never slides any
+    sliding = {"model": {**params["model"], "hrda": {"hr_slide_overlapping": False}}}
     with caplog.at_level(logging.INFO, logger="hrda_kedro"):
-        run_in_process(project, "warmup", params)
+        run_in_process(project, "warmup", {**params, **sliding})
         run_in_process(project, "self_training", params)
     assert "warmup: resuming at iteration 6" in caplog.text
     for stage in ("round_1", "round_2"):

@@ -56,3 +56,20 @@ def test_offline_pseudo_labels_count_the_windows_they_were_predicted_with() -> N
     rebatched = {**MODEL, "inference": {**MODEL["inference"], "window_batch": 1}}
     assert _print(tapered, reads_inference=True) != _print(reads_inference=True)
     assert _print(rebatched, reads_inference=True) == _print(reads_inference=True)
+
+
+def test_the_hr_sliding_pattern_counts_for_self_training_only() -> None:
+    """The warmup never slides windows in training: changing how test time slides the
+    detail windows retrained a finished warmup from iteration 0. Self-training's teacher
+    makes its pseudo-labels with them."""
+    edge_to_edge = {**MODEL, "hrda": {**MODEL["hrda"], "hr_slide_overlapping": False}}
+    overlapping = {**MODEL, "hrda": {**MODEL["hrda"], "hr_slide_overlapping": True}}
+
+    def warmup(model: dict) -> str:
+        return fingerprint(parameters=trained_settings(
+            model, STAGE, reads_inference=False, slides_windows=False
+        ))  # fmt: skip
+
+    assert warmup(edge_to_edge) == warmup(overlapping) == warmup(MODEL)
+    assert warmup({**MODEL, "hrda": {"scale": 4}}) != warmup(MODEL)
+    assert _print(edge_to_edge) != _print(overlapping)

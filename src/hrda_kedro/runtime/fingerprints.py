@@ -20,16 +20,25 @@ _STAGE_BOOKKEEPING = frozenset(
 )
 # How test-time inference batches its windows: the same numbers, in other calls.
 _WINDOW_BATCHING = frozenset({"window_batch", "hr_window_batch"})
+# HRDA settings used only where windows are slid over an image (test time and the EMA
+# teacher's pseudo-labels): a source-only warmup's training pass never slides.
+_SLIDING_ONLY = frozenset({"hr_slide_overlapping"})
 
 
 def trained_settings(
-    model: Mapping[str, Any], stage: Mapping[str, Any], *, reads_inference: bool
+    model: Mapping[str, Any],
+    stage: Mapping[str, Any],
+    *,
+    reads_inference: bool,
+    slides_windows: bool = True,
 ) -> dict[str, Any]:
     """The parameters that shape a stage's weights: its ``model`` and stage group (``warmup``
     or ``self_training``) without their bookkeeping, for the stage's fingerprint.
 
     ``model.inference`` (test-time windows) counts only where the stage trains on labels
-    predicted with it (``reads_inference``: offline pseudo-labels), and its batching never.
+    predicted with it (``reads_inference``: offline pseudo-labels), and its batching never;
+    ``model.hrda.hr_slide_overlapping`` only where the stage slides windows in training
+    (``slides_windows``: self-training's teacher, not the warmup).
     """
     inference = model.get("inference") or {}
     kept_inference = (
@@ -37,9 +46,14 @@ def trained_settings(
         if reads_inference
         else None
     )
+    hrda = model.get("hrda") or {}
+    kept_hrda = (
+        hrda if slides_windows else {k: v for k, v in hrda.items() if k not in _SLIDING_ONLY}
+    )
     return {
         "model": {
-            **{k: v for k, v in model.items() if k != "inference"},
+            **{k: v for k, v in model.items() if k not in ("inference", "hrda")},
+            "hrda": kept_hrda,
             "inference": kept_inference,
         },
         "stage": {k: v for k, v in stage.items() if k not in _STAGE_BOOKKEEPING},

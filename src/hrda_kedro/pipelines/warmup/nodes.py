@@ -43,7 +43,7 @@ def train_source_only(
         source_class_pixel_counts,
         fingerprint=fingerprint(
             parameters=(
-                trained_settings(model, warmup, reads_inference=False),
+                trained_settings(model, warmup, reads_inference=False, slides_windows=False),
                 runtime_params.seed,
             ),
             data=manifest_digest(source_train_manifest),
