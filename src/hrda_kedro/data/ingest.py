@@ -528,11 +528,13 @@ def _converted_modes(records: list[dict[str, Any]], split: str) -> dict[str, int
     expect (each channel the same, transparency on the mean colour)."""
     modes = Counter(r["converted_from"] for r in records if r.get("converted_from"))
     if modes:
+        alpha = any("RGBA" in m or "alpha" in m or "palette" in m for m in modes)
         logger.info(
             "%s: %d of %d images are not 8-bit RGB (%s); read converted, as OpenCV reads "
-            "them, transparent pixels on the ImageNet mean colour",
+            "them%s",
             split, modes.total(), len(records),
             ", ".join(f"{mode}: {n}" for mode, n in sorted(modes.items())),
+            ", transparent pixels on the ImageNet mean colour" if alpha else "",
         )  # fmt: skip
     return dict(sorted(modes.items()))
 
