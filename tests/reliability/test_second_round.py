@@ -460,10 +460,8 @@ def test_rounds_train_again_when_the_target_images_change(
     monkeypatch.chdir(project)
     params = {"ingestion": {"embedded": {"domain_shift": 0.9}}}
     run_in_process(project, "ingestion", params)
-    # how test time slides the detail windows: the warmup never slides any
-    sliding = {"model": {**params["model"], "hrda": {"hr_slide_overlapping": False}}}
     with caplog.at_level(logging.INFO, logger="hrda_kedro"):
-        run_in_process(project, "warmup", {**params, **sliding})
+        run_in_process(project, "warmup", params)
         run_in_process(project, "self_training", params)
     assert "warmup: resuming at iteration 6" in caplog.text
     for stage in ("round_1", "round_2"):
