@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import multiprocessing
 import os
 import signal
 import sys
@@ -205,8 +206,26 @@ class _Stopped(SystemExit):
 def _stop_on_sigterm(signum: int, frame: Any) -> None:
     """SIGTERM (a scheduler's time limit, ``kill``) ends the run as an exception would:
     staging folders and temporary files are removed, finished outputs are kept."""
-    logger.warning("Stopped by signal %d; cleaning up", signum)
+    # One stop: a second SIGTERM (a scheduler signals every process of the job, and this
+    # process its workers) must not cut the clean-up short.
+    signal.signal(signum, signal.SIG_IGN)
+    if multiprocessing.parent_process() is None:  # said once, not by each forked worker
+        logger.warning("Stopped by signal %d; cleaning up", signum)
+    _stop_workers()
     raise _Stopped(128 + signum)
+
+
+def _stop_workers() -> None:
+    """SIGTERM to this process's workers (``ParallelRunner``'s pool, data-parallel ranks).
+
+    Signalled alone (``timeout``, ``docker stop``, ``kill <pid>``), the run waited for a
+    worker's training node to finish, which then saved its model after the stop. Forked
+    workers stop as this process does. Not the manager process of ``ParallelRunner``'s
+    shared catalog: the clean-up still talks to it.
+    """
+    for child in multiprocessing.active_children():
+        if not child.name.startswith("SyncManager"):
+            child.terminate()
 
 
 def _record_tracking_as_killed() -> None:
