@@ -26,6 +26,8 @@ import os
 import signal
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -203,14 +205,16 @@ class _Stopped(SystemExit):
     """A run ended by a signal, with the status a shell gives it (128 + the signal)."""
 
 
-def _stop_on_sigterm(signum: int, frame: Any) -> None:
-    """SIGTERM (a scheduler's time limit, ``kill``) ends the run as an exception would:
-    staging folders and temporary files are removed, finished outputs are kept."""
-    # One stop: a second SIGTERM (a scheduler signals every process of the job, and this
-    # process its workers) must not cut the clean-up short.
-    signal.signal(signum, signal.SIG_IGN)
+def _stop_on_signal(signum: int, frame: Any) -> None:
+    """SIGTERM (a scheduler's time limit, ``kill``) or Ctrl-C ends the run as an exception
+    would: staging folders and temporary files are removed, finished outputs are kept."""
+    # One stop: another SIGTERM (a scheduler signals every process of the job, and this
+    # process its workers) must not cut the clean-up short; a second Ctrl-C still may.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if multiprocessing.parent_process() is None:  # said once, not by each forked worker
-        logger.warning("Stopped by signal %d; cleaning up", signum)
+        how = " (Ctrl-C)" if signum == signal.SIGINT else ""
+        logger.warning("Stopped by signal %d%s; cleaning up", signum, how)
     _stop_workers()
     raise _Stopped(128 + signum)
 
@@ -256,38 +260,48 @@ def check_env(env: str | None, conf_source: str | None) -> None:
     )
 
 
-def _run(verbose: bool, **options: Any) -> Any:
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    check_env(options.get("env"), options.get("conf_source"))
-    names = [options["pipeline"]] if options.get("pipeline") else list(options["pipelines"])
-    _check_pipeline_names(names)
-    _check_load_versions(options.get("load_versions") or {}, names)
-    _check_node_names(options, names)
-    _check_runner(options.get("runner"))
+@contextmanager
+def _stopped_by_signals() -> Iterator[None]:
+    """While a run goes, SIGTERM and Ctrl-C stop it (:func:`_stop_on_signal`; a background
+    job's ignored SIGINT stays ignored), with the shell's status for the signal: for Ctrl-C
+    click printed "Aborted!" and exited 1, a failure like any other to a script."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+    if previous[signal.SIGINT] is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _stop_on_signal)
     try:
-        return kedro_run.callback(**options)
-    except KeyboardInterrupt:
-        # Ctrl-C: click would print "Aborted!" and exit 1, a failure like any other to a
-        # script or scheduler; end as SIGTERM does, with the shell's status for the signal.
-        logger.warning("Stopped by signal %d (Ctrl-C); cleaning up", signal.SIGINT)
-        _record_tracking_as_killed()
-        raise _Stopped(128 + signal.SIGINT) from None
+        yield
     except _Stopped:
         _record_tracking_as_killed()
         raise
-    except Exception as exc:
-        # Kedro has no exception type of its own for this; its text is all there is.
-        if type(exc) is ValueError and str(exc).startswith("Pipeline contains no nodes after"):
-            raise click.UsageError(
-                f"nothing to run: the pipeline{'s' * (len(names) > 1)} "
-                f"{', '.join(names) or 'uda'} hold{'s' * (len(names) < 2)} no node that the "
-                "filters given (--nodes, --tags, --namespaces, --from-*, --to-*) select, or "
-                "none at all (self_training with self_training.rounds: 0)"
-            ) from exc
-        cause = _our_cause(exc)
-        if cause is None or verbose:
-            raise
-        raise ShortError(exc, cause, _to_log_file(exc)) from exc
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(verbose: bool, **options: Any) -> Any:
+    with _stopped_by_signals():
+        check_env(options.get("env"), options.get("conf_source"))
+        names = [options["pipeline"]] if options.get("pipeline") else list(options["pipelines"])
+        _check_pipeline_names(names)
+        _check_load_versions(options.get("load_versions") or {}, names)
+        _check_node_names(options, names)
+        _check_runner(options.get("runner"))
+        try:
+            return kedro_run.callback(**options)
+        except Exception as exc:
+            # Kedro has no exception type of its own for this; its text is all there is.
+            if type(exc) is ValueError and str(exc).startswith("Pipeline contains no nodes after"):
+                raise click.UsageError(
+                    f"nothing to run: the pipeline{'s' * (len(names) > 1)} "
+                    f"{', '.join(names) or 'uda'} hold{'s' * (len(names) < 2)} no node that "
+                    "the filters given (--nodes, --tags, --namespaces, --from-*, --to-*) "
+                    "select, or none at all (self_training with self_training.rounds: 0)"
+                ) from exc
+            cause = _our_cause(exc)
+            if cause is None or verbose:
+                raise
+            raise ShortError(exc, cause, _to_log_file(exc)) from exc
 
 
 @click.group(name="hrda_kedro")

@@ -129,8 +129,9 @@ def test_sigterm_in_training_keeps_the_checkpoint_and_resumes(
     assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
 
 
-def test_sigterm_to_a_parallel_runs_main_process_stops_its_workers(
-    reference: Path, tmp_path: Path
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_a_signal_to_a_parallel_runs_main_process_stops_its_workers(
+    reference: Path, tmp_path: Path, sig: int
 ) -> None:
     """``timeout``, ``docker stop`` and ``kill <pid>`` signal the main process alone: it
     waited for the worker's training node to end, which then saved its model."""
@@ -138,10 +139,10 @@ def test_sigterm_to_a_parallel_runs_main_process_stops_its_workers(
     models = project / "data" / "06_models" / "source_only" / "model.pt"
     before = sorted(models.iterdir())
     args = ("--pipeline", "warmup", "--runner", "ParallelRunner")
-    status = start_and_stop(project, "stop-in-step:4", args, signal.SIGTERM)  # parks a worker
+    status = start_and_stop(project, "stop-in-step:4", args, sig)  # parks a worker
     output = last_output(project)
-    assert status == 128 + signal.SIGTERM, output[-3000:]
-    assert flat(output).count("Stopped by signal 15; cleaning up") == 1
+    assert status == 128 + sig, output[-3000:]
+    assert flat(output).count(f"Stopped by signal {sig}") == 1
     assert sorted(models.iterdir()) == before
 
 
