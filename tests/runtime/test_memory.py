@@ -71,5 +71,6 @@ def test_keeping_freed_memory_stops_page_faults_in_a_prediction_loop():
     # (CI: from the seventh call on), so only the first calls after warm-up are asserted.
     assert max(default[1:4]) > 1000, default
     # Kept, a typical call faults nothing. Some calls still fault a few hundred pages (up to
-    # 1900 seen), more often on a busy CPU, so the median of the last eight is asserted.
-    assert statistics.median(kept[-8:]) <= 10, kept
+    # 1900 seen), more often on a busy CPU (a median of 33 over the last eight during a
+    # whole suite run), so the median of the last eight is asserted against the default's.
+    assert statistics.median(kept[-8:]) * 10 <= min(default[1:4]), (default, kept)
