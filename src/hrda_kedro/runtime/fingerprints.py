@@ -46,16 +46,11 @@ def trained_settings(
         if reads_inference
         else None
     )
-    hrda = model.get("hrda") or {}
-    kept_hrda = (
-        hrda if slides_windows else {k: v for k, v in hrda.items() if k not in _SLIDING_ONLY}
-    )
+    kept_model = {k: v for k, v in model.items() if k != "inference"}
+    if not slides_windows and "hrda" in kept_model:
+        kept_model["hrda"] = {k: v for k, v in model["hrda"].items() if k not in _SLIDING_ONLY}
     return {
-        "model": {
-            **{k: v for k, v in model.items() if k not in ("inference", "hrda")},
-            "hrda": kept_hrda,
-            "inference": kept_inference,
-        },
+        "model": {**kept_model, "inference": kept_inference},
         "stage": {k: v for k, v in stage.items() if k not in _STAGE_BOOKKEEPING},
     }
 
