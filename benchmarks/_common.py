@@ -147,6 +147,12 @@ class DeviceMemory:
             self.host.reset()
             self.baseline_mb = self.host.baseline_mb
 
+    def restart_peak(self) -> None:
+        """Forget the CUDA peak so far, keeping the baseline."""
+        import torch
+
+        torch.cuda.reset_peak_memory_stats(self.device)
+
     def peak_mb(self) -> float:
         import torch
 
@@ -164,11 +170,16 @@ def synchronize(device: Any) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed_calls(fn: Any, device: Any, warmup: int, repeats: int) -> list[float]:
-    """Wall seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
+def timed_calls(
+    fn: Any, device: Any, warmup: int, repeats: int, after_warmup: Callable[[], Any] | None = None
+) -> list[float]:
+    """Wall seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones (then
+    ``after_warmup`` is called, untimed)."""
     for _ in range(warmup):
         fn()
     synchronize(device)
+    if after_warmup is not None:
+        after_warmup()
     times = []
     for _ in range(repeats):
         tic = time.perf_counter()
@@ -183,9 +194,21 @@ def timed_with_memory(
 ) -> dict[str, Any]:
     """A worker's result for :func:`timed_calls` of ``fn``: the machine, ``device``,
     ``times_s``, the memory peak over the calls (``peak_mb``), its part above the memory in
-    use before them (under the key ``extra``) and how the peak was read (``mem_source``)."""
+    use before them (under the key ``extra``) and how the peak was read (``mem_source``).
+
+    On CUDA the peak is that of the timed calls, and the warmup's own is kept apart as
+    ``warmup_peak_mb``: cuDNN's autotuning (``cudnn.benchmark``) tries algorithms in the
+    first calls with workspaces of up to all free memory (141 GB of an H200 for the fp32
+    paper-recipe step, 7 GB in bf16), a one-off that no later step needs. The CPU's peak
+    (the resident-set high-water mark) cannot be split so and spans all calls."""
     memory = DeviceMemory(device)
-    times = timed_calls(fn, device, warmup, repeats)
+    warmup_peak: list[float] = []
+
+    def restart_peak() -> None:
+        warmup_peak.append(memory.peak_mb())
+        memory.restart_peak()
+
+    times = timed_calls(fn, device, warmup, repeats, restart_peak if memory.cuda else None)
     peak = memory.peak_mb()
     return {
         **machine_info(str(device)),
@@ -193,6 +216,7 @@ def timed_with_memory(
         "times_s": times,
         "peak_mb": peak,
         extra: peak - memory.baseline_mb,
+        "warmup_peak_mb": warmup_peak[0] if warmup_peak else float("nan"),
         "mem_source": memory.source,
     }
 

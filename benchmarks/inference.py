@@ -48,14 +48,14 @@ TABLE_COLUMNS = (
 )  # fmt: skip
 CSV_COLUMNS = (
     *TABLE_COLUMNS, "encoder", "image", "window", "stride", "detail", "scale", "images",
-    "channels_last", "device", "cpu", "gpu", "torch", "threads", "host_memory", "repeats", "mem_source",
+    "channels_last", "device", "cpu", "gpu", "torch", "threads", "host_memory", "repeats", "warmup_peak_mb", "mem_source",
     "times_s", "error",
 )  # fmt: skip
 # A row's fields from its workers' results (_common.pooled): the first's, the largest.
 POOLED_COPIED = (
     "device", "cpu", "gpu", "torch", "threads", "mem_source", "windows", "network_calls",
 )  # fmt: skip
-POOLED_MAXIMA = ("peak_mb", "extra_mb", "faults_per_call")
+POOLED_MAXIMA = ("peak_mb", "warmup_peak_mb", "extra_mb", "faults_per_call")
 
 
 class _PageFaults:

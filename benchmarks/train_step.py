@@ -28,7 +28,9 @@ reset and a baseline taken; ``--warmup`` untimed steps run, then ``--steps`` tim
 Memory: ``peak_mb`` is the absolute peak (CUDA: ``torch.cuda.max_memory_allocated``; CPU:
 the process's peak RSS, ``VmHWM``, see ``_common.py`` for why not ``ru_maxrss``);
 ``step_mem_mb`` is the peak minus the baseline, i.e. what training needs on top of the
-resident weights and batch (gradients, AdamW state, activations, temporaries).
+resident weights and batch (gradients, AdamW state, activations, temporaries). On CUDA
+both are read over the timed steps, and the warmup's peak, which holds cuDNN's autotuning
+workspaces, is the CSV's ``warmup_peak_mb`` (``_common.timed_with_memory``).
 FLOPs of one step (forward + backward; the optimizer's elementwise work is not counted)
 are counted with ``torch.utils.flop_counter.FlopCounterMode``, corrected where torch 2.14
 miscounts (grouped-convolution backward, CPU attention: ``_common.count_flops``);
@@ -76,12 +78,19 @@ TABLE_COLUMNS = (
 CSV_COLUMNS = (
     *TABLE_COLUMNS, "description", "encoder", "batch", "context", "detail", "scale",
     "channels_last", "device", "cpu", "gpu", "torch", "threads", "host_memory", "compile", "hr_window_batch", "steps", "warmup",
-    "mem_source", "matmul_gflops", "conv3x3_gflops", "times_s", "error",
+    "warmup_peak_mb", "mem_source", "matmul_gflops", "conv3x3_gflops", "times_s", "error",
 )  # fmt: skip
 # A row's fields from its workers' results (_common.pooled): the first's, the largest (of
 # the measured peaks: the ceiling any worker of the row saw on this machine).
 POOLED_COPIED = ("device", "cpu", "gpu", "torch", "threads", "mem_source", "flops")
-POOLED_MAXIMA = ("peak_mb", "step_mem_mb", "first_step_s", "matmul_gflops", "conv3x3_gflops")
+POOLED_MAXIMA = (
+    "peak_mb",
+    "warmup_peak_mb",
+    "step_mem_mb",
+    "first_step_s",
+    "matmul_gflops",
+    "conv3x3_gflops",
+)
 
 
 # --------------------------------------------------------------------------- worker
