@@ -97,6 +97,57 @@ def test_pooled_rounds_keep_the_first_error_and_pool_the_good_times() -> None:
     assert common.exit_code([]) == 1  # nothing measured is no success
 
 
+class _ScriptedCudaMemory:
+    """A CUDA allocator's peak as the steps leave it: the warmup's autotuning goes far above
+    what a steady step needs."""
+
+    cuda = True
+    source = "cuda.max_memory_allocated"
+    baseline_mb = 1_000.0
+
+    def __init__(self) -> None:
+        self.peak = self.baseline_mb
+
+    def restart_peak(self) -> None:
+        self.peak = self.baseline_mb
+
+    def peak_mb(self) -> float:
+        return self.peak
+
+
+def test_a_cuda_steps_peak_leaves_out_the_warmups_autotuning(monkeypatch) -> None:
+    memory = _ScriptedCudaMemory()
+    monkeypatch.setattr(common, "DeviceMemory", lambda device: memory)
+    monkeypatch.setattr(common, "synchronize", lambda device: None)
+    calls = []
+
+    def step() -> None:
+        calls.append(len(calls))
+        warmup = len(calls) <= 2
+        memory.peak = max(memory.peak, 140_000.0 if warmup else 11_000.0)
+
+    result = common.timed_with_memory(step, "cuda", warmup=2, repeats=3, extra="step_mem_mb")
+    assert len(calls) == 5 and len(result["times_s"]) == 3
+    assert result["peak_mb"] == 11_000.0
+    assert result["step_mem_mb"] == 10_000.0
+    assert result["warmup_peak_mb"] == 140_000.0
+
+
+def test_a_cpu_steps_peak_spans_the_warmup(monkeypatch) -> None:
+    """The resident-set high-water mark cannot be restarted: no warmup peak of its own."""
+    torch = pytest.importorskip("torch")
+    big = []
+
+    def step() -> None:
+        if not big:
+            big.append(torch.ones(64 * 2**20, dtype=torch.uint8))  # the warmup's 64 MiB
+            big[0].fill_(1)
+
+    result = common.timed_with_memory(step, "cpu", warmup=1, repeats=2)
+    assert result["extra_mb"] >= 60
+    assert result["warmup_peak_mb"] != result["warmup_peak_mb"]  # NaN: not measured
+
+
 def test_rounds_run_only_the_kept_points_interleaved(monkeypatch) -> None:
     """``keep`` drops grid points (the teacher thread only concerns the self-training rows)
     and every round still runs the kept points in grid order."""
