@@ -7,6 +7,7 @@ from kedro.framework import project
 from kedro.io import MemoryDataset, SharedMemoryDataCatalog
 from kedro.pipeline import Node, Pipeline
 
+from hrda_kedro import hooks
 from hrda_kedro.runner import ParallelRunner
 
 
@@ -43,3 +44,31 @@ def test_workers_run_the_project_hooks(monkeypatch: pytest.MonkeyPatch, start_me
         "ProjectRootHooks",
         "InterruptedRunHooks",
     ]
+
+
+def _checks_in_worker(_: int) -> dict:
+    from hrda_kedro.hooks import deferred_checks
+
+    return deferred_checks()
+
+
+@pytest.mark.parametrize("start_method", ["spawn", "fork"])
+def test_workers_get_the_checks_of_the_first_training_node(
+    monkeypatch: pytest.MonkeyPatch, start_method: str
+) -> None:
+    """A run that ingests checks its rare class sampling and its target images' size when
+    its first training node starts, which a worker runs: a spawned worker had no checks to
+    make (``tests/reliability/test_second_round.py`` for a whole run)."""
+    monkeypatch.setattr(project, "PACKAGE_NAME", project.PACKAGE_NAME)
+    project.configure_project("hrda_kedro")
+    monkeypatch.setenv("KEDRO_MP_CONTEXT", start_method)
+    checks = {"sampling": {"warmup": {"rare_class_sampling": {"min_pixels": 7}}}}
+    hooks.defer_checks(checks)
+    try:
+        pipeline = Pipeline([Node(_checks_in_worker, "start", "checks", name="checks")])
+        catalog = SharedMemoryDataCatalog({"start": MemoryDataset(0)})
+        runner = ParallelRunner(max_workers=1)  # its manager holds the output
+        runner.run(pipeline, catalog)
+    finally:
+        hooks.defer_checks({})
+    assert catalog.load("checks") == checks

@@ -119,13 +119,13 @@ class ProjectHooks:
         target images' sizes: a run that ingests checks them before its first training
         node, not when each stage starts (a round's only after the whole warmup)."""
         use_atomic_local_writes()
-        sampling = getattr(self, "_sampling", None)
-        if sampling and "training" in node.tags:
-            self._sampling = None  # once a run
+        if "training" not in node.tags:
+            return
+        sampling = _deferred_checks.pop("sampling", None)  # once a run (a worker)
+        if sampling:
             _check_sampling(*(catalog.load(name) for name in _SAMPLING_INPUTS), sampling)
-        target = getattr(self, "_target_fit", None)
-        if target and "training" in node.tags:
-            self._target_fit = None
+        target = _deferred_checks.pop("target_fit", None)
+        if target:
             _check_target_fit(catalog.load(_TARGET_INPUT), target)
 
     @hook_impl
@@ -138,7 +138,9 @@ class ProjectHooks:
 
         try:
             with tracking_runs.run_ends_on_error():
-                self._sampling, self._target_fit = self._check_run(pipeline, catalog)
+                defer_checks({})
+                sampling, target_fit = self._check_run(pipeline, catalog)
+                defer_checks({"sampling": sampling, "target_fit": target_fit})
                 if not _only_reads_saved_models(pipeline):
                     names = run_params.get("pipeline_names") or ["__default__"]
                     run_lock.acquire(Path(run_params["project_path"]), ",".join(names))
@@ -215,6 +217,24 @@ class ProjectHooks:
             _check_target_fit(catalog.load(_TARGET_INPUT), target)
             target = {}
         return sampling, target
+
+
+# The checks of the data a run makes before it trains ("sampling": the stage groups' rare
+# class sampling settings, "target_fit": the model and self_training groups), made by its
+# first training node when the run makes that data itself: set when the run starts, and
+# handed to ParallelRunner's spawned workers (hrda_kedro.runner), which run that node.
+_deferred_checks: dict[str, dict[str, Any]] = {}
+
+
+def deferred_checks() -> dict[str, dict[str, Any]]:
+    """This run's checks still to make before its first training node."""
+    return dict(_deferred_checks)
+
+
+def defer_checks(checks: Mapping[str, dict[str, Any]]) -> None:
+    """Replace the checks still to make (the empty ones are made already)."""
+    _deferred_checks.clear()
+    _deferred_checks.update({name: groups for name, groups in checks.items() if groups})
 
 
 # In the order _check_sampling takes them.

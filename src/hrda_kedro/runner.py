@@ -1,5 +1,6 @@
 """``kedro run --runner=hrda_kedro.runner.ParallelRunner``: Kedro's ``ParallelRunner``,
-whose spawned workers load the project's settings, hence its hooks, before their first node.
+whose spawned workers load the project's settings, hence its hooks, before their first node,
+with the checks the run's first training node makes (``hooks.deferred_checks``).
 
 Kedro 1.7 reads the project's package name inside each worker, where a spawned (or
 forkserver) process has none: it then registers only the plugins' hooks (kedro-mlflow's),
@@ -10,15 +11,19 @@ forked worker (Linux's default up to Python 3.13) inherits the configured projec
 from __future__ import annotations
 
 from concurrent.futures import Executor, ProcessPoolExecutor
+from typing import Any
 
 from kedro.framework import project
 from kedro.runner import ParallelRunner as KedroParallelRunner
+
+from hrda_kedro.hooks import defer_checks, deferred_checks
 
 
 class ParallelRunner(KedroParallelRunner):
     def _get_executor(self, max_workers: int) -> Executor:
         """Kedro's pool, with the start method it chose, plus an initializer in each worker
-        that loads the project's settings."""
+        that loads the project's settings and the run's checks still to make (a forked
+        worker inherits both)."""
         pool = super()._get_executor(max_workers)
         context = pool._mp_context  # type: ignore[attr-defined]  # KEDRO_MP_CONTEXT's
         if context.get_start_method() == "fork" or project.PACKAGE_NAME is None:
@@ -28,12 +33,13 @@ class ParallelRunner(KedroParallelRunner):
             max_workers=max_workers,
             mp_context=context,
             initializer=load_settings,
-            initargs=(project.PACKAGE_NAME,),
+            initargs=(project.PACKAGE_NAME, deferred_checks()),
         )
 
 
-def load_settings(package_name: str) -> None:
+def load_settings(package_name: str, checks: dict[str, dict[str, Any]]) -> None:
     """In a worker: the project's settings, not all of Kedro's ``configure_project``. With
     the package name set there, Kedro 1.7's worker also reconfigures logging with its own
     logging object, and its second node fails (RecursionError)."""
     project.settings.configure(f"{package_name}.settings")
+    defer_checks(checks)

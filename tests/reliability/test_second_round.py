@@ -30,6 +30,7 @@ from tests.data.helpers import write_rgb
 from tests.reliability.helpers import (
     assert_unchanged,
     copy_project,
+    final_error,
     flat,
     kedro,
     latest_version,
@@ -557,6 +558,29 @@ def test_a_run_that_ingests_checks_rare_class_sampling_before_training(trained: 
     }
     with pytest.raises(ParameterError, match=r"^parameter self_training\.rare_class_sampling"):
         run_in_process(trained, "uda", settings)
+    assert_unchanged(before, trained / "data" / "06_models")
+
+
+def test_a_parallel_run_that_ingests_checks_rare_class_sampling_before_training(
+    trained: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same with ``--runner=hrda_kedro.runner.ParallelRunner``, whose workers run the
+    nodes: a spawned one skipped the check, and the warmup trained before the round refused
+    the setting (forked workers: ``tests/test_runner.py``)."""
+    monkeypatch.setenv("KEDRO_MP_CONTEXT", "spawn")
+    before = snapshot(trained / "data" / "06_models")
+    result = kedro(
+        trained,
+        "--pipeline=uda",
+        "--runner=hrda_kedro.runner.ParallelRunner",
+        "--params=self_training.rare_class_sampling.min_pixels=1000000000",
+    )
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert re.match(
+        r"^ParameterError: parameter self_training\.rare_class_sampling\.min_pixels: no source "
+        r"image holds",
+        final_error(result.stdout),
+    ), final_error(result.stdout)
     assert_unchanged(before, trained / "data" / "06_models")
 
 
