@@ -10,7 +10,9 @@
 #    its share of the measured matmul/conv peaks and of the data-sheet bf16 peak
 #    (PEAK_TFLOPS, default 989: H100/H200 SXM dense bf16). The paper: 2.9 s/it, 22.5 GB.
 # 2. The default `kedro run --pipeline=uda` in a fresh project copy: wall time per node.
-# 3. torch.compile on that step (bf16): first step (compilation) and steady step vs eager.
+# 3. The naive full-resolution step (bf16): HRDA's cost as a share of it.
+# 4. torch.compile on the supervised HRDA step (bf16): first step (compilation) and steady
+#    step against eager.
 # Each part has its own time limit, so one that overruns cannot take the others with it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -48,7 +50,13 @@ run 200 paper_step "$PY" benchmarks/train_step.py --preset paper --device cuda \
 run 240 uda_run "$PY" benchmarks/end_to_end.py --device cuda --echo --timeout 225 \
   --out "$OUT/end_to_end_uda_gpu.csv"
 
-# 3. torch.compile against eager, bf16, the supervised HRDA step, ~2 min. Last: compilation
+# 3. The naive full-resolution steps (the whole 1024 context through the network), bf16,
+# against part 1's bf16 HRDA rows: HRDA's time and memory as a share of naive HR's, ~1 min.
+run 100 naive_step "$PY" benchmarks/train_step.py --preset paper --device cuda \
+  --precision bf16 --channels-last --variants naive_hr --uda --steps 6 --warmup 3 \
+  --peak-tflops "$PEAK_TFLOPS" --out "$OUT/train_step_paper_naive.csv"
+
+# 4. torch.compile against eager, bf16, the supervised HRDA step, ~2 min. Last: compilation
 # time is the least predictable part.
 run 140 paper_compile "$PY" benchmarks/train_step.py --preset paper --device cuda \
   --precision bf16 --channels-last --variants hrda --no-uda --steps 6 --warmup 2 --compile \
