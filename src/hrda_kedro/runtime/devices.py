@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from hrda_kedro.hrda.image_streams import auto_streams
 from hrda_kedro.hrda.training.devices import DeviceSetup
 from hrda_kedro.params import ParameterError, RuntimeParams
 from hrda_kedro.runtime.memory import keep_freed_host_memory
+
+logger = logging.getLogger(__name__)
+# The setups this process has described in the log: each once, not at every node.
+_described: set[str] = set()
 
 
 def check_device(runtime: RuntimeParams) -> str:
@@ -55,7 +61,7 @@ def resolve_device(runtime: RuntimeParams, rank: int = 0) -> DeviceSetup:
     if on_gpu:
         torch.set_float32_matmul_precision(runtime.matmul_precision)
         torch.backends.cudnn.benchmark = True
-    return DeviceSetup(
+    setup = DeviceSetup(
         device=device,
         autocast_dtype=torch.bfloat16 if precision == "bf16" else None,
         channels_last=channels_last,
@@ -66,3 +72,25 @@ def resolve_device(runtime: RuntimeParams, rank: int = 0) -> DeviceSetup:
             else runtime.predict_streams
         ),
     )
+    description = describe(setup, runtime.matmul_precision)
+    if description not in _described:  # a GPU user's first question: is it on the GPU?
+        _described.add(description)
+        logger.info("computing on %s", description)
+    return setup
+
+
+def describe(setup: DeviceSetup, matmul_precision: str = "highest") -> str:
+    """Where and in which arithmetic a stage computes, as the log says it."""
+    device = setup.device
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        where = f"{device} ({props.name}, {props.total_memory / 2**30:.0f} GiB)"
+    else:
+        where = f"{device} ({torch.get_num_threads()} torch threads)"
+    if setup.autocast_dtype is not None:
+        arithmetic = "bf16 autocast"  # runtime.precision's name; the only autocast type
+    elif device.type == "cuda" and matmul_precision != "highest":
+        arithmetic = "fp32 (TF32 matmuls)"
+    else:
+        arithmetic = "fp32"
+    return f"{where}, {arithmetic}" + (", channels_last" if setup.channels_last else "")
