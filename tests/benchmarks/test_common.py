@@ -373,3 +373,28 @@ def test_a_table_without_rows_does_not_replace_a_result(
     common.emit("title", [], ["a"], ["a"], recorded)
     assert recorded.read_text() == "a\n1\n"
     assert f"not saved: no rows ({recorded})" in capsys.readouterr().out
+
+
+def test_a_peak_is_measured_at_the_first_size_whose_call_takes_long_enough(monkeypatch) -> None:
+    """bf16 on a CPU without bf16 instructions: 0.3 GFLOP/s, 9 minutes a worker at the full
+    sizes. A call that already takes PEAK_CALL_S at a smaller size is timed there; a fast
+    one (fp32, a GPU) grows to the full size, as before."""
+    clock = [0.0]
+    monkeypatch.setattr(common.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(common, "synchronize", lambda device: None)
+    made = []
+
+    def make(seconds_per_size):
+        def size_call(size):
+            made.append(size)
+            return (lambda: clock.__setitem__(0, clock[0] + size * seconds_per_size)), size
+
+        return size_call
+
+    slow = make(common.PEAK_CALL_S / 2)
+    assert common.sized_call(slow, (1, 2, 4, 8), "cpu")[1] == 2
+    assert made == [1, 2]
+    made.clear()
+    fast = make(common.PEAK_CALL_S / 100)
+    assert common.sized_call(fast, (1, 2, 4, 8), "cpu")[1] == 8
+    assert made == [1, 2, 4, 8]
