@@ -313,8 +313,8 @@ def measured_peaks(device: Any, dtype: Any = None, repeats: int = 5) -> dict[str
     ``(8, 128, 64, 64)`` batch; GPU: 8192-sided matmul and a 256-channel ``(32, 256, 128,
     128)`` batch. Best of ``repeats`` calls. Where one call already takes
     :data:`PEAK_CALL_S` at a smaller size, that size is measured instead
-    (:func:`sized_call`): bf16 on a CPU without bf16 instructions multiplies at 0.3 GFLOP/s,
-    and the full sizes took 9 minutes per benchmark worker.
+    (:func:`sized_call`): bf16 on a CPU without bf16 instructions multiplies 2048-sided
+    matrices at 0.3 GFLOP/s, and the full sizes took 9 minutes per benchmark worker.
     """
     import torch
     import torch.nn.functional as F
