@@ -355,10 +355,13 @@ def sized_call(
     make: Callable[[Any], tuple[Callable[[], Any], float]], sizes: Sequence[Any], device: Any
 ) -> tuple[Callable[[], Any], float]:
     """``make(size)``'s call and FLOPs for the first of the increasing ``sizes`` at which one
-    call takes at least :data:`PEAK_CALL_S`, else for the last (each probe call untimed in
-    the result, a warm-up)."""
+    warm call takes at least :data:`PEAK_CALL_S`, else for the last. Each size is called
+    once untimed first: a first call pays one-off costs (cuBLAS set-up, cuDNN's autotuning
+    of a new shape) that would stop the growth at the smallest size on a GPU."""
     for size in sizes:
         call, flops = make(size)
+        call()
+        synchronize(device)
         tic = time.perf_counter()
         call()
         synchronize(device)

@@ -39,12 +39,12 @@ run() {  # run LIMIT_S NAME CMD...: time-limited, output to $OUT/NAME.log, never
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" \
   | tee -a "$MACHINE"
 
-# 1. Paper recipe, fp32 and bf16 (4 workers: hrda and uda_hrda per precision), ~3 min.
+# 1. Paper recipe, fp32 and bf16 (4 workers: hrda and uda_hrda per precision), ~2 min.
 run 200 paper_step "$PY" benchmarks/train_step.py --preset paper --device cuda \
   --precision fp32,bf16 --channels-last --variants hrda --uda --steps 6 --warmup 3 \
   --peak-tflops "$PEAK_TFLOPS" --out "$OUT/train_step_paper.csv"
 
-# 2. The default uda run (embedded benchmark, MiT-nano) on the GPU, fresh project, ~3-4 min.
+# 2. The default uda run (embedded benchmark, MiT-nano) on the GPU, fresh project, ~2.5 min.
 # Its own time limit under the part's, so that an overrun still reports the nodes it ran;
 # --echo keeps kedro's progress in the log.
 run 240 uda_run "$PY" benchmarks/end_to_end.py --device cuda --echo --timeout 225 \

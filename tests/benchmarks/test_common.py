@@ -398,3 +398,21 @@ def test_a_peak_is_measured_at_the_first_size_whose_call_takes_long_enough(monke
     fast = make(common.PEAK_CALL_S / 100)
     assert common.sized_call(fast, (1, 2, 4, 8), "cpu")[1] == 8
     assert made == [1, 2, 4, 8]
+
+
+def test_a_slow_first_call_does_not_stop_the_growth(monkeypatch) -> None:
+    """A GPU's first call of a shape pays cuBLAS set-up or cuDNN autotuning: untimed."""
+    clock = [0.0]
+    monkeypatch.setattr(common.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(common, "synchronize", lambda device: None)
+
+    def make(size):
+        calls = [0]
+
+        def call():
+            calls[0] += 1
+            clock[0] += 10 * common.PEAK_CALL_S if calls[0] == 1 else common.PEAK_CALL_S / 100
+
+        return call, size
+
+    assert common.sized_call(make, (1, 2, 4, 8), "cuda")[1] == 8

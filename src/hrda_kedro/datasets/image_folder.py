@@ -11,7 +11,7 @@ import numpy as np
 from kedro.io import AbstractDataset, DatasetError
 
 from hrda_kedro.data.layouts import broken_link_error, is_broken_link, list_files
-from hrda_kedro.data.validation import read_image
+from hrda_kedro.data.validation import IMAGE, read_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -19,7 +19,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 def read_listed_image(path: Path) -> np.ndarray:
     """:func:`read_image`, naming a broken link as one (not "file not found")."""
     if is_broken_link(path):
-        raise broken_link_error(path, "a readable image (PNG or JPEG)")
+        raise broken_link_error(path, IMAGE)
     return read_image(path)
 
 
