@@ -10,7 +10,7 @@ import torch
 from hrda_kedro.hrda.training import teacher_thread
 from hrda_kedro.hrda.training.devices import DeviceSetup
 from hrda_kedro.params import SelfTrainingParams, parse
-from tests.hrda.training.test_trainer import SELF_TRAINING, _trainer
+from tests.hrda.training.test_trainer import MODEL, SELF_TRAINING, _trainer
 from tests.tiny_data import TinySegmentationSet
 
 
@@ -105,3 +105,28 @@ def test_self_training_with_the_teacher_thread_computes_exactly_the_sequential_s
     for key, value in sequential.teacher.items():
         assert torch.equal(value, concurrent_result.teacher[key]), key
     assert [r["loss"] for r in sequential.history] == [r["loss"] for r in concurrent_result.history]
+
+
+@pytest.mark.usefixtures("two_threads")
+@pytest.mark.parametrize(
+    ("mode", "beside"), [("hrda", True), ("hr_only", True), ("lr_only", False)]
+)
+def test_only_a_sliding_window_teacher_runs_beside_the_source_pass(
+    monkeypatch, mode, beside
+) -> None:
+    """A single-resolution teacher (one crop per image) would leave its thread idle while
+    the source pass runs on half the threads, so it runs after the source pass."""
+    enabled: list[bool] = []
+    real_beside = teacher_thread.beside
+
+    def spied(fn, on):
+        enabled.append(on)
+        return real_beside(fn, on)
+
+    monkeypatch.setattr(teacher_thread, "beside", spied)
+    params = parse(SelfTrainingParams, {**SELF_TRAINING, "iterations": 1}, "self_training")
+    model = {**MODEL, "hrda": {**MODEL["hrda"], "mode": mode}}
+    trainer = _trainer(params, TinySegmentationSet(6, seed=2, with_labels=False), model=model)
+    trainer.setup = DeviceSetup(torch.device("cpu"), teacher_thread=True)
+    trainer.run()
+    assert enabled == [beside]

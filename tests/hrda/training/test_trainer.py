@@ -30,10 +30,11 @@ def _trainer(
     params: TrainingConfig,
     target: torch.utils.data.Dataset | None = None,
     autocast_dtype: torch.dtype | None = None,
+    model: dict[str, Any] = MODEL,
     **kwargs: Any,
 ) -> Trainer:
     """Self-training (``params`` of the ``self_training`` group) when given a target."""
-    model_params = parse(ModelConfig, MODEL, "model")
+    model_params = parse(ModelConfig, model, "model")
     torch.manual_seed(0)
     source = TinySegmentationSet(6, seed=1)
     return Trainer(

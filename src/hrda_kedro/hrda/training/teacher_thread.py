@@ -8,7 +8,8 @@ runs fewer threads (one each on two cores), so fewer parallel regions whose thre
 at a barrier: the cost that makes a two-thread step collapse when other processes take
 the CPU (docs/performance.md). The teacher runs in eval mode and draws no random numbers,
 so the step computes what it computes in sequence; only the thread counts, and with them
-the summation order of some kernels, differ.
+the summation order of some kernels, differ. The trainer uses it for a sliding-window
+teacher only: a single-crop one would finish early and leave its thread idle.
 """
 
 from __future__ import annotations

@@ -240,7 +240,15 @@ class Trainer:
         if target is None or images is None or self.pseudo_labels is None:
             return nullcontext(_no_pseudo_labels)
         make = partial(self._make_pseudo_labels, target, images)
-        concurrent = self.setup.teacher_thread and self.setup.device.type == "cpu"
+        # A single-resolution teacher (LR-only, naive HR) predicts one crop per image, a
+        # third of the source pass's work or less: beside it, its thread idles while the
+        # source pass runs on half the threads (steps 1.07x to 1.17x slower, measured), so
+        # only the sliding-window teacher runs beside (docs/performance.md).
+        concurrent = (
+            self.setup.teacher_thread
+            and self.setup.device.type == "cpu"
+            and self.model.mode != "lr_only"
+        )
         return teacher_thread.beside(make, concurrent and self.teacher is not None)
 
     def _make_pseudo_labels(self, target: CropBatch, images: torch.Tensor) -> PseudoLabels:
