@@ -131,6 +131,31 @@ def test_another_class_map_is_other_training_data(tmp_path):
     assert digest({0: "ignore", 1: "person", 2: "vegetation"}) == vegetation
 
 
+def test_user_folders_sharing_one_root_keep_their_own_labels_and_class_maps(tmp_path):
+    """Pairs of a user's folder are named by file stem: two splits on one root (train/ and
+    val/ beside each other) once shared one label cache, so the second's labels replaced
+    the first's and the first's class map converted both."""
+    root = tmp_path / "shared"
+    for sub, value in (("train", 1), ("val", 2)):
+        for name in ("000", "001"):
+            write_rgb(root / sub / "images" / f"{name}.png")
+            write_index(root / sub / "labels" / f"{name}.png", np.full((6, 10), value))
+
+    def split(sub: str, class_map: dict) -> DatasetSpec:
+        dirs = {"image_dir": f"{sub}/images", "label_dir": f"{sub}/labels"}
+        return DatasetSpec("folder", str(root), class_map=class_map, **dirs)
+
+    datasets = IngestionDatasets(
+        split("train", {1: "road", 2: "sidewalk"}),
+        DatasetSpec("embedded"),
+        split("val", {1: "road", 2: "car"}),
+    )
+    manifests = ingest(_settings(tmp_path), datasets).manifests
+    for name, train_id in (("source_train", 0), ("target_val", 13)):
+        for path in manifests[name]["label_path"]:
+            assert np.unique(_trainids(path)).tolist() == [train_id], (name, path)
+
+
 def test_a_photo_checked_before_exif_orientations_were_applied_is_checked_again(tmp_path):
     """The label cache kept each image's size: a rotated photo ingested by an older version
     kept its stored (sideways) size while training now reads it upright."""

@@ -353,9 +353,17 @@ def _checked(
         return err
 
 
-def _cache_folder(cache_dir: Path, kind: str, root: Path) -> Path:
-    digest = hashlib.sha1(str(root).encode()).hexdigest()[:10]
-    return cache_dir / f"{kind}-{root.name}-{digest}"
+def _cache_folder(cache_dir: Path, spec: DatasetSpec, root: Path) -> Path:
+    """The label cache of a data set. A layout's pair names are unique under its root, so
+    its splits share one; a user's folder names pairs by file stem and maps raw values by
+    its own ``class_map``, so two of them on one root (other folders, suffixes or maps)
+    need caches of their own, or one would convert the other's labels."""
+    key = str(root)
+    if spec.kind == "folder":
+        parts = (spec.image_dir, spec.label_dir, spec.image_suffix, spec.label_suffix)
+        key = json.dumps([key, *parts, spec.mapping().fingerprint])
+    digest = hashlib.sha1(key.encode()).hexdigest()[:10]
+    return cache_dir / f"{spec.kind}-{root.name}-{digest}"
 
 
 def embedded_size_problem(
@@ -574,7 +582,7 @@ def ingest(settings: IngestionSettings, datasets: IngestionDatasets) -> Ingestio
                 root, final_root = embedded_root, Path(settings.embedded.root).absolute()
             else:
                 root = final_root = Path(str(spec.root)).expanduser().absolute()
-            folder = _cache_folder(cache_dir, spec.kind, final_root)
+            folder = _cache_folder(cache_dir, spec, final_root)
             if folder not in caches:
                 caches[folder] = _LabelCache(folder, spec.mapping(), staging)
             manifests[split], counts[split], split_reports[split] = _ingest_split(
