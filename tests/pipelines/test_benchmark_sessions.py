@@ -140,7 +140,7 @@ def test_cs2darkzurich_end_to_end_on_fake_dark_zurich(project_copy: Path) -> Non
     assert len(train) == 2 and train["label_path"].isna().all()  # night images, no labels
     table = pd.read_csv(_latest("08_reporting/miou_table.csv/*/miou_table.csv", data))
     assert set(table["model"]) == {"source_only", "round_1"}
-    assert len(list((data / "07_model_output/round_1/pseudo_labels").glob("*_label.png"))) == 2
+    assert len(list((data / "07_model_output/round_1/pseudo_labels").rglob("*_label.png"))) == 2
 
 
 @pytest.mark.slow

@@ -36,7 +36,7 @@ def test_uda_runs_warmup_two_rounds_and_evaluation(reference: Path) -> None:
     assert set(table["model"]) == {"source_only", "round_1", "round_2"}
     assert set(table["prediction"]) == {"fused", "context", "detail"}
     assert table["miou"].between(0, 1).all()
-    labels = sorted((data / "07_model_output/round_1/pseudo_labels").glob("*_label.png"))
+    labels = sorted((data / "07_model_output/round_1/pseudo_labels").rglob("*_label.png"))
     assert len(labels) == 3  # one pseudo-label per target-train image
     history = pd.read_csv(data / "08_reporting/round_1/training_history.csv")
     assert {"loss", "source_fused", "mix_fused", "pseudo_weight", "lr"} <= set(history.columns)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -125,9 +124,12 @@ class PseudoLabelledDataset(Dataset):
         return item
 
 
-def partition_id(image_path: str) -> str:
-    """Partition name of an image's pseudo-label files: its file stem."""
-    return Path(image_path).name.rsplit(".", 1)[0]
+def partition_ids(manifest: pd.DataFrame) -> list[str]:
+    """The partition names of the target images' pseudo-label files, in manifest order: the
+    images' pair names, unique in a split. Unlike file stems, they keep a data set's
+    subfolders (``train/cam1/0000``), so images of one file name in two folders (cameras,
+    sequences, cities numbered from 0 each) get files of their own."""
+    return [str(name) for name in manifest["name"]]
 
 
 def target_dataset(
@@ -139,8 +141,7 @@ def target_dataset(
     images = ManifestDataset(manifest, labels=False, cache=cache)
     if pseudo_labels is None:
         return images
-    ids = [partition_id(p) for p in manifest["image_path"]]
-    return PseudoLabelledDataset(images, ids, pseudo_labels)
+    return PseudoLabelledDataset(images, partition_ids(manifest), pseudo_labels)
 
 
 def image_dataset(manifest: pd.DataFrame) -> ManifestDataset:

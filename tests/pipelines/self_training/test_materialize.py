@@ -112,3 +112,31 @@ def test_the_teacher_predicts_with_the_runs_test_time_windows(
     for save in partitions.values():  # the files are predicted as they are saved
         save()
     assert used == [RUN_WINDOWS]
+
+
+def test_images_of_one_file_name_in_two_folders_get_pseudo_labels_of_their_own(
+    tmp_path: Path, one_thread: None
+) -> None:
+    """Cameras or sequences numbered from 0 each (cam1/0000, cam2/0000): the files are named
+    by the images' pair names, which keep the folders, not by the file stems they share."""
+    manifest = val_manifest(tmp_path, count=2)
+    for row, camera in zip(manifest.itertuples(), ("cam1", "cam2"), strict=True):
+        moved = tmp_path / camera / "0000.png"
+        moved.parent.mkdir()
+        Path(row.image_path).rename(moved)
+        manifest.loc[row.Index, ["name", "image_path"]] = [f"{camera}/0000", str(moved)]
+    manifest = manifest.assign(split="target_train")
+    run = {"device": "cpu", "predict_streams": 1}
+    model = checkpoint("round_0", 0)
+    both = nodes.materialize_pseudo_labels(model, manifest, MODEL, run)
+    assert sorted(both) == [
+        f"{camera}/0000{suffix}"
+        for camera in ("cam1", "cam2")
+        for suffix in ("_confidence", "_label")
+    ]
+    for index in range(2):
+        alone = nodes.materialize_pseudo_labels(model, manifest.iloc[[index]], MODEL, run)
+        for key, save in alone.items():
+            assert np.array_equal(np.asarray(both[key]()), np.asarray(save())), key
+    report = nodes.assess_pseudo_labels(both, manifest, MODEL, {})
+    assert report["images"] == 2 and "miou" in report

@@ -31,7 +31,7 @@ from hrda_kedro.runtime.training_data import (
     LABEL_SUFFIX,
     check_images_fit,
     image_dataset,
-    partition_id,
+    partition_ids,
     read_label,
     target_dataset,
 )
@@ -130,8 +130,7 @@ def materialize_pseudo_labels(
 
     partitions: dict[str, Callable[[], Image.Image]] = {}
     index_of: dict[str, int] = {}
-    for index, path in enumerate(target_train_manifest["image_path"]):
-        pid = partition_id(path)
+    for index, pid in enumerate(partition_ids(target_train_manifest)):
         partitions[pid + LABEL_SUFFIX] = lambda i=index: writer.label(i)
         partitions[pid + CONFIDENCE_SUFFIX] = lambda i=index: writer.confidence(i)
         index_of[pid + LABEL_SUFFIX] = index_of[pid + CONFIDENCE_SUFFIX] = index
@@ -161,8 +160,9 @@ def assess_pseudo_labels(
     cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     confident = 0.0
     count = 0
-    for _, row in target_train_manifest.iterrows():
-        pid = partition_id(row["image_path"])
+    for pid, (_, row) in zip(
+        partition_ids(target_train_manifest), target_train_manifest.iterrows(), strict=True
+    ):
         pred = torch.from_numpy(np.array(pseudo_labels[pid + LABEL_SUFFIX](), dtype=np.int64))
         conf = np.asarray(pseudo_labels[pid + CONFIDENCE_SUFFIX]())
         # The same test offline training applies to the stored 0-255 confidence.
