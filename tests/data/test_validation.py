@@ -62,7 +62,7 @@ def test_reads_labels_in_each_format(tmp_path):
 def test_bad_labels(tmp_path):
     write_rgb(tmp_path / "rgb.png")
     with pytest.raises(
-        DataError, match=r"rgb.png: label mode is RGB; expected an 8-bit single-channel label"
+        DataError, match=r"rgb.png: label mode is RGB; expected an 8-bit single-channel PNG label"
     ):
         read_raw_label(tmp_path / "rgb.png", LabelFormat.INDEX8)
     write_png16(tmp_path / "s.png", np.zeros((32, 32, 3)))
@@ -72,6 +72,15 @@ def test_bad_labels(tmp_path):
     Image.new("RGB", (4, 4)).save(tmp_path / "s.jpg")
     with pytest.raises(DataError, match="s.jpg: a JPEG file; expected a PNG label"):
         read_raw_label(tmp_path / "s.jpg", LabelFormat.FIRST_CHANNEL16)
+
+
+@pytest.mark.parametrize("label_format", [LabelFormat.INDEX8, LabelFormat.INDEX])
+def test_a_jpeg_saved_under_a_png_name_is_not_a_label(tmp_path, label_format):
+    """Its compression turns the edges between classes into other, valid-looking ids."""
+    ids = np.repeat(np.array([[7, 8, 26, 0]], np.uint8), 8, axis=0).repeat(8, axis=1)
+    Image.fromarray(ids).save(tmp_path / "lab.png", format="JPEG", quality=90)
+    with pytest.raises(DataError, match=r"lab.png: a JPEG file; expected .*PNG label"):
+        read_raw_label(tmp_path / "lab.png", label_format)
 
 
 def test_label_of_another_size_or_with_unknown_values(tmp_path):

@@ -210,7 +210,7 @@ CASES = [
              r"Cityscapes label ids 0-33"),
     BadInput("colour label", "data", "ingestion",
              lambda p: gta(p, lambda r: Image.new("RGB", (10, 6)).save(_label(r))), DataError,
-             r"labels/00002\.png: label mode is RGB; expected an 8-bit single-channel label"),
+             r"labels/00002\.png: label mode is RGB; expected an 8-bit single-channel PNG label"),
     BadInput("image without a label", "data", "ingestion",
              lambda p: gta(p, lambda r: _label(r).unlink()), DataError,
              r"images/00002\.png: image without a label; expected .*labels/00002\.png"),

@@ -34,8 +34,8 @@ _DECODE_ERRORS = (Exception,)
 class LabelFormat(Enum):
     """How the raw ids of a data set's label files are stored."""
 
-    INDEX8 = "an 8-bit single-channel label (mode L or P)"
-    INDEX = "a single-channel label (8-bit L or P, or 16-bit grayscale)"
+    INDEX8 = "an 8-bit single-channel PNG label (mode L or P)"
+    INDEX = "a single-channel PNG label (8-bit L or P, or 16-bit grayscale)"
     FIRST_CHANNEL16 = "a PNG label whose first channel holds the ids (SYNTHIA, 16-bit)"
 
 
@@ -287,9 +287,11 @@ def read_raw_label(path: Path, label_format: LabelFormat) -> np.ndarray:
     path = Path(path)
     expected = label_format.value
     with _open(path, expected) as image:
+        # Only a lossless file holds ids: a JPEG saved under a .png name turns the edges
+        # between classes into other, valid-looking ids.
+        if image.format != "PNG":
+            raise DataError(f"{path}: a {image.format} file; expected {expected}")
         if label_format is LabelFormat.FIRST_CHANNEL16:
-            if image.format != "PNG":
-                raise DataError(f"{path}: a {image.format} file; expected {expected}")
             try:
                 data = _decode_png16(path)
             except _DECODE_ERRORS as err:
