@@ -88,3 +88,33 @@ def test_a_session_saves_every_catalog_file_atomically(
         "ingestion_report.json",
         "ingestion_samples.png",
     }
+
+
+def test_a_params_key_into_a_mapping_with_integer_yaml_keys_is_one_parameter_error(
+    tmp_path: Path,
+) -> None:
+    """OmegaConf refuses to merge the string key of ``--params`` into a ``class_map`` whose
+    YAML keys are integers; the run stops with the key and the fix, not a traceback."""
+    from kedro.config import OmegaConfigLoader
+
+    from hrda_kedro.params import ParameterError
+
+    (tmp_path / "base").mkdir()
+    (tmp_path / "local").mkdir()
+    (tmp_path / "base" / "parameters.yml").write_text(
+        "ingestion_datasets:\n  target_val:\n    class_map: {1: road, 2: sidewalk}\n"
+    )
+    loader = OmegaConfigLoader(
+        str(tmp_path),
+        **run_config.CONFIG_LOADER_ARGS,
+        runtime_params={"ingestion_datasets": {"target_val": {"class_map": {"2": "car"}}}},
+    )
+    run_config.use_config_loader(loader)
+    try:
+        with pytest.raises(
+            ParameterError,
+            match=r"parameter ingestion_datasets\.target_val\.class_map\.2: .*quoted strings",
+        ):
+            run_config.run_parameters()
+    finally:
+        run_config.use_config_loader(None)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kedro.config import OmegaConfigLoader
+from omegaconf.errors import KeyValidationError
 
 CONFIG_LOADER_ARGS: dict[str, Any] = {
     "base_env": "base",
@@ -42,9 +43,26 @@ def run_parameters() -> Mapping[str, Any]:
     """The run's parameters: the active session's, else ``./conf``'s (``KEDRO_ENV`` over
     base), else none."""
     if _config_loader is not None:
-        return _config_loader["parameters"]
+        return _merged_parameters(_config_loader)
     conf = Path(os.environ.get("KEDRO_CONF_SOURCE", Path.cwd() / "conf"))
     if not conf.is_dir():
         return {}
     args = {**CONFIG_LOADER_ARGS, "default_run_env": os.environ.get("KEDRO_ENV", "local")}
-    return OmegaConfigLoader(conf_source=str(conf), **args)["parameters"]
+    return _merged_parameters(OmegaConfigLoader(conf_source=str(conf), **args))
+
+
+def _merged_parameters(config_loader: Any) -> Mapping[str, Any]:
+    """The loader's parameters; OmegaConf's refusal to merge a ``--params`` key (always a
+    string) into a mapping whose YAML keys are integers (a ``class_map``) becomes one
+    message naming the key and the fix, not a framed traceback."""
+    try:
+        return config_loader["parameters"]
+    except KeyValidationError as err:
+        # Imported here: settings.py imports this module, and params imports torch.
+        from hrda_kedro.params import ParameterError
+
+        raise ParameterError(
+            f"parameter {err.full_key}: {str(err.msg).splitlines()[0]}; --params gives every "
+            "key as a string, so write the keys of this mapping in its YAML file as quoted "
+            "strings ('2': car, not 2: car) to override one of them"
+        ) from err
