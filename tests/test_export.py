@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -78,6 +79,30 @@ def test_a_foreign_config_is_refused(checkpoint: dict, tmp_path: Path) -> None:
     (folder / "config.json").write_text('{"format": "something else"}')
     with pytest.raises(CheckpointError, match=r"config\.json is not an hrda-kedro export"):
         load_checkpoint_file(str(folder))
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda config: config.pop("model_params"), r"config\.json has no model_params mapping"),
+        (
+            lambda config: config["model_params"]["hrda"].update(scale=4),
+            r"model_params\.hrda\..* \(a setting the checkpoint records, not the run.s\)",
+        ),
+    ],
+)
+def test_an_edited_config_is_one_checkpoint_error_naming_the_export(
+    checkpoint: dict, tmp_path: Path, edit: Any, message: str
+) -> None:
+    """A missing model_params was a KeyError traceback; a bad value asked the user to fix
+    conf/, where the key is not."""
+    folder = tmp_path / "export"
+    ExportedModelDataset(filepath=str(folder)).save(export_model(checkpoint, MODEL))
+    config = json.loads((folder / "config.json").read_text())
+    edit(config)
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=message):
+        model_from_checkpoint(*load_checkpoint_file(str(folder)))
 
 
 def _retrained(checkpoint: dict) -> dict:

@@ -17,7 +17,7 @@ import pytest
 from kedro.io import DatasetError
 
 from hrda_kedro import run_lock
-from hrda_kedro.run_lock import LOCK_FILE, ProjectBusyError
+from hrda_kedro.run_lock import LOCK_FILE, OUTPUTS_LOCK_FILE, ProjectBusyError
 from tests.reliability.helpers import (
     assert_unchanged,
     copy_project,
@@ -31,7 +31,7 @@ _HOLDER = (
     "from pathlib import Path\n"
     "from hrda_kedro import run_lock\n"
     "try:\n"
-    "    run_lock.acquire(Path(sys.argv[1]), 'uda')\n"
+    "    run_lock.acquire(Path(sys.argv[1]), 'uda', Path(sys.argv[2]))\n"
     "except run_lock.ProjectBusyError as err:\n"
     "    print('busy:', err, flush=True)\n"
     "    sys.exit(3)\n"
@@ -41,10 +41,10 @@ _HOLDER = (
 
 
 @contextmanager
-def held_elsewhere(project: Path) -> Iterator[subprocess.Popen[str]]:
-    """The project's lock, held by another process for the duration of the block."""
+def held_elsewhere(project: Path, lock: Path = LOCK_FILE) -> Iterator[subprocess.Popen[str]]:
+    """The project's ``lock``, held by another process for the duration of the block."""
     process = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, str(project)],
+        [sys.executable, "-c", _HOLDER, str(project), str(lock)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -58,7 +58,7 @@ def held_elsewhere(project: Path) -> Iterator[subprocess.Popen[str]]:
 def other_process_acquires(project: Path) -> bool:
     """Whether another process can take the lock now (it lets go at once)."""
     result = subprocess.run(
-        [sys.executable, "-c", _HOLDER, str(project)],
+        [sys.executable, "-c", _HOLDER, str(project), str(LOCK_FILE)],
         input="", capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     return result.returncode == 0
@@ -152,3 +152,22 @@ def test_a_lock_file_this_user_cannot_open_warns_and_lets_the_run_go_on(
         "Permission denied" in caplog.text
         and "runs of one project are not kept apart" in caplog.text
     )
+
+
+def test_a_second_predict_is_refused_before_any_work(
+    reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two predict runs at once replaced each other's labels half-way and drew one run's
+    overlays from the other's listing; both ended with status 0."""
+    project = copy_project(reference, tmp_path / "project")
+    monkeypatch.chdir(project)
+    images = project / "data" / "01_raw" / "predict_inputs"
+    images.mkdir()
+    shutil.copy(next((project / "data" / "01_raw").rglob("*.png")), images / "a.png")
+    before = snapshot(project / "data")
+    with held_elsewhere(project, OUTPUTS_LOCK_FILE):
+        with pytest.raises(ProjectBusyError, match="one run of predict or an export"):
+            run_in_process(project, "predict")
+        assert_unchanged(before, project / "data")
+    run_in_process(project, "predict")
+    assert (project / "data" / "07_model_output" / "predict" / "labels" / "a.png").is_file()

@@ -70,7 +70,8 @@ def _advice() -> dict[type[Exception], str]:
         "ingestion_datasets); ingestion.skip_bad_files or predict.skip_bad_files: true "
         "leaves single bad files out; then run again",
         CheckpointError: "use a checkpoint written by hrda-kedro for this configuration (or "
-        "move this one away to train afresh), then run again",
+        "move this one away to train afresh; predict: point predict.checkpoint at a "
+        "checkpoint file, a versioned checkpoint folder or an export folder), then run again",
         WeightsError: "point model.network.pretrained (or self_training.feature_distance."
         "pretrained) at ImageNet weights of the configured encoder, or set it to null, then "
         "run again",

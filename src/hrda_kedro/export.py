@@ -77,6 +77,11 @@ def checkpoint_from_export(
         raise CheckpointError(
             f"{source}: config.json is not an hrda-kedro export (expected format {EXPORT_FORMAT!r})"
         )
+    if not isinstance(config.get("model_params"), dict):
+        raise CheckpointError(
+            f"{source}: config.json has no model_params mapping; expected the config.json of "
+            "an hrda-kedro export, run kedro run --pipeline=export again"
+        )
     recorded = config.get(DIGEST_KEY)  # exports before it was recorded have none
     if recorded is not None and recorded != state_digest(weights):
         raise CheckpointError(

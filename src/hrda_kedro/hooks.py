@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -132,8 +133,9 @@ class ProjectHooks:
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         """Parse the parameters of the nodes to run and check the datasets it reads; a bad
         value or an input not made yet stops the run before any work. Then take the
-        project's run lock (:mod:`hrda_kedro.run_lock`) unless the run only reads saved
-        models; on several machines only node 0 gets here (the launcher's hook runs first)."""
+        project's run lock (:mod:`hrda_kedro.run_lock`) for the nodes that train, evaluate
+        or ingest, and the outputs lock for predict's and the exports'; on several machines
+        only node 0 gets here (the launcher's hook runs first)."""
         from hrda_kedro import run_lock, tracking_runs
 
         try:
@@ -141,9 +143,14 @@ class ProjectHooks:
                 defer_checks({})
                 sampling, target_fit = self._check_run(pipeline, catalog)
                 defer_checks({"sampling": sampling, "target_fit": target_fit})
-                if not _only_reads_saved_models(pipeline):
-                    names = run_params.get("pipeline_names") or ["__default__"]
-                    run_lock.acquire(Path(run_params["project_path"]), ",".join(names))
+                names = ",".join(run_params.get("pipeline_names") or ["__default__"])
+                project = Path(run_params["project_path"])
+                readers = _model_reader_nodes()
+                if any(node.name not in readers for node in pipeline.nodes):
+                    run_lock.acquire(project, names)
+                if any(node.name in readers for node in pipeline.nodes):
+                    run_lock.acquire(project, names, run_lock.OUTPUTS_LOCK_FILE)
+                    _clear_derived_predictions(pipeline, catalog)
         except BaseException:
             _leave_project_root()  # Kedro calls no end-of-run hook for a run stopped here
             raise
@@ -199,6 +206,10 @@ class ProjectHooks:
             for folder in _image_folders(pipeline, catalog):
                 check_input_folder(parameters["predict"], folder)
             check_outside_outputs(parameters["predict"], _replaced_folders(pipeline, catalog))
+            if any(node.name == "segment_images" for node in pipeline.nodes):
+                from hrda_kedro.pipelines.predict.nodes import check_checkpoint_setting
+
+                check_checkpoint_setting(parameters["predict"], parameters.get("model", {}))
         from kedro.framework.project import pipelines as registered
 
         from hrda_kedro.datasets.report_sets import check_report_sets, saved_together
@@ -289,11 +300,27 @@ def _check_target_fit(manifest: Any, groups: Mapping[str, Any]) -> None:
 _MODEL_READERS = ("predict", "export", "export_onnx")
 
 
-def _only_reads_saved_models(pipeline: Any) -> bool:
+def _model_reader_nodes() -> set[str]:
     from kedro.framework.project import pipelines
 
-    readers = {node.name for name in _MODEL_READERS for node in pipelines[name].nodes}
-    return all(node.name in readers for node in pipeline.nodes)
+    return {node.name for name in _MODEL_READERS for node in pipelines[name].nodes}
+
+
+# predict's outputs made from the listing or the labels: a run that lists or segments
+# images empties them all when it starts, so that a run stopped half-way leaves a partial
+# set of its own outputs, never one mixed with the previous run's.
+_PREDICT_STARTS = ("list_predict_inputs", "segment_images")
+_PREDICT_DERIVED = ("predict_labels", "predict_attention", "predict_overlays")
+
+
+def _clear_derived_predictions(pipeline: Any, catalog: Any) -> None:
+    if not any(node.name in _PREDICT_STARTS for node in pipeline.nodes):
+        return
+    for name in _PREDICT_DERIVED:
+        if name in catalog:
+            folder = Path(str(catalog.get(name)._describe()["path"]))
+            if folder.is_dir():
+                shutil.rmtree(folder)
 
 
 def _trains_outside_the_study(pipeline: Any) -> bool:

@@ -7,7 +7,8 @@ overwrote each other's in-training checkpoints. A run that trains or writes repo
 an exclusive ``flock`` on ``data/.run.lock`` from its start to its end; the kernel releases
 it when the process ends however it ends, so a killed run never leaves a stale lock.
 ``predict`` and the exports read a saved model and write only their own outputs: they run
-beside a training run.
+beside a training run, one of them at a time (``data/.outputs.lock``): two predict runs
+replaced each other's labels and overlays half-way, leaving a folder of both runs' files.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ from typing import IO, Any
 logger = logging.getLogger(__name__)
 
 LOCK_FILE = Path("data") / ".run.lock"
+OUTPUTS_LOCK_FILE = Path("data") / ".outputs.lock"
+_HOLDERS = {
+    LOCK_FILE: "one run that trains, evaluates or ingests per project at a time",
+    OUTPUTS_LOCK_FILE: "one run of predict or an export per project at a time (they may run "
+    "beside a training run)",
+}
 
 
 class ProjectBusyError(RuntimeError):
@@ -32,12 +39,13 @@ class ProjectBusyError(RuntimeError):
 _held: dict[Path, IO[str]] = {}
 
 
-def acquire(project: Path, pipeline: str) -> None:
-    """Hold the project's run lock for this process, or raise :class:`ProjectBusyError`
-    naming the run that holds it. Holding it already (a notebook's second run after a
-    stopped one) is fine. Where the file system cannot lock (some network mounts) or the
-    platform has no ``flock``, the run goes on unprotected, with a warning."""
-    path = (project / LOCK_FILE).resolve()
+def acquire(project: Path, pipeline: str, lock: Path = LOCK_FILE) -> None:
+    """Hold the project's ``lock`` (:data:`LOCK_FILE` or :data:`OUTPUTS_LOCK_FILE`) for this
+    process, or raise :class:`ProjectBusyError` naming the run that holds it. Holding it
+    already (a notebook's second run after a stopped one) is fine. Where the file system
+    cannot lock (some network mounts) or the platform has no ``flock``, the run goes on
+    unprotected, with a warning."""
+    path = (project / lock).resolve()
     if path in _held:
         return
     try:
@@ -59,7 +67,7 @@ def acquire(project: Path, pipeline: str) -> None:
         handle.close()
         raise ProjectBusyError(
             f"{path}: another kedro run is writing this project's data ({holder}); expected "
-            "one run that trains, evaluates or ingests per project at a time"
+            f"{_HOLDERS[lock]}"
         ) from None
     except OSError as err:  # ENOLCK and the like: a mount without a lock manager
         handle.close()

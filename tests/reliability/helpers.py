@@ -23,7 +23,7 @@ import yaml
 from PIL import Image
 
 from hrda_kedro.hrda.checkpoint import load_checkpoint
-from hrda_kedro.run_lock import LOCK_FILE
+from hrda_kedro.run_lock import LOCK_FILE, OUTPUTS_LOCK_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).with_name("fault_driver.py")
@@ -197,12 +197,13 @@ def assert_refused(project: Path, args: str, error: str) -> str:
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    """sha256 of every file under ``folder``, by relative path; the run lock, which says
+    """sha256 of every file under ``folder``, by relative path; the run locks, which say
     who ran last rather than holding data, left out."""
+    locks = {LOCK_FILE.name, OUTPUTS_LOCK_FILE.name}
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != LOCK_FILE.name
+        if p.is_file() and p.name not in locks
     }
 
 

@@ -55,7 +55,7 @@ def test_predict_checkpoint_with_malicious_pickle_is_refused(tmp_path: Path) -> 
 
     marker = tmp_path / "pwned"
     _plant(tmp_path / "model.pt", marker)
-    with pytest.raises(DatasetError, match="refused to load"):
+    with pytest.raises(CheckpointError, match=r"^parameter predict\.checkpoint: .*refused to load"):
         load_checkpoint_file(str(tmp_path / "model.pt"))
     assert not marker.exists()
 

@@ -60,7 +60,10 @@ def model_from_checkpoint(
         )
     if "model_params" not in checkpoint or "model" not in checkpoint:
         raise CheckpointError(f"{source}: not a trained-model checkpoint (no model_params/model)")
-    params = parse(ModelConfig, checkpoint["model_params"], f"{source}:model_params")
+    try:
+        params = parse(ModelConfig, checkpoint["model_params"], f"{source}:model_params")
+    except ParameterError as err:  # the file's settings, not the run's: no key to fix in conf/
+        raise CheckpointError(f"{err} (a setting the checkpoint records, not the run's)") from err
     if inference is not None:
         params = with_inference(params, inference, source)
     model = build_model(params, load_pretrained=False)

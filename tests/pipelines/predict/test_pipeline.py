@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog
@@ -251,6 +252,17 @@ def test_bad_inputs_stop_the_run_naming_the_file_before_any_output(
     with pytest.raises(DataError, match=message):
         SequentialRunner().run(create_pipeline(), make_catalog(predict))
     assert not (project / "data" / "07_model_output").exists()
+
+
+def test_labels_of_another_listing_stop_the_overlays_before_any_is_replaced() -> None:
+    """A redraw (``--nodes=draw_overlays``) over labels of another run's images once failed
+    in the save with a numpy broadcast error, after the old overlays were deleted."""
+    manifest = pd.DataFrame(
+        {"partition_id": ["a"], "image_path": ["/photos/a.png"], "height": [40], "width": [60]}
+    )
+    labels = {"a": lambda: Image.new("L", (30, 80))}
+    with pytest.raises(DataError, match=r"saved label 'a' is 30x80 .* /photos/a.png is 60x40"):
+        nodes.draw_overlays(manifest, labels, {})
 
 
 def test_bad_files_can_be_skipped(project: Path) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from kedro.io import DatasetError
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -30,6 +31,7 @@ from hrda_kedro.datasets.export_datasets import CONFIG_FILE, WEIGHTS_FILE, Expor
 from hrda_kedro.datasets.image_folder import IMAGE_SUFFIXES, ImageFolder
 from hrda_kedro.export import checkpoint_from_export
 from hrda_kedro.hrda import normalize
+from hrda_kedro.hrda.checkpoint import CheckpointError
 from hrda_kedro.hrda.image_streams import map_in_streams
 from hrda_kedro.hrda.inference import predict_full_image_labels
 from hrda_kedro.hrda.model_config import ModelConfig
@@ -149,7 +151,7 @@ def load_checkpoint_file(
     target = Path(path).expanduser()
     export = _export_folder(target, setting)
     if export is not None:
-        exported = ExportedModelDataset(filepath=str(export)).load()
+        exported = _loaded(ExportedModelDataset(filepath=str(export)), setting)
         return checkpoint_from_export(exported["weights"], exported["config"], str(export)), export
     if target.is_dir():
         versions = sorted(p for p in target.glob(f"*/{target.name}") if p.is_file())
@@ -165,7 +167,31 @@ def load_checkpoint_file(
             "checkpoint file, a versioned checkpoint folder or an exported model folder "
             "(train a model first, e.g. kedro run --pipeline=uda)"
         )
-    return CheckpointDataset(filepath=str(target)).load(), target
+    return _loaded(CheckpointDataset(filepath=str(target)), setting), target
+
+
+def _loaded(dataset: Any, setting: str) -> Any:
+    """The dataset's data; our own error under Kedro's ``DatasetError`` (whose text is the
+    dataset's repr) comes out as itself, after the setting that named the file."""
+    try:
+        return dataset.load()
+    except DatasetError as err:
+        cause = err.__cause__
+        if isinstance(cause, CheckpointError | DataError):
+            raise type(cause)(f"{setting}: {cause}") from err
+        raise
+
+
+def check_checkpoint_setting(predict: dict[str, Any], model: dict[str, Any]) -> None:
+    """When the run starts: the model ``predict.checkpoint`` names loads and takes the run's
+    ``model.inference``. A wrong path once stopped the run only after every image had been
+    decoded and ``inputs.csv`` replaced, beside the previous run's labels."""
+    params = parse(PredictParams, predict, "predict")
+    if params.checkpoint is None:
+        return
+    inference = parse(ModelConfig, model, "model").inference
+    checkpoint, path = load_checkpoint_file(params.checkpoint)
+    model_from_checkpoint(checkpoint, str(path), inference=inference)
 
 
 def _export_folder(target: Path, setting: str) -> Path | None:
@@ -344,6 +370,22 @@ def segment_images(
     return labels, maps
 
 
+def _check_label_sizes(
+    manifest: pd.DataFrame, labels: dict[str, Callable[[], Image.Image]]
+) -> None:
+    """Each saved label has its listed image's size (read from the PNG header), checked
+    before the overlays' folder is emptied: labels of another listing once failed half-way
+    through the save with a numpy broadcast error, the old overlays already gone."""
+    for row in manifest.itertuples():
+        label = labels[row.partition_id]()
+        if (label.height, label.width) != (row.height, row.width):
+            raise DataError(
+                f"saved label {row.partition_id!r} is {label.width}x{label.height} (WxH) but "
+                f"{row.image_path} is {row.width}x{row.height}: the labels belong to another "
+                "listing; expected segment_images run on this one (kedro run --pipeline=predict)"
+            )
+
+
 def draw_overlays(
     predict_manifest: pd.DataFrame,
     predict_labels: dict[str, Callable[[], Image.Image]],
@@ -360,6 +402,7 @@ def draw_overlays(
         raise DataError(
             f"no saved label for {missing[0]!r} ({len(missing)} missing): run segment_images"
         )
+    _check_label_sizes(predict_manifest, predict_labels)
 
     def overlay(pid: str, image_path: str) -> Image.Image:
         image = read_image(Path(image_path)).astype(np.float32)
