@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -171,3 +172,45 @@ def test_a_second_predict_is_refused_before_any_work(
         assert_unchanged(before, project / "data")
     run_in_process(project, "predict")
     assert (project / "data" / "07_model_output" / "predict" / "labels" / "a.png").is_file()
+
+
+_FORKING_HOLDER = (
+    "import multiprocessing, sys, time\n"
+    "from pathlib import Path\n"
+    "from hrda_kedro import run_lock\n"
+    "run_lock.acquire(Path(sys.argv[1]), 'uda')\n"
+    "worker = multiprocessing.get_context('fork').Process(target=time.sleep, args=(120,))\n"
+    "worker.start()\n"
+    "print(worker.pid, flush=True)\n"
+    "time.sleep(120)\n"
+)
+
+
+def test_a_killed_runs_forked_workers_neither_keep_the_lock_nor_outlive_it(
+    tmp_path: Path,
+) -> None:
+    """A ParallelRunner run killed with SIGKILL left its forked workers running: they held
+    the lock (every later run refused, naming a dead pid) and saved a model afterwards."""
+    run = subprocess.Popen(
+        [sys.executable, "-c", _FORKING_HOLDER, str(tmp_path)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert run.stdout is not None
+    worker = int(run.stdout.readline())
+    assert not other_process_acquires(tmp_path)
+    run.kill()
+    run.wait(timeout=30)
+    assert other_process_acquires(tmp_path)
+    deadline = time.monotonic() + 30
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(worker)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, reparented to init until reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

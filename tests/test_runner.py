@@ -72,3 +72,31 @@ def test_workers_get_the_checks_of_the_first_training_node(
     finally:
         hooks.defer_checks({})
     assert catalog.load("checks") == checks
+
+
+def _threads_in_worker(_: int) -> list[str]:
+    import threading
+
+    return [thread.name for thread in threading.enumerate()]
+
+
+@pytest.mark.parametrize("start_method", ["spawn", "fork"])
+def test_workers_end_with_the_runs_process(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, start_method: str
+) -> None:
+    """Workers of a run killed with SIGKILL went on training and saved a model
+    (``tests/test_run_lock.py`` kills one): each now watches its parent."""
+    from hrda_kedro import run_lock
+
+    monkeypatch.setattr(project, "PACKAGE_NAME", project.PACKAGE_NAME)
+    project.configure_project("hrda_kedro")
+    monkeypatch.setenv("KEDRO_MP_CONTEXT", start_method)
+    run_lock.acquire(tmp_path, "uda")  # what a run holds when its runner forks
+    try:
+        pipeline = Pipeline([Node(_threads_in_worker, "start", "threads", name="threads")])
+        catalog = SharedMemoryDataCatalog({"start": MemoryDataset(0)})
+        runner = ParallelRunner(max_workers=1)  # its manager holds the output
+        runner.run(pipeline, catalog)
+    finally:
+        run_lock.release()
+    assert "exit-with-parent" in catalog.load("threads")

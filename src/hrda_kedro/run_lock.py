@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from hrda_kedro.parent_watch import exit_with_parent
+
 logger = logging.getLogger(__name__)
 
 LOCK_FILE = Path("data") / ".run.lock"
@@ -86,6 +88,23 @@ def release() -> None:
     while _held:
         _, handle = _held.popitem()
         handle.close()  # closing the only descriptor releases the flock
+
+
+def _in_forked_child() -> None:
+    """A process forked during a run (a ``ParallelRunner`` worker, its pool's manager)
+    shares the lock's open file: after a SIGKILL of the run's process it kept the lock, so
+    every later run was refused naming a dead pid, and went on working. The child closes
+    its copies (the run's process keeps the lock: a flock belongs to the open file, which
+    the run's descriptor still holds) and ends when its parent does."""
+    if not _held:
+        return
+    for handle in _held.values():
+        handle.close()
+    _held.clear()
+    exit_with_parent(os.getppid())
+
+
+os.register_at_fork(after_in_child=_in_forked_child)
 
 
 def _unprotected(path: Path, why: object) -> None:

@@ -10,6 +10,7 @@ forked worker (Linux's default up to Python 3.13) inherits the configured projec
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
 
@@ -17,6 +18,7 @@ from kedro.framework import project
 from kedro.runner import ParallelRunner as KedroParallelRunner
 
 from hrda_kedro.hooks import defer_checks, deferred_checks
+from hrda_kedro.parent_watch import exit_with_parent
 
 
 class ParallelRunner(KedroParallelRunner):
@@ -40,6 +42,8 @@ class ParallelRunner(KedroParallelRunner):
 def load_settings(package_name: str, checks: dict[str, dict[str, Any]]) -> None:
     """In a worker: the project's settings, not all of Kedro's ``configure_project``. With
     the package name set there, Kedro 1.7's worker also reconfigures logging with its own
-    logging object, and its second node fails (RecursionError)."""
+    logging object, and its second node fails (RecursionError). The worker ends when the
+    run's process does (:func:`~hrda_kedro.parent_watch.exit_with_parent`)."""
     project.settings.configure(f"{package_name}.settings")
     defer_checks(checks)
+    exit_with_parent(os.getppid())  # a forked one: run_lock's at-fork handler

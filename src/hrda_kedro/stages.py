@@ -21,8 +21,6 @@ import logging
 import logging.config
 import os
 import socket
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -49,6 +47,7 @@ from hrda_kedro.hrda.training.trainer import StageResult, Trainer
 from hrda_kedro.hrda.uda.config import UDAConfig
 from hrda_kedro.launch import Cluster, cluster, stage_channel
 from hrda_kedro.params import RuntimeParams
+from hrda_kedro.parent_watch import exit_with_parent
 from hrda_kedro.runtime.devices import resolve_device
 from hrda_kedro.runtime.models import build_model, load_weights, model_params_dict
 from hrda_kedro.runtime.training_data import check_images_fit, source_datasets
@@ -151,25 +150,6 @@ def run_stage(job: StageJob) -> StageResult:
         history=history_from_columns(state["history"]),
         iterations=int(state["iteration"]),
     )
-
-
-def exit_with_parent(parent_pid: int, poll_seconds: float = 1.0) -> threading.Thread:
-    """End this process as soon as ``parent_pid`` is no longer its parent.
-
-    torch's spawn asks the kernel for SIGINT on the parent's death, but a worker waiting in
-    a collective (gloo, NCCL) never gets to handle it and would hold its memory, GPU memory
-    included, forever. A watcher thread polls instead and exits hard: the in-training
-    checkpoint on disk is whole (it is written atomically), nothing else is lost.
-    """
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(poll_seconds)
-        os._exit(1)
-
-    watcher = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
-    watcher.start()
-    return watcher
 
 
 def serve_stages(where: Cluster) -> int:
