@@ -6,6 +6,7 @@ import json
 import pickle
 import signal
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -67,8 +68,12 @@ def test_a_tracked_uda_run_reads_back(project_copy: Path) -> None:
     for model in ("source_only", "round_1"):
         for prediction in ("fused", "context", "detail"):
             assert 0 <= run.data.metrics[f"miou/{model}/{prediction}"] <= 1
-    reports = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "reports")}
-    assert {"miou_table.csv", "per_class_iou.png", "qualitative.png"} <= reports
+    reports = _artifacts(client, run.info.run_id)
+    tables = ("miou_table.csv", "per_class_iou.png", "qualitative.png")
+    assert {f"reports/{file}" for file in tables} <= reports
+    # every stage's history and pseudo-label quality, none replacing another's
+    histories = {f"reports/{stage}/training_history.csv" for stage in ("source_only", "round_1")}
+    assert histories | {"reports/round_1/pseudo_label_quality.json"} <= reports
     models = [Path(a.path).name for a in client.list_artifacts(run.info.run_id, "model")]
     assert models == ["model.pt"]
 
@@ -170,8 +175,8 @@ def test_a_tracked_ablation_study_reads_back(
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     (study,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert study.data.params["ablations.seeds"] == "[1]"  # kedro-mlflow's, flattened
-    reports = {Path(a.path).name for a in client.list_artifacts(study.info.run_id, "reports")}
-    assert "ablation_table.csv" in reports
+    reports = _artifacts(client, study.info.run_id)
+    assert "reports/ablations/ablation_table.csv" in reports
     nested = {r.info.run_name: r for r in runs if r is not study}
     assert sorted(nested) == ["daformer/seed_1", "hrda/seed_1"]
     for name, run in nested.items():
@@ -183,6 +188,16 @@ def test_a_tracked_ablation_study_reads_back(
         for stage in ("warmup", "round_1"):
             history = client.get_metric_history(run.info.run_id, f"{stage}/loss")
             assert [m.step for m in history] == [1, 2], (name, stage)
-        artifacts = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "reports")}
-        assert {"metrics.json", "training_history.csv"} <= artifacts, name
+        artifacts = _artifacts(client, run.info.run_id)
+        expected = ("metrics.json", "source_only/training_history.csv")
+        assert {f"reports/{file}" for file in expected} <= artifacts, name
+        assert "reports/round_1/training_history.csv" in artifacts, name
     assert {r.info.status for r in runs} == {"FINISHED"}
+
+
+def _artifacts(client: Any, run_id: str, folder: str = "reports") -> set[str]:
+    """Every artifact file under ``folder`` of the run, by its path."""
+    found: set[str] = set()
+    for entry in client.list_artifacts(run_id, folder):
+        found |= _artifacts(client, run_id, entry.path) if entry.is_dir else {entry.path}
+    return found

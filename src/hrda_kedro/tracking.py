@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hrda_kedro.tracking_runs import client, current_run_id, parent_run_id
+from hrda_kedro.tracking_runs import client, current_run_id, parent_run_id, run_namespace
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,9 @@ def stage_logger() -> StageLogger | None:
     return StageLogger(get_tracking_uri(), run_id)
 
 
+REPORTING = "08_reporting"  # the catalog's reporting folder, mirrored under reports/
+
+
 def log_saved(name: str, data: Any, catalog: Any) -> None:
     """After a dataset was saved: metrics from results, report files as artifacts."""
     run_id = current_run_id()
@@ -87,7 +90,24 @@ def log_saved(name: str, data: Any, catalog: Any) -> None:
             store.log_metric(run_id, key, float(value))
     path = _report_file(catalog, name)
     if path is not None:
-        store.log_artifact(run_id, str(path), artifact_path="reports")
+        store.log_artifact(run_id, str(path), artifact_path=report_artifact_folder(name, path))
+
+
+def report_artifact_folder(name: str, path: Path) -> str:
+    """Where a report dataset's file ``path`` goes among its run's artifacts: ``reports/``
+    and the file's folder under ``08_reporting`` (a version's folders left out), below its
+    run's own (``round_1/training_history.csv`` -> ``reports/round_1``; an ablation's
+    ``ablations/hrda/seed_1/round_1/...``, logged into the nested run of ``hrda/seed_1``,
+    likewise). Every stage writes a ``training_history.csv``: under ``reports/`` alone,
+    each replaced the last."""
+    configured = path.parent.parent if path.parent.parent.name == path.name else path
+    parts = configured.parent.parts
+    below = parts[parts.index(REPORTING) + 1 :] if REPORTING in parts else ()
+    nested = run_namespace(name.rpartition(".")[0])
+    run_folders = tuple(nested.split(".")) if nested else ()
+    if below[: len(run_folders)] == run_folders:
+        below = below[len(run_folders) :]
+    return "/".join(["reports", *below])
 
 
 def log_model(catalog: Any, name: str) -> None:
