@@ -49,9 +49,12 @@ def _advice() -> dict[type[Exception], str]:
     load torch and the whole model stack (seconds). An error of one of these types can only
     have been raised once its module was loaded, so the import costs nothing by then.
     """
+    from yaml import MarkedYAMLError
+
     from hrda_kedro.data import DataError, MissingFolderError, MissingInputError
     from hrda_kedro.hrda.checkpoint import CheckpointError
     from hrda_kedro.hrda.networks.weights import WeightsError
+    from hrda_kedro.hrda.training.history import NonFiniteLossError
     from hrda_kedro.launch import LauncherError
     from hrda_kedro.params import ParameterError
     from hrda_kedro.run_lock import ProjectBusyError
@@ -80,6 +83,12 @@ def _advice() -> dict[type[Exception], str]:
         "own data/)",
         LauncherError: "start or restart `kedro run` on every machine as the README shows "
         "('Several GPUs, several machines')",
+        NonFiniteLossError: "lower the stage's optimizer.lr or set its optimizer.grad_clip "
+        "(warmup or self_training in conf/<env>/parameters*.yml or --params), then run "
+        "again: it resumes from the last checkpoint",
+        # Kedro's ParserError of a configuration file (yaml's, which it re-raises).
+        MarkedYAMLError: "fix the YAML syntax of that file (an unclosed bracket or quote, a "
+        "tab in the indentation; Kedro counts the lines from 0), then run again",
     }
 
 
@@ -284,11 +293,13 @@ def _run(verbose: bool, **options: Any) -> Any:
     with _stopped_by_signals():
         check_env(options.get("env"), options.get("conf_source"))
         names = [options["pipeline"]] if options.get("pipeline") else list(options["pipelines"])
-        _check_pipeline_names(names)
-        _check_load_versions(options.get("load_versions") or {}, names)
-        _check_node_names(options, names)
-        _check_runner(options.get("runner"))
         try:
+            # The name checks read the registry, which reads the run's parameters: a
+            # configuration file's error surfaces here first.
+            _check_pipeline_names(names)
+            _check_load_versions(options.get("load_versions") or {}, names)
+            _check_node_names(options, names)
+            _check_runner(options.get("runner"))
             return kedro_run.callback(**options)
         except Exception as exc:
             # Kedro has no exception type of its own for this; its text is all there is.

@@ -238,6 +238,32 @@ def test_cli_bad_parameter_prints_a_short_message(trained: Path) -> None:
     assert "Traceback (most recent call last)" in log and "ParameterError: parameter warmpu" in log
 
 
+@pytest.mark.parametrize(
+    "text", ["warmup:\n  iterations: [6\n", "warmup:\n\titerations: 6\n"], ids=["bracket", "tab"]
+)
+def test_cli_yaml_syntax_error_prints_a_short_message(trained: Path, text: str) -> None:
+    """A broken conf file surfaced as a 175-195 line framed traceback: the registry read the
+    parameters before the run's own error handling."""
+    (trained / "conf" / "local" / "parameters_broken.yml").write_text(text)
+    output = assert_refused(
+        trained, "--pipeline warmup", r"ParserError: Invalid YAML .*parameters_broken\.yml"
+    )
+    assert "Traceback" not in output and "╭" not in output
+    assert "What to do: fix the YAML syntax of that file" in output
+
+
+def test_cli_a_loss_that_diverges_prints_a_short_message(trained: Path) -> None:
+    """NonFiniteLossError, the project's own, printed a 275-line traceback and no advice."""
+    result = kedro(trained, "--pipeline", "warmup", "--params", "warmup.optimizer.lr=1e9")
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert re.match(
+        r"NonFiniteLossError: warmup: loss term '\w+' is (nan|inf|-inf) at iteration \d+",
+        final_error(result.stdout),
+    ), final_error(result.stdout)
+    assert "Traceback" not in result.stdout and "╭" not in result.stdout
+    assert "What to do: lower the stage's optimizer.lr" in flat(result.stdout)
+
+
 def test_cli_missing_model_stops_before_any_node_naming_the_dataset(trained: Path) -> None:
     """A model version that was never saved (or a model not trained yet): the dataset, the
     folder and the saved versions in one line, before the first node."""
