@@ -197,9 +197,13 @@ class ProjectHooks:
             if _trains_outside_the_study(pipeline):
                 check_work_folder(runtime.work_dir, "runtime.work_dir")
         if "ablations" in validated:
-            from hrda_kedro.pipelines.ablations.nodes import check_variant_weights
+            from hrda_kedro.pipelines.ablations.nodes import (
+                check_variant_crops,
+                check_variant_weights,
+            )
 
             check_variant_weights(parameters)
+            check_variant_crops(parameters)
             study = parse(AblationParams, parameters["ablations"], "ablations")
             check_work_folder(study.work_dir, "ablations.work_dir")
         if "predict" in validated:

@@ -507,19 +507,47 @@ def check_run(parameters: Mapping[str, Any], groups: typing.Collection[str]) -> 
             size = spec.resize.load_size(*size)
         where = f" of ingestion_datasets.{split} (ingestion.embedded height, width)"
         if model is not None:
-            crop = model.hrda.context_crop
-            _require(
-                crop[0] <= size[0] and crop[1] <= size[1],
-                "model.hrda.context_crop",
-                f"the context crop {list(crop)} (HxW) does not fit in the {size[0]}x{size[1]} "
-                f"images{where}; expected at most the image size",
-            )
+            check_crop_fits(model.hrda.context_crop, {split: size}, "model.hrda.context_crop")
         if split == "target_train" and has("self_training"):
             training = parse(SelfTrainingParams, parameters["self_training"], "self_training")
             if training.pseudo_labels.margins_reference_size is None:
                 check_margins(
                     training.pseudo_labels.margins, size, "self_training.pseudo_labels", where
                 )
+
+
+def check_crop_fits(
+    crop: typing.Sequence[int], sizes: Mapping[str, tuple[int, int]], key: str
+) -> None:
+    """The context crop ``crop`` (set by ``key``) fits in the images of each split, whose
+    load sizes ``sizes`` gives (:func:`embedded_training_sizes`)."""
+    for split, (height, width) in sizes.items():
+        where = f" of ingestion_datasets.{split} (ingestion.embedded height, width)"
+        _require(
+            crop[0] <= height and crop[1] <= width,
+            key,
+            f"the context crop {list(crop)} (HxW) does not fit in the {height}x{width} "
+            f"images{where}; expected at most the image size",
+        )
+
+
+def embedded_training_sizes(parameters: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
+    """The load size (HxW) of each training split that reads the embedded benchmark, from
+    valid ingestion settings ({} otherwise): a folder's sizes only its manifest knows."""
+    from hrda_kedro.data.ingest import IngestionDatasets, IngestionSettings
+
+    try:
+        datasets = parse(IngestionDatasets, parameters["ingestion_datasets"], "ingestion_datasets")
+        embedded = parse(IngestionSettings, parameters["ingestion"], "ingestion").embedded
+    except (KeyError, ParameterError):
+        return {}
+    sizes = {}
+    for split in ("source_train", "target_train"):
+        spec = getattr(datasets, split)
+        if spec is not None and spec.kind == "embedded":
+            size = (embedded.height, embedded.width)
+            sizes[split] = spec.resize.load_size(*size) if spec.resize is not None else size
+    return sizes
 
 
 def check_pretrained(location: str | None, encoder: str, group: str) -> None:

@@ -18,6 +18,7 @@ from hrda_kedro.params import ParameterError
 from hrda_kedro.pipelines.ablations import create_pipeline
 from hrda_kedro.pipelines.ablations.nodes import (
     build_ablation_table,
+    check_variant_crops,
     check_variant_weights,
     deep_merge,
     run_metrics,
@@ -391,3 +392,20 @@ def test_extra_targets_are_scored_as_the_papers_generalization_columns() -> None
     mean = table[table["seed"] == "mean"].iloc[0]
     assert mean["miou_bdd100k"] == pytest.approx(np.mean([m["miou_bdd100k"] for m in metrics]))
     assert summary["variants"]["hrda"]["miou_bdd100k_std"] > 0
+
+
+def test_a_variants_crop_larger_than_the_embedded_images_is_named_at_run_start() -> None:
+    """naive HR's 192-pixel crop in a project of 64x128 images was refused by its own
+    warmup node, after other variants had trained, and named the run's key."""
+    small = {
+        "ingestion": {"embedded": {"height": 64, "width": 128}},
+        "model": {"hrda": {"context_crop": [64, 64], "detail_crop": [32, 32]}},
+    }
+    parameters = deep_merge(shipped_parameters(), small)
+    with pytest.raises(
+        ParameterError,
+        match=r"^parameter ablations\.variants\.naive_hr\.model\.hrda\.context_crop: the "
+        r"context crop \[192, 192\] \(HxW\) does not fit in the 64x128 images",
+    ):
+        check_variant_crops(parameters)
+    check_variant_crops(shipped_parameters())  # 256x512 images hold every variant's crop

@@ -26,7 +26,9 @@ from hrda_kedro.params import (
     AblationParams,
     ParameterError,
     SelfTrainingParams,
+    check_crop_fits,
     check_pretrained,
+    embedded_training_sizes,
     parse,
 )
 from hrda_kedro.reports.tables import json_ready
@@ -323,12 +325,29 @@ def _check_weights(
         check_pretrained(location, model.network.encoder, f"{owner}{group}.{section}")
 
 
-def _setter(settings: AblationParams, variant: str, group: str, section: str) -> str:
-    """The key prefix whose ``<group>.<section>.pretrained`` a variant's value comes from."""
+def check_variant_crops(parameters: Mapping[str, Any]) -> None:
+    """Each variant's context crop fits in the embedded benchmark's training images before
+    the study trains anything: naive HR's larger crop was refused by its own warmup node,
+    after other variants had trained, under the run's key ``model.hrda.context_crop``."""
+    sizes = embedded_training_sizes(parameters)
+    if not sizes:
+        return
+    settings = parse(AblationParams, parameters.get("ablations"), "ablations")
+    for variant in settings.variants:
+        groups = variant_groups(parameters, variant)
+        model = parse(ModelConfig, groups["model"], f"ablations.variants.{variant}.model")
+        owner = _setter(settings, variant, "model", "hrda", "context_crop")
+        check_crop_fits(model.hrda.context_crop, sizes, f"{owner}model.hrda.context_crop")
+
+
+def _setter(
+    settings: AblationParams, variant: str, group: str, section: str, key: str = "pretrained"
+) -> str:
+    """The key prefix whose ``<group>.<section>.<key>`` a variant's value comes from."""
     for prefix, overrides in (
         (f"ablations.variants.{variant}.", settings.variants[variant]),
         ("ablations.shared.", settings.shared),
     ):
-        if "pretrained" in (getattr(overrides, group).get(section) or {}):
+        if key in (getattr(overrides, group).get(section) or {}):
             return prefix
     return ""
