@@ -36,6 +36,15 @@ def test_uda_runs_warmup_two_rounds_and_evaluation(reference: Path) -> None:
     assert set(table["model"]) == {"source_only", "round_1", "round_2"}
     assert set(table["prediction"]) == {"fused", "context", "detail"}
     assert table["miou"].between(0, 1).all()
+    # each round records the model it started from: the chain evaluated is one adaptation
+    evaluated = {
+        name: json.loads((data / f"07_model_output/evaluation/{name}.json").read_text())
+        for name in ("source_only", "round_1", "round_2")
+    }
+    assert evaluated["round_1"]["input_model_sha256"] == evaluated["source_only"]["weights_sha256"]
+    assert evaluated["round_2"]["input_model_sha256"] == evaluated["round_1"]["weights_sha256"]
+    summary = json.loads(_latest("08_reporting/evaluation_summary.json/*/*.json", data).read_text())
+    assert summary["broken_links"] == []
     labels = sorted((data / "07_model_output/round_1/pseudo_labels").rglob("*_label.png"))
     assert len(labels) == 3  # one pseudo-label per target-train image
     history = pd.read_csv(data / "08_reporting/round_1/training_history.csv")

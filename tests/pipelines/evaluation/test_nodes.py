@@ -199,3 +199,36 @@ def test_evaluation_honours_channels_last_with_the_same_counts(
     assert layouts == [True, True, False, False]
     # The same predictions up to float summation order (another kernel's): a pixel or two.
     assert on.sum() == off.sum() and np.abs(on - off).sum() <= 0.002 * on.sum()
+
+
+def _chain(*links: tuple[str, str, str | None]) -> list[dict]:
+    """Evaluations of (model, its weights' digest, the digest of the model it started from)."""
+    cm = np.diag(np.arange(1, 20)).tolist()
+    return [
+        {"model": m, "weights_sha256": w, "input_model_sha256": i, "confusion": {"fused": cm}}
+        for m, w, i in links
+    ]
+
+
+@pytest.mark.parametrize(
+    ("links", "broken"),
+    [
+        ([("source_only", "A", None), ("round_1", "B", "A"), ("round_2", "C", "B")], []),
+        # round_2 of a first run beside round_1 of a second run stopped in its round 2
+        ([("source_only", "A", None), ("round_1", "B2", "A"), ("round_2", "C", "B")], ["round_2"]),
+        ([("source_only", "A2", None), ("round_1", "B", "A")], ["round_1"]),
+        # checkpoints from before the start was recorded, or a chain evaluated in part
+        ([("source_only", "A", None), ("round_1", "B", None)], []),
+        ([("round_2", "C", "B")], []),
+    ],
+)  # fmt: skip
+def test_a_table_of_two_runs_rounds_says_which_round_broke_the_chain(caplog, links, broken) -> None:
+    """A run stopped in round 2 and re-run in part left one run's round_1 beside another's
+    round_2; the reports scored them as one adaptation without a word."""
+    with caplog.at_level("WARNING", logger="hrda_kedro"):
+        _, _, summary = build_miou_report(EVALUATION, *_chain(*links))
+    assert summary["broken_links"] == broken
+    warned = [
+        r.getMessage() for r in caplog.records if "was trained from another" in r.getMessage()
+    ]
+    assert [w.split(" ")[0] for w in warned] == broken

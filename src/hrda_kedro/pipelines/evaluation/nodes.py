@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from hrda_kedro.hrda.inference import (
 from hrda_kedro.hrda.metrics import confusion_matrix, summarize
 from hrda_kedro.hrda.model import HRDAModel
 from hrda_kedro.hrda.model_config import ModelConfig, SlidingWindows
+from hrda_kedro.hrda.training.distributed import state_digest
 from hrda_kedro.params import EvaluationParams, RuntimeParams, parse
 from hrda_kedro.progress import LogProgress
 from hrda_kedro.reports.figures import (
@@ -103,7 +105,11 @@ def evaluate_model(
         str(name): confusions(rows, str(name))
         for name, rows in (extra.groupby("split", sort=False) if len(extra) else ())
     }
-    return {"model": stage, "mode": net.mode, **primary, "targets": targets}
+    provenance = {
+        "weights_sha256": state_digest(checkpoint["model"]),
+        "input_model_sha256": checkpoint.get("input_model_sha256"),
+    }
+    return {"model": stage, "mode": net.mode, **provenance, **primary, "targets": targets}
 
 
 def build_miou_report(
@@ -153,6 +159,7 @@ def build_miou_report(
                 {"target": target, "model": model_name, "prediction": prediction, **full["iou"]}
             )
     _warn_of_absent_subsets(rows, eval_params)
+    broken = broken_links(evaluations)
     table = pd.DataFrame(rows)
     per_class_table = pd.DataFrame(per_class)
     summary = {  # NaN (a class absent from the ground truth) is null in JSON
@@ -164,6 +171,7 @@ def build_miou_report(
             else [CITYSCAPES_CLASSES[c] for c in subset]
             for name, subset in eval_params.class_subsets.items()
         },
+        "broken_links": broken,
     }
     for row in rows:
         if row["prediction"] == "fused" and row["classes"] == next(iter(eval_params.class_subsets)):
@@ -175,6 +183,41 @@ def build_miou_report(
                 100 * row["small_class_miou"],
             )
     return table, per_class_table, json_ready(summary)
+
+
+def broken_links(evaluations: Sequence[dict[str, Any]]) -> list[str]:
+    """The rounds evaluated here whose checkpoint says they started from another model than
+    the previous stage evaluated beside them, each with a warning: a run stopped between
+    its rounds and re-run in part leaves one run's ``round_1`` beside another's ``round_2``,
+    and a table of the two reads as one adaptation. Checkpoints from before the model they
+    started from was recorded are not checked."""
+    digests = {result["model"]: result.get("weights_sha256") for result in evaluations}
+    broken = []
+    for result in evaluations:
+        started_from = result.get("input_model_sha256")
+        previous = _previous_stage(str(result["model"]))
+        if started_from is None or previous not in digests or digests[previous] is None:
+            continue
+        if started_from != digests[previous]:
+            broken.append(str(result["model"]))
+            logger.warning(
+                "%s was trained from another %s than the one evaluated here (a run stopped "
+                "between its rounds and re-run in part?): the table is not one adaptation; "
+                "run kedro run --pipeline=uda again to train the chain from %s on",
+                result["model"],
+                previous,
+                previous,
+            )
+    return broken
+
+
+def _previous_stage(stage: str) -> str | None:
+    """The stage a round starts from: ``round_1`` from ``source_only``, ``round_k`` from
+    ``round_<k-1>``; None for any other."""
+    prefix, _, number = stage.rpartition("_")
+    if prefix != "round" or not number.isdigit():
+        return None
+    return "source_only" if int(number) == 1 else f"round_{int(number) - 1}"
 
 
 def _warn_of_absent_subsets(rows: list[dict[str, Any]], eval_params: EvaluationParams) -> None:

@@ -212,6 +212,7 @@ def train_round(
         target_train_manifest, model_params, "target_train", train_params.pseudo_labels
     )
     offline = train_params.pseudo_labels.source == "offline"
+    input_digest = state_digest(input_model["model"])
     job = source_stage_job(
         stage,
         model_params,
@@ -233,9 +234,12 @@ def train_round(
                 trained_settings(model, self_training, reads_inference=offline),
                 runtime_params.seed,
             ),
-            input_model=state_digest(input_model["model"]),
+            input_model=input_digest,
             data=(manifest_digest(source_train_manifest), manifest_digest(target_train_manifest)),
         ),
     )
     result = run_stage(job)
-    return checkpoint_payload(result, model_params, stage), pd.DataFrame(result.history)
+    # The model it started from, so that reports can tell a chain of rounds from a mix of
+    # two runs' (a run stopped between rounds and re-run in part).
+    payload = checkpoint_payload(result, model_params, stage, input_model_sha256=input_digest)
+    return payload, pd.DataFrame(result.history)
