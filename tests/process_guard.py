@@ -40,6 +40,15 @@ def children(pid: int | None = None) -> dict[int, str]:
     return found
 
 
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, an adopted orphan not reaped yet, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def reap() -> None:
     """Collect the exit status of adopted orphans that ended (else they stay zombies)."""
     while True:

@@ -19,6 +19,7 @@ from kedro.io import DatasetError
 
 from hrda_kedro import run_lock
 from hrda_kedro.run_lock import LOCK_FILE, OUTPUTS_LOCK_FILE, ProjectBusyError
+from tests import process_guard
 from tests.reliability.helpers import (
     assert_unchanged,
     copy_project,
@@ -202,15 +203,6 @@ def test_a_killed_runs_forked_workers_neither_keep_the_lock_nor_outlive_it(
     run.wait(timeout=30)
     assert other_process_acquires(tmp_path)
     deadline = time.monotonic() + 30
-    while _alive(worker) and time.monotonic() < deadline:
+    while process_guard.alive(worker) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _alive(worker)
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, reparented to init until reaped, does not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    assert not process_guard.alive(worker)

@@ -94,13 +94,5 @@ def test_spawned_workers_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
     while alive and time.monotonic() < deadline:
         process_guard.reap()  # the session adopted them (subreaper): collect their exit
         time.sleep(0.2)
-        alive = [pid for pid in workers if _alive(pid)]
+        alive = [pid for pid in workers if process_guard.alive(pid)]
     assert not alive, f"workers outlived their killed parent: {alive}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"

@@ -254,15 +254,20 @@ def test_bad_inputs_stop_the_run_naming_the_file_before_any_output(
     assert not (project / "data" / "07_model_output").exists()
 
 
-def test_labels_of_another_listing_stop_the_overlays_before_any_is_replaced() -> None:
-    """A redraw (``--nodes=draw_overlays``) over labels of another run's images once failed
-    in the save with a numpy broadcast error, after the old overlays were deleted."""
+def test_labels_of_another_listing_are_named_not_a_broadcast_error(tmp_path: Path) -> None:
+    """A redraw (``--nodes=draw_overlays``) over labels of another run's images failed with
+    a numpy broadcast error; each label is checked against its image as it is drawn (one
+    decode each)."""
+    image = tmp_path / "a.png"
+    write_rgb(image, 40, 60)
     manifest = pd.DataFrame(
-        {"partition_id": ["a"], "image_path": ["/photos/a.png"], "height": [40], "width": [60]}
+        {"partition_id": ["a"], "image_path": [str(image)], "height": [40], "width": [60]}
     )
-    labels = {"a": lambda: Image.new("L", (30, 80))}
-    with pytest.raises(DataError, match=r"saved label 'a' is 30x80 .* /photos/a.png is 60x40"):
-        nodes.draw_overlays(manifest, labels, {})
+    overlays = nodes.draw_overlays(manifest, {"a": lambda: Image.new("L", (30, 80))}, {})
+    with pytest.raises(DataError, match=r"saved label 'a' is 30x80 .*a.png is 60x40"):
+        overlays["a"]()
+    right = nodes.draw_overlays(manifest, {"a": lambda: Image.new("L", (60, 40))}, {})
+    assert right["a"]().size == (60, 40)
 
 
 def test_bad_files_can_be_skipped(project: Path) -> None:

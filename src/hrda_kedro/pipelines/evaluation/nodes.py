@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Sequence
@@ -186,38 +187,27 @@ def build_miou_report(
 
 
 def broken_links(evaluations: Sequence[dict[str, Any]]) -> list[str]:
-    """The rounds evaluated here whose checkpoint says they started from another model than
-    the previous stage evaluated beside them, each with a warning: a run stopped between
-    its rounds and re-run in part leaves one run's ``round_1`` beside another's ``round_2``,
-    and a table of the two reads as one adaptation. Checkpoints from before the model they
-    started from was recorded are not checked."""
-    digests = {result["model"]: result.get("weights_sha256") for result in evaluations}
+    """The models of ``evaluations`` (in chain order: source_only, round_1, ...) whose
+    checkpoint says they started from another model than the one evaluated before them,
+    each with a warning: a run stopped between its rounds and re-run in part leaves one
+    run's ``round_1`` beside another's ``round_2``, and a table of the two reads as one
+    adaptation. Checkpoints from before the model they started from was recorded are not
+    checked."""
     broken = []
-    for result in evaluations:
+    for previous, result in itertools.pairwise(evaluations):
         started_from = result.get("input_model_sha256")
-        previous = _previous_stage(str(result["model"]))
-        if started_from is None or previous not in digests or digests[previous] is None:
+        if started_from is None or started_from == previous.get("weights_sha256"):
             continue
-        if started_from != digests[previous]:
-            broken.append(str(result["model"]))
-            logger.warning(
-                "%s was trained from another %s than the one evaluated here (a run stopped "
-                "between its rounds and re-run in part?): the table is not one adaptation; "
-                "run kedro run --pipeline=uda again to train the chain from %s on",
-                result["model"],
-                previous,
-                previous,
-            )
+        broken.append(str(result["model"]))
+        logger.warning(
+            "%s was trained from another %s than the one evaluated here (a run stopped "
+            "between its rounds and re-run in part?): the table is not one adaptation; "
+            "run kedro run --pipeline=uda again to train the chain from %s on",
+            result["model"],
+            previous["model"],
+            previous["model"],
+        )
     return broken
-
-
-def _previous_stage(stage: str) -> str | None:
-    """The stage a round starts from: ``round_1`` from ``source_only``, ``round_k`` from
-    ``round_<k-1>``; None for any other."""
-    prefix, _, number = stage.rpartition("_")
-    if prefix != "round" or not number.isdigit():
-        return None
-    return "source_only" if int(number) == 1 else f"round_{int(number) - 1}"
 
 
 def _warn_of_absent_subsets(rows: list[dict[str, Any]], eval_params: EvaluationParams) -> None:

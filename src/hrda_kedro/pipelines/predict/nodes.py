@@ -370,22 +370,6 @@ def segment_images(
     return labels, maps
 
 
-def _check_label_sizes(
-    manifest: pd.DataFrame, labels: dict[str, Callable[[], Image.Image]]
-) -> None:
-    """Each saved label has its listed image's size (read from the PNG header), checked
-    before the overlays' folder is emptied: labels of another listing once failed half-way
-    through the save with a numpy broadcast error, the old overlays already gone."""
-    for row in manifest.itertuples():
-        label = labels[row.partition_id]()
-        if (label.height, label.width) != (row.height, row.width):
-            raise DataError(
-                f"saved label {row.partition_id!r} is {label.width}x{label.height} (WxH) but "
-                f"{row.image_path} is {row.width}x{row.height}: the labels belong to another "
-                "listing; expected segment_images run on this one (kedro run --pipeline=predict)"
-            )
-
-
 def draw_overlays(
     predict_manifest: pd.DataFrame,
     predict_labels: dict[str, Callable[[], Image.Image]],
@@ -402,11 +386,18 @@ def draw_overlays(
         raise DataError(
             f"no saved label for {missing[0]!r} ({len(missing)} missing): run segment_images"
         )
-    _check_label_sizes(predict_manifest, predict_labels)
 
     def overlay(pid: str, image_path: str) -> Image.Image:
         image = read_image(Path(image_path)).astype(np.float32)
-        colors = colorize(np.asarray(predict_labels[pid]())).astype(np.float32)
+        label = np.asarray(predict_labels[pid]())
+        if label.shape != image.shape[:2]:  # labels of another listing (--nodes=draw_overlays)
+            raise DataError(
+                f"saved label {pid!r} is {label.shape[1]}x{label.shape[0]} (WxH) but "
+                f"{image_path} is {image.shape[1]}x{image.shape[0]}: the labels belong to "
+                "another listing; expected segment_images run on this one (kedro run "
+                "--pipeline=predict)"
+            )
+        colors = colorize(label).astype(np.float32)
         return Image.fromarray(((1 - alpha) * image + alpha * colors).round().astype(np.uint8))
 
     return {
